@@ -1,0 +1,133 @@
+//! The composition root: builds stores, upstream clients, the engine and
+//! the router from a [`Config`], binds the listener and runs until a
+//! signal, then drains in-flight responses for the grace period.
+//!
+//! Nothing imports this module except `main` and the CLI.
+
+use crate::cache::{FsIndex, FsStore};
+use crate::config::Config;
+use crate::http::{HttpState, router};
+use crate::metrics::Metrics;
+use crate::pull::PullService;
+use crate::upstream::{UpstreamSet, http_client};
+use anyhow::Context as _;
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// A bound, ready-to-run berth.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    grace: std::time::Duration,
+}
+
+impl App {
+    /// Build everything and bind the listen address. Fails with a clear
+    /// message when the cache directory is unusable or the port is taken.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let (blobs, swept) = FsStore::open(&config.data_dir)
+            .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
+        if swept > 0 {
+            tracing::info!(
+                files = swept,
+                "removed unfinished downloads left by a previous run"
+            );
+        }
+        let index = FsIndex::open(&config.data_dir.join("index"), &config.data_dir.join("tmp"))
+            .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
+        let metrics = Arc::new(Metrics::new());
+        let http = http_client().context("cannot build the upstream HTTP client")?;
+        let upstreams = Arc::new(UpstreamSet::new(&config.upstreams, &http, &metrics));
+        let pull = Arc::new(PullService::new(
+            Arc::new(blobs),
+            Arc::new(index),
+            Arc::clone(&metrics),
+        ));
+        let state = Arc::new(HttpState {
+            pull,
+            upstreams,
+            metrics,
+            domain: config.domain.clone(),
+            next_request_id: 0.into(),
+        });
+        let listener = bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            router: router(state),
+            grace: config.shutdown_grace,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serve until `shutdown` resolves, then drain for the grace period.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, "berth listening on http://{addr}");
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.changed().await;
+            })
+            .into_future();
+        let mut server = tokio::spawn(server);
+        tokio::select! {
+            result = &mut server => return result.context("server task failed")?.context("server failed"),
+            () = shutdown => {}
+        }
+        tracing::info!(grace = ?self.grace, "shutting down: no new connections, draining in-flight responses");
+        let _ = stop_tx.send(true);
+        match tokio::time::timeout(self.grace, &mut server).await {
+            Ok(_) => tracing::info!("drained; bye"),
+            Err(_) => {
+                server.abort();
+                tracing::warn!("grace period over; closed the remaining connections");
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "cannot listen on {addr}: the port is already in use by another process; \
+                 stop it or choose another address with `listen` in the config or BERTH_LISTEN"
+            )
+        } else {
+            anyhow::anyhow!("cannot listen on {addr}: {e}")
+        }
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,186 @@
+//! The content-addressed store on local disk.
+//!
+//! Layout under the data directory:
+//! - `blobs/sha256/<first two hex digits>/<hex>`: committed blobs and
+//!   manifests, named by their verified digest;
+//! - `tmp/`: spools being written, swept at start-up;
+//! - `index/`: tag answers and manifest media types (see `index.rs`).
+//!
+//! A blob reaches its final path only by `rename` after its digest was
+//! verified and its data fsynced; the directory is fsynced after the rename.
+
+use crate::cache::{BlobStore, ByteStream, CacheError, Spool, stream_file};
+use crate::oci::Digest;
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Blobs on local disk.
+#[derive(Debug)]
+pub struct FsStore {
+    blobs: PathBuf,
+    tmp: PathBuf,
+    next_spool: AtomicU64,
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CacheError + 'a {
+    move |e| CacheError::io(op, path, e)
+}
+
+impl FsStore {
+    /// Open (creating if needed) the store under `root` and delete every
+    /// spool a previous run left behind. Returns the store and the number of
+    /// stale spool files removed.
+    pub fn open(root: &Path) -> Result<(Self, usize), CacheError> {
+        let blobs = root.join("blobs").join("sha256");
+        let tmp = root.join("tmp");
+        for dir in [&blobs, &tmp] {
+            std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        }
+        let mut swept = 0;
+        for entry in std::fs::read_dir(&tmp).map_err(io_err("list", &tmp))? {
+            let path = entry.map_err(io_err("list", &tmp))?.path();
+            std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            swept += 1;
+        }
+        let store = Self {
+            blobs,
+            tmp,
+            next_spool: AtomicU64::new(0),
+        };
+        Ok((store, swept))
+    }
+
+    /// Final path of a blob.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        blob_path(&self.blobs, digest)
+    }
+}
+
+/// The digest type guarantees 64 hex digits, so the path can never leave
+/// the store.
+fn blob_path(blobs: &Path, digest: &Digest) -> PathBuf {
+    let hex = digest.hex();
+    blobs.join(&hex[..2]).join(hex)
+}
+
+fn commit_blocking(blobs: &Path, spool: Spool, digest: &Digest) -> Result<(), CacheError> {
+    spool.sync()?;
+    let dest = blob_path(blobs, digest);
+    let dir = dest.parent().unwrap_or(blobs);
+    std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    std::fs::rename(spool.path(), &dest).map_err(io_err("rename", &dest))?;
+    spool.disarm();
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync", dir))
+}
+
+#[async_trait]
+impl BlobStore for FsStore {
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, CacheError> {
+        let path = self.blob_path(digest);
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CacheError::io("stat", &path, e)),
+        }
+    }
+
+    async fn read(
+        &self,
+        digest: &Digest,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<ByteStream>, CacheError> {
+        let path = self.blob_path(digest);
+        match std::fs::File::open(&path) {
+            Ok(file) => Ok(Some(stream_file(Arc::new(file), start, Some(end), None))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CacheError::io("open", &path, e)),
+        }
+    }
+
+    async fn read_small(&self, digest: &Digest) -> Result<Option<Bytes>, CacheError> {
+        let path = self.blob_path(digest);
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CacheError::io("read", &path, e)),
+        }
+    }
+
+    async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError> {
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(CacheError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let mut spool = self.spool().await?;
+        let blobs = self.blobs.clone();
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || {
+            spool.write(&bytes)?;
+            commit_blocking(&blobs, spool, &digest)
+        })
+        .await
+        .map_err(|e| CacheError::io("write", Path::new("(task)"), std::io::Error::other(e)))?
+    }
+
+    async fn spool(&self) -> Result<Spool, CacheError> {
+        let n = self.next_spool.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = self.tmp.join(format!("{}-{nanos}-{n}", std::process::id()));
+        Spool::create(path)
+    }
+
+    async fn commit(&self, spool: Spool, digest: &Digest) -> Result<(), CacheError> {
+        let blobs = self.blobs.clone();
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || commit_blocking(&blobs, spool, &digest))
+            .await
+            .map_err(|e| CacheError::io("commit", Path::new("(task)"), std::io::Error::other(e)))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_small_verifies_and_sweep_cleans_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, swept) = FsStore::open(dir.path()).unwrap();
+        assert_eq!(swept, 0);
+        let d = Digest::of(b"manifest");
+        let wrong = Digest::of(b"other");
+        assert!(matches!(
+            store
+                .put_small(&wrong, Bytes::from_static(b"manifest"))
+                .await,
+            Err(CacheError::DigestMismatch { .. })
+        ));
+        assert_eq!(store.stat(&wrong).await.unwrap(), None);
+        store
+            .put_small(&d, Bytes::from_static(b"manifest"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.read_small(&d).await.unwrap().unwrap(),
+            &b"manifest"[..]
+        );
+        assert_eq!(store.stat(&d).await.unwrap(), Some(8));
+
+        let leftover = store.spool().await.unwrap();
+        std::mem::forget(leftover);
+        drop(store);
+        let (_store, swept) = FsStore::open(dir.path()).unwrap();
+        assert_eq!(swept, 1);
+    }
+}

@@ -1,0 +1,120 @@
+//! The cache: a storage trait for content-addressed blobs, its local
+//! filesystem implementation, readers that stream a blob while it is still
+//! being written, and the index of tag answers and manifest media types.
+//!
+//! Uses only `oci` from this crate. The storage trait is what an S3 backend
+//! implements later; everything above it sees only [`BlobStore`] and
+//! [`IndexStore`].
+
+mod fs;
+mod index;
+mod reader;
+mod spool;
+
+pub use fs::FsStore;
+pub use index::{FsIndex, TagRecord};
+pub use reader::{Progress, ProgressState, stream_file};
+pub use spool::Spool;
+
+use crate::oci::Digest;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::Stream;
+use std::fmt::Debug;
+use std::pin::Pin;
+
+/// A stream of body chunks.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// Errors from the cache's storage.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// An I/O operation on the store failed.
+    #[error("cache {op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// Which file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Content did not hash to the digest it was stored under.
+    #[error("content hashed to {actual}, not {expected}")]
+    DigestMismatch {
+        /// The digest asked for.
+        expected: Digest,
+        /// The digest of the bytes.
+        actual: Digest,
+    },
+}
+
+impl CacheError {
+    pub(crate) fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Content-addressed blob storage shared by every upstream.
+///
+/// New content is written to a [`Spool`] (a local temporary file) and
+/// becomes visible only through [`BlobStore::commit`], after its digest was
+/// verified, so a reader can never see a partial or corrupt blob.
+#[async_trait]
+pub trait BlobStore: Send + Sync + Debug {
+    /// Size of a committed blob, or `None` if it is not cached.
+    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, CacheError>;
+
+    /// Stream bytes `start..end` of a committed blob; `None` if not cached.
+    async fn read(
+        &self,
+        digest: &Digest,
+        start: u64,
+        end: u64,
+    ) -> Result<Option<ByteStream>, CacheError>;
+
+    /// A whole committed blob in memory, for small objects like manifests.
+    /// `None` if not cached.
+    async fn read_small(&self, digest: &Digest) -> Result<Option<Bytes>, CacheError>;
+
+    /// Verify and store a small object held in memory.
+    async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError>;
+
+    /// A new spool file to write a blob into.
+    async fn spool(&self) -> Result<Spool, CacheError>;
+
+    /// Make a fully written, verified spool visible under `digest`.
+    async fn commit(&self, spool: Spool, digest: &Digest) -> Result<(), CacheError>;
+}
+
+/// Small metadata next to the blobs: which digest a tag pointed to, and the
+/// media type of each cached manifest.
+#[async_trait]
+pub trait IndexStore: Send + Sync + Debug {
+    /// The record for a tag answer, if any.
+    async fn tag(&self, key: &TagKey) -> Option<TagRecord>;
+    /// Store or replace a tag answer.
+    async fn put_tag(&self, key: &TagKey, record: TagRecord) -> Result<(), CacheError>;
+    /// Media type of a cached manifest.
+    async fn manifest_type(&self, digest: &Digest) -> Option<String>;
+    /// Record the media type of a cached manifest.
+    async fn put_manifest_type(&self, digest: &Digest, media_type: &str) -> Result<(), CacheError>;
+}
+
+/// What identifies one cached tag answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TagKey {
+    /// Upstream name.
+    pub upstream: String,
+    /// Repository, after upstream routing.
+    pub repo: String,
+    /// The tag.
+    pub tag: String,
+    /// Normalised client `Accept` set (see `oci::accept_key`).
+    pub accept: String,
+}

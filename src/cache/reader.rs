@@ -1,0 +1,253 @@
+//! Streams a byte range of a file to a response body from one blocking
+//! thread with large positional reads. The same reader tails a blob that is
+//! still being written: it follows a [`Progress`] channel, never reads past
+//! what the writer has published, and holds back the last byte of its range
+//! until the writer reports the blob complete and verified. A client can
+//! therefore never receive a whole body that later fails verification.
+
+use crate::cache::ByteStream;
+use bytes::{Bytes, BytesMut};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Bytes read per chunk.
+const CHUNK: u64 = 1 << 20;
+/// Chunks buffered per response between the reader thread and the socket.
+const QUEUE: usize = 2;
+
+/// Where a blob being written stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressState {
+    /// Bytes are still arriving.
+    Filling,
+    /// Every byte is written and the digest matched.
+    Complete,
+    /// The download broke off or failed verification.
+    Failed,
+}
+
+/// Published by the writer of a blob after each write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes written and readable so far.
+    pub written: u64,
+    /// Whether more will come.
+    pub state: ProgressState,
+}
+
+/// Stream bytes `start..end` of `file`. With `progress`, the file is still
+/// being written: the reader follows it (and `end = None` means "until the
+/// writer completes"). Without it, the file is complete and `end` is its
+/// length or the range end.
+pub fn stream_file(
+    file: Arc<File>,
+    start: u64,
+    end: Option<u64>,
+    progress: Option<watch::Receiver<Progress>>,
+) -> ByteStream {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut job = ReadJob {
+            file,
+            pos: start,
+            end,
+            progress,
+            tx,
+            runtime,
+        };
+        if let Err(e) = job.run() {
+            let _ = job.tx.blocking_send(Err(e));
+        }
+    });
+    Box::pin(ReceiverStream::new(rx))
+}
+
+struct ReadJob {
+    file: Arc<File>,
+    pos: u64,
+    end: Option<u64>,
+    progress: Option<watch::Receiver<Progress>>,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl ReadJob {
+    fn current(&mut self) -> Progress {
+        match &mut self.progress {
+            None => Progress {
+                written: self.end.unwrap_or(0),
+                state: ProgressState::Complete,
+            },
+            Some(rx) => *rx.borrow_and_update(),
+        }
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        loop {
+            let p = self.current();
+            let limit = match p.state {
+                ProgressState::Failed => {
+                    return Err(io::Error::other(
+                        "upstream download failed; response aborted",
+                    ));
+                }
+                ProgressState::Complete => {
+                    let end = self.end.unwrap_or(p.written);
+                    if self.pos >= end {
+                        return Ok(());
+                    }
+                    if p.written < end {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "cached blob is shorter than expected",
+                        ));
+                    }
+                    end
+                }
+                // Hold back one byte until the blob is verified.
+                ProgressState::Filling => p
+                    .written
+                    .saturating_sub(1)
+                    .min(self.end.map_or(u64::MAX, |e| e.saturating_sub(1))),
+            };
+            if self.pos < limit {
+                let chunk = self.read_chunk(limit)?;
+                if self.tx.blocking_send(Ok(chunk)).is_err() {
+                    return Ok(()); // the client went away
+                }
+            } else if !self.wait_for_progress() {
+                return Err(io::Error::other(
+                    "upstream download stopped; response aborted",
+                ));
+            }
+        }
+    }
+
+    fn read_chunk(&mut self, limit: u64) -> io::Result<Bytes> {
+        let want = (limit - self.pos).min(CHUNK) as usize;
+        let mut buf = BytesMut::zeroed(want);
+        let mut filled = 0;
+        while filled < want {
+            let n = self
+                .file
+                .read_at(&mut buf[filled..], self.pos + filled as u64)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "blob file ended early",
+                ));
+            }
+            filled += n;
+        }
+        self.pos += want as u64;
+        Ok(buf.freeze())
+    }
+
+    /// Block until the writer publishes again; false if the writer is gone
+    /// without completing.
+    fn wait_for_progress(&mut self) -> bool {
+        let Some(rx) = &mut self.progress else {
+            return false;
+        };
+        if self.runtime.block_on(rx.changed()).is_ok() {
+            return true;
+        }
+        // The writer dropped its sender: its last word is final.
+        rx.borrow().state == ProgressState::Complete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use std::io::Write;
+
+    async fn collect(mut s: ByteStream) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(_) => return (out, false),
+            }
+        }
+        (out, true)
+    }
+
+    fn temp_file(data: &[u8]) -> (tempfile::NamedTempFile, Arc<File>) {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(data).unwrap();
+        let reader = Arc::new(File::open(f.path()).unwrap());
+        (f, reader)
+    }
+
+    #[tokio::test]
+    async fn reads_ranges_of_complete_files() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let (_f, file) = temp_file(&data);
+        let (all, ok) = collect(stream_file(file.clone(), 0, Some(data.len() as u64), None)).await;
+        assert!(ok);
+        assert_eq!(all, data);
+        let (part, ok) = collect(stream_file(file, 10, Some(2_000_000), None)).await;
+        assert!(ok);
+        assert_eq!(part, &data[10..2_000_000]);
+    }
+
+    #[tokio::test]
+    async fn tails_a_growing_file_and_holds_back_the_last_byte() {
+        let mut w = tempfile::NamedTempFile::new().unwrap();
+        let file = Arc::new(File::open(w.path()).unwrap());
+        let (tx, rx) = watch::channel(Progress {
+            written: 0,
+            state: ProgressState::Filling,
+        });
+        let mut stream = stream_file(file, 0, Some(6), Some(rx));
+        w.write_all(b"abc").unwrap();
+        tx.send(Progress {
+            written: 3,
+            state: ProgressState::Filling,
+        })
+        .unwrap();
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!(&first[..], b"ab");
+        w.write_all(b"def").unwrap();
+        tx.send(Progress {
+            written: 6,
+            state: ProgressState::Filling,
+        })
+        .unwrap();
+        assert_eq!(&stream.next().await.unwrap().unwrap()[..], b"cde");
+        tx.send(Progress {
+            written: 6,
+            state: ProgressState::Complete,
+        })
+        .unwrap();
+        assert_eq!(&stream.next().await.unwrap().unwrap()[..], b"f");
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_fill_aborts_without_the_last_byte() {
+        let (_f, file) = temp_file(b"wrong!");
+        let (tx, rx) = watch::channel(Progress {
+            written: 6,
+            state: ProgressState::Filling,
+        });
+        let stream = stream_file(file, 0, Some(6), Some(rx));
+        let reader = tokio::spawn(collect(stream));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tx.send(Progress {
+            written: 6,
+            state: ProgressState::Failed,
+        })
+        .unwrap();
+        let (got, ok) = reader.await.unwrap();
+        assert!(!ok);
+        assert_eq!(got, b"wrong");
+    }
+}

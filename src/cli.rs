@@ -1,0 +1,98 @@
+//! Command-line interface: `serve` and `check-config`.
+
+use crate::app::{App, shutdown_signal};
+use crate::config::Config;
+use crate::telemetry;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for an invalid configuration (EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+
+/// berth: a pull-through cache for Docker/OCI registries.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the mirror (embedded defaults when no config file is given).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, short, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and print the upstreams it defines.
+    CheckConfig {
+        /// TOML configuration file.
+        #[arg(long, short, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn env_lookup(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    let loaded = match path {
+        Some(p) => Config::load(p, &env_lookup),
+        None => Config::embedded(&env_lookup),
+    };
+    loaded.map_err(|e| {
+        eprintln!("berth: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+impl Cli {
+    /// Run the chosen command.
+    pub fn run(self) -> ExitCode {
+        match self.command {
+            Command::CheckConfig { config } => match load(config.as_ref()) {
+                Ok(c) => {
+                    println!(
+                        "configuration is valid; listen {}, data_dir {}",
+                        c.listen,
+                        c.data_dir.display()
+                    );
+                    for u in &c.upstreams {
+                        let default = if u.default { " (default)" } else { "" };
+                        println!("  upstream {} -> {}{default}", u.name, u.url);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            },
+            Command::Serve { config } => {
+                let config = match load(config.as_ref()) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                telemetry::init(config.log_format);
+                match serve(&config) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!("{e:#}");
+                        eprintln!("berth: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn serve(config: &Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let app = App::build(config).await?;
+        app.run(shutdown_signal()).await
+    })
+}

@@ -1,0 +1,146 @@
+//! Typed configuration: the TOML file format, embedded defaults (the public
+//! registries), the `BERTH_*` environment overlay and validation.
+//!
+//! Parsing is pure: [`Config::from_toml`] takes the file text and an
+//! injectable environment lookup, so tests never touch the process
+//! environment. Uses only `oci` from this crate.
+
+mod builtin;
+mod file;
+mod secret;
+mod validate;
+
+pub use secret::Secret;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:5000";
+/// Default cache directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "berth-data";
+/// Default time a tag answer is trusted without asking upstream.
+pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
+/// Default grace period for in-flight responses at shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the registry API listens on.
+    pub listen: SocketAddr,
+    /// Root directory of the cache.
+    pub data_dir: PathBuf,
+    /// Base domain for Host routing (`docker.<domain>` and so on).
+    pub domain: Option<String>,
+    /// How long shutdown waits for in-flight responses.
+    pub shutdown_grace: Duration,
+    /// Log output format.
+    pub log_format: LogFormat,
+    /// Configured upstream registries; never empty.
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One upstream registry.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Registry name clients use: `ns=` value and path prefix (`docker.io`).
+    pub name: String,
+    /// Base URL berth dials, e.g. `https://registry-1.docker.io`.
+    pub url: url::Url,
+    /// Whether names that carry no registry go here.
+    pub default: bool,
+    /// Whether single-segment names get `library/` (Docker Hub).
+    pub auto_library: bool,
+    /// Host routing prefix: requests to `<host_prefix>.<domain>` go here.
+    pub host_prefix: Option<String>,
+    /// Extra path prefixes that select this upstream besides `name`.
+    pub aliases: Vec<String>,
+    /// Token realm hosts allowed to receive credentials, besides the
+    /// upstream's own host and registrable domain.
+    pub realm_hosts: Vec<String>,
+    /// Credentials for the upstream, if any.
+    pub credentials: Option<Credentials>,
+    /// How long a tag answer is trusted without asking upstream.
+    pub tag_ttl: Duration,
+}
+
+/// Username and password for an upstream.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password or access token.
+    pub password: Secret,
+}
+
+/// A configuration problem, naming the offending key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigProblem {
+    /// Dotted path of the key, e.g. `upstreams[1].url`.
+    pub key: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError(pub Vec<ConfigProblem>);
+
+impl ConfigError {
+    fn one(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self(vec![ConfigProblem {
+            key: key.into(),
+            reason: reason.into(),
+        }])
+    }
+}
+
+impl Config {
+    /// The embedded defaults: no file, public registries, local disk cache.
+    pub fn embedded(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::from_toml("", env)
+    }
+
+    /// Parse and validate TOML text, then apply `BERTH_*` overrides looked
+    /// up through `env`.
+    pub fn from_toml(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw = file::parse(text)?;
+        validate::build(raw, env)
+    }
+
+    /// Read a file and parse it like [`Config::from_toml`].
+    pub fn load(
+        path: &std::path::Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::one(path.display().to_string(), format!("cannot read file: {e}"))
+        })?;
+        Self::from_toml(&text, env)
+    }
+
+    /// The upstream configured under `name`.
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+//! GET and HEAD of blobs, with single-range support on cached blobs and on
+//! blobs still being fetched.
+
+use crate::http::admit::Admitted;
+use crate::http::error::ApiError;
+use crate::http::manifests::cache_header;
+use crate::http::range::{RangeAnswer, parse_range};
+use crate::http::{HttpState, Incoming, Trail, registry_headers};
+use crate::oci::{Digest, ErrorCode};
+use axum::body::Body;
+use axum::response::Response;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+
+fn blob_headers(headers: &mut HeaderMap, digest: &Digest) {
+    registry_headers(headers);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+        headers.insert("docker-content-digest", v.clone());
+        if let Ok(etag) = HeaderValue::from_str(&format!("\"{digest}\"")) {
+            headers.insert(header::ETAG, etag);
+        }
+    }
+}
+
+pub(crate) async fn serve(
+    state: &HttpState,
+    admitted: &Admitted,
+    digest: &Digest,
+    incoming: &Incoming<'_>,
+    trail: &mut Trail,
+) -> Result<Response, ApiError> {
+    if incoming.method == Method::HEAD {
+        let (size, outcome) = state
+            .pull
+            .blob_size(&admitted.registry, &admitted.repo, digest)
+            .await?;
+        trail.outcome = Some(outcome);
+        let mut response = Response::new(Body::empty());
+        blob_headers(response.headers_mut(), digest);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        return Ok(response);
+    }
+    let source = state
+        .pull
+        .open_blob(&admitted.registry, &admitted.repo, digest)
+        .await?;
+    trail.outcome = Some(source.outcome);
+    let x_cache = cache_header(source.outcome);
+    let range_header = incoming
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    let (status, start, end) = match source.size {
+        None => (StatusCode::OK, 0, None),
+        Some(size) => match parse_range(range_header, size) {
+            RangeAnswer::Full => (StatusCode::OK, 0, Some(size)),
+            RangeAnswer::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, Some(end)),
+            RangeAnswer::Unsatisfiable => {
+                let mut response = Response::new(Body::from(
+                    crate::oci::ErrorEnvelope::new(
+                        ErrorCode::RangeInvalid,
+                        "requested range not satisfiable",
+                    )
+                    .to_json(),
+                ));
+                *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                let headers = response.headers_mut();
+                registry_headers(headers);
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    headers.insert(header::CONTENT_RANGE, v);
+                }
+                return Ok(response);
+            }
+        },
+    };
+    let total = source.size;
+    let stream = state.pull.stream_blob(source, start, end).await?;
+    let served = state.metrics.served_bytes.clone();
+    let counted = stream.inspect(move |chunk| {
+        if let Ok(c) = chunk {
+            served.inc_by(c.len() as u64);
+        }
+    });
+    let mut response = Response::new(Body::from_stream(counted));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    blob_headers(headers, digest);
+    headers.insert("x-cache", HeaderValue::from_static(x_cache));
+    if let Some(end) = end {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let (Some(end), Some(total)) = (end, total)
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", end - 1))
+    {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(response)
+}

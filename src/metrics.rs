@@ -1,0 +1,171 @@
+//! The one metrics struct: every counter berth exports, registered in its
+//! own prometheus-client registry (no process globals), so several
+//! instances can live in one process.
+//!
+//! Imports nothing else from this crate.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Labels of `berth_http_requests`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Route name such as `manifest` or `blob`.
+    pub route: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Labels of `berth_cache_events`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `manifest` or `blob`.
+    pub kind: &'static str,
+    /// `hit`, `miss`, `stale`, `coalesced` or `revalidated`.
+    pub outcome: &'static str,
+}
+
+/// Labels of the upstream counters.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// Configured upstream name.
+    pub upstream: String,
+}
+
+/// Labels of `berth_upstream_requests`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamRequestLabels {
+    /// Configured upstream name.
+    pub upstream: String,
+    /// `manifest`, `blob`, `token`, `tags`, `referrers` or `ping`.
+    pub kind: &'static str,
+    /// HTTP status, or 0 when no response came.
+    pub status: u16,
+}
+
+/// Every metric berth exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Client requests by route and status.
+    pub http_requests: Family<RouteLabels, Counter>,
+    /// Cache outcomes by kind.
+    pub cache_events: Family<CacheLabels, Counter>,
+    /// Body bytes sent to clients.
+    pub served_bytes: Counter,
+    /// Requests sent upstream.
+    pub upstream_requests: Family<UpstreamRequestLabels, Counter>,
+    /// Body bytes received from upstream.
+    pub upstream_bytes: Family<UpstreamLabels, Counter>,
+    /// Blob fills that failed verification or broke off.
+    pub fill_failures: Family<UpstreamLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of zeroed metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("berth");
+        let http_requests = Family::default();
+        registry.register(
+            "http_requests",
+            "Client requests by route and status",
+            http_requests.clone(),
+        );
+        let cache_events = Family::default();
+        registry.register(
+            "cache_events",
+            "Cache outcomes: hit, miss, stale, coalesced, revalidated",
+            cache_events.clone(),
+        );
+        let served_bytes = Counter::default();
+        registry.register(
+            "served_bytes",
+            "Body bytes sent to clients",
+            served_bytes.clone(),
+        );
+        let upstream_requests = Family::default();
+        registry.register(
+            "upstream_requests",
+            "Requests sent to upstream registries",
+            upstream_requests.clone(),
+        );
+        let upstream_bytes = Family::default();
+        registry.register(
+            "upstream_bytes",
+            "Blob bytes received from upstream registries",
+            upstream_bytes.clone(),
+        );
+        let fill_failures = Family::default();
+        registry.register(
+            "fill_failures",
+            "Blob downloads that broke off or failed digest verification",
+            fill_failures.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            cache_events,
+            served_bytes,
+            upstream_requests,
+            upstream_bytes,
+            fill_failures,
+        }
+    }
+
+    /// Count one cache outcome.
+    pub fn cache(&self, kind: &'static str, outcome: &'static str) {
+        self.cache_events
+            .get_or_create(&CacheLabels { kind, outcome })
+            .inc();
+    }
+
+    /// Count one upstream request.
+    pub fn upstream_request(&self, upstream: &str, kind: &'static str, status: u16) {
+        self.upstream_requests
+            .get_or_create(&UpstreamRequestLabels {
+                upstream: upstream.to_owned(),
+                kind,
+                status,
+            })
+            .inc();
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_counters_with_labels() {
+        let m = Metrics::new();
+        m.cache("blob", "hit");
+        m.upstream_request("docker.io", "blob", 200);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"berth_cache_events_total{kind="blob",outcome="hit"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"berth_upstream_requests_total{upstream="docker.io",kind="blob",status="200"} 1"#
+            ),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,169 @@
+//! Content digests (`sha256:<64 hex>`) and the incremental verifier used
+//! while a blob streams in.
+
+use sha2::{Digest as _, Sha256};
+use std::fmt;
+use std::str::FromStr;
+
+/// A validated content digest. Only sha256 is supported: it is what every
+/// public registry uses, and it keeps cache paths to one fixed shape.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest {
+    hex: String,
+}
+
+/// Why a digest string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    /// No `algorithm:` prefix.
+    #[error("digest {0:?} has no algorithm prefix (expected sha256:<64 hex digits>)")]
+    Malformed(String),
+    /// An algorithm other than sha256.
+    #[error("digest algorithm {0:?} is not supported (only sha256)")]
+    UnsupportedAlgorithm(String),
+    /// The hex part is not 64 lowercase hex digits.
+    #[error("digest {0:?} must be sha256: followed by 64 lowercase hex digits")]
+    BadHex(String),
+}
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self {
+            hex: hex::encode(Sha256::digest(bytes)),
+        }
+    }
+
+    /// The 64 hex digits, without the algorithm.
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+
+    /// The algorithm name; always `sha256`.
+    pub fn algorithm(&self) -> &'static str {
+        "sha256"
+    }
+}
+
+impl FromStr for Digest {
+    type Err = DigestError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Some((algo, hex)) = s.split_once(':') else {
+            return Err(DigestError::Malformed(s.to_owned()));
+        };
+        if algo != "sha256" {
+            if algo.is_empty()
+                || !algo
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+            {
+                return Err(DigestError::Malformed(s.to_owned()));
+            }
+            return Err(DigestError::UnsupportedAlgorithm(algo.to_owned()));
+        }
+        let valid = hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !valid {
+            return Err(DigestError::BadHex(s.to_owned()));
+        }
+        Ok(Self {
+            hex: hex.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex)
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Hashes bytes as they stream past and checks them against an expected
+/// digest at the end.
+#[derive(Debug, Clone)]
+pub struct DigestVerifier {
+    hasher: Sha256,
+    expected: Digest,
+}
+
+impl DigestVerifier {
+    /// A verifier expecting `expected`.
+    pub fn new(expected: Digest) -> Self {
+        Self {
+            hasher: Sha256::new(),
+            expected,
+        }
+    }
+
+    /// Feed the next chunk.
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.hasher.update(chunk);
+    }
+
+    /// Finish; `Ok` when the bytes hashed to the expected digest, otherwise
+    /// the digest that was actually computed.
+    pub fn finish(self) -> Result<(), Digest> {
+        let actual = Digest {
+            hex: hex::encode(self.hasher.finalize()),
+        };
+        if actual == self.expected {
+            Ok(())
+        } else {
+            Err(actual)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELLO: &str = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    #[test]
+    fn parses_and_displays_sha256() {
+        let d: Digest = HELLO.parse().unwrap();
+        assert_eq!(d.to_string(), HELLO);
+        assert_eq!(Digest::of(b"hello"), d);
+    }
+
+    #[test]
+    fn refuses_bad_digests() {
+        assert!(matches!(
+            "abc".parse::<Digest>(),
+            Err(DigestError::Malformed(_))
+        ));
+        assert!(matches!(
+            "sha512:abcd".parse::<Digest>(),
+            Err(DigestError::UnsupportedAlgorithm(_))
+        ));
+        assert!(matches!(
+            "sha256:ABCD".parse::<Digest>(),
+            Err(DigestError::BadHex(_))
+        ));
+        let upper = HELLO.to_uppercase().replace("SHA256", "sha256");
+        assert!(upper.parse::<Digest>().is_err());
+        assert!("sha256:../../etc/passwd".parse::<Digest>().is_err());
+        assert!("../x:y".parse::<Digest>().is_err());
+    }
+
+    #[test]
+    fn verifier_detects_mismatch() {
+        let mut v = DigestVerifier::new(HELLO.parse().unwrap());
+        v.update(b"hel");
+        v.update(b"lo");
+        assert!(v.finish().is_ok());
+        let mut v = DigestVerifier::new(HELLO.parse().unwrap());
+        v.update(b"hellO");
+        assert_eq!(v.finish().unwrap_err(), Digest::of(b"hellO"));
+    }
+}

@@ -1,0 +1,74 @@
+//! Manifest media types and the normalisation of client `Accept` headers
+//! into a cache key.
+
+/// Every manifest media type berth knows; the default `Accept` set it sends
+/// upstream when a client sends none of its own.
+pub const MANIFEST_MEDIA_TYPES: [&str; 6] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    "application/vnd.docker.distribution.manifest.v1+json",
+];
+
+/// Whether `media_type` (parameters ignored) is a known manifest type.
+pub fn is_manifest_media_type(media_type: &str) -> bool {
+    let bare = strip_params(media_type);
+    MANIFEST_MEDIA_TYPES
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(bare))
+}
+
+fn strip_params(value: &str) -> &str {
+    value.split(';').next().unwrap_or("").trim()
+}
+
+/// Normalise every `Accept` line a client sent into one stable key: the set
+/// of media types, lowercased, parameters dropped, sorted and de-duplicated.
+///
+/// Two requests share a cached tag answer only when their keys are equal, so
+/// a client that accepts only single-platform manifests never receives an
+/// index that was fetched for a client that accepts indexes.
+pub fn accept_key<'a>(lines: impl IntoIterator<Item = &'a str>) -> String {
+    let mut types: Vec<String> = lines
+        .into_iter()
+        .flat_map(|line| line.split(','))
+        .map(|item| strip_params(item).to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    types.sort();
+    types.dedup();
+    types.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_is_order_and_line_independent() {
+        let a = accept_key([
+            "application/vnd.oci.image.index.v1+json",
+            "application/vnd.docker.distribution.manifest.v2+json;q=0.9, */*",
+        ]);
+        let b = accept_key([
+            "*/*,application/vnd.docker.distribution.manifest.v2+json",
+            "Application/vnd.oci.image.index.v1+json",
+        ]);
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            accept_key(["application/vnd.docker.distribution.manifest.v2+json"])
+        );
+        assert_eq!(accept_key([]), "");
+    }
+
+    #[test]
+    fn recognises_manifest_types() {
+        assert!(is_manifest_media_type(
+            "application/vnd.oci.image.manifest.v1+json; charset=utf-8"
+        ));
+        assert!(!is_manifest_media_type("application/json"));
+    }
+}

@@ -1,0 +1,15 @@
+//! Pure OCI distribution domain types: repository names, tags, references,
+//! digests, manifest media types and the OCI error envelope.
+//!
+//! This layer performs no I/O and imports nothing else from the crate, so
+//! every other module can depend on it.
+
+mod digest;
+mod error;
+mod media_type;
+mod name;
+
+pub use digest::{Digest, DigestError, DigestVerifier};
+pub use error::{ErrorCode, ErrorEnvelope};
+pub use media_type::{MANIFEST_MEDIA_TYPES, accept_key, is_manifest_media_type};
+pub use name::{NameError, Reference, RepoName, Tag};

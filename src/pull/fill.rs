@@ -1,0 +1,253 @@
+//! One upstream download per digest. The first request for a missing blob
+//! starts a fill task that owns the download; it writes into a spool from a
+//! blocking writer thread that hashes as it goes, publishes progress to
+//! every reader, and commits the blob only if the digest matches. Readers
+//! tail the spool at their own pace, so the fill is never slowed by a slow
+//! client, and it goes on when the first client disconnects.
+
+use crate::cache::{BlobStore, Progress, ProgressState, Spool};
+use crate::metrics::{Metrics, UpstreamLabels};
+use crate::oci::{Digest, DigestVerifier, RepoName};
+use crate::pull::PullError;
+use crate::upstream::{BlobDownload, Registry, UpstreamError};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, watch};
+
+/// A fill whose download has started: readers open this.
+#[derive(Debug, Clone)]
+pub(super) struct FillHandle {
+    pub(super) file: Arc<File>,
+    pub(super) progress: watch::Receiver<Progress>,
+    pub(super) size: Option<u64>,
+}
+
+/// Where a fill stands before its body flows.
+#[derive(Debug, Clone)]
+enum FillStart {
+    Pending,
+    Started(FillHandle),
+    Failed(PullError),
+}
+
+/// In-flight fills by digest.
+#[derive(Debug, Default)]
+pub(super) struct FillTable {
+    fills: Arc<Mutex<HashMap<Digest, watch::Receiver<FillStart>>>>,
+}
+
+/// Everything a fill task needs.
+#[derive(Debug)]
+pub(super) struct FillJob {
+    pub(super) blobs: Arc<dyn BlobStore>,
+    pub(super) registry: Arc<Registry>,
+    pub(super) repo: RepoName,
+    pub(super) digest: Digest,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+/// Removes the table entry when the fill task ends, however it ends.
+struct Deregister {
+    fills: Arc<Mutex<HashMap<Digest, watch::Receiver<FillStart>>>>,
+    digest: Digest,
+}
+
+impl Drop for Deregister {
+    fn drop(&mut self) {
+        if let Ok(mut fills) = self.fills.lock() {
+            fills.remove(&self.digest);
+        }
+    }
+}
+
+impl FillTable {
+    /// A handle on the fill for `job.digest`: an existing one (the flag is
+    /// true: coalesced) or a new one started with `job`.
+    pub(super) async fn join_or_start(
+        &self,
+        job: FillJob,
+    ) -> Result<(FillHandle, bool), PullError> {
+        let (mut rx, joined) = {
+            let mut fills = self
+                .fills
+                .lock()
+                .map_err(|_| PullError::Storage("fill table poisoned".into()))?;
+            match fills.get(&job.digest) {
+                Some(rx) => (rx.clone(), true),
+                None => {
+                    let (tx, rx) = watch::channel(FillStart::Pending);
+                    fills.insert(job.digest.clone(), rx.clone());
+                    let deregister = Deregister {
+                        fills: Arc::clone(&self.fills),
+                        digest: job.digest.clone(),
+                    };
+                    tokio::spawn(async move {
+                        let _deregister = deregister;
+                        run(job, tx).await;
+                    });
+                    (rx, false)
+                }
+            }
+        };
+        let start = rx
+            .wait_for(|s| !matches!(s, FillStart::Pending))
+            .await
+            .map_err(|_| PullError::Storage("blob download task ended unexpectedly".into()))?
+            .clone();
+        match start {
+            FillStart::Started(handle) => Ok((handle, joined)),
+            FillStart::Failed(e) => Err(e),
+            FillStart::Pending => Err(PullError::Storage("blob download did not start".into())),
+        }
+    }
+}
+
+enum Piece {
+    Chunk(Bytes),
+    End,
+}
+
+async fn run(job: FillJob, start: watch::Sender<FillStart>) {
+    let download = match job.registry.get_blob(&job.repo, &job.digest).await {
+        Ok(d) => d,
+        Err(e) => {
+            start.send_replace(FillStart::Failed(e.into()));
+            return;
+        }
+    };
+    let spool = match job.blobs.spool().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create a spool file");
+            start.send_replace(FillStart::Failed(e.into()));
+            return;
+        }
+    };
+    let (progress_tx, progress_rx) = watch::channel(Progress {
+        written: 0,
+        state: ProgressState::Filling,
+    });
+    start.send_replace(FillStart::Started(FillHandle {
+        file: spool.reader(),
+        progress: progress_rx,
+        size: download.size,
+    }));
+    let labels = UpstreamLabels {
+        upstream: job.registry.name().to_owned(),
+    };
+    match copy(&job, download, spool, &progress_tx).await {
+        Ok(spool) => match job.blobs.commit(spool, &job.digest).await {
+            Ok(()) => {
+                let written = progress_tx.borrow().written;
+                progress_tx.send_replace(Progress {
+                    written,
+                    state: ProgressState::Complete,
+                });
+                tracing::info!(digest = %job.digest, bytes = written, "blob cached");
+            }
+            Err(e) => fail(&job, &progress_tx, &labels, &PullError::from(e)),
+        },
+        Err(e) => fail(&job, &progress_tx, &labels, &e),
+    }
+}
+
+fn fail(job: &FillJob, progress: &watch::Sender<Progress>, labels: &UpstreamLabels, e: &PullError) {
+    tracing::error!(digest = %job.digest, error = %e, "blob download failed; nothing cached");
+    job.metrics.fill_failures.get_or_create(labels).inc();
+    let written = progress.borrow().written;
+    progress.send_replace(Progress {
+        written,
+        state: ProgressState::Failed,
+    });
+}
+
+/// Stream the body into the spool through a blocking writer that hashes;
+/// returns the spool when every byte arrived and the digest matched.
+async fn copy(
+    job: &FillJob,
+    download: BlobDownload,
+    spool: Spool,
+    progress: &watch::Sender<Progress>,
+) -> Result<Spool, PullError> {
+    let (tx, mut rx) = mpsc::channel::<Piece>(16);
+    let progress_w = progress.clone();
+    let expected = job.digest.clone();
+    let writer =
+        tokio::task::spawn_blocking(move || -> Result<(Spool, u64, DigestVerifier), PullError> {
+            let mut spool = spool;
+            let mut verifier = DigestVerifier::new(expected);
+            let mut written = 0u64;
+            while let Some(piece) = rx.blocking_recv() {
+                match piece {
+                    Piece::Chunk(chunk) => {
+                        verifier.update(&chunk);
+                        spool.write(&chunk)?;
+                        written += chunk.len() as u64;
+                        progress_w.send_replace(Progress {
+                            written,
+                            state: ProgressState::Filling,
+                        });
+                    }
+                    Piece::End => return Ok((spool, written, verifier)),
+                }
+            }
+            Err(PullError::Storage("blob download was abandoned".into()))
+        });
+    let upstream_bytes = job
+        .metrics
+        .upstream_bytes
+        .get_or_create(&UpstreamLabels {
+            upstream: job.registry.name().to_owned(),
+        })
+        .clone();
+    let mut body = download.response.bytes_stream();
+    let mut received = 0u64;
+    let mut broke: Option<UpstreamError> = None;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => {
+                received += chunk.len() as u64;
+                upstream_bytes.inc_by(chunk.len() as u64);
+                if tx.send(Piece::Chunk(chunk)).await.is_err() {
+                    break; // the writer failed; its error is reported below
+                }
+            }
+            Err(e) => {
+                broke = Some(UpstreamError::from_transport(job.registry.name(), &e));
+                break;
+            }
+        }
+    }
+    if broke.is_none() {
+        let _ = tx.send(Piece::End).await;
+    }
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| PullError::Storage(format!("blob writer task failed: {e}")))?;
+    if let Some(e) = broke {
+        return Err(e.into());
+    }
+    let (spool, written, verifier) = written?;
+    if let Some(size) = download.size
+        && size != written
+    {
+        return Err(UpstreamError::Invalid {
+            upstream: job.registry.name().to_owned(),
+            detail: format!("blob {} ended after {written} of {size} bytes", job.digest),
+        }
+        .into());
+    }
+    debug_assert_eq!(received, written);
+    verifier
+        .finish()
+        .map_err(|actual| PullError::DigestMismatch {
+            upstream: job.registry.name().to_owned(),
+            expected: job.digest.clone(),
+            actual,
+        })?;
+    Ok(spool)
+}

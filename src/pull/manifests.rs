@@ -1,0 +1,252 @@
+//! Manifests: by digest they are immutable and verified before caching; by
+//! tag they are trusted for `tag_ttl`, then revalidated with a HEAD, and
+//! served stale when upstream is down.
+
+use crate::cache::{TagKey, TagRecord};
+use crate::oci::{Digest, Reference, RepoName, Tag, accept_key};
+use crate::pull::{Outcome, PullError, PullService};
+use crate::upstream::{ManifestFetch, Registry};
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// A manifest request after routing.
+#[derive(Debug)]
+pub struct ManifestRequest<'a> {
+    /// The upstream it goes to.
+    pub registry: &'a Arc<Registry>,
+    /// Repository name as upstream knows it.
+    pub repo: &'a RepoName,
+    /// Tag or digest.
+    pub reference: &'a Reference,
+    /// Every `Accept` line the client sent.
+    pub accept: &'a [String],
+}
+
+/// A manifest ready to serve.
+#[derive(Debug, Clone)]
+pub struct ManifestAnswer {
+    /// Exact bytes as upstream sent them.
+    pub bytes: Bytes,
+    /// Upstream's `Content-Type`.
+    pub media_type: String,
+    /// sha256 of `bytes`.
+    pub digest: Digest,
+    /// How it was answered.
+    pub outcome: Outcome,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl PullService {
+    /// Answer a manifest request from the cache or upstream.
+    pub async fn manifest(&self, req: &ManifestRequest<'_>) -> Result<ManifestAnswer, PullError> {
+        let answer = match req.reference {
+            Reference::Digest(d) => self.manifest_by_digest(req, d).await,
+            Reference::Tag(t) => self.manifest_by_tag(req, t).await,
+        }?;
+        self.metrics.cache("manifest", answer.outcome.as_str());
+        Ok(answer)
+    }
+
+    async fn cached_manifest(
+        &self,
+        digest: &Digest,
+        outcome: Outcome,
+    ) -> Result<Option<ManifestAnswer>, PullError> {
+        let Some(media_type) = self.index.manifest_type(digest).await else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.blobs.read_small(digest).await? else {
+            return Ok(None);
+        };
+        Ok(Some(ManifestAnswer {
+            bytes,
+            media_type,
+            digest: digest.clone(),
+            outcome,
+        }))
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        req: &ManifestRequest<'_>,
+        digest: &Digest,
+    ) -> Result<ManifestAnswer, PullError> {
+        if let Some(hit) = self.cached_manifest(digest, Outcome::Hit).await? {
+            return Ok(hit);
+        }
+        let (_guard, waited) = self.manifest_locks.lock(&digest.to_string()).await;
+        if waited && let Some(hit) = self.cached_manifest(digest, Outcome::Coalesced).await? {
+            return Ok(hit);
+        }
+        let fetch = req
+            .registry
+            .get_manifest(req.repo, req.reference, req.accept)
+            .await?;
+        let actual = Digest::of(&fetch.bytes);
+        if &actual != digest {
+            return Err(PullError::DigestMismatch {
+                upstream: req.registry.name().to_owned(),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        self.store_manifest(&fetch, digest).await?;
+        Ok(ManifestAnswer {
+            bytes: fetch.bytes,
+            media_type: fetch.media_type,
+            digest: actual,
+            outcome: Outcome::Miss,
+        })
+    }
+
+    async fn store_manifest(
+        &self,
+        fetch: &ManifestFetch,
+        digest: &Digest,
+    ) -> Result<(), PullError> {
+        self.blobs.put_small(digest, fetch.bytes.clone()).await?;
+        self.index
+            .put_manifest_type(digest, &fetch.media_type)
+            .await?;
+        Ok(())
+    }
+
+    /// The cached answer for a tag key, if its manifest is still cached.
+    async fn cached_tag(
+        &self,
+        key: &TagKey,
+    ) -> Result<Option<(TagRecord, ManifestAnswer)>, PullError> {
+        let Some(record) = self.index.tag(key).await else {
+            return Ok(None);
+        };
+        let Ok(digest) = record.digest.parse::<Digest>() else {
+            return Ok(None);
+        };
+        Ok(self
+            .cached_manifest(&digest, Outcome::Hit)
+            .await?
+            .map(|answer| (record, answer)))
+    }
+
+    async fn manifest_by_tag(
+        &self,
+        req: &ManifestRequest<'_>,
+        tag: &Tag,
+    ) -> Result<ManifestAnswer, PullError> {
+        let key = TagKey {
+            upstream: req.registry.name().to_owned(),
+            repo: req.repo.to_string(),
+            tag: tag.to_string(),
+            accept: accept_key(req.accept.iter().map(String::as_str)),
+        };
+        let ttl_ms = req.registry.config().tag_ttl.as_millis() as u64;
+        let fresh = |r: &TagRecord| now_ms().saturating_sub(r.checked_at_ms) < ttl_ms;
+        if let Some((record, answer)) = self.cached_tag(&key).await?
+            && fresh(&record)
+        {
+            return Ok(answer);
+        }
+        let lock_key = format!(
+            "{}\n{}\n{}\n{}",
+            key.upstream, key.repo, key.tag, key.accept
+        );
+        let (_guard, waited) = self.manifest_locks.lock(&lock_key).await;
+        let cached = self.cached_tag(&key).await?;
+        if let Some((record, answer)) = &cached
+            && fresh(record)
+        {
+            let outcome = if waited {
+                Outcome::Coalesced
+            } else {
+                Outcome::Hit
+            };
+            return Ok(ManifestAnswer {
+                outcome,
+                ..answer.clone()
+            });
+        }
+        if let Some((record, answer)) = cached {
+            match req
+                .registry
+                .head_manifest(req.repo, req.reference, req.accept)
+                .await
+            {
+                Ok(head) if head.digest.as_ref() == Some(&answer.digest) => {
+                    self.index
+                        .put_tag(
+                            &key,
+                            TagRecord {
+                                checked_at_ms: now_ms(),
+                                ..record
+                            },
+                        )
+                        .await?;
+                    return Ok(ManifestAnswer {
+                        outcome: Outcome::Revalidated,
+                        ..answer
+                    });
+                }
+                Ok(_) => {} // the tag moved: fetch it below
+                Err(e) if e.is_outage() => return Ok(self.stale(answer, &e)),
+                Err(e) => return Err(e.into()),
+            }
+            return match self.fetch_tag(req, &key).await {
+                Err(PullError::Upstream(e)) if e.is_outage() => Ok(self.stale(answer, &e)),
+                other => other,
+            };
+        }
+        self.fetch_tag(req, &key).await
+    }
+
+    fn stale(
+        &self,
+        answer: ManifestAnswer,
+        cause: &crate::upstream::UpstreamError,
+    ) -> ManifestAnswer {
+        tracing::warn!(digest = %answer.digest, error = %cause, "upstream failed; serving cached manifest (stale-if-error)");
+        ManifestAnswer {
+            outcome: Outcome::Stale,
+            ..answer
+        }
+    }
+
+    async fn fetch_tag(
+        &self,
+        req: &ManifestRequest<'_>,
+        key: &TagKey,
+    ) -> Result<ManifestAnswer, PullError> {
+        let fetch = req
+            .registry
+            .get_manifest(req.repo, req.reference, req.accept)
+            .await?;
+        let digest = Digest::of(&fetch.bytes);
+        if let Some(claimed) = &fetch.digest
+            && claimed != &digest
+        {
+            return Err(PullError::DigestMismatch {
+                upstream: req.registry.name().to_owned(),
+                expected: claimed.clone(),
+                actual: digest,
+            });
+        }
+        self.store_manifest(&fetch, &digest).await?;
+        let record = TagRecord {
+            digest: digest.to_string(),
+            media_type: fetch.media_type.clone(),
+            size: fetch.bytes.len() as u64,
+            checked_at_ms: now_ms(),
+        };
+        self.index.put_tag(key, record).await?;
+        Ok(ManifestAnswer {
+            bytes: fetch.bytes,
+            media_type: fetch.media_type,
+            digest,
+            outcome: Outcome::Miss,
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! The pull-through engine: cache-or-fetch for manifests and blobs, one
+//! upstream fetch per digest however many clients ask, and a blob download
+//! fanned out to every waiting reader while it is verified and committed.
+//!
+//! Knows nothing of HTTP requests or responses. Uses `cache`, `upstream`,
+//! `oci` and `metrics`.
+
+mod blobs;
+mod fill;
+mod keyed_lock;
+mod manifests;
+
+pub use blobs::BlobSource;
+pub use manifests::{ManifestAnswer, ManifestRequest};
+
+use crate::cache::{BlobStore, CacheError, IndexStore};
+use crate::metrics::Metrics;
+use crate::oci::Digest;
+use crate::upstream::UpstreamError;
+use std::sync::Arc;
+
+/// How a request was answered, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// From the cache, without asking upstream.
+    Hit,
+    /// Fetched from upstream.
+    Miss,
+    /// Joined a fetch another request had started.
+    Coalesced,
+    /// From the cache after upstream confirmed it is current.
+    Revalidated,
+    /// From the cache because upstream failed (stale-if-error).
+    Stale,
+}
+
+impl Outcome {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Coalesced => "coalesced",
+            Self::Revalidated => "revalidated",
+            Self::Stale => "stale",
+        }
+    }
+}
+
+/// Why a pull failed. Cheap to clone: one failure reaches every waiter.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PullError {
+    /// Upstream failed or refused.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// Upstream sent bytes that do not hash to the digest asked for.
+    #[error("upstream {upstream} sent content for {expected} that hashes to {actual}")]
+    DigestMismatch {
+        /// Upstream name.
+        upstream: String,
+        /// Digest asked for.
+        expected: Digest,
+        /// Digest of what arrived.
+        actual: Digest,
+    },
+    /// The local cache failed.
+    #[error("cache storage failed: {0}")]
+    Storage(String),
+}
+
+impl From<CacheError> for PullError {
+    fn from(e: CacheError) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
+
+/// The engine. Built once at start-up and shared by every request.
+#[derive(Debug)]
+pub struct PullService {
+    blobs: Arc<dyn BlobStore>,
+    index: Arc<dyn IndexStore>,
+    metrics: Arc<Metrics>,
+    fills: fill::FillTable,
+    manifest_locks: keyed_lock::KeyedLocks,
+}
+
+impl PullService {
+    /// An engine over the given stores.
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        index: Arc<dyn IndexStore>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            blobs,
+            index,
+            metrics,
+            fills: fill::FillTable::default(),
+            manifest_locks: keyed_lock::KeyedLocks::default(),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Talking to upstream registries: one [`Registry`] per configured
+//! upstream, with token auth, manual redirect following (dropping
+//! `Authorization` when the host changes) and an error type that says
+//! whether upstream is down or gave a definite answer.
+//!
+//! Uses `config`, `oci` and `metrics` from this crate.
+
+mod auth;
+mod challenge;
+mod error;
+mod request;
+
+pub use challenge::{Challenge, parse_challenge, realm_allowed};
+pub use error::UpstreamError;
+
+use crate::config::UpstreamConfig;
+use crate::metrics::Metrics;
+use crate::oci::{Digest, Reference, RepoName};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest manifest berth accepts from upstream (distribution uses 4 MiB).
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+
+/// One upstream registry.
+#[derive(Debug)]
+pub struct Registry {
+    config: UpstreamConfig,
+    http: reqwest::Client,
+    auth: auth::AuthState,
+    metrics: Arc<Metrics>,
+}
+
+/// A manifest as upstream sent it.
+#[derive(Debug, Clone)]
+pub struct ManifestFetch {
+    /// Exact bytes.
+    pub bytes: Bytes,
+    /// `Content-Type` as sent.
+    pub media_type: String,
+    /// `Docker-Content-Digest` as sent, if valid.
+    pub digest: Option<Digest>,
+}
+
+/// What a manifest HEAD told.
+#[derive(Debug, Clone)]
+pub struct ManifestHead {
+    /// `Docker-Content-Digest`, if sent and valid.
+    pub digest: Option<Digest>,
+}
+
+/// An upstream answer passed through to the client (tags, referrers).
+#[derive(Debug, Clone)]
+pub struct Passthrough {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`, if sent.
+    pub content_type: Option<String>,
+    /// `Link` for pagination, if sent.
+    pub link: Option<String>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// A blob download that has started: headers received, body to come.
+#[derive(Debug)]
+pub struct BlobDownload {
+    /// `Content-Length`, when upstream sent one.
+    pub size: Option<u64>,
+    /// The response whose body streams the blob.
+    pub response: reqwest::Response,
+}
+
+/// Build the HTTP client every upstream shares.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+impl Registry {
+    /// A registry client for `config`.
+    pub fn new(config: UpstreamConfig, http: reqwest::Client, metrics: Arc<Metrics>) -> Self {
+        Self {
+            config,
+            http,
+            auth: auth::AuthState::default(),
+            metrics,
+        }
+    }
+
+    /// The configured upstream.
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.config
+    }
+
+    /// Configured name, e.g. `docker.io`.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// GET a manifest with every `Accept` line the client sent.
+    pub async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        accept: &[String],
+    ) -> Result<ManifestFetch, UpstreamError> {
+        let path = format!("{repo}/manifests/{reference}");
+        let response = self
+            .send(request::Call::get(repo, &path, "manifest").accept(accept))
+            .await?;
+        let media_type = header(&response, http::header::CONTENT_TYPE).unwrap_or_default();
+        let digest = header(&response, "docker-content-digest").and_then(|d| d.parse().ok());
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_MANIFEST_BYTES as u64)
+        {
+            return Err(self.invalid("manifest is larger than 4 MiB"));
+        }
+        let bytes = request::read_limited(response, MAX_MANIFEST_BYTES, self.name()).await?;
+        Ok(ManifestFetch {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// HEAD a manifest: revalidates a tag without counting as a pull.
+    pub async fn head_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        accept: &[String],
+    ) -> Result<ManifestHead, UpstreamError> {
+        let path = format!("{repo}/manifests/{reference}");
+        let response = self
+            .send(request::Call::head(repo, &path, "manifest").accept(accept))
+            .await?;
+        Ok(ManifestHead {
+            digest: header(&response, "docker-content-digest").and_then(|d| d.parse().ok()),
+        })
+    }
+
+    /// Start downloading a blob; follows redirects to a CDN.
+    pub async fn get_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<BlobDownload, UpstreamError> {
+        let path = format!("{repo}/blobs/{digest}");
+        let response = self.send(request::Call::get(repo, &path, "blob")).await?;
+        Ok(BlobDownload {
+            size: response.content_length(),
+            response,
+        })
+    }
+
+    /// HEAD a blob: its size, without downloading it.
+    pub async fn head_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, UpstreamError> {
+        let path = format!("{repo}/blobs/{digest}");
+        let response = self.send(request::Call::head(repo, &path, "blob")).await?;
+        Ok(header(&response, http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok()))
+    }
+
+    /// GET `/v2/<repo>/<suffix>` and hand the answer back as it is, for
+    /// tag lists and referrers. 404 is a normal answer here.
+    pub async fn passthrough(
+        &self,
+        repo: &RepoName,
+        suffix: &str,
+        kind: &'static str,
+    ) -> Result<Passthrough, UpstreamError> {
+        let path = format!("{repo}/{suffix}");
+        let accept = [
+            "application/json".to_owned(),
+            "application/vnd.oci.image.index.v1+json".to_owned(),
+        ];
+        let call = request::Call::get(repo, &path, kind).accept(&accept);
+        let response = match self.send(call).await {
+            Err(UpstreamError::NotFound { code, .. }) => {
+                let body = crate::oci::ErrorEnvelope::new(
+                    crate::oci::ErrorCode::NameUnknown,
+                    &code.unwrap_or_else(|| "not found upstream".to_owned()),
+                )
+                .to_json();
+                return Ok(Passthrough {
+                    status: 404,
+                    content_type: Some("application/json".to_owned()),
+                    link: None,
+                    body: body.into(),
+                });
+            }
+            other => other?,
+        };
+        let status = response.status().as_u16();
+        let content_type = header(&response, http::header::CONTENT_TYPE);
+        let link = header(&response, http::header::LINK);
+        let body = request::read_limited(response, MAX_MANIFEST_BYTES, self.name()).await?;
+        Ok(Passthrough {
+            status,
+            content_type,
+            link,
+            body,
+        })
+    }
+
+    fn invalid(&self, detail: &str) -> UpstreamError {
+        UpstreamError::Invalid {
+            upstream: self.name().to_owned(),
+            detail: detail.to_owned(),
+        }
+    }
+}
+
+fn header(response: &reqwest::Response, name: impl http::header::AsHeaderName) -> Option<String> {
+    response
+        .headers()
+        .get(name)?
+        .to_str()
+        .ok()
+        .map(str::to_owned)
+}
+
+/// Every configured upstream, by name.
+#[derive(Debug, Default)]
+pub struct UpstreamSet {
+    by_name: HashMap<String, Arc<Registry>>,
+    default: Option<Arc<Registry>>,
+}
+
+impl UpstreamSet {
+    /// Build registry clients for every configured upstream.
+    pub fn new(configs: &[UpstreamConfig], http: &reqwest::Client, metrics: &Arc<Metrics>) -> Self {
+        let mut set = Self::default();
+        for c in configs {
+            let registry = Arc::new(Registry::new(c.clone(), http.clone(), Arc::clone(metrics)));
+            if c.default {
+                set.default = Some(Arc::clone(&registry));
+            }
+            set.by_name.insert(c.name.clone(), registry);
+        }
+        set
+    }
+
+    /// The upstream named `name` (its configured name or an alias).
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Registry>> {
+        self.by_name.get(name).or_else(|| {
+            self.by_name
+                .values()
+                .find(|r| r.config.aliases.iter().any(|a| a == name))
+        })
+    }
+
+    /// The upstream whose `host_prefix` is `prefix`.
+    pub fn by_host_prefix(&self, prefix: &str) -> Option<&Arc<Registry>> {
+        self.by_name
+            .values()
+            .find(|r| r.config.host_prefix.as_deref() == Some(prefix))
+    }
+
+    /// The default upstream, if one is configured.
+    pub fn default_upstream(&self) -> Option<&Arc<Registry>> {
+        self.default.as_ref()
+    }
+}
