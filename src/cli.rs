@@ -91,8 +91,11 @@ fn serve(config: &Config) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let app = App::build(config).await?;
         app.run(shutdown_signal()).await
-    })
+    });
+    // Reader threads end once their responses are gone; don't wait forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }

@@ -1,0 +1,171 @@
+//! An upstream that serves wrong bytes: nothing is cached, and no client
+//! receives a complete body that passes as valid.
+
+#[path = "common/berth.rs"]
+mod berth;
+#[path = "common/fake_upstream.rs"]
+mod fake_upstream;
+
+use berth::{Berth, upstream_toml};
+use bytes::Bytes;
+use fake_upstream::{Canned, FakeUpstream};
+use sha2::{Digest as _, Sha256};
+use std::time::Duration;
+
+fn sha(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn setup() -> (FakeUpstream, Berth) {
+    let fake = FakeUpstream::start().await;
+    let berth = Berth::start(&upstream_toml("fake.test", &fake.url, "default = true"));
+    (fake, berth)
+}
+
+fn cached_blob_exists(berth: &Berth, digest: &str) -> bool {
+    let hex = digest.trim_start_matches("sha256:");
+    berth
+        .data_dir
+        .join("blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .exists()
+}
+
+fn tmp_is_empty(berth: &Berth) -> bool {
+    std::fs::read_dir(berth.data_dir.join("tmp"))
+        .unwrap()
+        .count()
+        == 0
+}
+
+/// Read a body to the end; `Err` with the bytes received if it broke off.
+async fn read_body(response: reqwest::Response) -> Result<Vec<u8>, Vec<u8>> {
+    let mut response = response;
+    let mut got = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(c)) => got.extend_from_slice(&c),
+            Ok(None) => return Ok(got),
+            Err(_) => return Err(got),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_blob_bytes_are_never_cached_nor_served_whole() {
+    let (fake, berth) = setup().await;
+    let claimed = pseudo_random(4 << 20, 1);
+    let served = pseudo_random(4 << 20, 2);
+    let digest = sha(&claimed);
+    fake.route(
+        &format!("proj/app/blobs/{digest}"),
+        Canned {
+            body: Bytes::from(served),
+            content_type: "application/octet-stream",
+            digest_header: None,
+            pieces: 8,
+            pause: Duration::from_millis(40),
+        },
+    );
+    let url = format!("{}/v2/proj/app/blobs/{digest}", berth.url());
+    let client = reqwest::Client::new();
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let (client, url) = (client.clone(), url.clone());
+        readers.push(tokio::spawn(async move {
+            let response = client.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.content_length(), Some(4 << 20));
+            read_body(response).await
+        }));
+    }
+    for r in readers {
+        match r.await.unwrap() {
+            Ok(body) => panic!("a client received a complete body of {} bytes", body.len()),
+            Err(partial) => assert!(partial.len() < 4 << 20),
+        }
+    }
+    assert_eq!(
+        fake.count("GET /v2/proj/app/blobs/"),
+        1,
+        "{:?}",
+        fake.requests()
+    );
+    assert!(!cached_blob_exists(&berth, &digest));
+    assert!(tmp_is_empty(&berth));
+
+    // Nothing was cached: the next request goes upstream again, and fails again.
+    let response = client.get(&url).send().await.unwrap();
+    assert!(read_body(response).await.is_err());
+    assert_eq!(fake.count("GET /v2/proj/app/blobs/"), 2);
+    assert!(
+        berth.log().contains("blob download failed; nothing cached"),
+        "{}",
+        berth.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_manifest_bytes_by_digest_get_502_and_no_cache() {
+    let (fake, berth) = setup().await;
+    let claimed =
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
+    let digest = sha(claimed);
+    fake.route(
+        &format!("proj/app/manifests/{digest}"),
+        Canned {
+            body: Bytes::from_static(br#"{"schemaVersion":2,"evil":true}"#),
+            content_type: "application/vnd.oci.image.manifest.v1+json",
+            digest_header: Some(digest.clone()),
+            pieces: 1,
+            pause: Duration::ZERO,
+        },
+    );
+    let url = format!("{}/v2/proj/app/manifests/{digest}", berth.url());
+    for attempt in 1..=2 {
+        let response = reqwest::get(&url).await.unwrap();
+        assert_eq!(response.status(), 502);
+        let body: serde_json::Value =
+            serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("does not match"), "{message}");
+        assert_eq!(fake.count("/manifests/"), attempt);
+    }
+    assert!(!cached_blob_exists(&berth, &digest));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_answer_whose_digest_header_lies_is_refused() {
+    let (fake, berth) = setup().await;
+    let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    let lie = sha(b"something else");
+    fake.route(
+        "proj/app/manifests/latest",
+        Canned {
+            body: Bytes::from_static(body),
+            content_type: "application/vnd.oci.image.manifest.v1+json",
+            digest_header: Some(lie),
+            pieces: 1,
+            pause: Duration::ZERO,
+        },
+    );
+    let response = reqwest::get(format!("{}/v2/proj/app/manifests/latest", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert!(!cached_blob_exists(&berth, &sha(body)));
+}
