@@ -1,15 +1,15 @@
 //! GET and HEAD of blobs, with single-range support on cached blobs and on
 //! blobs still being fetched.
 
+use crate::http::access_log::Trail;
 use crate::http::admit::Admitted;
 use crate::http::error::ApiError;
 use crate::http::manifests::cache_header;
 use crate::http::range::{RangeAnswer, parse_range};
-use crate::http::{HttpState, Incoming, Trail, registry_headers};
+use crate::http::{HttpState, Incoming, registry_headers};
 use crate::oci::{Digest, ErrorCode};
 use axum::body::Body;
 use axum::response::Response;
-use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 fn blob_headers(headers: &mut HeaderMap, digest: &Digest) {
@@ -86,13 +86,7 @@ pub(crate) async fn serve(
     };
     let total = source.size;
     let stream = state.pull.stream_blob(source, start, end).await?;
-    let served = state.metrics.served_bytes.clone();
-    let counted = stream.inspect(move |chunk| {
-        if let Ok(c) = chunk {
-            served.inc_by(c.len() as u64);
-        }
-    });
-    let mut response = Response::new(Body::from_stream(counted));
+    let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     blob_headers(headers, digest);

@@ -2,9 +2,10 @@
 //! digest, exact `Content-Length` (HEAD too) and ETag; a `Warning` header
 //! when served stale.
 
+use crate::http::access_log::Trail;
 use crate::http::admit::Admitted;
 use crate::http::error::ApiError;
-use crate::http::{HttpState, Incoming, Trail, body_for, registry_headers};
+use crate::http::{HttpState, Incoming, body_for, registry_headers};
 use crate::oci::Reference;
 use crate::pull::{ManifestRequest, Outcome};
 use axum::body::Body;
@@ -34,9 +35,6 @@ pub(crate) async fn serve(
     let answer = state.pull.manifest(&request).await?;
     trail.outcome = Some(answer.outcome);
     let len = answer.bytes.len();
-    if incoming.method == http::Method::GET {
-        state.metrics.served_bytes.inc_by(len as u64);
-    }
     let digest = answer.digest.to_string();
     let mut response = Response::new(body_for(incoming.method, || Body::from(answer.bytes)));
     *response.status_mut() = StatusCode::OK;

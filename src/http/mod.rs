@@ -4,6 +4,7 @@
 //!
 //! Uses `pull`, `upstream` (types only), `oci` and `metrics`.
 
+mod access_log;
 mod admit;
 mod blobs;
 mod error;
@@ -12,9 +13,10 @@ mod passthrough;
 mod range;
 mod route;
 
-use crate::metrics::{Metrics, RouteLabels};
-use crate::pull::{Outcome, PullService};
+use crate::metrics::Metrics;
+use crate::pull::PullService;
 use crate::upstream::UpstreamSet;
+use access_log::{LoggedBody, Trail};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -88,15 +90,6 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         .into_response()
 }
 
-/// What a handler learned, for the request's log line and metrics.
-#[derive(Debug, Default)]
-pub(crate) struct Trail {
-    pub(crate) route: &'static str,
-    pub(crate) upstream: Option<String>,
-    pub(crate) repo: Option<String>,
-    pub(crate) outcome: Option<Outcome>,
-}
-
 /// The parts of a request the handlers read.
 #[derive(Debug)]
 pub(crate) struct Incoming<'a> {
@@ -120,32 +113,8 @@ async fn registry(State(state): State<Arc<HttpState>>, request: Request) -> Resp
         .await
         .unwrap_or_else(IntoResponse::into_response);
     let status = response.status().as_u16();
-    state
-        .metrics
-        .http_requests
-        .get_or_create(&RouteLabels {
-            route: trail.route,
-            status,
-        })
-        .inc();
-    let bytes = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
-    span.in_scope(|| {
-        tracing::info!(
-            route = trail.route,
-            upstream = trail.upstream.as_deref().unwrap_or("-"),
-            repo = trail.repo.as_deref().unwrap_or("-"),
-            cache = trail.outcome.map_or("-", Outcome::as_str),
-            status,
-            bytes,
-            ms = started.elapsed().as_millis() as u64,
-            "served"
-        );
-    });
-    response
+    let metrics = Arc::clone(&state.metrics);
+    response.map(|body| LoggedBody::wrap(body, trail, status, span, started, metrics))
 }
 
 async fn dispatch(
