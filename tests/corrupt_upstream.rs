@@ -1,6 +1,11 @@
 //! An upstream that serves wrong bytes: nothing is cached, and no client
 //! receives a complete body that passes as valid.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 #[path = "common/berth.rs"]
 mod berth;

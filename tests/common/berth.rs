@@ -64,12 +64,9 @@ impl Berth {
                 l.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("berth did not start:\n{}", log.lock().unwrap());
-            }
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(20)) else {
+            let _ = child.kill();
+            panic!("berth did not start:\n{}", log.lock().unwrap());
         };
         Berth {
             child,
