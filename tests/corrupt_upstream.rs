@@ -7,14 +7,11 @@
     clippy::panic
 )]
 
-#[path = "common/berth.rs"]
-mod berth;
-#[path = "common/fake_upstream.rs"]
-mod fake_upstream;
+mod common;
 
-use berth::{Berth, upstream_toml};
 use bytes::Bytes;
-use fake_upstream::{Canned, FakeUpstream};
+use common::fake_upstream::{Canned, FakeUpstream};
+use common::{Berth, upstream_toml};
 use sha2::{Digest as _, Sha256};
 use std::time::Duration;
 

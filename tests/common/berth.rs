@@ -1,6 +1,5 @@
 //! Spawns the real `berth` binary with a generated config on a free
 //! loopback port, waits for its "listening" line, and keeps its log.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

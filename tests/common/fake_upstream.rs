@@ -1,7 +1,6 @@
 //! A deliberately broken upstream registry for what a real one cannot do:
 //! serve bytes that do not match the digest asked for, answer slowly, or
 //! claim a digest its body does not have. Counts every request it gets.
-#![allow(dead_code)]
 
 use axum::Router;
 use axum::body::Body;
