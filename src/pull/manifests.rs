@@ -3,7 +3,9 @@
 //! served stale when upstream is down.
 
 use crate::cache::{TagKey, TagRecord};
-use crate::oci::{Digest, Reference, RepoName, Tag, accept_key};
+use crate::oci::{
+    Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, Tag, accept_key, is_manifest_media_type,
+};
 use crate::pull::{Outcome, PullError, PullService};
 use crate::upstream::{ManifestFetch, Registry};
 use bytes::Bytes;
@@ -44,6 +46,26 @@ fn now_ms() -> u64 {
 impl PullService {
     /// Answer a manifest request from the cache or upstream.
     pub async fn manifest(&self, req: &ManifestRequest<'_>) -> Result<ManifestAnswer, PullError> {
+        // A client that names no manifest type (no Accept, or just */*)
+        // gets what modern clients ask for, and shares their tag answers.
+        let defaults: Vec<String>;
+        let names_a_manifest_type = req
+            .accept
+            .iter()
+            .flat_map(|line| line.split(','))
+            .any(is_manifest_media_type);
+        let req = &if !names_a_manifest_type {
+            defaults = MANIFEST_MEDIA_TYPES
+                .iter()
+                .map(|m| (*m).to_owned())
+                .collect();
+            ManifestRequest {
+                accept: &defaults,
+                ..*req
+            }
+        } else {
+            ManifestRequest { ..*req }
+        };
         let answer = match req.reference {
             Reference::Digest(d) => self.manifest_by_digest(req, d).await,
             Reference::Tag(t) => self.manifest_by_tag(req, t).await,

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod berth;
+pub mod checks;
 pub mod clients;
 pub mod containerd;
 pub mod distribution;
