@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::checks::{assert_dir_holds, cached, oci_error};
+use common::checks::{assert_dir_holds, cached, json, oci_error};
 use common::{Berth, Skopeo, Upstream, skopeo_copy_to_dir, upstream_toml};
 use std::time::Duration;
 
@@ -290,14 +290,4 @@ async fn starts_while_upstream_is_unreachable() {
         .await
         .unwrap();
     assert_eq!(response.status(), 502);
-}
-
-trait JsonValue {
-    async fn json_value(self) -> serde_json::Value;
-}
-
-impl JsonValue for reqwest::Response {
-    async fn json_value(self) -> serde_json::Value {
-        serde_json::from_slice(&self.bytes().await.unwrap()).unwrap()
-    }
 }

@@ -28,9 +28,14 @@ pub fn assert_dir_holds(dest: &Path, image: &TestImage) {
     }
 }
 
+/// A JSON body.
+pub async fn json(response: reqwest::Response) -> serde_json::Value {
+    serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
+}
+
 /// The body of an OCI error answer: (code, message).
 pub async fn oci_error(response: reqwest::Response) -> (String, String) {
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    let body = json(response).await;
     let first = &body["errors"][0];
     (
         first["code"].as_str().unwrap_or_default().to_owned(),
