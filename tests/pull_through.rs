@@ -280,11 +280,12 @@ async fn starts_while_upstream_is_unreachable() {
     ));
     let response = reqwest::get(format!("{}/v2/", berth.url())).await.unwrap();
     assert_eq!(response.status(), 200);
-    let health: serde_json::Value = reqwest::get(format!("{}/health", berth.url()))
-        .await
-        .unwrap()
-        .json_value()
-        .await;
+    let health = json(
+        reqwest::get(format!("{}/health", berth.url()))
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(health["status"], "ok");
     let response = reqwest::get(format!("{}/v2/library/x/manifests/latest", berth.url()))
         .await
