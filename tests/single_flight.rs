@@ -1,0 +1,140 @@
+//! One upstream fetch per blob, whatever the number of clients: concurrent
+//! readers share the download as it fills, the first byte arrives before
+//! the blob is complete, and the download survives clients that leave or
+//! stall.
+
+mod common;
+
+use common::checks::{cached, sha256};
+use common::{Berth, Upstream, upstream_toml};
+use futures_util::StreamExt;
+use sha2::{Digest as _, Sha256};
+use std::time::{Duration, Instant};
+
+fn hub(up: &Upstream) -> Berth {
+    Berth::start(&upstream_toml(
+        "docker.io",
+        &up.url(),
+        "default = true\nauto_library = true",
+    ))
+}
+
+/// Fetch the manifest first so berth holds a token for the repository and
+/// the blob GET below is the only blob request upstream sees.
+async fn warm_token(berth: &Berth) {
+    let r = reqwest::get(format!("{}/v2/library/big/manifests/latest", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thirty_two_concurrent_cold_gets_make_one_upstream_get() {
+    let up = Upstream::start().await;
+    let blob = up.images().big.largest_blob().clone();
+    assert!(blob.size >= 48 << 20);
+    let berth = hub(&up);
+    warm_token(&berth).await;
+    up.set_throttle(Some(Duration::from_micros(200)));
+    let url = format!("{}/v2/library/big/blobs/{}", berth.url(), blob.digest);
+    let client = reqwest::Client::new();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let response = client.get(&url).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                let declared = response.content_length();
+                let mut hasher = Sha256::new();
+                let mut len = 0u64;
+                let mut body = response.bytes_stream();
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.unwrap();
+                    len += chunk.len() as u64;
+                    hasher.update(&chunk);
+                }
+                (
+                    declared,
+                    len,
+                    format!("sha256:{}", hex::encode(hasher.finalize())),
+                )
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (declared, len, digest) = task.await.unwrap();
+        assert_eq!(declared, Some(blob.size));
+        assert_eq!(len, blob.size);
+        assert_eq!(digest, blob.digest);
+    }
+    assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
+    let metrics = reqwest::get(format!("{}/metrics", berth.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"berth_cache_events_total{kind="blob",outcome="coalesced"}"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn download_streams_early_and_survives_clients_that_leave_or_stall() {
+    let up = Upstream::start().await;
+    let blob = up.images().big.largest_blob().clone();
+    let expected = up.images().read_blob(&blob.digest);
+    let berth = hub(&up);
+    warm_token(&berth).await;
+    up.set_throttle(Some(Duration::from_micros(500)));
+    let url = format!("{}/v2/library/big/blobs/{}", berth.url(), blob.digest);
+    let client = reqwest::Client::new();
+
+    // The first client gets bytes while the blob is still being fetched...
+    let mut first = client.get(&url).send().await.unwrap();
+    let chunk = first.chunk().await.unwrap().unwrap();
+    assert!(!chunk.is_empty());
+    assert_eq!(&chunk[..], &expected[..chunk.len()]);
+    assert!(
+        !cached(&berth.data_dir, &blob.digest),
+        "first byte must not wait for the whole blob"
+    );
+    // ...then goes away.
+    drop(first);
+
+    // A range request on the blob still being fetched.
+    let ranged = client
+        .get(&url)
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(
+        ranged.headers()["content-range"],
+        format!("bytes 1000-1999/{}", blob.size).as_str()
+    );
+    assert_eq!(ranged.bytes().await.unwrap(), &expected[1000..2000]);
+
+    // A second client reads one chunk and stalls.
+    let mut stalled = client.get(&url).send().await.unwrap();
+    let mut received = stalled.chunk().await.unwrap().unwrap().to_vec();
+
+    // The download completes anyway.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cached(&berth.data_dir, &blob.digest) {
+        assert!(
+            Instant::now() < deadline,
+            "fill did not complete:\n{}",
+            berth.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while let Some(c) = stalled.chunk().await.unwrap() {
+        received.extend_from_slice(&c);
+    }
+    assert_eq!(received.len() as u64, blob.size);
+    assert_eq!(sha256(&received), blob.digest);
+    assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
+}
