@@ -1,0 +1,381 @@
+//! Protocol edge cases against a real upstream: ranges, HEAD lengths,
+//! routing by path prefix, Host and `ns`, `library/`, Accept keying, tag
+//! lists, and refusal of malformed or hostile input.
+
+mod common;
+
+use common::checks::{oci_error, raw_get};
+use common::{Berth, Upstream, upstream_toml};
+
+const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+fn hub(up: &Upstream, extra: &str) -> Berth {
+    Berth::start(&upstream_toml(
+        "docker.io",
+        &up.url(),
+        &format!("default = true\nauto_library = true\n{extra}"),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ranges_and_head_lengths() {
+    let up = Upstream::start().await;
+    let small = &up.images().small;
+    let berth = hub(&up, "");
+    let client = reqwest::Client::new();
+    let blob = small.largest_blob();
+    let expected = up.images().read_blob(&blob.digest);
+    let url = format!("{}/v2/library/small/blobs/{}", berth.url(), blob.digest);
+    let full = client.get(&url).send().await.unwrap();
+    assert_eq!(full.headers()["accept-ranges"], "bytes");
+    assert_eq!(full.bytes().await.unwrap(), expected);
+
+    let head = client.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        blob.size.to_string().as_str()
+    );
+    assert_eq!(
+        head.headers()["docker-content-digest"],
+        blob.digest.as_str()
+    );
+
+    let part = client
+        .get(&url)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 10-19/{}", blob.size).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap(), &expected[10..20]);
+    let suffix = client
+        .get(&url)
+        .header("range", "bytes=-5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        suffix.bytes().await.unwrap(),
+        &expected[expected.len() - 5..]
+    );
+
+    let beyond = client
+        .get(&url)
+        .header("range", format!("bytes={}-", blob.size))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(beyond.status(), 416);
+    assert_eq!(
+        beyond.headers()["content-range"],
+        format!("bytes */{}", blob.size).as_str()
+    );
+
+    let manifest_url = format!("{}/v2/library/small/manifests/latest", berth.url());
+    let get = client
+        .get(&manifest_url)
+        .header("accept", DOCKER_V2)
+        .send()
+        .await
+        .unwrap();
+    let get_len = get.headers()["content-length"].clone();
+    let get_type = get.headers()["content-type"].clone();
+    let body = get.bytes().await.unwrap();
+    assert_eq!(body, small.manifest);
+    assert_eq!(get_len, body.len().to_string().as_str());
+    let head = client
+        .head(&manifest_url)
+        .header("accept", DOCKER_V2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.headers()["content-length"], get_len);
+    assert_eq!(head.headers()["content-type"], get_type);
+    assert_eq!(
+        head.headers()["docker-content-digest"],
+        small.digest.as_str()
+    );
+    assert_eq!(
+        head.headers()["etag"],
+        format!("\"{}\"", small.digest).as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routing_by_prefix_host_ns_and_library() {
+    let up = Upstream::start().await;
+    let config = format!(
+        "domain = \"mirror.test\"\n{}{}",
+        upstream_toml("fallback.test", "http://127.0.0.1:9", "default = true"),
+        upstream_toml(
+            "docker.io",
+            &up.url(),
+            "auto_library = true\nhost_prefix = \"hub\"\naliases = [\"hub\"]"
+        ),
+    );
+    let berth = Berth::start(&config);
+    let client = reqwest::Client::new();
+    let get = |path: &str, host: Option<&str>| {
+        let mut r = client
+            .get(format!("{}/v2/{path}", berth.url()))
+            .header("accept", DOCKER_V2);
+        if let Some(h) = host {
+            r = r.header("host", h);
+        }
+        r.send()
+    };
+    // The default upstream is a closed port.
+    assert_eq!(
+        get("small/manifests/latest", None).await.unwrap().status(),
+        502
+    );
+    up.reset_requests();
+    // Path prefix (name and alias), ns and Host all reach docker.io, with library/ added.
+    assert_eq!(
+        get("docker.io/small/manifests/latest", None)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("hub/small/manifests/v1", None).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        get("small/manifests/latest?ns=docker.io", None)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("library/small/tags/list", Some("hub.mirror.test:5000"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let paths: Vec<String> = up
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.path)
+        .collect();
+    assert!(
+        paths.iter().all(|p| p.starts_with("/v2/library/small/")),
+        "{paths:?}"
+    );
+    // An unknown ns is refused and never dialled.
+    up.reset_requests();
+    let refused = get("small/manifests/latest?ns=evil.example", None)
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    let (code, message) = oci_error(refused).await;
+    assert_eq!(code, "NAME_UNKNOWN");
+    assert!(message.contains("evil.example"), "{message}");
+    assert!(up.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_answers_are_keyed_by_accept() {
+    let up = Upstream::start().await;
+    let list = &up.images().multi_docker;
+    let amd64 = list
+        .children
+        .iter()
+        .find(|c| c.platform == "linux/amd64")
+        .unwrap();
+    let berth = hub(&up, "");
+    let client = reqwest::Client::new();
+    let url = format!("{}/v2/{}/manifests/latest", berth.url(), list.repository);
+    // A client that cannot read manifest lists gets upstream's single-platform answer.
+    let single = client
+        .get(&url)
+        .header("accept", DOCKER_V2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(single.status(), 200);
+    assert_eq!(single.headers()["content-type"], DOCKER_V2);
+    assert_eq!(
+        single.headers()["docker-content-digest"],
+        amd64.digest.as_str()
+    );
+    // One that can gets the list, not the cached single manifest.
+    let both = client
+        .get(&url)
+        .header("accept", DOCKER_V2)
+        .header("accept", DOCKER_LIST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(both.headers()["content-type"], DOCKER_LIST);
+    assert_eq!(
+        both.headers()["docker-content-digest"],
+        list.digest.as_str()
+    );
+    assert_eq!(both.bytes().await.unwrap(), list.manifest);
+    // Both accept lines were forwarded upstream, not folded into one.
+    let forwarded = up
+        .requests()
+        .into_iter()
+        .rfind(|r| r.path.ends_with("/manifests/latest") && r.status == 200)
+        .unwrap();
+    assert_eq!(
+        forwarded.accept,
+        vec![DOCKER_V2.to_owned(), DOCKER_LIST.to_owned()]
+    );
+    // Each client keeps getting its own answer, from the cache.
+    up.reset_requests();
+    let again = client
+        .get(&url)
+        .header("accept", DOCKER_V2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.headers()["docker-content-digest"],
+        amd64.digest.as_str()
+    );
+    let again = client
+        .get(&url)
+        .header("accept", format!("{DOCKER_LIST}, {DOCKER_V2}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        again.headers()["docker-content-digest"],
+        list.digest.as_str()
+    );
+    assert!(up.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_lists_are_proxied_with_their_query() {
+    let up = Upstream::start().await;
+    let berth = hub(&up, "");
+    let all: serde_json::Value = serde_json::from_slice(
+        &reqwest::get(format!("{}/v2/small/tags/list", berth.url()))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(all["name"], "library/small");
+    assert_eq!(all["tags"], serde_json::json!(["latest", "v1"]));
+    up.reset_requests();
+    let page = reqwest::get(format!(
+        "{}/v2/small/tags/list?n=1&last=latest&x=y",
+        berth.url()
+    ))
+    .await
+    .unwrap();
+    assert_eq!(page.status(), 200);
+    let sent = up
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/tags/list") && r.status == 200)
+        .unwrap();
+    assert_eq!(sent.query.as_deref(), Some("n=1&last=latest"));
+    let bad = reqwest::get(format!("{}/v2/small/tags/list?n=lots", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let unknown = reqwest::get(format!("{}/v2/nothing/tags/list", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_and_hostile_requests_are_refused() {
+    let up = Upstream::start().await;
+    let berth = hub(&up, "");
+    up.reset_requests();
+    let cases = [
+        ("/v2/library/small/blobs/sha256:1234", 400, "DIGEST_INVALID"),
+        ("/v2/library/small/blobs/md5:abc", 400, "DIGEST_INVALID"),
+        (
+            "/v2/library/small/manifests/sha256:zz",
+            400,
+            "DIGEST_INVALID",
+        ),
+        ("/v2/Library/Small/manifests/latest", 400, "NAME_INVALID"),
+        (
+            "/v2/library/../../etc/manifests/latest",
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            "/v2/library/%2e%2e/%2e%2e/etc/manifests/latest",
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            "/v2/library/..%2f..%2fetc/manifests/latest",
+            400,
+            "NAME_INVALID",
+        ),
+        (
+            "/v2/library/small/blobs/sha256:../../../../etc/passwd",
+            400,
+            "DIGEST_INVALID",
+        ),
+        (
+            "/v2/library/small/blobs/sha256%3a..%2f..%2fetc",
+            400,
+            "DIGEST_INVALID",
+        ),
+        ("/v2/library/small/manifests/..", 400, "MANIFEST_INVALID"),
+        ("/v2/library/small/whatever", 404, "UNSUPPORTED"),
+    ];
+    for (path, status, code) in cases {
+        let (got, body) = raw_get(&berth.addr, path).await;
+        assert_eq!(got, status, "{path}: {body}");
+        assert!(
+            body.contains(&format!("\"code\":\"{code}\"")),
+            "{path}: {body}"
+        );
+    }
+    assert!(
+        up.requests().is_empty(),
+        "refused requests reached upstream: {:?}",
+        up.requests()
+    );
+    assert!(!berth.data_dir.join("etc").exists());
+
+    let client = reqwest::Client::new();
+    for method in [
+        reqwest::Method::PUT,
+        reqwest::Method::POST,
+        reqwest::Method::DELETE,
+        reqwest::Method::PATCH,
+    ] {
+        let response = client
+            .request(
+                method.clone(),
+                format!("{}/v2/library/small/manifests/latest", berth.url()),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(oci_error(response).await.0, "UNSUPPORTED");
+    }
+    let upload = client
+        .post(format!("{}/v2/library/small/blobs/uploads/", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 405);
+}
