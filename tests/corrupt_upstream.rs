@@ -1,11 +1,7 @@
 //! An upstream that serves wrong bytes: nothing is cached, and no client
 //! receives a complete body that passes as valid.
-#![allow(
-    unreachable_pub,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic
-)]
+// Test code reports failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,0 +1,160 @@
+//! The binary as an operator meets it: embedded defaults, config errors,
+//! a taken port, stale temp files, and a graceful SIGTERM.
+// Test code reports failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{Berth, Upstream, upstream_toml};
+use std::process::Command;
+use std::time::Duration;
+
+fn berth() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
+    c.env_remove("BERTH_CONFIG")
+        .env_remove("BERTH_LISTEN")
+        .env_remove("BERTH_DATA_DIR");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_defaults_run_without_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = berth()
+        .args(["serve"])
+        .env("BERTH_LISTEN", "127.0.0.1:0")
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let line = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map(Result::unwrap)
+        .find(|l| l.contains("listening on http://"))
+        .unwrap();
+    let addr = line
+        .split("listening on http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let health = reqwest::get(format!("http://{addr}/healthz")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(health.unwrap().status(), 200);
+    // The default data directory was created in the working directory.
+    assert!(dir.path().join("berth-data/blobs/sha256").is_dir());
+
+    let out = berth().args(["check-config"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("upstream docker.io -> https://registry-1.docker.io/ (default)"),
+        "{text}"
+    );
+    assert!(text.contains("upstream ghcr.io"), "{text}");
+}
+
+#[test]
+fn bad_config_names_the_key_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\ntag_ttl = \"often\"\ncolour = \"blue\"\n").unwrap();
+    for cmd in ["serve", "check-config"] {
+        let out = berth().args([cmd, "--config"]).arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(78), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("upstreams[0]") && err.contains("unknown field `colour`"),
+            "{err}"
+        );
+    }
+    std::fs::write(
+        &path,
+        "[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\ntag_ttl = \"often\"\n",
+    )
+    .unwrap();
+    let out = berth()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        err.contains("upstreams[0].tag_ttl: not a duration"),
+        "{err}"
+    );
+    let missing = berth()
+        .args(["check-config", "--config", "/nonexistent/berth.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read file"));
+}
+
+#[test]
+fn a_taken_port_is_reported() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = berth()
+        .args(["serve"])
+        .env("BERTH_LISTEN", addr.to_string())
+        .env("BERTH_DATA_DIR", dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on {addr}")) && err.contains("already in use"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stale_spool_files_are_swept_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("tmp")).unwrap();
+    std::fs::write(data.join("tmp/123-leftover"), b"half a blob").unwrap();
+    let b = Berth::start_with_data(
+        &upstream_toml("docker.io", "http://127.0.0.1:9", "default = true"),
+        &data,
+    );
+    assert_eq!(std::fs::read_dir(data.join("tmp")).unwrap().count(), 0);
+    assert!(
+        b.log().contains("removed unfinished downloads"),
+        "{}",
+        b.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_in_flight_downloads() {
+    let up = Upstream::start().await;
+    let blob = up.images().big.largest_blob().clone();
+    let mut b = Berth::start(&upstream_toml("docker.io", &up.url(), "default = true"));
+    up.set_throttle(Some(Duration::from_micros(100)));
+    let url = format!("{}/v2/library/big/blobs/{}", b.url(), blob.digest);
+    let mut response = reqwest::get(&url).await.unwrap();
+    let mut received = response.chunk().await.unwrap().unwrap().to_vec();
+    let terminated = tokio::task::spawn_blocking(move || {
+        let status = b.terminate(Duration::from_secs(30));
+        (status, b)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while let Some(c) = response.chunk().await.unwrap() {
+        received.extend_from_slice(&c);
+    }
+    assert_eq!(common::checks::sha256(&received), blob.digest);
+    let (status, b) = terminated.await.unwrap();
+    assert!(status.expect("berth exits after draining").success());
+    let log = b.log();
+    assert!(
+        log.contains("shutting down") && log.contains("drained"),
+        "{log}"
+    );
+}
