@@ -25,7 +25,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
 async fn skopeo_pull(host: &str, reference: &str) -> Duration {
     let dest = tempfile::tempdir().unwrap();
     let start = Instant::now();
-    skopeo_copy_to_dir(&format!("{host}/{reference}"), dest.path()).await.unwrap();
+    skopeo_copy_to_dir(&format!("{host}/{reference}"), dest.path())
+        .await
+        .unwrap();
     start.elapsed()
 }
 
@@ -58,9 +60,14 @@ fn row(name: &str, direct: Duration, berth: Duration) -> String {
 async fn main() {
     let up = Upstream::start().await;
     let big = &up.images().big;
-    let image_bytes: u64 = big.blobs.iter().map(|b| b.size).sum::<u64>() + big.manifest.len() as u64;
+    let image_bytes: u64 =
+        big.blobs.iter().map(|b| b.size).sum::<u64>() + big.manifest.len() as u64;
     let reference = big.reference();
-    let hub = upstream_toml("docker.io", &up.url(), "default = true\nauto_library = true\ntag_ttl = \"1h\"");
+    let hub = upstream_toml(
+        "docker.io",
+        &up.url(),
+        "default = true\nauto_library = true\ntag_ttl = \"1h\"",
+    );
 
     // Cold and warm pulls with skopeo.
     let (mut direct, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
@@ -75,10 +82,19 @@ async fn main() {
             .iter()
             .filter(|r| r.method == "GET" && r.status == 200)
             .map(|r| {
-                big.blobs.iter().find(|b| r.path.ends_with(&b.digest)).map_or_else(
-                    || if r.path.contains("/manifests/") { big.manifest.len() as u64 } else { 0 },
-                    |b| b.size,
-                )
+                big.blobs
+                    .iter()
+                    .find(|b| r.path.ends_with(&b.digest))
+                    .map_or_else(
+                        || {
+                            if r.path.contains("/manifests/") {
+                                big.manifest.len() as u64
+                            } else {
+                                0
+                            }
+                        },
+                        |b| b.size,
+                    )
             })
             .sum();
         upstream_bytes.push(fetched as f64 / image_bytes as f64);
@@ -100,12 +116,27 @@ async fn main() {
     }
 
     let mib = image_bytes as f64 / f64::from(1 << 20);
-    println!("\nberth pull benchmark: {mib:.1} MiB image ({} blobs), median of {RUNS} runs, 127.0.0.1\n", big.blobs.len());
+    println!(
+        "\nberth pull benchmark: {mib:.1} MiB image ({} blobs), median of {RUNS} runs, 127.0.0.1\n",
+        big.blobs.len()
+    );
     println!("| measure | direct upstream (s) | through berth (s) | berth / direct |");
     println!("|---|---|---|---|");
-    println!("{}", row("cold pull, skopeo", median(direct.clone()), median(cold)));
+    println!(
+        "{}",
+        row("cold pull, skopeo", median(direct.clone()), median(cold))
+    );
     println!("{}", row("warm pull, skopeo", median(direct), median(warm)));
-    println!("{}", row("warm 48 MiB blob GET, one connection", median(blob_direct), median(blob_berth)));
+    println!(
+        "{}",
+        row(
+            "warm 48 MiB blob GET, one connection",
+            median(blob_direct),
+            median(blob_berth)
+        )
+    );
     let worst = upstream_bytes.iter().copied().fold(0.0, f64::max);
-    println!("\nupstream bytes for a cold pull / image size: {worst:.2} (worst of {RUNS} cold pulls)");
+    println!(
+        "\nupstream bytes for a cold pull / image size: {worst:.2} (worst of {RUNS} cold pulls)"
+    );
 }

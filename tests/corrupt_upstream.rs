@@ -77,6 +77,7 @@ async fn wrong_blob_bytes_are_never_cached_nor_served_whole() {
             digest_header: None,
             pieces: 8,
             pause: Duration::from_millis(40),
+            ..Canned::default()
         },
     );
     let url = format!("{}/v2/proj/app/blobs/{digest}", berth.url());
@@ -131,6 +132,7 @@ async fn wrong_manifest_bytes_by_digest_get_502_and_no_cache() {
             digest_header: Some(digest.clone()),
             pieces: 1,
             pause: Duration::ZERO,
+            ..Canned::default()
         },
     );
     let url = format!("{}/v2/proj/app/manifests/{digest}", berth.url());
@@ -160,6 +162,7 @@ async fn tag_answer_whose_digest_header_lies_is_refused() {
             digest_header: Some(lie),
             pieces: 1,
             pause: Duration::ZERO,
+            ..Canned::default()
         },
     );
     let response = reqwest::get(format!("{}/v2/proj/app/manifests/latest", berth.url()))
@@ -167,4 +170,22 @@ async fn tag_answer_whose_digest_header_lies_is_refused() {
         .unwrap();
     assert_eq!(response.status(), 502);
     assert!(!cached_blob_exists(&berth, &sha(body)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_answer_for_a_non_empty_blob_is_an_error() {
+    let (fake, berth) = setup().await;
+    let digest = sha(b"not empty");
+    fake.route(
+        &format!("proj/app/blobs/{digest}"),
+        Canned {
+            content_type: "application/octet-stream",
+            ..Canned::default()
+        },
+    );
+    let response = reqwest::get(format!("{}/v2/proj/app/blobs/{digest}", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert!(!cached_blob_exists(&berth, &digest));
 }

@@ -381,3 +381,42 @@ async fn malformed_and_hostile_requests_are_refused() {
         .unwrap();
     assert_eq!(upload.status(), 405);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn referrers_are_proxied() {
+    let up = Upstream::start().await;
+    let small = &up.images().small;
+    let berth = hub(&up, "");
+    up.reset_requests();
+    let url = format!(
+        "{}/v2/library/small/referrers/{}?artifactType=application/vnd.example+json",
+        berth.url(),
+        small.digest
+    );
+    let response = reqwest::get(&url).await.unwrap();
+    // distribution 2.8 has no referrers API: its 404 reaches the client as an
+    // OCI error, which tells clients to fall back to the tag schema.
+    assert_eq!(response.status(), 404);
+    assert!(!oci_error(response).await.0.is_empty());
+    let sent = up
+        .requests()
+        .into_iter()
+        .find(|r| r.path.contains("/referrers/") && r.status != 401)
+        .unwrap();
+    assert_eq!(
+        sent.path,
+        format!("/v2/library/small/referrers/{}", small.digest)
+    );
+    assert_eq!(
+        sent.query.as_deref(),
+        Some("artifactType=application%2Fvnd.example%2Bjson")
+    );
+    let bad = reqwest::get(format!(
+        "{}/v2/library/small/referrers/{}?artifactType=%3Cscript%3E",
+        berth.url(),
+        small.digest
+    ))
+    .await
+    .unwrap();
+    assert_eq!(bad.status(), 400);
+}

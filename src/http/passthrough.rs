@@ -69,6 +69,8 @@ fn referrers_suffix(digest: &Digest, query: Option<&str>) -> Result<String, ApiE
     let mut forwarded = url::form_urlencoded::Serializer::new(String::new());
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         if key == "artifactType" {
+            // An unencoded '+' arrives as a space; media types have none.
+            let value = value.replace(' ', "+");
             let ok = value.len() < 256
                 && value
                     .bytes()

@@ -24,6 +24,30 @@ fn strip_params(value: &str) -> &str {
     value.split(';').next().unwrap_or("").trim()
 }
 
+/// The media type of a manifest whose upstream sent no `Content-Type`: its
+/// own `mediaType` field, else schema 1 by `schemaVersion`, else an OCI
+/// image manifest (which has no required `mediaType`).
+pub fn sniff_manifest_type(bytes: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+        #[serde(rename = "schemaVersion")]
+        schema_version: Option<u32>,
+    }
+    match serde_json::from_slice::<Probe>(bytes) {
+        Ok(Probe {
+            media_type: Some(t),
+            ..
+        }) if !t.is_empty() => t,
+        Ok(Probe {
+            schema_version: Some(1),
+            ..
+        }) => MANIFEST_MEDIA_TYPES[4].to_owned(),
+        _ => MANIFEST_MEDIA_TYPES[1].to_owned(),
+    }
+}
+
 /// Normalise every `Accept` line a client sent into one stable key: the set
 /// of media types, lowercased, parameters dropped, sorted and de-duplicated.
 ///
@@ -62,6 +86,28 @@ mod tests {
             accept_key(["application/vnd.docker.distribution.manifest.v2+json"])
         );
         assert_eq!(accept_key([]), "");
+    }
+
+    #[test]
+    fn sniffs_missing_content_types() {
+        assert_eq!(
+            sniff_manifest_type(
+                br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}"#
+            ),
+            "application/vnd.oci.image.index.v1+json"
+        );
+        assert_eq!(
+            sniff_manifest_type(br#"{"schemaVersion":1,"name":"x"}"#),
+            "application/vnd.docker.distribution.manifest.v1+prettyjws"
+        );
+        assert_eq!(
+            sniff_manifest_type(b"{}"),
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        assert_eq!(
+            sniff_manifest_type(b"not json"),
+            "application/vnd.oci.image.manifest.v1+json"
+        );
     }
 
     #[test]

@@ -118,6 +118,15 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>) {
             return;
         }
     };
+    // A zero-length answer would be complete before it could be verified.
+    if download.size == Some(0) && job.digest != Digest::of(b"") {
+        let e = UpstreamError::Invalid {
+            upstream: job.registry.name().to_owned(),
+            detail: format!("empty body for blob {}", job.digest),
+        };
+        start.send_replace(FillStart::Failed(e.into()));
+        return;
+    }
     let spool = match job.blobs.spool().await {
         Ok(s) => s,
         Err(e) => {

@@ -115,7 +115,8 @@ impl Registry {
         let response = self
             .send(request::Call::get(repo, &path, "manifest").accept(accept))
             .await?;
-        let media_type = header(&response, http::header::CONTENT_TYPE).unwrap_or_default();
+        let content_type =
+            header(&response, http::header::CONTENT_TYPE).filter(|t| !t.trim().is_empty());
         let digest = header(&response, "docker-content-digest").and_then(|d| d.parse().ok());
         if response
             .content_length()
@@ -124,6 +125,7 @@ impl Registry {
             return Err(self.invalid("manifest is larger than 4 MiB"));
         }
         let bytes = request::read_limited(response, MAX_MANIFEST_BYTES, self.name()).await?;
+        let media_type = content_type.unwrap_or_else(|| crate::oci::sniff_manifest_type(&bytes));
         Ok(ManifestFetch {
             bytes,
             media_type,

@@ -12,8 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the fake serves for one path below `/v2/`.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Canned {
+    /// Status code; 0 means 200.
+    pub status: u16,
+    /// Extra response headers, e.g. `Location` for a redirect.
+    pub headers: Vec<(&'static str, String)>,
     /// Response body.
     pub body: Bytes,
     /// Content-Type.
@@ -30,6 +34,8 @@ pub struct Canned {
 struct Inner {
     routes: HashMap<String, Canned>,
     requests: Vec<String>,
+    /// When set: (expected Authorization value, challenge to send without it).
+    auth: Option<(String, String)>,
 }
 
 /// A running fake upstream on 127.0.0.1.
@@ -62,7 +68,13 @@ impl FakeUpstream {
             .insert(path.to_owned(), canned);
     }
 
-    /// Requests received, as "METHOD /path".
+    /// Answer 401 with `challenge` unless `Authorization` equals `expected`.
+    /// `/v2/` and paths starting with `/token` are exempt.
+    pub fn require_auth(&self, expected: &str, challenge: &str) {
+        self.inner.lock().unwrap().auth = Some((expected.to_owned(), challenge.to_owned()));
+    }
+
+    /// Requests received, as "METHOD /path?query auth=<Authorization or ->".
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().unwrap().requests.clone()
     }
@@ -78,13 +90,38 @@ impl FakeUpstream {
 
 async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    let canned = {
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .map_or("-".to_owned(), |v| v.to_str().unwrap().to_owned());
+    let (canned, auth) = {
         let mut i = inner.lock().unwrap();
-        i.requests.push(format!("{} {}", req.method(), path));
-        i.routes.get(path.trim_start_matches("/v2/")).cloned()
+        let query = req
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        i.requests.push(format!(
+            "{} {path}{query} auth={authorization}",
+            req.method()
+        ));
+        let key = path.trim_start_matches("/v2/").trim_start_matches('/');
+        (i.routes.get(key).cloned(), i.auth.clone())
     };
     if path == "/v2/" {
         return Response::new(Body::from("{}"));
+    }
+    if let Some((expected, challenge)) = auth
+        && !path.starts_with("/token")
+        && authorization != expected
+    {
+        let mut r = Response::new(Body::from(
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+        ));
+        *r.status_mut() = http::StatusCode::UNAUTHORIZED;
+        r.headers_mut()
+            .insert("www-authenticate", challenge.parse().unwrap());
+        return r;
     }
     let Some(c) = canned else {
         let mut r = Response::new(Body::from(
@@ -111,7 +148,13 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
     } else {
         body
     });
+    if c.status != 0 {
+        *r.status_mut() = http::StatusCode::from_u16(c.status).unwrap();
+    }
     let h = r.headers_mut();
+    for (name, value) in &c.headers {
+        h.insert(*name, value.parse().unwrap());
+    }
     h.insert("content-type", c.content_type.parse().unwrap());
     h.insert("content-length", len.into());
     if let Some(d) = c.digest_header {
