@@ -12,19 +12,11 @@ use common::{Berth, Upstream, upstream_toml};
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
-fn hub(up: &Upstream, extra: &str) -> Berth {
-    Berth::start(&upstream_toml(
-        "docker.io",
-        &up.url(),
-        &format!("default = true\nauto_library = true\n{extra}"),
-    ))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn ranges_and_head_lengths() {
     let up = Upstream::start().await;
     let small = &up.images().small;
-    let berth = hub(&up, "");
+    let berth = Berth::hub(&up.url(), "");
     let client = reqwest::Client::new();
     let blob = small.largest_blob();
     let expected = up.images().read_blob(&blob.digest);
@@ -195,7 +187,7 @@ async fn tag_answers_are_keyed_by_accept() {
         .iter()
         .find(|c| c.platform == "linux/amd64")
         .unwrap();
-    let berth = hub(&up, "");
+    let berth = Berth::hub(&up.url(), "");
     let client = reqwest::Client::new();
     let url = format!("{}/v2/{}/manifests/latest", berth.url(), list.repository);
     // A client that cannot read manifest lists gets upstream's single-platform answer.
@@ -263,7 +255,7 @@ async fn tag_answers_are_keyed_by_accept() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tag_lists_are_proxied_with_their_query() {
     let up = Upstream::start().await;
-    let berth = hub(&up, "");
+    let berth = Berth::hub(&up.url(), "");
     let all: serde_json::Value = serde_json::from_slice(
         &reqwest::get(format!("{}/v2/small/tags/list", berth.url()))
             .await
@@ -302,7 +294,7 @@ async fn tag_lists_are_proxied_with_their_query() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_hostile_requests_are_refused() {
     let up = Upstream::start().await;
-    let berth = hub(&up, "");
+    let berth = Berth::hub(&up.url(), "");
     up.reset_requests();
     let cases = [
         ("/v2/library/small/blobs/sha256:1234", 400, "DIGEST_INVALID"),
@@ -386,7 +378,7 @@ async fn malformed_and_hostile_requests_are_refused() {
 async fn referrers_are_proxied() {
     let up = Upstream::start().await;
     let small = &up.images().small;
-    let berth = hub(&up, "");
+    let berth = Berth::hub(&up.url(), "");
     up.reset_requests();
     let url = format!(
         "{}/v2/library/small/referrers/{}?artifactType=application/vnd.example+json",

@@ -18,19 +18,11 @@ fn answered(up: &Upstream, method: &str, path: &str) -> usize {
         .count()
 }
 
-fn hub(up: &Upstream, extra: &str) -> Berth {
-    Berth::start(&upstream_toml(
-        "docker.io",
-        &up.url(),
-        &format!("default = true\nauto_library = true\n{extra}"),
-    ))
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn cold_pull_then_warm_pull_sends_nothing_upstream() {
     let up = Upstream::start().await;
     let small = &up.images().small;
-    let berth = hub(&up, "tag_ttl = \"5m\"");
+    let berth = Berth::hub(&up.url(), "tag_ttl = \"5m\"");
     up.reset_requests();
     up.issuer().reset_log();
 
@@ -76,12 +68,7 @@ async fn cold_pull_then_warm_pull_sends_nothing_upstream() {
         "a warm pull within tag_ttl must not reach upstream"
     );
     assert_eq!(up.issuer().token_requests(), 0);
-    let metrics = reqwest::get(format!("{}/metrics", berth.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = berth.metrics().await;
     assert!(
         metrics.contains(r#"berth_cache_events_total{kind="blob",outcome="hit"}"#),
         "{metrics}"
@@ -91,7 +78,7 @@ async fn cold_pull_then_warm_pull_sends_nothing_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn pulls_an_oci_index_and_a_docker_manifest_list() {
     let up = Upstream::start().await;
-    let berth = hub(&up, "");
+    let berth = Berth::hub(&up.url(), "");
     for image in [&up.images().multi, &up.images().multi_docker] {
         let raw = Skopeo::new()
             .inspect_raw(&format!("{}/{}", berth.addr, image.reference()))
@@ -139,7 +126,7 @@ async fn upstream_credentials_open_private_repositories() {
     let private = &up.images().private_small;
 
     // Without credentials upstream refuses berth: a 403 DENIED, not a 404.
-    let anonymous = hub(&up, "");
+    let anonymous = Berth::hub(&up.url(), "");
     let url = format!(
         "{}/v2/{}/manifests/latest",
         anonymous.url(),
@@ -152,7 +139,7 @@ async fn upstream_credentials_open_private_repositories() {
     assert!(message.contains("docker.io"), "{message}");
 
     up.issuer().reset_log();
-    let with_creds = hub(&up, "username = \"puller\"\npassword = \"pullpass\"");
+    let with_creds = Berth::hub(&up.url(), "username = \"puller\"\npassword = \"pullpass\"");
     let dest = tempfile::tempdir().unwrap();
     skopeo_copy_to_dir(
         &format!("{}/{}", with_creds.addr, private.reference()),
@@ -169,7 +156,7 @@ async fn upstream_credentials_open_private_repositories() {
     );
 
     // A wrong password is reported as such, not as a missing image.
-    let wrong = hub(&up, "username = \"puller\"\npassword = \"nope\"");
+    let wrong = Berth::hub(&up.url(), "username = \"puller\"\npassword = \"nope\"");
     let response = reqwest::get(format!(
         "{}/v2/{}/manifests/latest",
         wrong.url(),
@@ -185,7 +172,7 @@ async fn upstream_credentials_open_private_repositories() {
 async fn expired_tags_are_revalidated_with_a_head() {
     let up = Upstream::start().await;
     let small = &up.images().small;
-    let berth = hub(&up, "tag_ttl = \"1s\"");
+    let berth = Berth::hub(&up.url(), "tag_ttl = \"1s\"");
     let url = format!("{}/v2/library/small/manifests/latest", berth.url());
     let first = reqwest::get(&url).await.unwrap();
     assert_eq!(
@@ -220,7 +207,7 @@ async fn expired_tags_are_revalidated_with_a_head() {
 async fn upstream_down_serves_cached_tags_stale_and_uncached_as_5xx() {
     let mut up = Upstream::start().await;
     let small = &up.images().small;
-    let berth = hub(&up, "tag_ttl = \"1s\"");
+    let berth = Berth::hub(&up.url(), "tag_ttl = \"1s\"");
     let dest = tempfile::tempdir().unwrap();
     skopeo_copy_to_dir(&format!("{}/library/small:latest", berth.addr), dest.path())
         .await
@@ -261,12 +248,7 @@ async fn upstream_down_serves_cached_tags_stale_and_uncached_as_5xx() {
         assert_eq!(code, "UNAVAILABLE");
         assert!(message.contains("unreachable"), "{message}");
     }
-    let metrics = reqwest::get(format!("{}/metrics", berth.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = berth.metrics().await;
     assert!(
         metrics.contains(r#"berth_cache_events_total{kind="manifest",outcome="stale"}"#),
         "{metrics}"

@@ -8,18 +8,10 @@
 mod common;
 
 use common::checks::{cached, sha256};
-use common::{Berth, Upstream, upstream_toml};
+use common::{Berth, Upstream};
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 use std::time::{Duration, Instant};
-
-fn hub(up: &Upstream) -> Berth {
-    Berth::start(&upstream_toml(
-        "docker.io",
-        &up.url(),
-        "default = true\nauto_library = true",
-    ))
-}
 
 /// Fetch the manifest first so berth holds a token for the repository and
 /// the blob GET below is the only blob request upstream sees.
@@ -35,7 +27,7 @@ async fn thirty_two_concurrent_cold_gets_make_one_upstream_get() {
     let up = Upstream::start().await;
     let blob = up.images().big.largest_blob().clone();
     assert!(blob.size >= 48 << 20);
-    let berth = hub(&up);
+    let berth = Berth::hub(&up.url(), "");
     warm_token(&berth).await;
     up.set_throttle(Some(Duration::from_micros(200)));
     let url = format!("{}/v2/library/big/blobs/{}", berth.url(), blob.digest);
@@ -70,12 +62,7 @@ async fn thirty_two_concurrent_cold_gets_make_one_upstream_get() {
         assert_eq!(digest, blob.digest);
     }
     assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
-    let metrics = reqwest::get(format!("{}/metrics", berth.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = berth.metrics().await;
     assert!(
         metrics.contains(r#"berth_cache_events_total{kind="blob",outcome="coalesced"}"#),
         "{metrics}"
@@ -87,7 +74,7 @@ async fn download_streams_early_and_survives_clients_that_leave_or_stall() {
     let up = Upstream::start().await;
     let blob = up.images().big.largest_blob().clone();
     let expected = up.images().read_blob(&blob.digest);
-    let berth = hub(&up);
+    let berth = Berth::hub(&up.url(), "");
     warm_token(&berth).await;
     up.set_throttle(Some(Duration::from_micros(500)));
     let url = format!("{}/v2/library/big/blobs/{}", berth.url(), blob.digest);

@@ -76,6 +76,24 @@ impl Berth {
         }
     }
 
+    /// berth with one upstream, `docker.io` at `upstream_url`, as the
+    /// default with `library/` for single-segment names, plus `extra` keys.
+    pub fn hub(upstream_url: &str, extra: &str) -> Berth {
+        Self::start(&upstream_toml(
+            "docker.io",
+            upstream_url,
+            &format!("default = true\nauto_library = true\n{extra}"),
+        ))
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = reqwest::get(format!("{}/metrics", self.url()))
+            .await
+            .unwrap();
+        response.text().await.unwrap()
+    }
+
     /// `http://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
