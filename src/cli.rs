@@ -73,7 +73,7 @@ impl Cli {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
-                telemetry::init(config.log_format);
+                let _log_guard = telemetry::init(config.log_format);
                 match serve(&config) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {

@@ -8,11 +8,13 @@
 use crate::cache::{CacheError, IndexStore, TagKey};
 use crate::oci::Digest;
 use async_trait::async_trait;
+use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Entries of each kind kept in memory; the rest are read from disk.
+const MEMORY_ENTRIES: u64 = 100_000;
 
 /// What a tag resolved to, and when that was last confirmed upstream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,8 +36,8 @@ pub struct FsIndex {
     types_dir: PathBuf,
     tmp: PathBuf,
     next_tmp: AtomicU64,
-    tags: RwLock<HashMap<TagKey, TagRecord>>,
-    types: RwLock<HashMap<Digest, String>>,
+    tags: Cache<TagKey, TagRecord>,
+    types: Cache<Digest, String>,
 }
 
 impl FsIndex {
@@ -52,8 +54,8 @@ impl FsIndex {
             types_dir,
             tmp: tmp.to_path_buf(),
             next_tmp: AtomicU64::new(0),
-            tags: RwLock::default(),
-            types: RwLock::default(),
+            tags: Cache::new(MEMORY_ENTRIES),
+            types: Cache::new(MEMORY_ENTRIES),
         })
     }
 
@@ -83,41 +85,34 @@ impl FsIndex {
 #[async_trait]
 impl IndexStore for FsIndex {
     async fn tag(&self, key: &TagKey) -> Option<TagRecord> {
-        if let Some(r) = self.tags.read().ok()?.get(key) {
-            return Some(r.clone());
+        if let Some(r) = self.tags.get(key) {
+            return Some(r);
         }
         let bytes = tokio::fs::read(self.tag_path(key)).await.ok()?;
         let record: TagRecord = serde_json::from_slice(&bytes).ok()?;
-        self.tags.write().ok()?.insert(key.clone(), record.clone());
+        self.tags.insert(key.clone(), record.clone());
         Some(record)
     }
 
     async fn put_tag(&self, key: &TagKey, record: TagRecord) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec(&record).unwrap_or_default();
-        if let Ok(mut tags) = self.tags.write() {
-            tags.insert(key.clone(), record);
-        }
+        self.tags.insert(key.clone(), record);
         self.write_atomic(self.tag_path(key), bytes).await
     }
 
     async fn manifest_type(&self, digest: &Digest) -> Option<String> {
-        if let Some(t) = self.types.read().ok()?.get(digest) {
-            return Some(t.clone());
+        if let Some(t) = self.types.get(digest) {
+            return Some(t);
         }
         let text = tokio::fs::read_to_string(self.types_dir.join(digest.hex()))
             .await
             .ok()?;
-        self.types
-            .write()
-            .ok()?
-            .insert(digest.clone(), text.clone());
+        self.types.insert(digest.clone(), text.clone());
         Some(text)
     }
 
     async fn put_manifest_type(&self, digest: &Digest, media_type: &str) -> Result<(), CacheError> {
-        if let Ok(mut types) = self.types.write() {
-            types.insert(digest.clone(), media_type.to_owned());
-        }
+        self.types.insert(digest.clone(), media_type.to_owned());
         self.write_atomic(
             self.types_dir.join(digest.hex()),
             media_type.as_bytes().to_vec(),

@@ -7,11 +7,13 @@
 //! [`IndexStore`].
 
 mod fs;
+mod hot;
 mod index;
 mod reader;
 mod spool;
 
 pub use fs::FsStore;
+pub use hot::{HotManifest, HotManifests};
 pub use index::{FsIndex, TagRecord};
 pub use reader::{Progress, ProgressState, stream_file};
 pub use spool::Spool;

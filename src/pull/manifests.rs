@@ -2,7 +2,7 @@
 //! tag they are trusted for `tag_ttl`, then revalidated with a HEAD, and
 //! served stale when upstream is down.
 
-use crate::cache::{TagKey, TagRecord};
+use crate::cache::{HotManifest, TagKey, TagRecord};
 use crate::oci::{
     Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, Tag, accept_key, is_manifest_media_type,
 };
@@ -79,18 +79,27 @@ impl PullService {
         digest: &Digest,
         outcome: Outcome,
     ) -> Result<Option<ManifestAnswer>, PullError> {
+        let answer = |m: HotManifest| ManifestAnswer {
+            bytes: m.bytes,
+            media_type: m.media_type.to_string(),
+            digest: digest.clone(),
+            outcome,
+        };
+        if let Some(hot) = self.hot.get(digest) {
+            return Ok(Some(answer(hot)));
+        }
         let Some(media_type) = self.index.manifest_type(digest).await else {
             return Ok(None);
         };
         let Some(bytes) = self.blobs.read_small(digest).await? else {
             return Ok(None);
         };
-        Ok(Some(ManifestAnswer {
+        let hot = HotManifest {
             bytes,
-            media_type,
-            digest: digest.clone(),
-            outcome,
-        }))
+            media_type: media_type.into(),
+        };
+        self.hot.insert(digest.clone(), hot.clone());
+        Ok(Some(answer(hot)))
     }
 
     async fn manifest_by_digest(
@@ -135,6 +144,11 @@ impl PullService {
         self.index
             .put_manifest_type(digest, &fetch.media_type)
             .await?;
+        let hot = HotManifest {
+            bytes: fetch.bytes.clone(),
+            media_type: fetch.media_type.as_str().into(),
+        };
+        self.hot.insert(digest.clone(), hot);
         Ok(())
     }
 

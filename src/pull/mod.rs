@@ -13,11 +13,14 @@ mod manifests;
 pub use blobs::BlobSource;
 pub use manifests::{ManifestAnswer, ManifestRequest};
 
-use crate::cache::{BlobStore, CacheError, IndexStore};
+use crate::cache::{BlobStore, CacheError, HotManifests, IndexStore};
 use crate::metrics::Metrics;
 use crate::oci::Digest;
 use crate::upstream::UpstreamError;
 use std::sync::Arc;
+
+/// Memory for hot manifests (bytes of manifest JSON).
+const HOT_MANIFEST_BYTES: u64 = 64 << 20;
 
 /// How a request was answered, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,7 @@ pub struct PullService {
     blobs: Arc<dyn BlobStore>,
     index: Arc<dyn IndexStore>,
     metrics: Arc<Metrics>,
+    hot: HotManifests,
     fills: fill::FillTable,
     manifest_locks: keyed_lock::KeyedLocks,
 }
@@ -95,6 +99,7 @@ impl PullService {
             blobs,
             index,
             metrics,
+            hot: HotManifests::new(HOT_MANIFEST_BYTES),
             fills: fill::FillTable::default(),
             manifest_locks: keyed_lock::KeyedLocks::default(),
         }
