@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::http::{HttpState, router};
 use crate::metrics::Metrics;
 use crate::pull::PullService;
-use crate::upstream::{UpstreamSet, http_client};
+use crate::upstream::UpstreamSet;
 use anyhow::Context as _;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -39,8 +39,9 @@ impl App {
         let index = FsIndex::open(&config.data_dir.join("index"), &config.data_dir.join("tmp"))
             .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
         let metrics = Arc::new(Metrics::new());
-        let http = http_client().context("cannot build the upstream HTTP client")?;
-        let upstreams = Arc::new(UpstreamSet::new(&config.upstreams, &http, &metrics));
+        let upstreams = UpstreamSet::new(&config.upstreams, &metrics)
+            .context("cannot build the upstream HTTP clients")?;
+        let upstreams = Arc::new(upstreams);
         let pull = Arc::new(PullService::new(
             Arc::new(blobs),
             Arc::new(index),

@@ -7,6 +7,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Labels of `berth_http_requests`.
@@ -45,6 +46,15 @@ pub struct UpstreamRequestLabels {
     pub status: u16,
 }
 
+/// Labels of `berth_upstream_mirror_state`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MirrorLabels {
+    /// Configured upstream name.
+    pub upstream: String,
+    /// The mirror's base URL.
+    pub mirror: String,
+}
+
 /// Every metric berth exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -61,6 +71,10 @@ pub struct Metrics {
     pub upstream_bytes: Family<UpstreamLabels, Counter>,
     /// Blob fills that failed verification or broke off.
     pub fill_failures: Family<UpstreamLabels, Counter>,
+    /// Circuit-breaker state per mirror: 0 closed, 1 open, 2 half-open.
+    pub mirror_state: Family<MirrorLabels, Gauge>,
+    /// Blob downloads resumed with a Range request after a break.
+    pub resumes: Family<UpstreamLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -109,8 +123,22 @@ impl Metrics {
             "Blob downloads that broke off or failed digest verification",
             fill_failures.clone(),
         );
+        let mirror_state = Family::default();
+        registry.register(
+            "upstream_mirror_state",
+            "Circuit breaker per mirror: 0 closed, 1 open, 2 half-open",
+            mirror_state.clone(),
+        );
+        let resumes = Family::default();
+        registry.register(
+            "upstream_resumes",
+            "Blob downloads resumed with a Range request after the connection broke",
+            resumes.clone(),
+        );
         Self {
             registry,
+            mirror_state,
+            resumes,
             http_requests,
             cache_events,
             served_bytes,

@@ -33,6 +33,15 @@ pub(super) struct RawUpstream {
     pub(super) password: Option<String>,
     pub(super) password_file: Option<String>,
     pub(super) tag_ttl: Option<String>,
+    pub(super) mirrors: Option<Vec<String>>,
+    pub(super) connect_timeout: Option<String>,
+    pub(super) header_timeout: Option<String>,
+    pub(super) idle_timeout: Option<String>,
+    pub(super) retries: Option<u32>,
+    pub(super) max_concurrent: Option<u32>,
+    pub(super) queue_timeout: Option<String>,
+    pub(super) stale_on_not_found: Option<bool>,
+    pub(super) not_found_ttl: Option<String>,
 }
 
 /// Parse TOML text into the raw shape. The error names the key path.

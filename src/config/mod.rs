@@ -7,9 +7,11 @@
 
 mod builtin;
 mod file;
+mod resilience;
 mod secret;
 mod validate;
 
+pub use resilience::Resilience;
 pub use secret::Secret;
 
 use std::net::SocketAddr;
@@ -74,6 +76,8 @@ pub struct UpstreamConfig {
     pub credentials: Option<Credentials>,
     /// How long a tag answer is trusted without asking upstream.
     pub tag_ttl: Duration,
+    /// Mirrors, timeouts, retries and limits.
+    pub resilience: Resilience,
 }
 
 /// Username and password for an upstream.

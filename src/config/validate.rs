@@ -12,10 +12,10 @@ use std::time::Duration;
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 #[derive(Default)]
-struct Problems(Vec<ConfigProblem>);
+pub(super) struct Problems(Vec<ConfigProblem>);
 
 impl Problems {
-    fn add(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+    pub(super) fn add(&mut self, key: impl Into<String>, reason: impl Into<String>) {
         self.0.push(ConfigProblem {
             key: key.into(),
             reason: reason.into(),
@@ -23,7 +23,12 @@ impl Problems {
     }
 }
 
-fn duration(p: &mut Problems, key: &str, value: Option<&str>, default: Duration) -> Duration {
+pub(super) fn duration(
+    p: &mut Problems,
+    key: &str,
+    value: Option<&str>,
+    default: Duration,
+) -> Duration {
     match value.map(humantime::parse_duration) {
         None => default,
         Some(Ok(d)) => d,
@@ -212,27 +217,12 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
             format!("{name:?} must be a registry name such as \"ghcr.io\" (lowercase, no '/')"),
         );
     }
-    let url = match u.url.as_deref().map(url::Url::parse) {
+    let url = match u.url.as_deref() {
         None => {
             p.add(format!("{key}.url"), "is required");
             None
         }
-        Some(Err(e)) => {
-            p.add(format!("{key}.url"), format!("not a URL: {e}"));
-            None
-        }
-        Some(Ok(url)) if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() => {
-            p.add(
-                format!("{key}.url"),
-                "must be an http:// or https:// URL with a host",
-            );
-            None
-        }
-        Some(Ok(url)) if url.query().is_some() || url.fragment().is_some() => {
-            p.add(format!("{key}.url"), "must not carry a query or fragment");
-            None
-        }
-        Some(Ok(url)) => Some(url),
+        Some(text) => parse_url(p, &format!("{key}.url"), text),
     };
     for (field, list) in [("aliases", &u.aliases), ("realm_hosts", &u.realm_hosts)] {
         for item in list.iter().flatten() {
@@ -262,6 +252,7 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
         u.tag_ttl.as_deref(),
         DEFAULT_TAG_TTL,
     );
+    let resilience = super::resilience::build(p, key, u);
     let url = url?;
     (p.0.len() == before).then(|| UpstreamConfig {
         name,
@@ -273,7 +264,27 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
         realm_hosts: u.realm_hosts.clone().unwrap_or_default(),
         credentials,
         tag_ttl,
+        resilience,
     })
+}
+
+/// An upstream base URL: http(s), with a host, no query or fragment.
+pub(super) fn parse_url(p: &mut Problems, key: &str, text: &str) -> Option<url::Url> {
+    match url::Url::parse(text) {
+        Err(e) => {
+            p.add(key, format!("not a URL: {e}"));
+            None
+        }
+        Ok(url) if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() => {
+            p.add(key, "must be an http:// or https:// URL with a host");
+            None
+        }
+        Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+            p.add(key, "must not carry a query or fragment");
+            None
+        }
+        Ok(url) => Some(url),
+    }
 }
 
 fn credentials(

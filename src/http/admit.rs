@@ -105,11 +105,7 @@ mod tests {
 
     fn set() -> UpstreamSet {
         let config = Config::embedded(&|_| None).unwrap();
-        UpstreamSet::new(
-            &config.upstreams,
-            &reqwest::Client::new(),
-            &Arc::new(Metrics::new()),
-        )
+        UpstreamSet::new(&config.upstreams, &Arc::new(Metrics::new())).unwrap()
     }
 
     fn pick(path: &str, meta: &RequestMeta<'_>) -> Result<(String, String), ApiError> {

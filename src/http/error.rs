@@ -114,6 +114,7 @@ impl ApiError {
                 return e;
             }
             UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamError::Unreachable { .. }
             | UpstreamError::Status { .. }
             | UpstreamError::Invalid { .. } => StatusCode::BAD_GATEWAY,
@@ -123,6 +124,9 @@ impl ApiError {
                 format!("upstream {upstream} is unreachable")
             }
             UpstreamError::Timeout { upstream, .. } => format!("upstream {upstream} timed out"),
+            UpstreamError::Busy { upstream, .. } => {
+                format!("too many requests are waiting for upstream {upstream}; try again later")
+            }
             UpstreamError::Status { upstream, status } => {
                 format!("upstream {upstream} failed with status {status}")
             }

@@ -7,15 +7,14 @@
 
 use crate::cache::{BlobStore, Progress, ProgressState, Spool};
 use crate::metrics::{Metrics, UpstreamLabels};
-use crate::oci::{Digest, DigestVerifier, RepoName};
+use crate::oci::{Digest, RepoName};
 use crate::pull::PullError;
+use crate::pull::writer::{self, Piece, Written};
 use crate::upstream::{BlobDownload, Registry, UpstreamError};
-use bytes::Bytes;
-use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 /// A fill whose download has started: readers open this.
 #[derive(Debug, Clone)]
@@ -105,13 +104,8 @@ impl FillTable {
     }
 }
 
-enum Piece {
-    Chunk(Bytes),
-    End,
-}
-
 async fn run(job: FillJob, start: watch::Sender<FillStart>) {
-    let download = match job.registry.get_blob(&job.repo, &job.digest).await {
+    let download = match job.registry.get_blob(&job.repo, &job.digest, 0).await {
         Ok(d) => d,
         Err(e) => {
             start.send_replace(FillStart::Failed(e.into()));
@@ -173,84 +167,84 @@ fn fail(job: &FillJob, progress: &watch::Sender<Progress>, labels: &UpstreamLabe
     });
 }
 
-/// Stream the body into the spool through a blocking writer that hashes;
-/// returns the spool when every byte arrived and the digest matched.
+/// Stream the body into the spool through the writer thread; when the
+/// connection breaks, resume with a `Range` request (on the same or the
+/// next mirror) and keep hashing across the seam. Returns the spool when
+/// every byte arrived and the digest matched.
 async fn copy(
     job: &FillJob,
-    download: BlobDownload,
+    first: BlobDownload,
     spool: Spool,
     progress: &watch::Sender<Progress>,
 ) -> Result<Spool, PullError> {
-    let (tx, mut rx) = mpsc::channel::<Piece>(16);
-    let progress_w = progress.clone();
-    let expected = job.digest.clone();
-    let writer =
-        tokio::task::spawn_blocking(move || -> Result<(Spool, u64, DigestVerifier), PullError> {
-            let mut spool = spool;
-            let mut verifier = DigestVerifier::new(expected);
-            let mut written = 0u64;
-            while let Some(piece) = rx.blocking_recv() {
-                match piece {
-                    Piece::Chunk(chunk) => {
-                        verifier.update(&chunk);
-                        spool.write(&chunk)?;
-                        written += chunk.len() as u64;
-                        progress_w.send_replace(Progress {
-                            written,
-                            state: ProgressState::Filling,
-                        });
-                    }
-                    Piece::End => return Ok((spool, written, verifier)),
-                }
-            }
-            Err(PullError::Storage("blob download was abandoned".into()))
-        });
-    let upstream_bytes = job
-        .metrics
-        .upstream_bytes
-        .get_or_create(&UpstreamLabels {
-            upstream: job.registry.name().to_owned(),
-        })
-        .clone();
-    let mut body = download.response.bytes_stream();
+    let (tx, writer) = writer::spawn(spool, job.digest.clone(), progress.clone());
+    let upstream = UpstreamLabels {
+        upstream: job.registry.name().to_owned(),
+    };
+    let upstream_bytes = job.metrics.upstream_bytes.get_or_create(&upstream).clone();
+    let size = first.size;
+    let mut download = first;
     let mut received = 0u64;
-    let mut broke: Option<UpstreamError> = None;
-    while let Some(chunk) = body.next().await {
-        match chunk {
-            Ok(chunk) => {
-                received += chunk.len() as u64;
-                upstream_bytes.inc_by(chunk.len() as u64);
-                if tx.send(Piece::Chunk(chunk)).await.is_err() {
-                    break; // the writer failed; its error is reported below
+    let mut resumes_left = job.registry.config().resilience.retries;
+    let outcome: Result<(), UpstreamError> = 'download: loop {
+        let mut body = download.into_body();
+        let broke = loop {
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    received += chunk.len() as u64;
+                    upstream_bytes.inc_by(chunk.len() as u64);
+                    if tx.send(Piece::Chunk(chunk)).await.is_err() {
+                        break 'download Ok(()); // the writer failed; its error is reported below
+                    }
+                }
+                Some(Err(e)) => break e,
+                None => {
+                    let _ = tx.send(Piece::End).await;
+                    break 'download Ok(());
                 }
             }
-            Err(e) => {
-                broke = Some(UpstreamError::from_transport(job.registry.name(), &e));
-                break;
-            }
+        };
+        drop(body);
+        if resumes_left == 0 || size.is_some_and(|s| received >= s) {
+            break Err(broke);
         }
-    }
-    if broke.is_none() {
-        let _ = tx.send(Piece::End).await;
-    }
+        resumes_left -= 1;
+        job.metrics.resumes.get_or_create(&upstream).inc();
+        tracing::warn!(digest = %job.digest, received, error = %broke, "blob download broke off; resuming");
+        download = match job
+            .registry
+            .get_blob(&job.repo, &job.digest, received)
+            .await
+        {
+            Ok(d) if d.size.is_some() && size.is_some() && d.size != size => {
+                break Err(UpstreamError::Invalid {
+                    upstream: upstream.upstream.clone(),
+                    detail: format!("blob size changed from {size:?} to {:?} on resume", d.size),
+                });
+            }
+            Ok(d) => d,
+            Err(e) => break Err(e),
+        };
+    };
     drop(tx);
     let written = writer
         .await
         .map_err(|e| PullError::Storage(format!("blob writer task failed: {e}")))?;
-    if let Some(e) = broke {
-        return Err(e.into());
-    }
-    let (spool, written, verifier) = written?;
-    if let Some(size) = download.size
-        && size != written
+    outcome?;
+    let Written {
+        spool,
+        bytes,
+        verifier,
+    } = written?;
+    if let Some(size) = size
+        && size != bytes
     {
         return Err(UpstreamError::Invalid {
-            upstream: job.registry.name().to_owned(),
-            detail: format!("blob {} ended after {written} of {size} bytes", job.digest),
+            upstream: upstream.upstream,
+            detail: format!("blob {} ended after {bytes} of {size} bytes", job.digest),
         }
         .into());
     }
-    debug_assert_eq!(received, written);
     verifier
         .finish()
         .map_err(|actual| PullError::DigestMismatch {

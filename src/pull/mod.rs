@@ -9,6 +9,7 @@ mod blobs;
 mod fill;
 mod keyed_lock;
 mod manifests;
+mod writer;
 
 pub use blobs::BlobSource;
 pub use manifests::{ManifestAnswer, ManifestRequest};

@@ -58,6 +58,14 @@ pub enum UpstreamError {
         /// The HTTP status.
         status: u16,
     },
+    /// Too many requests were already waiting for this upstream.
+    #[error("upstream {upstream} is busy: no request slot freed within {waited:?}")]
+    Busy {
+        /// Upstream name.
+        upstream: String,
+        /// How long the request waited.
+        waited: std::time::Duration,
+    },
     /// The upstream's answer was malformed.
     #[error("upstream {upstream} sent an invalid answer: {detail}")]
     Invalid {
@@ -74,7 +82,10 @@ impl UpstreamError {
     /// failures for which cached content may be served stale.
     pub fn is_outage(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::Timeout { .. } | Self::RateLimited { .. } => true,
+            Self::Unreachable { .. }
+            | Self::Timeout { .. }
+            | Self::RateLimited { .. }
+            | Self::Busy { .. } => true,
             Self::Status { status, .. } => *status >= 500,
             Self::NotFound { .. } | Self::Denied { .. } | Self::Invalid { .. } => false,
         }

@@ -8,10 +8,14 @@
 mod auth;
 mod challenge;
 mod error;
+mod failover;
+mod mirror;
 mod request;
+mod retry;
 
 pub use challenge::{Challenge, parse_challenge, realm_allowed};
 pub use error::UpstreamError;
+pub use mirror::BreakerState;
 
 use crate::config::UpstreamConfig;
 use crate::metrics::Metrics;
@@ -19,17 +23,17 @@ use crate::oci::{Digest, Reference, RepoName};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Largest manifest berth accepts from upstream (distribution uses 4 MiB).
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
-/// One upstream registry.
+/// One upstream registry: its mirrors, HTTP client and request slots.
 #[derive(Debug)]
 pub struct Registry {
     config: UpstreamConfig,
     http: reqwest::Client,
-    auth: auth::AuthState,
+    mirrors: Vec<mirror::Mirror>,
+    slots: Arc<tokio::sync::Semaphore>,
     metrics: Arc<Metrics>,
 }
 
@@ -67,31 +71,88 @@ pub struct Passthrough {
 /// A blob download that has started: headers received, body to come.
 #[derive(Debug)]
 pub struct BlobDownload {
-    /// `Content-Length`, when upstream sent one.
+    /// Total blob size, when upstream said (`Content-Length`, or the total
+    /// of `Content-Range` for a resumed download).
     pub size: Option<u64>,
-    /// The response whose body streams the blob.
-    pub response: reqwest::Response,
+    /// Leading body bytes to discard: upstream ignored the `Range` asked
+    /// for and sent the blob from its start.
+    skip: u64,
+    upstream: String,
+    response: reqwest::Response,
+    slot: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Build the HTTP client every upstream shares.
-pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(60))
-        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
-        .build()
+/// The body of a blob download: chunks in order, holding the upstream
+/// request slot until it is dropped.
+#[derive(Debug)]
+pub struct BlobBody {
+    response: reqwest::Response,
+    skip: u64,
+    upstream: String,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl BlobDownload {
+    /// Start reading the body.
+    pub fn into_body(self) -> BlobBody {
+        BlobBody {
+            response: self.response,
+            skip: self.skip,
+            upstream: self.upstream,
+            _slot: self.slot,
+        }
+    }
+}
+
+impl BlobBody {
+    /// The next chunk; `None` at the end of the body.
+    pub async fn next(&mut self) -> Option<Result<Bytes, UpstreamError>> {
+        loop {
+            let mut chunk = match self.response.chunk().await {
+                Ok(c) => c?,
+                Err(e) => return Some(Err(UpstreamError::from_transport(&self.upstream, &e))),
+            };
+            if self.skip > 0 {
+                let n = usize::try_from(self.skip)
+                    .unwrap_or(usize::MAX)
+                    .min(chunk.len());
+                chunk = chunk.slice(n..);
+                self.skip -= n as u64;
+            }
+            if !chunk.is_empty() {
+                return Some(Ok(chunk));
+            }
+        }
+    }
 }
 
 impl Registry {
-    /// A registry client for `config`.
-    pub fn new(config: UpstreamConfig, http: reqwest::Client, metrics: Arc<Metrics>) -> Self {
-        Self {
+    /// A registry client for `config`, with its own connection pool and
+    /// the configured connect and idle timeouts.
+    pub fn new(config: UpstreamConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+        let r = &config.resilience;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(r.connect_timeout)
+            .read_timeout(r.idle_timeout)
+            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let mirrors = std::iter::once(config.url.clone())
+            .chain(r.mirrors.iter().cloned())
+            .map(mirror::Mirror::new)
+            .collect();
+        let slots = Arc::new(tokio::sync::Semaphore::new(r.max_concurrent as usize));
+        let registry = Self {
             config,
             http,
-            auth: auth::AuthState::default(),
+            mirrors,
+            slots,
             metrics,
+        };
+        for i in 0..registry.mirrors.len() {
+            registry.publish_mirror_state(i);
         }
+        Ok(registry)
     }
 
     /// The configured upstream.
@@ -114,7 +175,8 @@ impl Registry {
         let path = format!("{repo}/manifests/{reference}");
         let response = self
             .send(request::Call::get(repo, &path, "manifest").accept(accept))
-            .await?;
+            .await?
+            .response;
         let content_type =
             header(&response, http::header::CONTENT_TYPE).filter(|t| !t.trim().is_empty());
         let digest = header(&response, "docker-content-digest").and_then(|d| d.parse().ok());
@@ -143,23 +205,48 @@ impl Registry {
         let path = format!("{repo}/manifests/{reference}");
         let response = self
             .send(request::Call::head(repo, &path, "manifest").accept(accept))
-            .await?;
+            .await?
+            .response;
         Ok(ManifestHead {
             digest: header(&response, "docker-content-digest").and_then(|d| d.parse().ok()),
         })
     }
 
-    /// Start downloading a blob; follows redirects to a CDN.
+    /// Start downloading a blob from byte `offset` (0: the whole blob);
+    /// follows redirects to a CDN.
     pub async fn get_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
+        offset: u64,
     ) -> Result<BlobDownload, UpstreamError> {
         let path = format!("{repo}/blobs/{digest}");
-        let response = self.send(request::Call::get(repo, &path, "blob")).await?;
+        let call = request::Call::get(repo, &path, "blob").starting_at(offset);
+        let answer = self.send(call).await?;
+        let response = answer.response;
+        let partial = response.status() == http::StatusCode::PARTIAL_CONTENT;
+        let (size, skip) = if offset == 0 {
+            (response.content_length(), 0)
+        } else if partial {
+            let range = header(&response, http::header::CONTENT_RANGE).unwrap_or_default();
+            let Some((start, total)) = parse_content_range(&range) else {
+                return Err(self.invalid(&format!(
+                    "resumed blob answered with Content-Range {range:?}"
+                )));
+            };
+            if start != offset {
+                return Err(self.invalid(&format!("asked for bytes from {offset}, got {range:?}")));
+            }
+            (total, 0)
+        } else {
+            (response.content_length(), offset)
+        };
         Ok(BlobDownload {
-            size: response.content_length(),
+            size,
+            skip,
+            upstream: self.name().to_owned(),
             response,
+            slot: answer.slot,
         })
     }
 
@@ -170,7 +257,10 @@ impl Registry {
         digest: &Digest,
     ) -> Result<Option<u64>, UpstreamError> {
         let path = format!("{repo}/blobs/{digest}");
-        let response = self.send(request::Call::head(repo, &path, "blob")).await?;
+        let response = self
+            .send(request::Call::head(repo, &path, "blob"))
+            .await?
+            .response;
         Ok(header(&response, http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok()))
     }
 
@@ -202,7 +292,7 @@ impl Registry {
                     body: body.into(),
                 });
             }
-            other => other?,
+            other => other?.response,
         };
         let status = response.status().as_u16();
         let content_type = header(&response, http::header::CONTENT_TYPE);
@@ -224,6 +314,14 @@ impl Registry {
     }
 }
 
+/// `bytes <start>-<end>/<total>` → (start, total if known).
+fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let start = range.split_once('-')?.0.trim().parse().ok()?;
+    Some((start, total.trim().parse().ok()))
+}
+
 fn header(response: &reqwest::Response, name: impl http::header::AsHeaderName) -> Option<String> {
     response
         .headers()
@@ -242,16 +340,16 @@ pub struct UpstreamSet {
 
 impl UpstreamSet {
     /// Build registry clients for every configured upstream.
-    pub fn new(configs: &[UpstreamConfig], http: &reqwest::Client, metrics: &Arc<Metrics>) -> Self {
+    pub fn new(configs: &[UpstreamConfig], metrics: &Arc<Metrics>) -> Result<Self, reqwest::Error> {
         let mut set = Self::default();
         for c in configs {
-            let registry = Arc::new(Registry::new(c.clone(), http.clone(), Arc::clone(metrics)));
+            let registry = Arc::new(Registry::new(c.clone(), Arc::clone(metrics))?);
             if c.default {
                 set.default = Some(Arc::clone(&registry));
             }
             set.by_name.insert(c.name.clone(), registry);
         }
-        set
+        Ok(set)
     }
 
     /// The upstream named `name` (its configured name or an alias).

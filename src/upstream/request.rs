@@ -1,9 +1,11 @@
-//! Sending one logical request upstream: attach cached auth, answer a 401
-//! challenge once, follow redirects by hand, and classify the final status.
+//! One attempt at a request against one mirror: attach cached auth, answer
+//! a 401 challenge once, follow redirects by hand, and classify the final
+//! status. Retries and failover across mirrors live in `failover.rs`.
 
 use crate::oci::RepoName;
 use crate::upstream::auth::TokenRequest;
 use crate::upstream::challenge::parse_challenge;
+use crate::upstream::mirror::Mirror;
 use crate::upstream::{Registry, UpstreamError};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -19,8 +21,9 @@ pub(super) struct Call<'a> {
     method: Method,
     repo: &'a RepoName,
     path: &'a str,
-    kind: &'static str,
+    pub(super) kind: &'static str,
     accept: &'a [String],
+    range_from: Option<u64>,
 }
 
 impl<'a> Call<'a> {
@@ -31,6 +34,7 @@ impl<'a> Call<'a> {
             path,
             kind,
             accept: &[],
+            range_from: None,
         }
     }
 
@@ -44,26 +48,38 @@ impl<'a> Call<'a> {
     pub(super) fn accept(self, accept: &'a [String]) -> Self {
         Self { accept, ..self }
     }
+
+    /// Ask for the body from byte `offset` on (`Range: bytes=<offset>-`).
+    pub(super) fn starting_at(self, offset: u64) -> Self {
+        Self {
+            range_from: (offset > 0).then_some(offset),
+            ..self
+        }
+    }
 }
 
 impl Registry {
-    fn url_for(&self, path: &str) -> Result<url::Url, UpstreamError> {
-        let base = self.config.url.as_str().trim_end_matches('/');
+    fn url_for(&self, mirror: &Mirror, path: &str) -> Result<url::Url, UpstreamError> {
+        let base = mirror.label();
         url::Url::parse(&format!("{base}/v2/{path}"))
             .map_err(|e| self.invalid(&format!("cannot build URL: {e}")))
     }
 
-    /// Send `call`, authenticating and following redirects; `Ok` only for a
-    /// 2xx answer.
-    pub(super) async fn send(&self, call: Call<'_>) -> Result<reqwest::Response, UpstreamError> {
+    /// Send `call` to `mirror`, authenticating and following redirects;
+    /// `Ok` only for a 2xx answer.
+    pub(super) async fn attempt(
+        &self,
+        call: &Call<'_>,
+        mirror: &Mirror,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let scope = format!("repository:{}:pull", call.repo);
         let creds = self.config.credentials.as_ref();
-        let url = self.url_for(call.path)?;
-        let mut authorization = self.auth.header(&scope, creds);
+        let url = self.url_for(mirror, call.path)?;
+        let mut authorization = mirror.auth.header(&scope, creds);
         let mut answered_challenge = false;
         loop {
             let response = self
-                .follow(&call, url.clone(), authorization.as_deref())
+                .follow(call, url.clone(), authorization.as_deref())
                 .await?;
             if response.status() != StatusCode::UNAUTHORIZED || answered_challenge {
                 return self.classify(response, call.kind).await;
@@ -78,16 +94,16 @@ impl Registry {
             let Some(challenge) = challenge else {
                 return self.classify(response, call.kind).await;
             };
-            self.auth.remember(challenge);
-            self.auth.forget(&scope);
+            mirror.auth.remember(challenge);
+            mirror.auth.forget(&scope);
             let token_request = TokenRequest {
                 http: &self.http,
                 upstream: self.name(),
-                upstream_url: &self.config.url,
+                upstream_url: &mirror.url,
                 realm_hosts: &self.config.realm_hosts,
                 credentials: creds,
             };
-            let result = self.auth.authorize(&scope, &token_request).await;
+            let result = mirror.auth.authorize(&scope, &token_request).await;
             self.metrics.upstream_request(
                 self.name(),
                 "token",
@@ -117,7 +133,17 @@ impl Registry {
             if let Some(a) = authorization.filter(|_| url.origin() == origin) {
                 builder = builder.header(http::header::AUTHORIZATION, a);
             }
-            let sent = builder.send().await;
+            if let Some(offset) = call.range_from {
+                builder = builder.header(http::header::RANGE, format!("bytes={offset}-"));
+            }
+            let timeout = self.config.resilience.header_timeout;
+            let Ok(sent) = tokio::time::timeout(timeout, builder.send()).await else {
+                self.metrics.upstream_request(self.name(), call.kind, 0);
+                return Err(UpstreamError::Timeout {
+                    upstream: self.name().to_owned(),
+                    detail: format!("no response headers within {timeout:?}"),
+                });
+            };
             let status = sent.as_ref().map_or(0, |r| r.status().as_u16());
             self.metrics
                 .upstream_request(self.name(), call.kind, status);
