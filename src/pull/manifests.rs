@@ -7,7 +7,7 @@ use crate::oci::{
     Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, Tag, accept_key, is_manifest_media_type,
 };
 use crate::pull::{Outcome, PullError, PullService};
-use crate::upstream::{ManifestFetch, Registry};
+use crate::upstream::{ManifestFetch, Registry, UpstreamError};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -114,10 +114,7 @@ impl PullService {
         if waited && let Some(hit) = self.cached_manifest(digest, Outcome::Coalesced).await? {
             return Ok(hit);
         }
-        let fetch = req
-            .registry
-            .get_manifest(req.repo, req.reference, req.accept)
-            .await?;
+        let fetch = self.fetch_manifest(req).await?;
         let actual = Digest::of(&fetch.bytes);
         if &actual != digest {
             return Err(PullError::DigestMismatch {
@@ -228,22 +225,61 @@ impl PullService {
                     });
                 }
                 Ok(_) => {} // the tag moved: fetch it below
-                Err(e) if e.is_outage() => return Ok(self.stale(answer, &e)),
+                Err(e) if self.may_serve_stale(req, &e) => return Ok(self.stale(answer, &e)),
                 Err(e) => return Err(e.into()),
             }
             return match self.fetch_tag(req, &key).await {
-                Err(PullError::Upstream(e)) if e.is_outage() => Ok(self.stale(answer, &e)),
+                Err(PullError::Upstream(e)) if self.may_serve_stale(req, &e) => {
+                    Ok(self.stale(answer, &e))
+                }
                 other => other,
             };
         }
         self.fetch_tag(req, &key).await
     }
 
-    fn stale(
-        &self,
-        answer: ManifestAnswer,
-        cause: &crate::upstream::UpstreamError,
-    ) -> ManifestAnswer {
+    /// Stale-if-error: on an outage, or on "not found" when the upstream
+    /// opted in (an image removed upstream keeps being served).
+    fn may_serve_stale(&self, req: &ManifestRequest<'_>, e: &UpstreamError) -> bool {
+        e.is_outage()
+            || (matches!(e, UpstreamError::NotFound { .. })
+                && req.registry.config().resilience.stale_on_not_found)
+    }
+
+    /// GET a manifest upstream, unless upstream said "not found" for it
+    /// within `not_found_ttl`.
+    async fn fetch_manifest(&self, req: &ManifestRequest<'_>) -> Result<ManifestFetch, PullError> {
+        let key = format!(
+            "{}\n{}\n{}\n{}",
+            req.registry.name(),
+            req.repo,
+            req.reference,
+            accept_key(req.accept.iter().map(String::as_str))
+        );
+        let not_found = || UpstreamError::NotFound {
+            upstream: req.registry.name().to_owned(),
+            what: "manifest",
+            code: None,
+        };
+        if self.misses.contains(&key) {
+            self.metrics.cache("manifest", "negative");
+            return Err(not_found().into());
+        }
+        match req
+            .registry
+            .get_manifest(req.repo, req.reference, req.accept)
+            .await
+        {
+            Err(e @ UpstreamError::NotFound { .. }) => {
+                self.misses
+                    .remember(key, req.registry.config().resilience.not_found_ttl);
+                Err(e.into())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    fn stale(&self, answer: ManifestAnswer, cause: &UpstreamError) -> ManifestAnswer {
         tracing::warn!(digest = %answer.digest, error = %cause, "upstream failed; serving cached manifest (stale-if-error)");
         ManifestAnswer {
             outcome: Outcome::Stale,
@@ -256,10 +292,7 @@ impl PullService {
         req: &ManifestRequest<'_>,
         key: &TagKey,
     ) -> Result<ManifestAnswer, PullError> {
-        let fetch = req
-            .registry
-            .get_manifest(req.repo, req.reference, req.accept)
-            .await?;
+        let fetch = self.fetch_manifest(req).await?;
         let digest = Digest::of(&fetch.bytes);
         if let Some(claimed) = &fetch.digest
             && claimed != &digest

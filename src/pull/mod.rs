@@ -9,6 +9,7 @@ mod blobs;
 mod fill;
 mod keyed_lock;
 mod manifests;
+mod misses;
 mod writer;
 
 pub use blobs::BlobSource;
@@ -85,6 +86,7 @@ pub struct PullService {
     index: Arc<dyn IndexStore>,
     metrics: Arc<Metrics>,
     hot: HotManifests,
+    misses: misses::Misses,
     fills: fill::FillTable,
     manifest_locks: keyed_lock::KeyedLocks,
 }
@@ -101,6 +103,7 @@ impl PullService {
             index,
             metrics,
             hot: HotManifests::new(HOT_MANIFEST_BYTES),
+            misses: misses::Misses::default(),
             fills: fill::FillTable::default(),
             manifest_locks: keyed_lock::KeyedLocks::default(),
         }
