@@ -28,6 +28,11 @@ pub struct Canned {
     pub pieces: usize,
     /// Pause between pieces.
     pub pause: Duration,
+    /// Break the connection after this many body bytes, for the first
+    /// `breaks` responses to this path.
+    pub break_after: usize,
+    /// How many responses still break (see `break_after`).
+    pub breaks: usize,
 }
 
 #[derive(Default)]
@@ -36,6 +41,8 @@ struct Inner {
     requests: Vec<String>,
     /// When set: (expected Authorization value, challenge to send without it).
     auth: Option<(String, String)>,
+    /// When set, every request below `/v2/` is answered with this status.
+    status_all: Option<u16>,
 }
 
 /// A running fake upstream on 127.0.0.1.
@@ -74,7 +81,13 @@ impl FakeUpstream {
         self.inner.lock().unwrap().auth = Some((expected.to_owned(), challenge.to_owned()));
     }
 
-    /// Requests received, as "METHOD /path?query auth=<Authorization or ->".
+    /// Answer every request below `/v2/` with `status` (None: normal).
+    pub fn set_status_all(&self, status: Option<u16>) {
+        self.inner.lock().unwrap().status_all = status;
+    }
+
+    /// Requests received, as "METHOD /path?query auth=<Authorization or ->"
+    /// followed by " range=<Range>" when the request had one.
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().unwrap().requests.clone()
     }
@@ -101,12 +114,31 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             .query()
             .map(|q| format!("?{q}"))
             .unwrap_or_default();
+        let range = req
+            .headers()
+            .get("range")
+            .map(|v| format!(" range={}", v.to_str().unwrap()))
+            .unwrap_or_default();
         i.requests.push(format!(
-            "{} {path}{query} auth={authorization}",
+            "{} {path}{query} auth={authorization}{range}",
             req.method()
         ));
+        if let Some(status) = i.status_all
+            && path.starts_with("/v2/")
+        {
+            let mut r = Response::new(Body::from(
+                r#"{"errors":[{"code":"UNAVAILABLE","message":"down"}]}"#,
+            ));
+            *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+            return r;
+        }
         let key = path.trim_start_matches("/v2/").trim_start_matches('/');
-        (i.routes.get(key).cloned(), i.auth.clone())
+        let canned = i.routes.get_mut(key).map(|c| {
+            let now = c.clone();
+            c.breaks = c.breaks.saturating_sub(1);
+            now
+        });
+        (canned, i.auth.clone())
     };
     if path == "/v2/" {
         return Response::new(Body::from("{}"));
@@ -130,8 +162,36 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         *r.status_mut() = http::StatusCode::NOT_FOUND;
         return r;
     };
+    // A single "bytes=N-" range is honoured with 206.
+    let from = req
+        .headers()
+        .get("range")
+        .and_then(|v| {
+            v.to_str()
+                .ok()?
+                .strip_prefix("bytes=")?
+                .strip_suffix('-')?
+                .parse::<usize>()
+                .ok()
+        })
+        .filter(|n| *n < c.body.len());
+    let full_len = c.body.len();
+    let c = Canned {
+        body: c.body.slice(from.unwrap_or(0)..),
+        ..c
+    };
     let len = c.body.len();
-    let body = if c.pieces <= 1 {
+    let body = if c.breaks > 0 {
+        let head = c.body.slice(..c.break_after.min(len));
+        // Let the first part reach the client before the connection breaks.
+        let stream = futures_util::stream::iter([Ok(head), Err(())]).then(|item| async move {
+            if item.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            item.map_err(|()| std::io::Error::other("connection reset by the fake upstream"))
+        });
+        Body::from_stream(stream)
+    } else if c.pieces <= 1 {
         Body::from(c.body.clone())
     } else {
         let size = len.div_ceil(c.pieces);
@@ -151,12 +211,19 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
     if c.status != 0 {
         *r.status_mut() = http::StatusCode::from_u16(c.status).unwrap();
     }
+    if from.is_some() {
+        *r.status_mut() = http::StatusCode::PARTIAL_CONTENT;
+    }
     let h = r.headers_mut();
     for (name, value) in &c.headers {
         h.insert(*name, value.parse().unwrap());
     }
     h.insert("content-type", c.content_type.parse().unwrap());
     h.insert("content-length", len.into());
+    if let Some(from) = from {
+        let range = format!("bytes {from}-{}/{full_len}", full_len - 1);
+        h.insert("content-range", range.parse().unwrap());
+    }
     if let Some(d) = c.digest_header {
         h.insert("docker-content-digest", d.parse().unwrap());
     }
