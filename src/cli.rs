@@ -1,4 +1,4 @@
-//! Command-line interface: `serve` and `check-config`.
+//! Command-line interface: `serve`, `check-config` and `cache verify`.
 
 use crate::app::{App, shutdown_signal};
 use crate::config::Config;
@@ -31,6 +31,23 @@ enum Command {
         /// TOML configuration file.
         #[arg(long, short, env = "BERTH_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// Work on the cache directory.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Re-hash every cached blob and report any whose content does not
+    /// match its digest (exit status 1 if any).
+    Verify {
+        /// TOML configuration file (for `data_dir`).
+        #[arg(long, short, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Move corrupt blobs to `<data_dir>/quarantine/`.
+        #[arg(long)]
+        quarantine: bool,
     },
 }
 
@@ -68,6 +85,12 @@ impl Cli {
                 }
                 Err(code) => code,
             },
+            Command::Cache(CacheCommand::Verify { config, quarantine }) => {
+                match load(config.as_ref()) {
+                    Ok(c) => verify(&c, quarantine),
+                    Err(code) => code,
+                }
+            }
             Command::Serve { config } => {
                 let config = match load(config.as_ref()) {
                     Ok(c) => c,
@@ -98,4 +121,29 @@ fn serve(config: &Config) -> anyhow::Result<()> {
     // Reader threads end once their responses are gone; don't wait forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     result
+}
+
+fn verify(config: &Config, quarantine: bool) -> ExitCode {
+    match crate::cache::verify_store(&config.data_dir, quarantine) {
+        Err(e) => {
+            eprintln!("berth: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(report) => {
+            for (path, problem) in &report.corrupt {
+                println!("corrupt: {}: {problem}", path.display());
+            }
+            println!(
+                "{} blobs verified, {} corrupt, {} quarantined",
+                report.ok,
+                report.corrupt.len(),
+                report.quarantined
+            );
+            if report.corrupt.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
 }

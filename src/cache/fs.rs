@@ -9,7 +9,7 @@
 //! A blob reaches its final path only by `rename` after its digest was
 //! verified and its data fsynced; the directory is fsynced after the rename.
 
-use crate::cache::{BlobStore, ByteStream, CacheError, Spool, stream_file};
+use crate::cache::{BlobStore, ByteStream, CacheError, Spool, io_err, stream_file};
 use crate::oci::Digest;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,10 +23,6 @@ pub struct FsStore {
     blobs: PathBuf,
     tmp: PathBuf,
     next_spool: AtomicU64,
-}
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CacheError + 'a {
-    move |e| CacheError::io(op, path, e)
 }
 
 impl FsStore {

@@ -11,12 +11,14 @@ mod hot;
 mod index;
 mod reader;
 mod spool;
+mod verify;
 
 pub use fs::FsStore;
 pub use hot::{HotManifest, HotManifests};
 pub use index::{FsIndex, TagRecord};
 pub use reader::{Progress, ProgressState, stream_file};
 pub use spool::Spool;
+pub use verify::{VerifyReport, verify_store};
 
 use crate::oci::Digest;
 use async_trait::async_trait;
@@ -60,6 +62,14 @@ impl CacheError {
             source,
         }
     }
+}
+
+/// Adapter for `map_err`: an I/O error during `op` on `path`.
+pub(crate) fn io_err<'a>(
+    op: &'static str,
+    path: &'a std::path::Path,
+) -> impl FnOnce(std::io::Error) -> CacheError + 'a {
+    move |e| CacheError::io(op, path, e)
 }
 
 /// Content-addressed blob storage shared by every upstream.

@@ -99,6 +99,16 @@ impl Berth {
         format!("http://{}", self.addr)
     }
 
+    /// The config file the harness wrote for this instance.
+    pub fn config_path(&self) -> PathBuf {
+        self.data_dir.with_extension("toml")
+    }
+
+    /// The berth process's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything berth logged so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
