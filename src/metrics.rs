@@ -75,6 +75,8 @@ pub struct Metrics {
     pub mirror_state: Family<MirrorLabels, Gauge>,
     /// Blob downloads resumed with a Range request after a break.
     pub resumes: Family<UpstreamLabels, Counter>,
+    /// Blobs that could not be cached (no room, or a failing disk).
+    pub cache_write_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -135,8 +137,15 @@ impl Metrics {
             "Blob downloads resumed with a Range request after the connection broke",
             resumes.clone(),
         );
+        let cache_write_failures = Counter::default();
+        registry.register(
+            "cache_write_failures",
+            "Blobs served without caching because the disk was full or a write failed",
+            cache_write_failures.clone(),
+        );
         Self {
             registry,
+            cache_write_failures,
             mirror_state,
             resumes,
             http_requests,

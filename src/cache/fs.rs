@@ -136,6 +136,13 @@ impl BlobStore for FsStore {
         Spool::create(path)
     }
 
+    async fn has_room(&self, bytes: u64) -> bool {
+        match rustix::fs::statvfs(&self.tmp) {
+            Ok(s) => s.f_bavail.saturating_mul(s.f_frsize) > bytes,
+            Err(_) => true, // unknown: try, and handle a failing write
+        }
+    }
+
     async fn commit(&self, spool: Spool, digest: &Digest) -> Result<(), CacheError> {
         let blobs = self.blobs.clone();
         let digest = digest.clone();

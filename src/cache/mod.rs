@@ -100,6 +100,9 @@ pub trait BlobStore: Send + Sync + Debug {
     /// A new spool file to write a blob into.
     async fn spool(&self) -> Result<Spool, CacheError>;
 
+    /// Whether `bytes` more fit in the store now.
+    async fn has_room(&self, bytes: u64) -> bool;
+
     /// Make a fully written, verified spool visible under `digest`.
     async fn commit(&self, spool: Spool, digest: &Digest) -> Result<(), CacheError>;
 }

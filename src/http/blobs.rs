@@ -56,7 +56,8 @@ pub(crate) async fn serve(
     let range_header = incoming
         .headers
         .get(header::RANGE)
-        .and_then(|v| v.to_str().ok());
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| source.seekable());
     let (status, start, end) = match source.size {
         None => (StatusCode::OK, 0, None),
         Some(size) => match parse_range(range_header, size) {

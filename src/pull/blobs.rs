@@ -1,11 +1,13 @@
 //! Blobs: served from the store when committed, otherwise from the one
-//! in-flight fill for their digest.
+//! in-flight fill for their digest, or straight from upstream when the
+//! cache cannot take them.
 
 use crate::cache::{ByteStream, stream_file};
 use crate::oci::{Digest, RepoName};
-use crate::pull::fill::{FillHandle, FillJob};
+use crate::pull::direct::verified_stream;
+use crate::pull::fill::{FillHandle, FillJob, Joined};
 use crate::pull::{Outcome, PullError, PullService};
-use crate::upstream::{Registry, UpstreamError};
+use crate::upstream::{BlobDownload, Registry, UpstreamError};
 use std::sync::Arc;
 
 /// A blob ready to stream: committed in the store, or still filling.
@@ -16,7 +18,21 @@ pub struct BlobSource {
     /// How it was answered.
     pub outcome: Outcome,
     digest: Digest,
-    filling: Option<FillHandle>,
+    from: From,
+}
+
+#[derive(Debug)]
+enum From {
+    Store,
+    Fill(FillHandle),
+    Upstream(BlobDownload),
+}
+
+impl BlobSource {
+    /// Whether byte ranges can be served (not for a direct upstream stream).
+    pub fn seekable(&self) -> bool {
+        !matches!(self.from, From::Upstream(_))
+    }
 }
 
 impl PullService {
@@ -33,8 +49,11 @@ impl PullService {
                 size: Some(size),
                 outcome: Outcome::Hit,
                 digest: digest.clone(),
-                filling: None,
+                from: From::Store,
             });
+        }
+        if self.disk.bypass() {
+            return self.direct(registry, repo, digest, None).await;
         }
         let job = FillJob {
             blobs: Arc::clone(&self.blobs),
@@ -42,8 +61,12 @@ impl PullService {
             repo: repo.clone(),
             digest: digest.clone(),
             metrics: Arc::clone(&self.metrics),
+            disk: Arc::clone(&self.disk),
         };
-        let (handle, joined) = self.fills.join_or_start(job).await?;
+        let (handle, joined) = match self.fills.join_or_start(job).await? {
+            Joined::Fill(handle, joined) => (handle, joined),
+            Joined::Direct(download) => return self.direct(registry, repo, digest, download).await,
+        };
         let outcome = if joined {
             Outcome::Coalesced
         } else {
@@ -54,7 +77,28 @@ impl PullService {
             size: handle.size,
             outcome,
             digest: digest.clone(),
-            filling: Some(handle),
+            from: From::Fill(handle),
+        })
+    }
+
+    /// A blob streamed from upstream without caching.
+    async fn direct(
+        &self,
+        registry: &Registry,
+        repo: &RepoName,
+        digest: &Digest,
+        download: Option<BlobDownload>,
+    ) -> Result<BlobSource, PullError> {
+        let download = match download {
+            Some(d) => d,
+            None => registry.get_blob(repo, digest, 0).await?,
+        };
+        self.metrics.cache("blob", Outcome::Direct.as_str());
+        Ok(BlobSource {
+            size: download.size,
+            outcome: Outcome::Direct,
+            digest: digest.clone(),
+            from: From::Upstream(download),
         })
     }
 
@@ -87,9 +131,11 @@ impl PullService {
         start: u64,
         end: Option<u64>,
     ) -> Result<ByteStream, PullError> {
-        match source.filling {
-            Some(fill) => Ok(stream_file(fill.file, start, end, Some(fill.progress))),
-            None => {
+        match source.from {
+            From::Fill(fill) => Ok(stream_file(fill.file, start, end, Some(fill.progress))),
+            // Served whole: the handler does not offer ranges without a size.
+            From::Upstream(download) => Ok(verified_stream(download, source.digest)),
+            From::Store => {
                 let end = end.or(source.size).unwrap_or(0);
                 self.blobs
                     .read(&source.digest, start, end)

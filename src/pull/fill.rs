@@ -9,6 +9,7 @@ use crate::cache::{BlobStore, Progress, ProgressState, Spool};
 use crate::metrics::{Metrics, UpstreamLabels};
 use crate::oci::{Digest, RepoName};
 use crate::pull::PullError;
+use crate::pull::direct::DiskHealth;
 use crate::pull::writer::{self, Piece, Written};
 use crate::upstream::{BlobDownload, Registry, UpstreamError};
 use std::collections::HashMap;
@@ -30,6 +31,19 @@ enum FillStart {
     Pending,
     Started(FillHandle),
     Failed(PullError),
+    /// The cache has no room: the first taker streams this download
+    /// directly, later ones start their own.
+    NoRoom(Arc<Mutex<Option<BlobDownload>>>),
+}
+
+/// What joining a fill gives.
+#[derive(Debug)]
+pub(super) enum Joined {
+    /// Read the fill (the flag: another request started it).
+    Fill(FillHandle, bool),
+    /// Stream from upstream without caching: this download if one was
+    /// handed over, else start one.
+    Direct(Option<BlobDownload>),
 }
 
 /// In-flight fills by digest.
@@ -46,6 +60,7 @@ pub(super) struct FillJob {
     pub(super) repo: RepoName,
     pub(super) digest: Digest,
     pub(super) metrics: Arc<Metrics>,
+    pub(super) disk: Arc<DiskHealth>,
 }
 
 /// Removes the table entry when the fill task ends, however it ends.
@@ -65,10 +80,7 @@ impl Drop for Deregister {
 impl FillTable {
     /// A handle on the fill for `job.digest`: an existing one (the flag is
     /// true: coalesced) or a new one started with `job`.
-    pub(super) async fn join_or_start(
-        &self,
-        job: FillJob,
-    ) -> Result<(FillHandle, bool), PullError> {
+    pub(super) async fn join_or_start(&self, job: FillJob) -> Result<Joined, PullError> {
         let (mut rx, joined) = {
             let mut fills = self
                 .fills
@@ -97,8 +109,11 @@ impl FillTable {
             .map_err(|_| PullError::Storage("blob download task ended unexpectedly".into()))?
             .clone();
         match start {
-            FillStart::Started(handle) => Ok((handle, joined)),
+            FillStart::Started(handle) => Ok(Joined::Fill(handle, joined)),
             FillStart::Failed(e) => Err(e),
+            FillStart::NoRoom(download) => Ok(Joined::Direct(
+                download.lock().ok().and_then(|mut d| d.take()),
+            )),
             FillStart::Pending => Err(PullError::Storage("blob download did not start".into())),
         }
     }
@@ -121,11 +136,21 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>) {
         start.send_replace(FillStart::Failed(e.into()));
         return;
     }
+    let room = job.blobs.has_room(download.size.unwrap_or(0)).await;
     let spool = match job.blobs.spool().await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot create a spool file");
-            start.send_replace(FillStart::Failed(e.into()));
+        Ok(s) if room => s,
+        result => {
+            match result {
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot create a spool file; serving without caching");
+                    job.disk.write_failed();
+                }
+                Ok(_) => {
+                    tracing::warn!(digest = %job.digest, size = download.size, "no room in the cache; serving without caching")
+                }
+            }
+            job.metrics.cache_write_failures.inc();
+            start.send_replace(FillStart::NoRoom(Arc::new(Mutex::new(Some(download)))));
             return;
         }
     };
@@ -158,6 +183,10 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>) {
 }
 
 fn fail(job: &FillJob, progress: &watch::Sender<Progress>, labels: &UpstreamLabels, e: &PullError) {
+    if matches!(e, PullError::Storage(_)) {
+        job.disk.write_failed();
+        job.metrics.cache_write_failures.inc();
+    }
     tracing::error!(digest = %job.digest, error = %e, "blob download failed; nothing cached");
     job.metrics.fill_failures.get_or_create(labels).inc();
     let written = progress.borrow().written;

@@ -6,6 +6,7 @@
 //! `oci` and `metrics`.
 
 mod blobs;
+mod direct;
 mod fill;
 mod keyed_lock;
 mod manifests;
@@ -37,6 +38,8 @@ pub enum Outcome {
     Revalidated,
     /// From the cache because upstream failed (stale-if-error).
     Stale,
+    /// Streamed from upstream without caching (the cache had no room).
+    Direct,
 }
 
 impl Outcome {
@@ -48,6 +51,7 @@ impl Outcome {
             Self::Coalesced => "coalesced",
             Self::Revalidated => "revalidated",
             Self::Stale => "stale",
+            Self::Direct => "direct",
         }
     }
 }
@@ -87,6 +91,7 @@ pub struct PullService {
     metrics: Arc<Metrics>,
     hot: HotManifests,
     misses: misses::Misses,
+    disk: Arc<direct::DiskHealth>,
     fills: fill::FillTable,
     manifest_locks: keyed_lock::KeyedLocks,
 }
@@ -104,6 +109,7 @@ impl PullService {
             metrics,
             hot: HotManifests::new(HOT_MANIFEST_BYTES),
             misses: misses::Misses::default(),
+            disk: Arc::default(),
             fills: fill::FillTable::default(),
             manifest_locks: keyed_lock::KeyedLocks::default(),
         }

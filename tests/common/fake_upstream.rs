@@ -33,6 +33,8 @@ pub struct Canned {
     pub break_after: usize,
     /// How many responses still break (see `break_after`).
     pub breaks: usize,
+    /// Send no `Content-Length` (chunked); use with `pieces` > 1.
+    pub chunked: bool,
 }
 
 #[derive(Default)]
@@ -219,7 +221,9 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         h.insert(*name, value.parse().unwrap());
     }
     h.insert("content-type", c.content_type.parse().unwrap());
-    h.insert("content-length", len.into());
+    if !c.chunked {
+        h.insert("content-length", len.into());
+    }
     if let Some(from) = from {
         let range = format!("bytes {from}-{}/{full_len}", full_len - 1);
         h.insert("content-range", range.parse().unwrap());
