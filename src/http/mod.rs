@@ -10,7 +10,7 @@ mod blobs;
 mod error;
 mod manifests;
 mod passthrough;
-mod range;
+pub mod range;
 mod route;
 
 use crate::metrics::Metrics;

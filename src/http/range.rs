@@ -3,18 +3,23 @@
 
 /// What to send for a `Range` header against a blob of known size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RangeAnswer {
+pub enum RangeAnswer {
     /// No usable range: send everything with 200.
     Full,
     /// Send bytes `start..end` with 206.
-    Partial { start: u64, end: u64 },
+    Partial {
+        /// First byte.
+        start: u64,
+        /// One past the last byte.
+        end: u64,
+    },
     /// 416 with `Content-Range: bytes */size`.
     Unsatisfiable,
 }
 
 /// Interpret `header` for a blob of `size` bytes. Malformed headers and
 /// multi-range requests are ignored (full body), as RFC 9110 allows.
-pub(crate) fn parse_range(header: Option<&str>, size: u64) -> RangeAnswer {
+pub fn parse_range(header: Option<&str>, size: u64) -> RangeAnswer {
     let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
         return RangeAnswer::Full;
     };
@@ -61,6 +66,16 @@ pub(crate) fn parse_range(header: Option<&str>, size: u64) -> RangeAnswer {
 mod tests {
     use super::RangeAnswer::*;
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn partial_ranges_lie_inside_the_blob(header in "bytes=[0-9]{0,6}-[0-9]{0,6}|.{0,20}", size in 0u64..2_000_000) {
+            match parse_range(Some(&header), size) {
+                Partial { start, end } => proptest::prop_assert!(start < end && end <= size),
+                Unsatisfiable | Full => {}
+            }
+        }
+    }
 
     #[test]
     fn ranges() {

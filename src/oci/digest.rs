@@ -156,6 +156,22 @@ mod tests {
         assert!("../x:y".parse::<Digest>().is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics_and_round_trips(s in ".{0,80}|sha256:[0-9a-f]{60,68}") {
+            if let Ok(d) = s.parse::<Digest>() {
+                proptest::prop_assert_eq!(d.to_string(), s);
+                proptest::prop_assert_eq!(d.hex().len(), 64);
+            }
+        }
+
+        #[test]
+        fn digests_of_bytes_round_trip(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let d = Digest::of(&bytes);
+            proptest::prop_assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+        }
+    }
+
     #[test]
     fn verifier_detects_mismatch() {
         let mut v = DigestVerifier::new(HELLO.parse().unwrap());

@@ -88,6 +88,16 @@ mod tests {
         assert_eq!(accept_key([]), "");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn accept_key_ignores_order(mut items in proptest::collection::vec("[a-z/.+*-]{1,20}(;q=0\\.[0-9])?", 0..6)) {
+            let forward = accept_key(items.iter().map(String::as_str));
+            items.reverse();
+            let joined = items.join(", ");
+            proptest::prop_assert_eq!(accept_key([joined.as_str()]), forward);
+        }
+    }
+
     #[test]
     fn sniffs_missing_content_types() {
         assert_eq!(

@@ -229,6 +229,23 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn valid_names_are_safe_paths(s in "[a-z0-9._/%-]{0,40}") {
+            if let Ok(name) = s.parse::<RepoName>() {
+                let n = name.as_str();
+                proptest::prop_assert!(!n.contains("..") && !n.contains('%') && !n.contains("//"));
+                proptest::prop_assert!(!n.starts_with(['/', '.', '-', '_']) && !n.ends_with('/'));
+                proptest::prop_assert_eq!(n.parse::<RepoName>().unwrap(), name.clone());
+            }
+        }
+
+        #[test]
+        fn references_never_panic(s in ".{0,140}") {
+            let _ = s.parse::<Reference>();
+        }
+    }
+
     #[test]
     fn tags_and_references() {
         assert!("latest".parse::<Tag>().is_ok());

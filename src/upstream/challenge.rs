@@ -125,6 +125,20 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn challenges_never_panic(s in ".{0,200}") {
+            let _ = parse_challenge(&s);
+        }
+
+        #[test]
+        fn quoted_params_round_trip(realm in "[a-z:/.,= ]{1,30}", service in "[a-z.,]{0,20}") {
+            let header = format!("Bearer realm=\"{realm}\",service=\"{service}\"");
+            let parsed = parse_challenge(&header);
+            proptest::prop_assert_eq!(parsed, Some(Challenge::Bearer { realm, service: Some(service) }));
+        }
+    }
+
     #[test]
     fn realm_rules() {
         let up = url::Url::parse("https://registry-1.docker.io").unwrap();
