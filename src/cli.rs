@@ -110,9 +110,25 @@ impl Cli {
     }
 }
 
+/// A mirror holds a socket per client and a file per blob being served:
+/// lift the soft open-file limit to the hard one.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+}
+
 fn serve(config: &Config) -> anyhow::Result<()> {
+    raise_open_file_limit();
+    // Each blob response reads on a blocking thread; allow many at once.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(2048)
         .build()?;
     let result = runtime.block_on(async {
         let app = App::build(config).await?;
