@@ -197,3 +197,118 @@ async fn token_service_down_serves_cached_tags_stale() {
     let r = get_manifest(&berth, "big/manifests/latest").await;
     assert!(r.status().is_server_error(), "{}", r.status());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limits_are_retried_after_the_asked_delay() {
+    let fake = FakeUpstream::start().await;
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    fake.route(
+        "proj/app/manifests/latest",
+        Canned {
+            body: Bytes::from_static(manifest),
+            content_type: "application/vnd.oci.image.manifest.v1+json",
+            ..Canned::default()
+        },
+    );
+    let berth = Berth::start(&upstream_toml(
+        "fake.test",
+        &fake.url,
+        "default = true\nretries = 2",
+    ));
+    fake.set_status_all(Some(429));
+    let limited = reqwest::get(format!("{}/v2/proj/app/manifests/latest", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429);
+    assert_eq!(oci_error(limited).await.0, "TOOMANYREQUESTS");
+    assert_eq!(
+        fake.count("/manifests/latest"),
+        3,
+        "one try and two retries"
+    );
+    fake.set_status_all(None);
+    let r = reqwest::get(format!("{}/v2/proj/app/manifests/latest", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_body_times_out_and_resumes() {
+    let fake = FakeUpstream::start().await;
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i >> 5) as u8).collect();
+    let digest = sha256(&data);
+    fake.route(
+        &format!("proj/app/blobs/{digest}"),
+        Canned {
+            body: Bytes::from(data.clone()),
+            content_type: "application/octet-stream",
+            pieces: 2,
+            pause: Duration::from_secs(3),
+            ..Canned::default()
+        },
+    );
+    let berth = Berth::start(&upstream_toml(
+        "fake.test",
+        &fake.url,
+        "default = true\nidle_timeout = \"1s\"",
+    ));
+    // The first piece arrives after 3 s of silence: the idle timeout breaks
+    // each attempt, and no attempt completes within the retries.
+    let r = reqwest::get(format!("{}/v2/proj/app/blobs/{digest}", berth.url()))
+        .await
+        .unwrap();
+    let outcome = r.bytes().await;
+    assert!(outcome.is_err() || outcome.unwrap().len() < data.len());
+    assert!(
+        berth.log().contains("timed out") || berth.log().contains("broke off"),
+        "{}",
+        berth.log()
+    );
+    assert!(!common::checks::cached(&berth.data_dir, &digest));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stale_on_not_found_keeps_serving_a_removed_image() {
+    let fake = FakeUpstream::start().await;
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+    fake.route(
+        "proj/app/manifests/latest",
+        Canned {
+            body: Bytes::from_static(manifest),
+            content_type: "application/vnd.oci.image.manifest.v1+json",
+            ..Canned::default()
+        },
+    );
+    let opted_in = Berth::start(&upstream_toml(
+        "fake.test",
+        &fake.url,
+        "default = true\ntag_ttl = \"1s\"\nstale_on_not_found = true",
+    ));
+    let strict = Berth::start(&upstream_toml(
+        "fake.test",
+        &fake.url,
+        "default = true\ntag_ttl = \"1s\"",
+    ));
+    for b in [&opted_in, &strict] {
+        assert_eq!(
+            reqwest::get(format!("{}/v2/proj/app/manifests/latest", b.url()))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    fake.set_status_all(Some(404));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let kept = reqwest::get(format!("{}/v2/proj/app/manifests/latest", opted_in.url()))
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 200);
+    assert!(kept.headers().contains_key("warning"));
+    assert!(kept.bytes().await.unwrap() == manifest[..]);
+    let gone = reqwest::get(format!("{}/v2/proj/app/manifests/latest", strict.url()))
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+}

@@ -52,12 +52,7 @@ impl Registry {
         let mut retries_left = self.config.resilience.retries;
         let mut attempt = 0u32;
         loop {
-            let Some(i) = mirror::pick(&self.mirrors, &tried) else {
-                return Err(UpstreamError::Unreachable {
-                    upstream: self.name().to_owned(),
-                    detail: "every mirror is failing; their circuit breakers are open".to_owned(),
-                });
-            };
+            let i = mirror::pick(&self.mirrors, &tried);
             tried.push(i);
             let m = &self.mirrors[i];
             let started = Instant::now();

@@ -124,18 +124,28 @@ impl Mirror {
 }
 
 /// The best mirror to try next: one not tried yet if any, then the lowest
-/// score, then list order. `None` when every breaker refuses.
-pub(super) fn pick(mirrors: &[Mirror], tried: &[usize]) -> Option<usize> {
+/// score, then list order. When every breaker refuses, the one that opened
+/// first is used anyway: with nothing to fail over to, refusing would only
+/// turn a possible answer into a certain error.
+pub(super) fn pick(mirrors: &[Mirror], tried: &[usize]) -> usize {
     let now = Instant::now();
-    let (_, _, i) = mirrors
+    let admissible = mirrors
         .iter()
         .enumerate()
         .filter_map(|(i, m)| {
             let s = m.health.lock().ok().and_then(|h| score(&h, now))?;
             Some((tried.contains(&i), s, i))
         })
-        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)))?;
-    mirrors[i].admit(now).then_some(i)
+        .min_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    if let Some((_, _, i)) = admissible
+        && mirrors[i].admit(now)
+    {
+        return i;
+    }
+    let reopens = |m: &Mirror| m.health.lock().map_or(now, |h| h.open_until);
+    (0..mirrors.len())
+        .min_by_key(|&i| (tried.contains(&i), reopens(&mirrors[i])))
+        .unwrap_or(0)
 }
 
 /// Selection score (lower is better), or `None` while the breaker refuses.
@@ -161,26 +171,30 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn prefers_list_order_then_health_and_opens_the_breaker() {
         let m = mirrors(2);
-        assert_eq!(pick(&m, &[]), Some(0));
+        assert_eq!(pick(&m, &[]), 0);
         m[0].record(Verdict::Answered(Duration::from_millis(100)));
         m[1].record(Verdict::Answered(Duration::from_millis(10)));
-        assert_eq!(pick(&m, &[]), Some(1), "the faster mirror wins");
-        assert_eq!(pick(&m, &[1]), Some(0), "failover skips what was tried");
+        assert_eq!(pick(&m, &[]), 1, "the faster mirror wins");
+        assert_eq!(pick(&m, &[1]), 0, "failover skips what was tried");
         for _ in 0..OPEN_AFTER {
             m[1].record(Verdict::Failed);
         }
         assert_eq!(m[1].state(), BreakerState::Open);
-        assert_eq!(pick(&m, &[]), Some(0));
+        assert_eq!(pick(&m, &[]), 0);
+        tokio::time::advance(Duration::from_secs(1)).await;
         for _ in 0..OPEN_AFTER {
             m[0].record(Verdict::Failed);
         }
-        assert_eq!(pick(&m, &[]), None, "every breaker open: fail fast");
+        assert_eq!(
+            pick(&m, &[]),
+            1,
+            "every breaker open: the one that opened first"
+        );
         tokio::time::advance(COOL_DOWN + Duration::from_secs(1)).await;
-        let probe = pick(&m, &[]).unwrap();
+        let probe = pick(&m, &[]);
         assert_eq!(m[probe].state(), BreakerState::HalfOpen);
-        let other = pick(&m, &[probe]).unwrap();
+        let other = pick(&m, &[probe]);
         assert_ne!(other, probe, "one probe per mirror");
-        assert_eq!(pick(&m, &[probe, other]), None);
         assert_eq!(
             m[probe].record(Verdict::Answered(Duration::from_millis(5))),
             Some(BreakerState::Closed)
