@@ -10,16 +10,18 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "report.rs"]
+mod report;
 
 use common::{Berth, Upstream, skopeo_copy_to_dir, upstream_toml};
 use futures_util::StreamExt;
+use report::{Table, f, ratio, secs};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 5;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+fn median(v: Vec<Duration>) -> f64 {
+    report::median(v.into_iter().map(f).collect())
 }
 
 async fn skopeo_pull(host: &str, reference: &str) -> Duration {
@@ -47,13 +49,9 @@ async fn blob_get(client: &reqwest::Client, url: &str, token: Option<&str>) -> D
     start.elapsed()
 }
 
-fn row(name: &str, direct: Duration, berth: Duration) -> String {
-    format!(
-        "| {name} | {:.3} | {:.3} | {:.2} |",
-        direct.as_secs_f64(),
-        berth.as_secs_f64(),
-        berth.as_secs_f64() / direct.as_secs_f64()
-    )
+/// A row comparing berth with the direct upstream (times in seconds).
+fn row(t: &mut Table, name: &str, berth: f64, direct: f64, goal: &str) {
+    t.row(name, secs(berth), secs(direct), ratio(berth, direct), goal);
 }
 
 #[tokio::main]
@@ -116,27 +114,41 @@ async fn main() {
     }
 
     let mib = image_bytes as f64 / f64::from(1 << 20);
-    println!(
-        "\nberth pull benchmark: {mib:.1} MiB image ({} blobs), median of {RUNS} runs, 127.0.0.1\n",
-        big.blobs.len()
+    let mut t = Table::new();
+    let direct = median(direct);
+    row(
+        &mut t,
+        "cold pull, skopeo: berth / direct upstream",
+        median(cold),
+        direct,
+        "<= 1.1",
     );
-    println!("| measure | direct upstream (s) | through berth (s) | berth / direct |");
-    println!("|---|---|---|---|");
-    println!(
-        "{}",
-        row("cold pull, skopeo", median(direct.clone()), median(cold))
+    row(
+        &mut t,
+        "warm pull, skopeo: berth / direct upstream",
+        median(warm),
+        direct,
+        "—",
     );
-    println!("{}", row("warm pull, skopeo", median(direct), median(warm)));
-    println!(
-        "{}",
-        row(
-            "warm 48 MiB blob GET, one connection",
-            median(blob_direct),
-            median(blob_berth)
-        )
+    row(
+        &mut t,
+        "warm 48 MiB blob GET, one connection: berth / direct upstream",
+        median(blob_berth),
+        median(blob_direct),
+        "—",
     );
     let worst = upstream_bytes.iter().copied().fold(0.0, f64::max);
-    println!(
-        "\nupstream bytes for a cold pull / image size: {worst:.2} (worst of {RUNS} cold pulls)"
+    t.row(
+        &format!("upstream bytes for a cold pull / image size (worst of {RUNS})"),
+        format!("{worst:.2}"),
+        "—".to_owned(),
+        "—".to_owned(),
+        "1.00",
     );
+    t.note(format!(
+        "{mib:.1} MiB image ({} blobs), median of {RUNS} runs; the direct upstream is \
+         reached through the same tap as berth",
+        big.blobs.len()
+    ));
+    t.print("berth pull benchmark (127.0.0.1)");
 }

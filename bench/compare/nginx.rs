@@ -1,0 +1,105 @@
+//! The physical reference: nginx with `sendfile on` serving blob files
+//! statically on a loopback port, with its config, pid file, logs and
+//! document root in a temp dir. Stopped by SIGTERM to its master's PID (so
+//! the workers exit too), then SIGKILL if it lingers.
+
+use crate::common::proc::{free_port, http_status, wait_port_free, wait_until};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A running nginx. Dropping it stops it.
+#[derive(Debug)]
+pub(crate) struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Serves each `(url_path, file)`: the file is hard-linked (or copied)
+    /// into the document root at `url_path`.
+    pub(crate) fn start(files: &[(String, &Path)]) -> Nginx {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("root");
+        for (url_path, src) in files {
+            let dest = root.join(url_path.trim_start_matches('/'));
+            std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+            if std::fs::hard_link(src, &dest).is_err() {
+                std::fs::copy(src, &dest).expect("copy blob for nginx");
+            }
+        }
+        let port = free_port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let d = dir.path().display();
+        let conf = format!(
+            "user root;\ndaemon off;\nworker_processes auto;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
+             http {{\n  access_log {d}/access.log;\n  sendfile on;\n  tcp_nopush on;\n\
+             \x20 keepalive_requests 1000000;\n  default_type application/octet-stream;\n\
+             \x20 client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+             \x20 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
+             \x20 scgi_temp_path {d}/scgi;\n\
+             \x20 server {{\n    listen {addr};\n    root {};\n  }}\n}}\n",
+            root.display()
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn nginx: {e} (apt-get install nginx)"));
+        let mut nginx = Nginx { child, addr, dir };
+        let probe = files.first().map_or("/", |(p, _)| p.as_str()).to_owned();
+        let up = wait_until(Duration::from_secs(10), || {
+            http_status(addr, &probe) == Some(200)
+        });
+        if !up {
+            let log = std::fs::read_to_string(nginx.dir.path().join("error.log"));
+            nginx.stop();
+            panic!("nginx did not start: {log:?}");
+        }
+        nginx
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let exited = wait_until(Duration::from_secs(10), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if !wait_port_free(self.addr.port(), Duration::from_secs(10)) {
+            eprintln!(
+                "warning: nginx port {} still busy after stop",
+                self.addr.port()
+            );
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
