@@ -11,6 +11,7 @@ use crate::metrics::Metrics;
 use crate::pull::PullService;
 use crate::upstream::UpstreamSet;
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,7 +76,14 @@ impl App {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "berth listening on http://{addr}");
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(self.listener, self.router)
+        // Headers and the first body bytes go out as separate writes:
+        // without TCP_NODELAY, Nagle and delayed ACKs stall them ~40 ms.
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        let server = axum::serve(listener, self.router)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.changed().await;
             })

@@ -90,6 +90,9 @@ async fn kill_9_mid_fill_loses_nothing_and_leaves_nothing_partial() {
     }))
     .await;
     assert_eq!(gets, blobs);
+    for digest in &blobs {
+        assert!(common::checks::eventually_cached(&data, digest).await);
+    }
     assert_eq!(assert_store_consistent(&data), 10);
 
     // Tamper with one cached blob: verify reports it, then quarantines it.

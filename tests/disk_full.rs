@@ -9,7 +9,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::checks::{cached, sha256};
+use common::checks::{cached, eventually_cached, sha256};
 use common::fake_upstream::{Canned, FakeUpstream};
 use common::{Berth, upstream_toml};
 use std::path::{Path, PathBuf};
@@ -91,7 +91,7 @@ async fn a_full_disk_serves_uncached_then_caches_again() {
     );
 
     assert!(get(&berth, &a).await.is_ok());
-    assert!(cached(&data, &a));
+    assert!(eventually_cached(&data, &a).await);
 
     // Known size, no room: streamed directly, verified, not cached.
     assert_eq!(get(&berth, &b).await.unwrap(), b_data);
@@ -123,6 +123,6 @@ async fn a_full_disk_serves_uncached_then_caches_again() {
     std::fs::remove_file(data.join("blobs/sha256").join(&hex[..2]).join(hex)).unwrap();
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(get(&berth, &b).await.unwrap(), b_data);
-    assert!(cached(&data, &b));
+    assert!(eventually_cached(&data, &b).await);
     drop(berth);
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::checks::{assert_dir_holds, cached, json, oci_error};
+use common::checks::{assert_dir_holds, eventually_cached, json, oci_error};
 use common::{Berth, Skopeo, Upstream, skopeo_copy_to_dir, upstream_toml};
 use std::time::Duration;
 
@@ -38,7 +38,7 @@ async fn cold_pull_then_warm_pull_sends_nothing_upstream() {
             "{:#?}",
             up.requests()
         );
-        assert!(cached(&berth.data_dir, &blob.digest));
+        assert!(eventually_cached(&berth.data_dir, &blob.digest).await);
     }
     assert_eq!(
         answered(&up, "GET", "/manifests/latest"),

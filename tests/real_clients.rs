@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::checks::cached;
+use common::checks::eventually_cached;
 use common::{Berth, Containerd, Upstream, podman_pull, upstream_toml, write_hosts_toml};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -23,7 +23,7 @@ async fn podman_pulls_docker_hub_images_through_a_mirror() {
         .unwrap();
     assert_eq!(digest, small.digest);
     for blob in &small.blobs {
-        assert!(cached(&berth.data_dir, &blob.digest));
+        assert!(eventually_cached(&berth.data_dir, &blob.digest).await);
     }
     assert!(
         berth
@@ -95,7 +95,11 @@ async fn containerd_pulls_through_hosts_toml_with_ns() {
         .find(|c| c.platform == "linux/amd64")
         .unwrap();
     for blob in &amd64.blobs {
-        assert!(cached(&berth.data_dir, &blob.digest), "{}", blob.digest);
+        assert!(
+            eventually_cached(&berth.data_dir, &blob.digest).await,
+            "{}",
+            blob.digest
+        );
         assert_eq!(up.count("GET", &blob.digest), 1);
     }
     // The upstream never sees containerd's ns parameter.

@@ -125,7 +125,7 @@ async fn a_broken_blob_download_resumes_with_a_range_request() {
             .await
             .contains(r#"berth_upstream_resumes_total{upstream="fake.test"} 1"#)
     );
-    assert!(common::checks::cached(&berth.data_dir, &digest));
+    assert!(common::checks::eventually_cached(&berth.data_dir, &digest).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]

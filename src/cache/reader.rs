@@ -9,13 +9,14 @@ use crate::cache::ByteStream;
 use bytes::{Bytes, BytesMut};
 use std::fs::File;
 use std::io;
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Bytes read per chunk.
-const CHUNK: u64 = 1 << 20;
+const CHUNK: u64 = 512 << 10;
 /// Chunks buffered per response between the reader thread and the socket.
 const QUEUE: usize = 2;
 
@@ -40,9 +41,10 @@ pub struct Progress {
 }
 
 /// Stream bytes `start..end` of `file`. With `progress`, the file is still
-/// being written: the reader follows it (and `end = None` means "until the
-/// writer completes"). Without it, the file is complete and `end` is its
-/// length or the range end.
+/// being written (and may be shared): the reader follows it with
+/// positional reads, and `end = None` means "until the writer completes".
+/// Without it, the file is complete, `end` is its length or the range end,
+/// and the reader owns the file's offset (the handle must not be shared).
 pub fn stream_file(
     file: Arc<File>,
     start: u64,
@@ -52,6 +54,12 @@ pub fn stream_file(
     let (tx, rx) = mpsc::channel(QUEUE);
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
+        if progress.is_none()
+            && let Err(e) = (&*file).seek(SeekFrom::Start(start))
+        {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
         let mut job = ReadJob {
             file,
             pos: start,
@@ -130,6 +138,20 @@ impl ReadJob {
 
     fn read_chunk(&mut self, limit: u64) -> io::Result<Bytes> {
         let want = (limit - self.pos).min(CHUNK) as usize;
+        if self.progress.is_none() {
+            // The file offset is ours alone: sequential reads into fresh,
+            // unzeroed capacity.
+            let mut buf = Vec::with_capacity(want);
+            (&*self.file).take(want as u64).read_to_end(&mut buf)?;
+            if buf.len() < want {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "blob file ended early",
+                ));
+            }
+            self.pos += want as u64;
+            return Ok(Bytes::from(buf));
+        }
         let mut buf = BytesMut::zeroed(want);
         let mut filled = 0;
         while filled < want {

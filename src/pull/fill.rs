@@ -167,17 +167,23 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>) {
         upstream: job.registry.name().to_owned(),
     };
     match copy(&job, download, spool, &progress_tx).await {
-        Ok(spool) => match job.blobs.commit(spool, &job.digest).await {
-            Ok(()) => {
-                let written = progress_tx.borrow().written;
-                progress_tx.send_replace(Progress {
-                    written,
-                    state: ProgressState::Complete,
-                });
-                tracing::info!(digest = %job.digest, bytes = written, "blob cached");
+        Ok(spool) => {
+            // Verified: readers may have the last byte now, without waiting
+            // for the fsync and rename that make the blob visible to others.
+            let written = progress_tx.borrow().written;
+            progress_tx.send_replace(Progress {
+                written,
+                state: ProgressState::Complete,
+            });
+            match job.blobs.commit(spool, &job.digest).await {
+                Ok(()) => tracing::info!(digest = %job.digest, bytes = written, "blob cached"),
+                Err(e) => {
+                    tracing::error!(digest = %job.digest, error = %e, "verified blob could not be committed; not cached");
+                    job.disk.write_failed();
+                    job.metrics.cache_write_failures.inc();
+                }
             }
-            Err(e) => fail(&job, &progress_tx, &labels, &PullError::from(e)),
-        },
+        }
         Err(e) => fail(&job, &progress_tx, &labels, &e),
     }
 }

@@ -65,6 +65,18 @@ pub async fn raw_get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Whether berth commits `digest` within 10 s. A client receives the last
+/// byte once the blob is verified; the commit (fsync, rename) follows.
+pub async fn eventually_cached(data_dir: &Path, digest: &str) -> bool {
+    for _ in 0..200 {
+        if cached(data_dir, digest) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// Whether berth's cache holds a committed blob.
 pub fn cached(data_dir: &Path, digest: &str) -> bool {
     let hex = digest.trim_start_matches("sha256:");
