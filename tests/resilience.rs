@@ -201,15 +201,7 @@ async fn token_service_down_serves_cached_tags_stale() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limits_are_retried_after_the_asked_delay() {
     let fake = FakeUpstream::start().await;
-    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
-    fake.route(
-        "proj/app/manifests/latest",
-        Canned {
-            body: Bytes::from_static(manifest),
-            content_type: "application/vnd.oci.image.manifest.v1+json",
-            ..Canned::default()
-        },
-    );
+    fake.manifest("latest");
     let berth = Berth::start(&upstream_toml(
         "fake.test",
         &fake.url,
@@ -271,15 +263,8 @@ async fn a_stalled_body_times_out_and_resumes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_on_not_found_keeps_serving_a_removed_image() {
     let fake = FakeUpstream::start().await;
-    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
-    fake.route(
-        "proj/app/manifests/latest",
-        Canned {
-            body: Bytes::from_static(manifest),
-            content_type: "application/vnd.oci.image.manifest.v1+json",
-            ..Canned::default()
-        },
-    );
+    let manifest = FakeUpstream::MANIFEST;
+    fake.manifest("latest");
     let opted_in = Berth::start(&upstream_toml(
         "fake.test",
         &fake.url,

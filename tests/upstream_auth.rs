@@ -13,19 +13,7 @@ use common::fake_upstream::{Canned, FakeUpstream};
 use common::{Berth, upstream_toml};
 
 const BASIC_U_P: &str = "Basic dTpw"; // base64("u:p")
-const MANIFEST: &[u8] =
-    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
-
-fn manifest(up: &FakeUpstream, tag: &str) {
-    up.route(
-        &format!("proj/app/manifests/{tag}"),
-        Canned {
-            body: Bytes::from_static(MANIFEST),
-            content_type: "application/vnd.oci.image.manifest.v1+json",
-            ..Canned::default()
-        },
-    );
-}
+const MANIFEST: &[u8] = FakeUpstream::MANIFEST;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn basic_auth_upstream_and_cdn_redirect_without_credentials() {
@@ -51,7 +39,7 @@ async fn basic_auth_upstream_and_cdn_redirect_without_credentials() {
             ..Canned::default()
         },
     );
-    manifest(&up, "latest");
+    up.manifest("latest");
     let berth = Berth::start(&upstream_toml(
         "fake.test",
         &up.url,
@@ -106,8 +94,8 @@ async fn token_upstream() -> FakeUpstream {
         "Bearer tok123",
         &format!("Bearer realm=\"http://localhost:{port}/token\",service=\"fake\""),
     );
-    manifest(&up, "latest");
-    manifest(&up, "v2");
+    up.manifest("latest");
+    up.manifest("v2");
     up
 }
 

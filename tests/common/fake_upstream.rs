@@ -68,6 +68,22 @@ impl FakeUpstream {
         FakeUpstream { inner, url }
     }
 
+    /// An empty OCI image manifest, served as `proj/app` at `tag`.
+    pub const MANIFEST: &'static [u8] =
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","layers":[]}"#;
+
+    /// Serve [`FakeUpstream::MANIFEST`] as `proj/app:<tag>`.
+    pub fn manifest(&self, tag: &str) {
+        self.route(
+            &format!("proj/app/manifests/{tag}"),
+            Canned {
+                body: Bytes::from_static(Self::MANIFEST),
+                content_type: "application/vnd.oci.image.manifest.v1+json",
+                ..Canned::default()
+            },
+        );
+    }
+
     /// Serve `canned` for `path` (below `/v2/`, no query).
     pub fn route(&self, path: &str, canned: Canned) {
         self.inner
