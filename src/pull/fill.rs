@@ -63,6 +63,14 @@ pub(super) struct FillJob {
     pub(super) disk: Arc<DiskHealth>,
 }
 
+impl FillJob {
+    /// The cache disk failed a write: count it, and bypass the cache a while.
+    fn disk_write_failed(&self) {
+        self.disk.write_failed();
+        self.metrics.cache_write_failures.inc();
+    }
+}
+
 /// Removes the table entry when the fill task ends, however it ends.
 struct Deregister {
     fills: Arc<Mutex<HashMap<Digest, watch::Receiver<FillStart>>>>,
@@ -179,8 +187,7 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>) {
                 Ok(()) => tracing::info!(digest = %job.digest, bytes = written, "blob cached"),
                 Err(e) => {
                     tracing::error!(digest = %job.digest, error = %e, "verified blob could not be committed; not cached");
-                    job.disk.write_failed();
-                    job.metrics.cache_write_failures.inc();
+                    job.disk_write_failed();
                 }
             }
         }
@@ -190,8 +197,7 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>) {
 
 fn fail(job: &FillJob, progress: &watch::Sender<Progress>, labels: &UpstreamLabels, e: &PullError) {
     if matches!(e, PullError::Storage(_)) {
-        job.disk.write_failed();
-        job.metrics.cache_write_failures.inc();
+        job.disk_write_failed();
     }
     tracing::error!(digest = %job.digest, error = %e, "blob download failed; nothing cached");
     job.metrics.fill_failures.get_or_create(labels).inc();

@@ -91,6 +91,12 @@ impl UpstreamError {
         }
     }
 
+    /// Whether another attempt may succeed: every outage except berth's
+    /// own queue being full (retrying would only queue again).
+    pub(crate) fn retryable(&self) -> bool {
+        self.is_outage() && !matches!(self, Self::Busy { .. })
+    }
+
     pub(crate) fn from_transport(upstream: &str, e: &reqwest::Error) -> Self {
         let mut detail = e.to_string();
         let mut source = std::error::Error::source(e);

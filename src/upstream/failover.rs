@@ -18,21 +18,6 @@ pub(super) struct Answer {
     pub(super) slot: OwnedSemaphorePermit,
 }
 
-impl UpstreamError {
-    /// Whether another attempt may succeed: transport failures, timeouts,
-    /// 5xx and 429.
-    fn retryable(&self) -> bool {
-        match self {
-            Self::Unreachable { .. } | Self::Timeout { .. } | Self::RateLimited { .. } => true,
-            Self::Status { status, .. } => *status >= 500,
-            Self::NotFound { .. }
-            | Self::Denied { .. }
-            | Self::Invalid { .. }
-            | Self::Busy { .. } => false,
-        }
-    }
-}
-
 impl Registry {
     async fn slot(&self) -> Result<OwnedSemaphorePermit, UpstreamError> {
         let wait = self.config.resilience.queue_timeout;
