@@ -6,12 +6,11 @@
 
 use crate::cache::{FsIndex, FsStore};
 use crate::config::Config;
-use crate::http::{HttpState, router};
+use crate::http::{ConnOutbox, HttpState, ZeroCopyListener, router};
 use crate::metrics::Metrics;
 use crate::pull::PullService;
 use crate::upstream::UpstreamSet;
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,14 +75,11 @@ impl App {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "berth listening on http://{addr}");
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        // Headers and the first body bytes go out as separate writes:
-        // without TCP_NODELAY, Nagle and delayed ACKs stall them ~40 ms.
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-        let server = axum::serve(listener, self.router)
+        let listener = ZeroCopyListener::new(self.listener);
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<ConnOutbox>();
+        let server = axum::serve(listener, service)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.changed().await;
             })

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub cache_events: Family<CacheLabels, Counter>,
     /// Body bytes sent to clients.
     pub served_bytes: Counter,
+    /// Of those, bytes sent from files with `sendfile` (plain HTTP/1).
+    pub served_zero_copy_bytes: Counter,
     /// Requests sent upstream.
     pub upstream_requests: Family<UpstreamRequestLabels, Counter>,
     /// Body bytes received from upstream.
@@ -106,6 +108,12 @@ impl Metrics {
             "served_bytes",
             "Body bytes sent to clients",
             served_bytes.clone(),
+        );
+        let served_zero_copy_bytes = Counter::default();
+        registry.register(
+            "served_zero_copy_bytes",
+            "Body bytes sent from cache files with sendfile, without copies (plain HTTP/1)",
+            served_zero_copy_bytes.clone(),
         );
         let upstream_requests = Family::default();
         registry.register(
@@ -151,6 +159,7 @@ impl Metrics {
             http_requests,
             cache_events,
             served_bytes,
+            served_zero_copy_bytes,
             upstream_requests,
             upstream_bytes,
             fill_failures,

@@ -16,7 +16,7 @@ mod verify;
 pub use fs::FsStore;
 pub use hot::{HotManifest, HotManifests};
 pub use index::{FsIndex, TagRecord};
-pub use reader::{Progress, ProgressState, stream_file};
+pub use reader::{FileSpan, Progress, ProgressState, stream_file};
 pub use spool::Spool;
 pub use verify::{VerifyReport, verify_store};
 
@@ -29,6 +29,35 @@ use std::pin::Pin;
 
 /// A stream of body chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// The bytes of a blob to send: a span of a local file, which the HTTP edge
+/// can hand to the kernel without copying, or a stream of chunks from
+/// anywhere else (upstream, an object store).
+pub enum BlobBody {
+    /// A range of a local file, complete or still being written.
+    File(FileSpan),
+    /// Chunks from elsewhere.
+    Stream(ByteStream),
+}
+
+impl BlobBody {
+    /// The bytes as a stream of chunks, whatever their source.
+    pub fn into_stream(self) -> ByteStream {
+        match self {
+            Self::File(span) => span.into_stream(),
+            Self::Stream(stream) => stream,
+        }
+    }
+}
+
+impl Debug for BlobBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(span) => f.debug_tuple("File").field(span).finish(),
+            Self::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
 
 /// Errors from the cache's storage.
 #[derive(Debug, thiserror::Error)]
@@ -82,13 +111,13 @@ pub trait BlobStore: Send + Sync + Debug {
     /// Size of a committed blob, or `None` if it is not cached.
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, CacheError>;
 
-    /// Stream bytes `start..end` of a committed blob; `None` if not cached.
+    /// Bytes `start..end` of a committed blob; `None` if not cached.
     async fn read(
         &self,
         digest: &Digest,
         start: u64,
         end: u64,
-    ) -> Result<Option<ByteStream>, CacheError>;
+    ) -> Result<Option<BlobBody>, CacheError>;
 
     /// A whole committed blob in memory, for small objects like manifests.
     /// `None` if not cached.

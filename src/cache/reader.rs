@@ -40,6 +40,132 @@ pub struct Progress {
     pub state: ProgressState,
 }
 
+/// A byte range of a local file to send: a committed blob, or a spool
+/// still being written. Consumers either turn it into a stream of chunks
+/// ([`FileSpan::into_stream`]) or ask it for the next readable stretch and
+/// move those bytes themselves ([`FileSpan::next_readable`]), e.g. with
+/// `sendfile`.
+#[derive(Debug)]
+pub struct FileSpan {
+    /// The file; shared with the writer while it is being filled.
+    pub file: Arc<File>,
+    pos: u64,
+    end: Option<u64>,
+    progress: Option<watch::Receiver<Progress>>,
+}
+
+impl FileSpan {
+    /// Bytes `start..end` of a complete file.
+    pub fn complete(file: Arc<File>, start: u64, end: u64) -> Self {
+        Self {
+            file,
+            pos: start,
+            end: Some(end),
+            progress: None,
+        }
+    }
+
+    /// Bytes `start..end` of a file still being written, following
+    /// `progress`; `end = None` means "until the writer completes".
+    pub fn filling(
+        file: Arc<File>,
+        start: u64,
+        end: Option<u64>,
+        progress: watch::Receiver<Progress>,
+    ) -> Self {
+        Self {
+            file,
+            pos: start,
+            end,
+            progress: Some(progress),
+        }
+    }
+
+    /// Stream the span in chunks read on a blocking thread.
+    pub fn into_stream(self) -> ByteStream {
+        stream_file(self.file, self.pos, self.end, self.progress)
+    }
+
+    /// The next stretch that may be sent, as (file offset, length) with the
+    /// length at most `max`; the span counts it as consumed. Waits while
+    /// the writer has published nothing new, holds back the last byte until
+    /// the blob is verified, and returns `None` at the end of the span.
+    pub async fn next_readable(&mut self, max: u64) -> io::Result<Option<(u64, u64)>> {
+        loop {
+            let progress = current(&mut self.progress, self.end);
+            match limit(progress, self.pos, self.end)? {
+                Limit::Done => return Ok(None),
+                Limit::Upto(limit) if self.pos < limit => {
+                    let start = self.pos;
+                    let len = (limit - start).min(max);
+                    self.pos += len;
+                    return Ok(Some((start, len)));
+                }
+                Limit::Upto(_) => {
+                    let Some(rx) = &mut self.progress else {
+                        return Err(stopped());
+                    };
+                    if rx.changed().await.is_err() && rx.borrow().state != ProgressState::Complete {
+                        return Err(stopped());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How far a reader at `pos` may go now.
+enum Limit {
+    /// The range is fully read.
+    Done,
+    /// Bytes before this offset may be read (maybe none yet).
+    Upto(u64),
+}
+
+/// The writer's last word, or "complete" for a file not being written.
+fn current(progress: &mut Option<watch::Receiver<Progress>>, end: Option<u64>) -> Progress {
+    match progress {
+        None => Progress {
+            written: end.unwrap_or(0),
+            state: ProgressState::Complete,
+        },
+        Some(rx) => *rx.borrow_and_update(),
+    }
+}
+
+/// The one rule every reader follows: never past what is written, never the
+/// last byte of the range before the blob is verified, nothing after a
+/// failure.
+fn limit(p: Progress, pos: u64, end: Option<u64>) -> io::Result<Limit> {
+    match p.state {
+        ProgressState::Failed => Err(io::Error::other(
+            "upstream download failed; response aborted",
+        )),
+        ProgressState::Complete => {
+            let end = end.unwrap_or(p.written);
+            if pos >= end {
+                Ok(Limit::Done)
+            } else if p.written < end {
+                Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "cached blob is shorter than expected",
+                ))
+            } else {
+                Ok(Limit::Upto(end))
+            }
+        }
+        ProgressState::Filling => Ok(Limit::Upto(
+            p.written
+                .saturating_sub(1)
+                .min(end.map_or(u64::MAX, |e| e.saturating_sub(1))),
+        )),
+    }
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("upstream download stopped; response aborted")
+}
+
 /// Stream bytes `start..end` of `file`. With `progress`, the file is still
 /// being written (and may be shared): the reader follows it with
 /// positional reads, and `end = None` means "until the writer completes".
@@ -85,43 +211,12 @@ struct ReadJob {
 }
 
 impl ReadJob {
-    fn current(&mut self) -> Progress {
-        match &mut self.progress {
-            None => Progress {
-                written: self.end.unwrap_or(0),
-                state: ProgressState::Complete,
-            },
-            Some(rx) => *rx.borrow_and_update(),
-        }
-    }
-
     fn run(&mut self) -> io::Result<()> {
         loop {
-            let p = self.current();
-            let limit = match p.state {
-                ProgressState::Failed => {
-                    return Err(io::Error::other(
-                        "upstream download failed; response aborted",
-                    ));
-                }
-                ProgressState::Complete => {
-                    let end = self.end.unwrap_or(p.written);
-                    if self.pos >= end {
-                        return Ok(());
-                    }
-                    if p.written < end {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "cached blob is shorter than expected",
-                        ));
-                    }
-                    end
-                }
-                // Hold back one byte until the blob is verified.
-                ProgressState::Filling => p
-                    .written
-                    .saturating_sub(1)
-                    .min(self.end.map_or(u64::MAX, |e| e.saturating_sub(1))),
+            let p = current(&mut self.progress, self.end);
+            let limit = match limit(p, self.pos, self.end)? {
+                Limit::Done => return Ok(()),
+                Limit::Upto(limit) => limit,
             };
             if self.pos < limit {
                 let chunk = self.read_chunk(limit)?;
@@ -129,13 +224,10 @@ impl ReadJob {
                     return Ok(()); // the client went away
                 }
             } else if !self.wait_for_progress() {
-                return Err(io::Error::other(
-                    "upstream download stopped; response aborted",
-                ));
+                return Err(stopped());
             }
         }
     }
-
     fn read_chunk(&mut self, limit: u64) -> io::Result<Bytes> {
         let want = (limit - self.pos).min(CHUNK) as usize;
         if self.progress.is_none() {

@@ -6,11 +6,13 @@ use crate::http::admit::Admitted;
 use crate::http::error::ApiError;
 use crate::http::manifests::cache_header;
 use crate::http::range::{RangeAnswer, parse_range};
-use crate::http::{HttpState, Incoming, registry_headers};
+use crate::http::{HttpState, Incoming, registry_headers, zero_copy};
 use crate::oci::{Digest, ErrorCode};
+use crate::pull::BlobBody;
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use std::sync::Arc;
 
 fn blob_headers(headers: &mut HeaderMap, digest: &Digest) {
     registry_headers(headers);
@@ -86,8 +88,16 @@ pub(crate) async fn serve(
         },
     };
     let total = source.size;
-    let stream = state.pull.stream_blob(source, start, end).await?;
-    let mut response = Response::new(Body::from_stream(stream));
+    let bytes = state.pull.stream_blob(source, start, end).await?;
+    let body = match (bytes, &incoming.outbox) {
+        (BlobBody::File(span), Some(outbox)) => zero_copy::body(
+            span,
+            Arc::clone(outbox),
+            state.metrics.served_zero_copy_bytes.clone(),
+        ),
+        (bytes, _) => Body::from_stream(bytes.into_stream()),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let headers = response.headers_mut();
     blob_headers(headers, digest);

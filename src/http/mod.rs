@@ -12,6 +12,7 @@ mod manifests;
 mod passthrough;
 pub mod range;
 mod route;
+mod zero_copy;
 
 use crate::metrics::Metrics;
 use crate::pull::PullService;
@@ -28,6 +29,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 use tracing::Instrument;
+use zero_copy::Outbox;
+pub(crate) use zero_copy::{ConnOutbox, ZeroCopyListener};
 
 /// Everything handlers share.
 #[derive(Debug)]
@@ -95,12 +98,20 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
 pub(crate) struct Incoming<'a> {
     pub(crate) method: &'a Method,
     pub(crate) headers: &'a HeaderMap,
+    /// Set on plain HTTP/1 connections, where blob bodies can be sent from
+    /// the file with `sendfile`.
+    pub(crate) outbox: Option<Arc<Outbox>>,
 }
 
 async fn registry(State(state): State<Arc<HttpState>>, request: Request) -> Response {
     let id = state.next_request_id.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let (request, _body) = request.into_parts();
+    let outbox = request
+        .extensions
+        .get::<axum::extract::ConnectInfo<ConnOutbox>>()
+        .filter(|_| request.version <= http::Version::HTTP_11)
+        .map(|c| Arc::clone(&c.0.0));
     let method = request.method.clone();
     let path = request.uri.path().to_owned();
     let span = tracing::info_span!("request", id, %method, path = %path);
@@ -108,7 +119,7 @@ async fn registry(State(state): State<Arc<HttpState>>, request: Request) -> Resp
         route: "invalid",
         ..Trail::default()
     };
-    let response = dispatch(&state, &request, &mut trail)
+    let response = dispatch(&state, &request, outbox, &mut trail)
         .instrument(span.clone())
         .await
         .unwrap_or_else(IntoResponse::into_response);
@@ -120,6 +131,7 @@ async fn registry(State(state): State<Arc<HttpState>>, request: Request) -> Resp
 async fn dispatch(
     state: &HttpState,
     request: &http::request::Parts,
+    outbox: Option<Arc<Outbox>>,
     trail: &mut Trail,
 ) -> Result<Response, ApiError> {
     let rest = request.uri.path().strip_prefix("/v2/").unwrap_or_default();
@@ -149,6 +161,7 @@ async fn dispatch(
     let incoming = Incoming {
         method: &request.method,
         headers: &request.headers,
+        outbox,
     };
     match &route.endpoint {
         route::Endpoint::Manifest(reference) => {

@@ -2,7 +2,7 @@
 //! in-flight fill for their digest, or straight from upstream when the
 //! cache cannot take them.
 
-use crate::cache::{ByteStream, stream_file};
+use crate::cache::{BlobBody, FileSpan};
 use crate::oci::{Digest, RepoName};
 use crate::pull::direct::verified_stream;
 use crate::pull::fill::{FillHandle, FillJob, Joined};
@@ -130,11 +130,18 @@ impl PullService {
         source: BlobSource,
         start: u64,
         end: Option<u64>,
-    ) -> Result<ByteStream, PullError> {
+    ) -> Result<BlobBody, PullError> {
         match source.from {
-            From::Fill(fill) => Ok(stream_file(fill.file, start, end, Some(fill.progress))),
+            From::Fill(fill) => Ok(BlobBody::File(FileSpan::filling(
+                fill.file,
+                start,
+                end,
+                fill.progress,
+            ))),
             // Served whole: the handler does not offer ranges without a size.
-            From::Upstream(download) => Ok(verified_stream(download, source.digest)),
+            From::Upstream(download) => {
+                Ok(BlobBody::Stream(verified_stream(download, source.digest)))
+            }
             From::Store => {
                 let end = end.or(source.size).unwrap_or(0);
                 self.blobs

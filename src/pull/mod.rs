@@ -13,6 +13,7 @@ mod manifests;
 mod misses;
 mod writer;
 
+pub use crate::cache::{BlobBody, FileSpan};
 pub use blobs::BlobSource;
 pub use manifests::{ManifestAnswer, ManifestRequest};
 
