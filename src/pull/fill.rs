@@ -1,7 +1,8 @@
 //! One upstream download per digest. The first request for a missing blob
 //! starts a fill task that owns the download; it writes into a spool from a
-//! blocking writer thread that hashes as it goes, publishes progress to
-//! every reader, and commits the blob only if the digest matches. Readers
+//! blocking writer thread (with a hashing thread beside it), publishes
+//! progress to every reader, and commits the blob only if the digest
+//! matches. Readers
 //! tail the spool at their own pace, so the fill is never slowed by a slow
 //! client, and it goes on when the first client disconnects.
 

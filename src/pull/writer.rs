@@ -1,6 +1,6 @@
 //! The blocking side of a fill: one thread that receives body chunks in
-//! order, hashes them, appends them to the spool and publishes progress to
-//! the readers tailing it.
+//! order, appends them to the spool and publishes progress to the readers
+//! tailing it, and one beside it that hashes the same chunks.
 
 use crate::cache::{Progress, ProgressState, Spool};
 use crate::oci::{Digest, DigestVerifier};
@@ -26,21 +26,37 @@ pub(super) struct Written {
     pub(super) verifier: DigestVerifier,
 }
 
-/// Start the writer thread for a blob expected to hash to `digest`.
+/// Chunks queued between the writer and the hasher.
+const HASH_QUEUE: usize = 32;
+
+/// Start the writer for a blob expected to hash to `digest`. Hashing runs
+/// on a thread of its own, beside the one that writes the spool, so a cold
+/// blob costs the slower of the two rather than their sum. Readers may send
+/// what is written before it is hashed: they hold back the last byte until
+/// the fill task, having checked the digest, reports the blob complete.
 pub(super) fn spawn(
     spool: Spool,
     digest: Digest,
     progress: watch::Sender<Progress>,
 ) -> (mpsc::Sender<Piece>, JoinHandle<Result<Written, PullError>>) {
     let (tx, mut rx) = mpsc::channel::<Piece>(16);
-    let handle = tokio::task::spawn_blocking(move || {
-        let mut spool = spool;
+    let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Bytes>(HASH_QUEUE);
+    let hasher = tokio::task::spawn_blocking(move || {
         let mut verifier = DigestVerifier::new(digest);
+        while let Ok(chunk) = hash_rx.recv() {
+            verifier.update(&chunk);
+        }
+        verifier
+    });
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut spool = spool;
         let mut bytes = 0u64;
         while let Some(piece) = rx.blocking_recv() {
             match piece {
                 Piece::Chunk(chunk) => {
-                    verifier.update(&chunk);
+                    if hash_tx.send(chunk.clone()).is_err() {
+                        break;
+                    }
                     spool.write(&chunk)?;
                     bytes += chunk.len() as u64;
                     progress.send_replace(Progress {
@@ -48,16 +64,24 @@ pub(super) fn spawn(
                         state: ProgressState::Filling,
                     });
                 }
-                Piece::End => {
-                    return Ok(Written {
-                        spool,
-                        bytes,
-                        verifier,
-                    });
-                }
+                // Dropping `hash_tx` on return ends the hasher.
+                Piece::End => return Ok((spool, bytes)),
             }
         }
         Err(PullError::Storage("blob download was abandoned".into()))
+    });
+    let handle = tokio::spawn(async move {
+        let joined = |e: tokio::task::JoinError| {
+            PullError::Storage(format!("blob writer thread failed: {e}"))
+        };
+        let written = writer.await.map_err(joined)?;
+        let verifier = hasher.await.map_err(joined)?;
+        let (spool, bytes) = written?;
+        Ok(Written {
+            spool,
+            bytes,
+            verifier,
+        })
     });
     (tx, handle)
 }
