@@ -28,6 +28,8 @@ mod memory;
 mod nginx;
 #[path = "compare/proxy.rs"]
 mod proxy;
+#[path = "compare/sink.rs"]
+mod sink;
 #[path = "compare/sys.rs"]
 mod sys;
 #[path = "compare/throughput.rs"]

@@ -1,5 +1,6 @@
-//! Warm serving: the 48 MiB blob with wrk at 1 and 16 connections and with
-//! curl on one connection (berth vs nginx sendfile vs distribution proxy),
+//! Warm serving: the 48 MiB blob with wrk at 1 and 16 connections, with
+//! curl on one connection and with a discarding client at 1 and 16
+//! connections (berth vs nginx sendfile vs distribution proxy),
 //! and a cached manifest by digest at 64 connections with wrk (berth vs
 //! distribution proxy). Servers take turns within each round; the figure
 //! is the median over rounds.
@@ -8,7 +9,7 @@ use crate::nginx::Nginx;
 use crate::proxy::DistProxy;
 use crate::report::{Table, gibps, median, mib, ratio};
 use crate::sys::{Quiet, status_bytes};
-use crate::{Ctx, warm, wrk};
+use crate::{Ctx, sink, warm, wrk};
 use std::time::Duration;
 
 const ROUNDS: usize = 3;
@@ -30,7 +31,13 @@ pub(crate) async fn blobs(ctx: &Ctx, table: &mut Table) {
     }
 
     // results[load][server] = bytes/s per round.
-    let loads = [Load::Wrk(1, 1), Load::Wrk(2, 16), Load::Curl];
+    let loads = [
+        Load::Wrk(1, 1),
+        Load::Wrk(2, 16),
+        Load::Curl,
+        Load::Sink(1),
+        Load::Sink(16),
+    ];
     let mut results = vec![vec![Vec::new(); bases.len()]; loads.len()];
     let mut errors = 0;
     let quiet = Quiet::begin();
@@ -46,6 +53,7 @@ pub(crate) async fn blobs(ctx: &Ctx, table: &mut Table) {
                         w.bytes_per_sec()
                     }
                     Load::Curl => curl_rate(&url, blob.size, CURL_GETS).await,
+                    Load::Sink(conns) => sink::rate(&url, blob.size, *conns, DURATION).await,
                 };
                 results[li][si].push(rate);
             }
@@ -57,6 +65,7 @@ pub(crate) async fn blobs(ctx: &Ctx, table: &mut Table) {
         let what = match load {
             Load::Wrk(_, conns) => format!("warm 48 MiB blob, {conns} conn., wrk"),
             Load::Curl => "warm 48 MiB blob, 1 conn., curl".to_owned(),
+            Load::Sink(conns) => format!("warm 48 MiB blob, {conns} conn., discarding client"),
         };
         table.row(
             &quiet.mark(&format!("{what}: berth / nginx sendfile")),
@@ -76,8 +85,10 @@ pub(crate) async fn blobs(ctx: &Ctx, table: &mut Table) {
     table.note(format!(
         "warm blob: median of {ROUNDS} rounds per server and load: {}s of wrk -t1 -c1 and -t2 \
          -c16 (wrk reads 8 KiB at a time and shares the 2 cores: it can be the bottleneck), \
-         and one curl fetching the blob {CURL_GETS} times over one connection; {errors} wrk \
-         errors; {upstream} upstream requests during the runs; berth VmHWM afterwards {}",
+         and one curl fetching the blob {CURL_GETS} times over one connection, and the \
+         discarding client (keep-alive GETs whose bodies the kernel drops with MSG_TRUNC: no \
+         copy on the client side, so the server's own cost shows) at 1 and 16 connections; \
+         {errors} wrk errors; {upstream} upstream requests during the runs; berth VmHWM afterwards {}",
         DURATION.as_secs(),
         mib(status_bytes(berth.pid(), "VmHWM").unwrap_or(0) as f64)
     ));
@@ -90,6 +101,8 @@ enum Load {
     Wrk(u32, u32),
     /// One curl, one connection, [`CURL_GETS`] transfers.
     Curl,
+    /// The discarding client with this many connections.
+    Sink(usize),
 }
 
 /// Transfers per curl run.
