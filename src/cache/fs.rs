@@ -9,7 +9,7 @@
 //! A blob reaches its final path only by `rename` after its digest was
 //! verified and its data fsynced; the directory is fsynced after the rename.
 
-use crate::cache::{BlobBody, BlobStore, CacheError, FileSpan, Spool, io_err};
+use crate::cache::{BlobBytes, BlobStore, CacheError, FileSpan, Spool, io_err};
 use crate::oci::Digest;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -90,10 +90,10 @@ impl BlobStore for FsStore {
         digest: &Digest,
         start: u64,
         end: u64,
-    ) -> Result<Option<BlobBody>, CacheError> {
+    ) -> Result<Option<BlobBytes>, CacheError> {
         let path = self.blob_path(digest);
         match std::fs::File::open(&path) {
-            Ok(file) => Ok(Some(BlobBody::File(FileSpan::complete(
+            Ok(file) => Ok(Some(BlobBytes::File(FileSpan::complete(
                 Arc::new(file),
                 start,
                 end,

@@ -33,14 +33,14 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>
 /// The bytes of a blob to send: a span of a local file, which the HTTP edge
 /// can hand to the kernel without copying, or a stream of chunks from
 /// anywhere else (upstream, an object store).
-pub enum BlobBody {
+pub enum BlobBytes {
     /// A range of a local file, complete or still being written.
     File(FileSpan),
     /// Chunks from elsewhere.
     Stream(ByteStream),
 }
 
-impl BlobBody {
+impl BlobBytes {
     /// The bytes as a stream of chunks, whatever their source.
     pub fn into_stream(self) -> ByteStream {
         match self {
@@ -50,7 +50,7 @@ impl BlobBody {
     }
 }
 
-impl Debug for BlobBody {
+impl Debug for BlobBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::File(span) => f.debug_tuple("File").field(span).finish(),
@@ -117,7 +117,7 @@ pub trait BlobStore: Send + Sync + Debug {
         digest: &Digest,
         start: u64,
         end: u64,
-    ) -> Result<Option<BlobBody>, CacheError>;
+    ) -> Result<Option<BlobBytes>, CacheError>;
 
     /// A whole committed blob in memory, for small objects like manifests.
     /// `None` if not cached.

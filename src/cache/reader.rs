@@ -364,4 +364,56 @@ mod tests {
         assert!(!ok);
         assert_eq!(got, b"wrong");
     }
+
+    #[tokio::test]
+    async fn spans_of_complete_files_come_in_stretches() {
+        let (_f, file) = temp_file(&[7u8; 10]);
+        let mut span = FileSpan::complete(file, 2, 10);
+        assert_eq!(span.next_readable(5).await.unwrap(), Some((2, 5)));
+        assert_eq!(span.next_readable(5).await.unwrap(), Some((7, 3)));
+        assert_eq!(span.next_readable(5).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn spans_of_filling_files_wait_and_hold_back_the_last_byte() {
+        let (_f, file) = temp_file(b"abcdef");
+        let (tx, rx) = watch::channel(Progress {
+            written: 3,
+            state: ProgressState::Filling,
+        });
+        let mut span = FileSpan::filling(file, 0, None, rx);
+        assert_eq!(span.next_readable(100).await.unwrap(), Some((0, 2)));
+        let next = tokio::spawn(async move {
+            let got = span.next_readable(100).await.unwrap();
+            (got, span)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!next.is_finished(), "nothing new is readable yet");
+        tx.send(Progress {
+            written: 6,
+            state: ProgressState::Complete,
+        })
+        .unwrap();
+        let (got, mut span) = next.await.unwrap();
+        assert_eq!(got, Some((2, 4)));
+        assert_eq!(span.next_readable(100).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fill_ends_a_span_with_an_error() {
+        let (_f, file) = temp_file(b"abcdef");
+        let (tx, rx) = watch::channel(Progress {
+            written: 6,
+            state: ProgressState::Filling,
+        });
+        let mut span = FileSpan::filling(file, 0, Some(6), rx);
+        assert_eq!(span.next_readable(100).await.unwrap(), Some((0, 5)));
+        tx.send(Progress {
+            written: 6,
+            state: ProgressState::Failed,
+        })
+        .unwrap();
+        assert!(span.next_readable(100).await.is_err());
+        drop(tx);
+    }
 }

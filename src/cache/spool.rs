@@ -2,8 +2,9 @@
 //! committed. Dropping an uncommitted spool deletes the file.
 
 use crate::cache::CacheError;
+use bytes::Bytes;
 use std::fs::File;
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -47,6 +48,25 @@ impl Spool {
             .map_err(|e| CacheError::io("write", &self.path, e))
     }
 
+    /// Append chunks in order with as few `writev` calls as they take
+    /// (blocking).
+    pub fn write_chunks(&mut self, chunks: &[Bytes]) -> Result<(), CacheError> {
+        let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match self.file.write_vectored(rest) {
+                Ok(0) => {
+                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                    return Err(CacheError::io("write", &self.path, e));
+                }
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CacheError::io("write", &self.path, e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Flush file data to disk (blocking).
     pub fn sync(&self) -> Result<(), CacheError> {
         self.file
@@ -70,5 +90,27 @@ impl Drop for Spool {
         if self.armed {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_written_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool");
+        let mut spool = Spool::create(path.clone()).unwrap();
+        let chunks: Vec<Bytes> = (0..300u32)
+            .map(|i| Bytes::from(vec![(i % 251) as u8; (i as usize % 7) + 1]))
+            .collect();
+        spool.write_chunks(&chunks).unwrap();
+        spool.write(b"tail").unwrap();
+        let mut expected: Vec<u8> = chunks.iter().flat_map(|c| c.to_vec()).collect();
+        expected.extend_from_slice(b"tail");
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+        drop(spool);
+        assert!(!path.exists(), "an uncommitted spool is deleted");
     }
 }

@@ -8,7 +8,7 @@ use crate::http::manifests::cache_header;
 use crate::http::range::{RangeAnswer, parse_range};
 use crate::http::{HttpState, Incoming, registry_headers, zero_copy};
 use crate::oci::{Digest, ErrorCode};
-use crate::pull::BlobBody;
+use crate::pull::BlobBytes;
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -90,7 +90,7 @@ pub(crate) async fn serve(
     let total = source.size;
     let bytes = state.pull.stream_blob(source, start, end).await?;
     let body = match (bytes, &incoming.outbox) {
-        (BlobBody::File(span), Some(outbox)) => zero_copy::body(
+        (BlobBytes::File(span), Some(outbox)) => zero_copy::body(
             span,
             Arc::clone(outbox),
             state.metrics.served_zero_copy_bytes.clone(),

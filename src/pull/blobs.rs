@@ -2,7 +2,7 @@
 //! in-flight fill for their digest, or straight from upstream when the
 //! cache cannot take them.
 
-use crate::cache::{BlobBody, FileSpan};
+use crate::cache::{BlobBytes, FileSpan};
 use crate::oci::{Digest, RepoName};
 use crate::pull::direct::verified_stream;
 use crate::pull::fill::{FillHandle, FillJob, Joined};
@@ -130,9 +130,9 @@ impl PullService {
         source: BlobSource,
         start: u64,
         end: Option<u64>,
-    ) -> Result<BlobBody, PullError> {
+    ) -> Result<BlobBytes, PullError> {
         match source.from {
-            From::Fill(fill) => Ok(BlobBody::File(FileSpan::filling(
+            From::Fill(fill) => Ok(BlobBytes::File(FileSpan::filling(
                 fill.file,
                 start,
                 end,
@@ -140,7 +140,7 @@ impl PullService {
             ))),
             // Served whole: the handler does not offer ranges without a size.
             From::Upstream(download) => {
-                Ok(BlobBody::Stream(verified_stream(download, source.digest)))
+                Ok(BlobBytes::Stream(verified_stream(download, source.digest)))
             }
             From::Store => {
                 let end = end.or(source.size).unwrap_or(0);

@@ -13,7 +13,7 @@ mod manifests;
 mod misses;
 mod writer;
 
-pub use crate::cache::{BlobBody, FileSpan};
+pub use crate::cache::{BlobBytes, FileSpan};
 pub use blobs::BlobSource;
 pub use manifests::{ManifestAnswer, ManifestRequest};
 

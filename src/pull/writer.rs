@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 /// What the download side sends the writer.
 #[derive(Debug)]
 pub(super) enum Piece {
-    /// The next bytes of the blob.
-    Chunk(Bytes),
+    /// The next bytes of the blob, as they arrived.
+    Chunks(Vec<Bytes>),
     /// Every byte was sent.
     End,
 }
@@ -26,8 +26,8 @@ pub(super) struct Written {
     pub(super) verifier: DigestVerifier,
 }
 
-/// Chunks queued between the writer and the hasher.
-const HASH_QUEUE: usize = 32;
+/// Batches queued between the writer and the hasher.
+const HASH_QUEUE: usize = 8;
 
 /// Start the writer for a blob expected to hash to `digest`. Hashing runs
 /// on a thread of its own, beside the one that writes the spool, so a cold
@@ -40,11 +40,13 @@ pub(super) fn spawn(
     progress: watch::Sender<Progress>,
 ) -> (mpsc::Sender<Piece>, JoinHandle<Result<Written, PullError>>) {
     let (tx, mut rx) = mpsc::channel::<Piece>(16);
-    let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Bytes>(HASH_QUEUE);
+    let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_QUEUE);
     let hasher = tokio::task::spawn_blocking(move || {
         let mut verifier = DigestVerifier::new(digest);
-        while let Ok(chunk) = hash_rx.recv() {
-            verifier.update(&chunk);
+        while let Ok(chunks) = hash_rx.recv() {
+            for chunk in &chunks {
+                verifier.update(chunk);
+            }
         }
         verifier
     });
@@ -53,12 +55,12 @@ pub(super) fn spawn(
         let mut bytes = 0u64;
         while let Some(piece) = rx.blocking_recv() {
             match piece {
-                Piece::Chunk(chunk) => {
-                    if hash_tx.send(chunk.clone()).is_err() {
+                Piece::Chunks(chunks) => {
+                    if hash_tx.send(chunks.clone()).is_err() {
                         break;
                     }
-                    spool.write(&chunk)?;
-                    bytes += chunk.len() as u64;
+                    spool.write_chunks(&chunks)?;
+                    bytes += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
                     progress.send_replace(Progress {
                         written: bytes,
                         state: ProgressState::Filling,
