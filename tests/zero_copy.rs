@@ -8,7 +8,9 @@
 mod common;
 
 use common::checks::sha256;
-use common::{Berth, Upstream};
+use common::fake_upstream::{Canned, FakeUpstream};
+use common::{Berth, Upstream, upstream_toml};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// The value of a counter without labels in berth's `/metrics`.
@@ -172,4 +174,37 @@ async fn one_keep_alive_connection_mixes_file_bodies_with_other_answers() {
     assert_eq!(warm.status, 200);
     assert_eq!(warm.header("x-cache"), Some("HIT"));
     assert_eq!(warm.body, expected);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_of_unknown_size_goes_out_chunked_from_the_filling_spool() {
+    let fake = FakeUpstream::start().await;
+    let data: Vec<u8> = (0..(5u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let digest = sha256(&data);
+    fake.route(
+        &format!("proj/app/blobs/{digest}"),
+        Canned {
+            body: bytes::Bytes::from(data.clone()),
+            content_type: "application/octet-stream",
+            chunked: true,
+            pieces: 40,
+            pause: Duration::from_millis(5),
+            ..Canned::default()
+        },
+    );
+    let berth = Berth::start(&upstream_toml("fake.test", &fake.url, "default = true"));
+    let url = format!("{}/v2/proj/app/blobs/{digest}", berth.url());
+    let http1 = reqwest::Client::builder().http1_only().build().unwrap();
+    let response = http1.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["transfer-encoding"], "chunked");
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body.len(), data.len());
+    assert_eq!(sha256(&body), digest);
+    assert_eq!(
+        counter(&berth, "berth_served_zero_copy_bytes_total").await,
+        data.len() as u64
+    );
 }
