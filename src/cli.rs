@@ -125,7 +125,8 @@ fn raise_open_file_limit() {
 
 fn serve(config: &Config) -> anyhow::Result<()> {
     raise_open_file_limit();
-    // Each blob response reads on a blocking thread; allow many at once.
+    // Blob responses on HTTP/2, and streams from upstream, read on
+    // blocking threads (HTTP/1 uses sendfile); allow many at once.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(2048)
