@@ -9,7 +9,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::checks::{cached, eventually_cached, sha256};
+use common::checks::{cached, eventually_cached, pseudo_random, sha256};
 use common::fake_upstream::{Canned, FakeUpstream};
 use common::{Berth, upstream_toml};
 use std::path::{Path, PathBuf};
@@ -43,9 +43,7 @@ impl Drop for SmallDisk {
 }
 
 fn blob(fake: &FakeUpstream, seed: u32, size: u32, chunked: bool) -> (String, Vec<u8>) {
-    let data: Vec<u8> = (0..size)
-        .map(|j| (j.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8)
-        .collect();
+    let data = pseudo_random(size, seed);
     let digest = sha256(&data);
     fake.route(
         &format!("proj/app/blobs/{digest}"),

@@ -8,7 +8,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::checks::{oci_error, sha256};
+use common::checks::{oci_error, pseudo_random, sha256};
 use common::fake_upstream::{Canned, FakeUpstream};
 use common::{Berth, Upstream, skopeo_copy_to_dir, upstream_toml};
 use std::time::Duration;
@@ -87,9 +87,7 @@ async fn transient_5xx_is_retried_and_404_is_not() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broken_blob_download_resumes_with_a_range_request() {
     let fake = FakeUpstream::start().await;
-    let data: Vec<u8> = (0..3_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let data = pseudo_random(3_000_000, 0);
     let digest = sha256(&data);
     fake.route(
         &format!("proj/app/blobs/{digest}"),

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::checks::sha256;
+use common::checks::{pseudo_random, sha256};
 use common::fake_upstream::{Canned, FakeUpstream};
 use common::{Berth, Upstream, upstream_toml};
 use std::time::Duration;
@@ -179,9 +179,7 @@ async fn one_keep_alive_connection_mixes_file_bodies_with_other_answers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blob_of_unknown_size_goes_out_chunked_from_the_filling_spool() {
     let fake = FakeUpstream::start().await;
-    let data: Vec<u8> = (0..(5u32 << 20))
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let data = pseudo_random(5 << 20, 0);
     let digest = sha256(&data);
     fake.route(
         &format!("proj/app/blobs/{digest}"),

@@ -43,6 +43,14 @@ pub async fn oci_error(response: reqwest::Response) -> (String, String) {
     )
 }
 
+/// `len` bytes that look random and differ per `seed`: test blobs whose
+/// digest is fixed by the arguments.
+pub fn pseudo_random(len: u32, seed: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 11) as u8)
+        .collect()
+}
+
 /// Send a request line exactly as written (no URL normalisation) and
 /// return the status code and body.
 pub async fn raw_get(addr: &str, path: &str) -> (u16, String) {
