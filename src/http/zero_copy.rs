@@ -6,8 +6,9 @@
 //! connection agree on a stand-in. The body yields a slice of [`STAND_IN`]
 //! (a zero-filled static that nothing ever reads) and, at the same moment,
 //! loads the matching file stretch into the connection's [`Outbox`]. hyper
-//! queues that slice as it is (with `writev`, hyper never copies body
-//! chunks), and when it reaches the socket, [`ZeroCopyConn`] recognises the
+//! queues that slice as it is (with vectored writes, hyper 1 never copies
+//! body chunks; `tests/zero_copy.rs` checks the bytes by digest, so an
+//! upgrade that changed this fails there), and when it reaches the socket, [`ZeroCopyConn`] recognises the
 //! slice by its address and sends the file stretch in its place. One
 //! stretch is outstanding per connection: the next is loaded only when the
 //! last byte of the previous one is on the socket. A stand-in slice that
