@@ -107,11 +107,12 @@ async fn registry(State(state): State<Arc<HttpState>>, request: Request) -> Resp
     let id = state.next_request_id.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let (request, _body) = request.into_parts();
+    // Zero-copy bodies only on HTTP/1: HTTP/2 frames body chunks itself.
     let outbox = request
         .extensions
         .get::<axum::extract::ConnectInfo<ConnOutbox>>()
         .filter(|_| request.version <= http::Version::HTTP_11)
-        .map(|c| Arc::clone(&c.0.0));
+        .map(|info| info.0.outbox());
     let method = request.method.clone();
     let path = request.uri.path().to_owned();
     let span = tracing::info_span!("request", id, %method, path = %path);

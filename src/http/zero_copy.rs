@@ -263,7 +263,13 @@ impl Listener for ZeroCopyListener {
 /// The connection's outbox, given to each of its requests (as axum
 /// `ConnectInfo`).
 #[derive(Debug, Clone)]
-pub(crate) struct ConnOutbox(pub(crate) Arc<Outbox>);
+pub(crate) struct ConnOutbox(Arc<Outbox>);
+
+impl ConnOutbox {
+    pub(crate) fn outbox(&self) -> Arc<Outbox> {
+        Arc::clone(&self.0)
+    }
+}
 
 impl Connected<IncomingStream<'_, ZeroCopyListener>> for ConnOutbox {
     fn connect_info(stream: IncomingStream<'_, ZeroCopyListener>) -> Self {
