@@ -113,7 +113,7 @@ macro_rules! step {
 }
 
 /// Whether `BENCH_ONLY` (comma-separated step names: throughput,
-/// manifests, cold, concurrent, tag, rss, startup) is unset or names `step`.
+/// manifests, small, cold, concurrent, tag, rss, startup) is unset or names `step`.
 fn selected(step: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == step))
 }
@@ -146,6 +146,12 @@ async fn main() {
         step!(
             "cached manifests",
             throughput::manifests(&ctx, &mut t).await
+        );
+    }
+    if selected("small") {
+        step!(
+            "cached small blobs",
+            throughput::small_blobs(&ctx, &mut t).await
         );
     }
     let mut dist = None;

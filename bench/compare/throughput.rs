@@ -1,9 +1,10 @@
 //! Warm serving: the 48 MiB blob with wrk at 1 and 16 connections, with
 //! curl on one connection and with a discarding client at 1 and 16
 //! connections (berth vs nginx sendfile vs distribution proxy),
-//! and a cached manifest by digest at 64 connections with wrk (berth vs
-//! distribution proxy). Servers take turns within each round; the figure
-//! is the median over rounds.
+//! a cached manifest by digest at 64 connections with wrk (berth vs
+//! distribution proxy), and a small cached blob at 64 connections with wrk
+//! (berth vs nginx and distribution). Servers take turns within each round;
+//! the figure is the median over rounds.
 
 use crate::nginx::Nginx;
 use crate::proxy::DistProxy;
@@ -132,6 +133,31 @@ async fn curl_rate(url: &str, size: u64, n: usize) -> f64 {
     (n as u64 * size) as f64 / seconds
 }
 
+/// Requests/s of wrk -t2 -c64 on `path` at each base URL, median over
+/// [`ROUNDS`], with the upstream requests each server made meanwhile and
+/// the wrk errors in all.
+async fn request_rates(
+    ctx: &Ctx,
+    bases: &[String],
+    path: &str,
+    headers: &[&str],
+) -> (Vec<f64>, Vec<usize>, u64) {
+    let mut results = vec![Vec::new(); bases.len()];
+    let mut upstream = vec![0; bases.len()];
+    let mut errors = 0;
+    for _ in 0..ROUNDS {
+        for (si, base) in bases.iter().enumerate() {
+            let before = ctx.up.requests().len();
+            let w = wrk::run(&format!("{base}{path}"), 2, 64, DURATION, headers).await;
+            upstream[si] += ctx.up.requests().len() - before;
+            errors += w.errors;
+            results[si].push(w.requests_per_sec());
+        }
+    }
+    let medians = results.into_iter().map(median).collect();
+    (medians, upstream, errors)
+}
+
 /// Cached manifest by digest, requests/s at 64 connections.
 pub(crate) async fn manifests(ctx: &Ctx, table: &mut Table) {
     let small = &ctx.up.images().small;
@@ -151,20 +177,9 @@ pub(crate) async fn manifests(ctx: &Ctx, table: &mut Table) {
         .await;
     }
     let header = format!("Accept: {accept}");
-    let mut results = vec![Vec::new(); bases.len()];
-    let mut upstream = [0; 2];
-    let mut errors = 0;
     let quiet = Quiet::begin();
-    for _ in 0..ROUNDS {
-        for (si, base) in bases.iter().enumerate() {
-            let before = ctx.up.requests().len();
-            let w = wrk::run(&format!("{base}{path}"), 2, 64, DURATION, &[&header]).await;
-            upstream[si] += ctx.up.requests().len() - before;
-            errors += w.errors;
-            results[si].push(w.requests_per_sec());
-        }
-    }
-    let [b, d] = [0, 1].map(|si| median(results[si].clone()));
+    let (rates, upstream, errors) = request_rates(ctx, &bases, &path, &[&header]).await;
+    let (b, d) = (rates[0], rates[1]);
     table.row(
         &quiet.mark("cached manifest by digest, 64 conn., wrk (req/s): berth / distribution proxy"),
         format!("{b:.0}/s"),
@@ -178,5 +193,47 @@ pub(crate) async fn manifests(ctx: &Ctx, table: &mut Table) {
         DURATION.as_secs(),
         upstream[0],
         upstream[1]
+    ));
+}
+
+/// A small cached blob (the image config), requests/s at 64 connections:
+/// berth against nginx and distribution.
+pub(crate) async fn small_blobs(ctx: &Ctx, table: &mut Table) {
+    let images = ctx.up.images();
+    let small = &images.small;
+    let blob = small
+        .blobs
+        .iter()
+        .min_by_key(|b| b.size)
+        .expect("small has blobs");
+    let path = small.blob_path(blob);
+    let file = images.blob_file(&blob.digest);
+    let nginx = Nginx::start(&[(path.clone(), file.as_path())]);
+    let berth = ctx.berth();
+    let dist = DistProxy::start(&ctx.up.url());
+    let bases = [berth.url(), nginx.url(), dist.url()];
+    for base in &bases {
+        warm(ctx, &format!("{base}{path}"), &[], blob.size).await;
+    }
+    let quiet = Quiet::begin();
+    let (rates, upstream, errors) = request_rates(ctx, &bases, &path, &[]).await;
+    let (b, n, d) = (rates[0], rates[1], rates[2]);
+    let what = format!("cached {} B blob, 64 conn., wrk (req/s)", blob.size);
+    for (reference, r) in [("nginx sendfile", n), ("distribution proxy", d)] {
+        table.row(
+            &quiet.mark(&format!("{what}: berth / {reference}")),
+            format!("{b:.0}/s"),
+            format!("{r:.0}/s"),
+            ratio(b, r),
+            "—",
+        );
+    }
+    table.note(format!(
+        "small blob: median of {ROUNDS} rounds of {}s wrk -t2 -c64; {errors} wrk errors; \
+         upstream requests during the runs: berth {}, distribution {}; berth writes one access \
+         log line per request, as nginx and distribution (info level) do here",
+        DURATION.as_secs(),
+        upstream[0],
+        upstream[2]
     ));
 }

@@ -81,6 +81,26 @@ impl FileSpan {
         }
     }
 
+    /// Bytes left in the span, if it is a complete file.
+    pub fn complete_len(&self) -> Option<u64> {
+        match (&self.progress, self.end) {
+            (None, Some(end)) => Some(end.saturating_sub(self.pos)),
+            _ => None,
+        }
+    }
+
+    /// Read a complete span into memory right here, for small spans where
+    /// one positional read beats handing the file to another thread or to
+    /// `sendfile`. A span still filling is refused.
+    pub fn read_now(&self) -> io::Result<Bytes> {
+        let len = self.complete_len().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::WouldBlock, "blob is still being written")
+        })?;
+        let mut buf = BytesMut::zeroed(usize::try_from(len).unwrap_or(usize::MAX));
+        self.file.read_exact_at(&mut buf, self.pos)?;
+        Ok(buf.freeze())
+    }
+
     /// Stream the span in chunks read on a blocking thread.
     pub fn into_stream(self) -> ByteStream {
         stream_file(self.file, self.pos, self.end, self.progress)
@@ -415,5 +435,22 @@ mod tests {
         .unwrap();
         assert!(span.next_readable(100).await.is_err());
         drop(tx);
+    }
+
+    #[tokio::test]
+    async fn small_complete_spans_are_read_in_place() {
+        let (_f, file) = temp_file(b"0123456789");
+        let span = FileSpan::complete(Arc::clone(&file), 3, 7);
+        assert_eq!(span.complete_len(), Some(4));
+        assert_eq!(&span.read_now().unwrap()[..], b"3456");
+        let beyond = FileSpan::complete(Arc::clone(&file), 8, 12);
+        assert!(beyond.read_now().is_err(), "a short file is an error");
+        let (_tx, rx) = watch::channel(Progress {
+            written: 10,
+            state: ProgressState::Filling,
+        });
+        let filling = FileSpan::filling(file, 0, Some(10), rx);
+        assert_eq!(filling.complete_len(), None);
+        assert!(filling.read_now().is_err());
     }
 }

@@ -8,11 +8,15 @@ use crate::http::manifests::cache_header;
 use crate::http::range::{RangeAnswer, parse_range};
 use crate::http::{HttpState, Incoming, registry_headers, zero_copy};
 use crate::oci::{Digest, ErrorCode};
-use crate::pull::BlobBytes;
+use crate::pull::{BlobBytes, PullError};
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use std::sync::Arc;
+
+/// Cached blob ranges up to this size are read in place and sent with the
+/// headers in one write; larger ones are sent with `sendfile` or streamed.
+const READ_NOW_MAX: u64 = 64 << 10;
 
 fn blob_headers(headers: &mut HeaderMap, digest: &Digest) {
     registry_headers(headers);
@@ -90,6 +94,12 @@ pub(crate) async fn serve(
     let total = source.size;
     let bytes = state.pull.stream_blob(source, start, end).await?;
     let body = match (bytes, &incoming.outbox) {
+        (BlobBytes::File(span), _) if span.complete_len().is_some_and(|n| n <= READ_NOW_MAX) => {
+            let bytes = span.read_now().map_err(|e| {
+                PullError::Storage(format!("cannot read cached blob {digest}: {e}"))
+            })?;
+            Body::from(bytes)
+        }
         (BlobBytes::File(span), Some(outbox)) => zero_copy::body(
             span,
             Arc::clone(outbox),
