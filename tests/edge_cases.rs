@@ -6,11 +6,70 @@
 
 mod common;
 
-use common::checks::{oci_error, raw_get};
+use common::checks::{eventually_cached, oci_error, raw_get};
 use common::{Berth, Upstream, upstream_toml};
 
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn small_blobs_are_answered_whole_and_in_ranges_from_memory() {
+    let up = Upstream::start().await;
+    let small = &up.images().small;
+    let blob = small.blobs.iter().min_by_key(|b| b.size).unwrap().clone();
+    let layer = small
+        .blobs
+        .iter()
+        .find(|b| b.size > blob.size && b.size <= 64 << 10)
+        .unwrap()
+        .clone();
+    let berth = Berth::hub(&up.url(), "");
+    let client = reqwest::Client::new();
+    for b in [&blob, &layer] {
+        let expected = up.images().read_blob(&b.digest);
+        let url = format!("{}/v2/library/small/blobs/{}", berth.url(), b.digest);
+        for cache in ["MISS", "HIT", "HIT"] {
+            let r = client.get(&url).send().await.unwrap();
+            assert_eq!(r.headers()["x-cache"], cache);
+            assert_eq!(r.content_length(), Some(b.size));
+            assert_eq!(r.bytes().await.unwrap(), expected);
+            assert!(eventually_cached(&berth.data_dir, &b.digest).await);
+        }
+        let part = client
+            .get(&url)
+            .header("range", "bytes=3-9")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(part.status(), 206);
+        assert_eq!(
+            part.headers()["content-range"],
+            format!("bytes 3-9/{}", b.size).as_str()
+        );
+        assert_eq!(part.bytes().await.unwrap(), &expected[3..10]);
+        let head = client.head(&url).send().await.unwrap();
+        assert_eq!(
+            head.headers()["content-length"],
+            b.size.to_string().as_str()
+        );
+        // Held in memory: answered even with the file gone from the disk.
+        let hex = b.digest.trim_start_matches("sha256:");
+        let file = berth
+            .data_dir
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(hex);
+        std::fs::remove_file(file).unwrap();
+        let r = client.get(&url).send().await.unwrap();
+        assert_eq!(r.headers()["x-cache"], "HIT");
+        assert_eq!(r.bytes().await.unwrap(), expected);
+    }
+    let gets = up.count("GET", &blob.digest) + up.count("GET", &layer.digest);
+    assert!(
+        gets <= 4,
+        "each blob fetched once (plus token challenges): {gets}"
+    );
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ranges_and_head_lengths() {

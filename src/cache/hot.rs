@@ -1,6 +1,7 @@
-//! Hot manifests in memory: the bytes and media type of recently served
-//! manifests, bounded by total bytes, so a manifest by digest is answered
-//! without touching the disk.
+//! Hot objects in memory, each LRU bounded by total bytes: the bytes and
+//! media type of recently served manifests, and the bytes of recently
+//! served small blobs (image configs, tiny layers), so that a request for
+//! either by digest is answered without touching the disk.
 
 use crate::oci::Digest;
 use bytes::Bytes;
@@ -45,6 +46,33 @@ impl HotManifests {
     }
 }
 
+/// A byte-bounded LRU of small committed blobs by digest.
+#[derive(Debug, Clone)]
+pub struct HotBlobs {
+    cache: Cache<Digest, Bytes>,
+}
+
+impl HotBlobs {
+    /// A cache holding at most `max_bytes` of blob bytes.
+    pub fn new(max_bytes: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_: &Digest, b: &Bytes| u32::try_from(b.len()).unwrap_or(u32::MAX))
+            .build();
+        Self { cache }
+    }
+
+    /// The bytes of `digest`, if hot.
+    pub fn get(&self, digest: &Digest) -> Option<Bytes> {
+        self.cache.get(digest)
+    }
+
+    /// Remember a committed blob's bytes.
+    pub fn insert(&self, digest: Digest, bytes: Bytes) {
+        self.cache.insert(digest, bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +94,23 @@ mod tests {
         assert!(hot.cache.weighted_size() <= 1000);
         let last = Bytes::from(vec![9u8; 300]);
         assert!(hot.get(&Digest::of(&last)).is_some() || hot.cache.entry_count() > 0);
+    }
+
+    #[test]
+    fn hot_blobs_are_bounded_by_bytes() {
+        let hot = HotBlobs::new(1000);
+        let mut digests = Vec::new();
+        for i in 0..10u8 {
+            let bytes = Bytes::from(vec![i; 300]);
+            digests.push(Digest::of(&bytes));
+            hot.insert(Digest::of(&bytes), bytes);
+        }
+        hot.cache.run_pending_tasks();
+        assert!(hot.cache.weighted_size() <= 1000);
+        let kept: Vec<Bytes> = digests.iter().filter_map(|d| hot.get(d)).collect();
+        assert!(!kept.is_empty() && kept.len() <= 3, "kept {}", kept.len());
+        for bytes in kept {
+            assert!(digests.contains(&Digest::of(&bytes)));
+        }
     }
 }

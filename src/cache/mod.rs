@@ -14,7 +14,7 @@ mod spool;
 mod verify;
 
 pub use fs::FsStore;
-pub use hot::{HotManifest, HotManifests};
+pub use hot::{HotBlobs, HotManifest, HotManifests};
 pub use index::{FsIndex, TagRecord};
 pub use reader::{FileSpan, Progress, ProgressState, stream_file};
 pub use spool::Spool;
@@ -30,10 +30,12 @@ use std::pin::Pin;
 /// A stream of body chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
-/// The bytes of a blob to send: a span of a local file, which the HTTP edge
-/// can hand to the kernel without copying, or a stream of chunks from
-/// anywhere else (upstream, an object store).
+/// The bytes of a blob to send: held in memory, a span of a local file,
+/// which the HTTP edge can hand to the kernel without copying, or a stream
+/// of chunks from anywhere else (upstream, an object store).
 pub enum BlobBytes {
+    /// All of them, in memory.
+    Memory(Bytes),
     /// A range of a local file, complete or still being written.
     File(FileSpan),
     /// Chunks from elsewhere.
@@ -44,6 +46,7 @@ impl BlobBytes {
     /// The bytes as a stream of chunks, whatever their source.
     pub fn into_stream(self) -> ByteStream {
         match self {
+            Self::Memory(bytes) => Box::pin(futures_util::stream::once(async { Ok(bytes) })),
             Self::File(span) => span.into_stream(),
             Self::Stream(stream) => stream,
         }
@@ -53,6 +56,7 @@ impl BlobBytes {
 impl Debug for BlobBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Self::Memory(bytes) => write!(f, "Memory({} bytes)", bytes.len()),
             Self::File(span) => f.debug_tuple("File").field(span).finish(),
             Self::Stream(_) => f.write_str("Stream"),
         }

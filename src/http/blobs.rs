@@ -94,6 +94,7 @@ pub(crate) async fn serve(
     let total = source.size;
     let bytes = state.pull.stream_blob(source, start, end).await?;
     let body = match (bytes, &incoming.outbox) {
+        (BlobBytes::Memory(bytes), _) => Body::from(bytes),
         (BlobBytes::File(span), _) if span.complete_len().is_some_and(|n| n <= READ_NOW_MAX) => {
             let bytes = span.read_now().map_err(|e| {
                 PullError::Storage(format!("cannot read cached blob {digest}: {e}"))

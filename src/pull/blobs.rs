@@ -6,8 +6,9 @@ use crate::cache::{BlobBytes, FileSpan};
 use crate::oci::{Digest, RepoName};
 use crate::pull::direct::verified_stream;
 use crate::pull::fill::{FillHandle, FillJob, Joined};
-use crate::pull::{Outcome, PullError, PullService};
+use crate::pull::{HOT_BLOB_MAX, Outcome, PullError, PullService};
 use crate::upstream::{BlobDownload, Registry, UpstreamError};
+use bytes::Bytes;
 use std::sync::Arc;
 
 /// A blob ready to stream: committed in the store, or still filling.
@@ -23,6 +24,7 @@ pub struct BlobSource {
 
 #[derive(Debug)]
 enum From {
+    Memory(Bytes),
     Store,
     Fill(FillHandle),
     Upstream(BlobDownload),
@@ -43,14 +45,17 @@ impl PullService {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<BlobSource, PullError> {
+        if let Some(bytes) = self.hot_blobs.get(digest) {
+            return Ok(self.hit(digest, bytes.len() as u64, From::Memory(bytes)));
+        }
         if let Some(size) = self.blobs.stat(digest).await? {
-            self.metrics.cache("blob", Outcome::Hit.as_str());
-            return Ok(BlobSource {
-                size: Some(size),
-                outcome: Outcome::Hit,
-                digest: digest.clone(),
-                from: From::Store,
-            });
+            if size <= HOT_BLOB_MAX
+                && let Some(bytes) = self.blobs.read_small(digest).await?
+            {
+                self.hot_blobs.insert(digest.clone(), bytes.clone());
+                return Ok(self.hit(digest, size, From::Memory(bytes)));
+            }
+            return Ok(self.hit(digest, size, From::Store));
         }
         if self.disk.bypass() {
             return self.direct(registry, repo, digest, None).await;
@@ -79,6 +84,17 @@ impl PullService {
             digest: digest.clone(),
             from: From::Fill(handle),
         })
+    }
+
+    /// A blob answered from the cache.
+    fn hit(&self, digest: &Digest, size: u64, from: From) -> BlobSource {
+        self.metrics.cache("blob", Outcome::Hit.as_str());
+        BlobSource {
+            size: Some(size),
+            outcome: Outcome::Hit,
+            digest: digest.clone(),
+            from,
+        }
     }
 
     /// A blob streamed from upstream without caching.
@@ -110,6 +126,9 @@ impl PullService {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<(u64, Outcome), PullError> {
+        if let Some(bytes) = self.hot_blobs.get(digest) {
+            return Ok((bytes.len() as u64, Outcome::Hit));
+        }
         if let Some(size) = self.blobs.stat(digest).await? {
             return Ok((size, Outcome::Hit));
         }
@@ -132,6 +151,12 @@ impl PullService {
         end: Option<u64>,
     ) -> Result<BlobBytes, PullError> {
         match source.from {
+            From::Memory(bytes) => {
+                let len = bytes.len() as u64;
+                let end = end.unwrap_or(len).min(len);
+                let start = start.min(end);
+                Ok(BlobBytes::Memory(bytes.slice(start as usize..end as usize)))
+            }
             From::Fill(fill) => Ok(BlobBytes::File(FileSpan::filling(
                 fill.file,
                 start,

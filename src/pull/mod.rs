@@ -17,7 +17,7 @@ pub use crate::cache::{BlobBytes, FileSpan};
 pub use blobs::BlobSource;
 pub use manifests::{ManifestAnswer, ManifestRequest};
 
-use crate::cache::{BlobStore, CacheError, HotManifests, IndexStore};
+use crate::cache::{BlobStore, CacheError, HotBlobs, HotManifests, IndexStore};
 use crate::metrics::Metrics;
 use crate::oci::Digest;
 use crate::upstream::UpstreamError;
@@ -25,6 +25,10 @@ use std::sync::Arc;
 
 /// Memory for hot manifests (bytes of manifest JSON).
 const HOT_MANIFEST_BYTES: u64 = 64 << 20;
+/// Memory for hot small blobs.
+const HOT_BLOB_BYTES: u64 = 16 << 20;
+/// Committed blobs up to this size are kept in memory once served.
+const HOT_BLOB_MAX: u64 = 64 << 10;
 
 /// How a request was answered, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +95,7 @@ pub struct PullService {
     index: Arc<dyn IndexStore>,
     metrics: Arc<Metrics>,
     hot: HotManifests,
+    hot_blobs: HotBlobs,
     misses: misses::Misses,
     disk: Arc<direct::DiskHealth>,
     fills: fill::FillTable,
@@ -109,6 +114,7 @@ impl PullService {
             index,
             metrics,
             hot: HotManifests::new(HOT_MANIFEST_BYTES),
+            hot_blobs: HotBlobs::new(HOT_BLOB_BYTES),
             misses: misses::Misses::default(),
             disk: Arc::default(),
             fills: fill::FillTable::default(),
