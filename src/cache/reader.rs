@@ -248,6 +248,7 @@ impl ReadJob {
             }
         }
     }
+
     fn read_chunk(&mut self, limit: u64) -> io::Result<Bytes> {
         let want = (limit - self.pos).min(CHUNK) as usize;
         if self.progress.is_none() {

@@ -2,9 +2,9 @@
 //! starts a fill task that owns the download; it writes into a spool from a
 //! blocking writer thread (with a hashing thread beside it), publishes
 //! progress to every reader, and commits the blob only if the digest
-//! matches. Readers
-//! tail the spool at their own pace, so the fill is never slowed by a slow
-//! client, and it goes on when the first client disconnects.
+//! matches. Readers tail the spool at their own pace, so the fill is never
+//! slowed by a slow client, and it goes on when the first client
+//! disconnects.
 
 use crate::cache::{BlobStore, Progress, ProgressState, Spool};
 use crate::metrics::{Metrics, UpstreamLabels};
@@ -212,34 +212,44 @@ fn fail(job: &FillJob, progress: &watch::Sender<Progress>, labels: &UpstreamLabe
 }
 
 /// Bytes gathered from the body before they go to the writer at most.
-const BATCH_BYTES: usize = 1 << 20;
+const BATCH_BYTES: u64 = 1 << 20;
 /// Chunks gathered at most.
 const BATCH_CHUNKS: usize = 256;
+
+/// Body chunks handed to the writer together.
+struct Batch {
+    chunks: Vec<Bytes>,
+    bytes: u64,
+    /// Set when the body ended (`Ok`) or broke (`Err`) after these chunks.
+    end: Option<Result<(), UpstreamError>>,
+}
 
 /// The chunks that arrive without waiting, after the first (waited for),
 /// up to [`BATCH_BYTES`]: one hand-off to the writer, one `writev`, one
 /// progress wake-up for many socket reads when upstream is fast, and no
-/// delay when it is slow. The second value is set when the body ended
-/// (`Ok`) or broke (`Err`).
-async fn next_batch(body: &mut BlobBody) -> (Vec<Bytes>, Option<Result<(), UpstreamError>>) {
-    let mut chunks = Vec::new();
-    let mut bytes = 0;
+/// delay when it is slow.
+async fn next_batch(body: &mut BlobBody) -> Batch {
+    let mut batch = Batch {
+        chunks: Vec::new(),
+        bytes: 0,
+        end: None,
+    };
     let mut next = body.next().await;
     loop {
         match next {
             Some(Ok(chunk)) => {
-                bytes += chunk.len();
-                chunks.push(chunk);
+                batch.bytes += chunk.len() as u64;
+                batch.chunks.push(chunk);
             }
-            Some(Err(e)) => return (chunks, Some(Err(e))),
-            None => return (chunks, Some(Ok(()))),
+            Some(Err(e)) => batch.end = Some(Err(e)),
+            None => batch.end = Some(Ok(())),
         }
-        if bytes >= BATCH_BYTES || chunks.len() >= BATCH_CHUNKS {
-            return (chunks, None);
+        if batch.end.is_some() || batch.bytes >= BATCH_BYTES || batch.chunks.len() >= BATCH_CHUNKS {
+            return batch;
         }
         match body.next().now_or_never() {
             Some(more) => next = more,
-            None => return (chunks, None),
+            None => return batch,
         }
     }
 }
@@ -266,16 +276,15 @@ async fn copy(
     let outcome: Result<(), UpstreamError> = 'download: loop {
         let mut body = download.into_body();
         let broke = loop {
-            let (chunks, end) = next_batch(&mut body).await;
-            if !chunks.is_empty() {
-                let n = chunks.iter().map(|c| c.len() as u64).sum::<u64>();
-                received += n;
-                upstream_bytes.inc_by(n);
-                if tx.send(Piece::Chunks(chunks)).await.is_err() {
+            let batch = next_batch(&mut body).await;
+            if !batch.chunks.is_empty() {
+                received += batch.bytes;
+                upstream_bytes.inc_by(batch.bytes);
+                if tx.send(Piece::Chunks(batch.chunks)).await.is_err() {
                     break 'download Ok(()); // the writer failed; its error is reported below
                 }
             }
-            match end {
+            match batch.end {
                 None => {}
                 Some(Err(e)) => break e,
                 Some(Ok(())) => {
