@@ -6,14 +6,17 @@
 //! connection agree on a stand-in. The body yields a slice of [`STAND_IN`]
 //! (a zero-filled static that nothing ever reads) and, at the same moment,
 //! loads the matching file stretch into the connection's [`Outbox`]. hyper
-//! queues that slice as it is (with vectored writes, hyper 1 never copies
-//! body chunks; `tests/zero_copy.rs` checks the bytes by digest, so an
-//! upgrade that changed this fails there), and when it reaches the socket, [`ZeroCopyConn`] recognises the
-//! slice by its address and sends the file stretch in its place. One
-//! stretch is outstanding per connection: the next is loaded only when the
-//! last byte of the previous one is on the socket. A stand-in slice that
-//! does not match the loaded stretch closes the connection; stand-in bytes
-//! are never sent.
+//! queues that slice as it is, and when it reaches the socket,
+//! [`ZeroCopyConn`] recognises the slice by its address and sends the file
+//! stretch in its place. One stretch is outstanding per connection: the
+//! next is loaded only when the last byte of the previous one is on the
+//! socket. A stand-in slice that does not match the loaded stretch closes
+//! the connection; stand-in bytes are never sent.
+//!
+//! This relies on hyper 1 queuing body chunks uncopied when the connection
+//! writes vectored (its `writev` strategy, which it picks because
+//! [`ZeroCopyConn`] says it is vectored). `tests/zero_copy.rs` checks the
+//! bytes by digest, so a hyper upgrade that changed this fails there.
 //!
 //! HTTP/2 frames and may copy body chunks, so only HTTP/1 requests on a
 //! [`ZeroCopyConn`] get these bodies; every other response streams chunks.
