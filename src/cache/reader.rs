@@ -1,8 +1,10 @@
-//! Streams a byte range of a file to a response body from one blocking
-//! thread with large positional reads. The same reader tails a blob that is
-//! still being written: it follows a [`Progress`] channel, never reads past
-//! what the writer has published, and holds back the last byte of its range
-//! until the writer reports the blob complete and verified. A client can
+//! Reading a byte range of a blob file, complete or still being written:
+//! [`FileSpan`] hands out the stretches that may be sent (for `sendfile`
+//! or an in-place read), and [`stream_file`] streams them from a blocking
+//! thread with large reads. Both follow one rule for a file still being
+//! written: they track its [`Progress`] channel, never go past what the
+//! writer has published, and hold back the last byte of the range until
+//! the writer reports the blob complete and verified. A client can
 //! therefore never receive a whole body that later fails verification.
 
 use crate::cache::ByteStream;
