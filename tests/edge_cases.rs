@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::checks::{eventually_cached, oci_error, raw_get};
+use common::checks::{assert_range, eventually_cached, oci_error, raw_get};
 use common::{Berth, Upstream, upstream_toml};
 
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -35,18 +35,7 @@ async fn small_blobs_are_answered_whole_and_in_ranges_from_memory() {
             assert_eq!(r.bytes().await.unwrap(), expected);
             assert!(eventually_cached(&berth.data_dir, &b.digest).await);
         }
-        let part = client
-            .get(&url)
-            .header("range", "bytes=3-9")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(part.status(), 206);
-        assert_eq!(
-            part.headers()["content-range"],
-            format!("bytes 3-9/{}", b.size).as_str()
-        );
-        assert_eq!(part.bytes().await.unwrap(), &expected[3..10]);
+        assert_range(&client, &url, (3, 9), &expected).await;
         let head = client.head(&url).send().await.unwrap();
         assert_eq!(
             head.headers()["content-length"],
@@ -95,18 +84,7 @@ async fn ranges_and_head_lengths() {
         blob.digest.as_str()
     );
 
-    let part = client
-        .get(&url)
-        .header("range", "bytes=10-19")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(part.status(), 206);
-    assert_eq!(
-        part.headers()["content-range"],
-        format!("bytes 10-19/{}", blob.size).as_str()
-    );
-    assert_eq!(part.bytes().await.unwrap(), &expected[10..20]);
+    assert_range(&client, &url, (10, 19), &expected).await;
     let suffix = client
         .get(&url)
         .header("range", "bytes=-5")

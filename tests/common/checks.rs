@@ -51,6 +51,28 @@ pub fn pseudo_random(len: u32, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// GET `url` with `Range: bytes=first-last` and check the 206 answer:
+/// its `Content-Range` (of `blob`'s length) and its bytes.
+pub async fn assert_range(
+    client: &reqwest::Client,
+    url: &str,
+    (first, last): (usize, usize),
+    blob: &[u8],
+) {
+    let part = client
+        .get(url)
+        .header("range", format!("bytes={first}-{last}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes {first}-{last}/{}", blob.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap(), &blob[first..=last]);
+}
+
 /// Send a request line exactly as written (no URL normalisation) and
 /// return the status code and body.
 pub async fn raw_get(addr: &str, path: &str) -> (u16, String) {
