@@ -17,59 +17,53 @@ pub struct HotManifest {
     pub media_type: Arc<str>,
 }
 
-/// A byte-bounded LRU of manifests by digest.
-#[derive(Debug, Clone)]
-pub struct HotManifests {
-    cache: Cache<Digest, HotManifest>,
+/// What an entry costs in memory, for the byte bound.
+pub trait Weighed {
+    /// Bytes held.
+    fn weight(&self) -> usize;
 }
 
-impl HotManifests {
-    /// A cache holding at most `max_bytes` of manifest bytes.
+impl Weighed for HotManifest {
+    fn weight(&self) -> usize {
+        self.bytes.len() + self.media_type.len()
+    }
+}
+
+impl Weighed for Bytes {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
+/// A byte-bounded LRU of objects by digest.
+#[derive(Debug, Clone)]
+pub struct HotCache<V: Weighed + Clone + Send + Sync + 'static> {
+    cache: Cache<Digest, V>,
+}
+
+/// Manifests by digest.
+pub type HotManifests = HotCache<HotManifest>;
+/// Small committed blobs by digest.
+pub type HotBlobs = HotCache<Bytes>;
+
+impl<V: Weighed + Clone + Send + Sync + 'static> HotCache<V> {
+    /// A cache holding at most `max_bytes`.
     pub fn new(max_bytes: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|_: &Digest, m: &HotManifest| {
-                u32::try_from(m.bytes.len() + m.media_type.len()).unwrap_or(u32::MAX)
-            })
+            .weigher(|_: &Digest, v: &V| u32::try_from(v.weight()).unwrap_or(u32::MAX))
             .build();
         Self { cache }
     }
 
-    /// The manifest for `digest`, if hot.
-    pub fn get(&self, digest: &Digest) -> Option<HotManifest> {
+    /// The entry for `digest`, if hot.
+    pub fn get(&self, digest: &Digest) -> Option<V> {
         self.cache.get(digest)
     }
 
-    /// Remember a manifest whose bytes hash to `digest`.
-    pub fn insert(&self, digest: Digest, manifest: HotManifest) {
-        self.cache.insert(digest, manifest);
-    }
-}
-
-/// A byte-bounded LRU of small committed blobs by digest.
-#[derive(Debug, Clone)]
-pub struct HotBlobs {
-    cache: Cache<Digest, Bytes>,
-}
-
-impl HotBlobs {
-    /// A cache holding at most `max_bytes` of blob bytes.
-    pub fn new(max_bytes: u64) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|_: &Digest, b: &Bytes| u32::try_from(b.len()).unwrap_or(u32::MAX))
-            .build();
-        Self { cache }
-    }
-
-    /// The bytes of `digest`, if hot.
-    pub fn get(&self, digest: &Digest) -> Option<Bytes> {
-        self.cache.get(digest)
-    }
-
-    /// Remember a committed blob's bytes.
-    pub fn insert(&self, digest: Digest, bytes: Bytes) {
-        self.cache.insert(digest, bytes);
+    /// Remember an object whose bytes hash to `digest`.
+    pub fn insert(&self, digest: Digest, value: V) {
+        self.cache.insert(digest, value);
     }
 }
 

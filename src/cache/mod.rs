@@ -14,7 +14,7 @@ mod spool;
 mod verify;
 
 pub use fs::FsStore;
-pub use hot::{HotBlobs, HotManifest, HotManifests};
+pub use hot::{HotBlobs, HotCache, HotManifest, HotManifests, Weighed};
 pub use index::{FsIndex, TagRecord};
 pub use reader::{FileSpan, Progress, ProgressState, stream_file};
 pub use spool::Spool;

@@ -280,7 +280,11 @@ async fn copy(
             if !batch.chunks.is_empty() {
                 received += batch.bytes;
                 upstream_bytes.inc_by(batch.bytes);
-                if tx.send(Piece::Chunks(batch.chunks)).await.is_err() {
+                if tx
+                    .send(Piece::Chunks(batch.chunks, batch.bytes))
+                    .await
+                    .is_err()
+                {
                     break 'download Ok(()); // the writer failed; its error is reported below
                 }
             }

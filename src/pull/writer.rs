@@ -12,8 +12,8 @@ use tokio::task::JoinHandle;
 /// What the download side sends the writer.
 #[derive(Debug)]
 pub(super) enum Piece {
-    /// The next bytes of the blob, as they arrived.
-    Chunks(Vec<Bytes>),
+    /// The next bytes of the blob, as they arrived, and their total length.
+    Chunks(Vec<Bytes>, u64),
     /// Every byte was sent.
     End,
 }
@@ -55,12 +55,12 @@ pub(super) fn spawn(
         let mut bytes = 0u64;
         while let Some(piece) = rx.blocking_recv() {
             match piece {
-                Piece::Chunks(chunks) => {
+                Piece::Chunks(chunks, len) => {
                     if hash_tx.send(chunks.clone()).is_err() {
                         break;
                     }
                     spool.write_chunks(&chunks)?;
-                    bytes += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+                    bytes += len;
                     progress.send_replace(Progress {
                         written: bytes,
                         state: ProgressState::Filling,
