@@ -6,12 +6,12 @@
 
 use crate::cache::{FsIndex, FsStore};
 use crate::config::Config;
-use crate::http::{ConnOutbox, HttpState, ZeroCopyListener, router};
+use crate::config::ServerLimits;
+use crate::http::{HttpState, Server, router};
 use crate::metrics::Metrics;
 use crate::pull::PullService;
 use crate::upstream::UpstreamSet;
 use anyhow::Context as _;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -22,6 +22,8 @@ pub struct App {
     listener: TcpListener,
     router: axum::Router,
     grace: std::time::Duration,
+    limits: ServerLimits,
+    metrics: Arc<Metrics>,
 }
 
 impl App {
@@ -50,7 +52,7 @@ impl App {
         let state = Arc::new(HttpState {
             pull,
             upstreams,
-            metrics,
+            metrics: Arc::clone(&metrics),
             domain: config.domain.clone(),
             next_request_id: 0.into(),
         });
@@ -59,6 +61,8 @@ impl App {
             listener,
             router: router(state),
             grace: config.shutdown_grace,
+            limits: config.server.clone(),
+            metrics,
         })
     }
 
@@ -74,31 +78,15 @@ impl App {
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "berth listening on http://{addr}");
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let listener = ZeroCopyListener::new(self.listener);
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<ConnOutbox>();
-        let server = axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.changed().await;
-            })
-            .into_future();
-        let mut server = tokio::spawn(server);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = Server::new(self.listener, self.router, self.limits, self.metrics);
+        let mut server = tokio::spawn(server.run(stop_rx, self.grace));
         tokio::select! {
-            result = &mut server => return result.context("server task failed")?.context("server failed"),
+            result = &mut server => return result.context("server task failed"),
             () = shutdown => {}
         }
-        tracing::info!(grace = ?self.grace, "shutting down: no new connections, draining in-flight responses");
         let _ = stop_tx.send(true);
-        match tokio::time::timeout(self.grace, &mut server).await {
-            Ok(_) => tracing::info!("drained; bye"),
-            Err(_) => {
-                server.abort();
-                tracing::warn!("grace period over; closed the remaining connections");
-            }
-        }
-        Ok(())
+        server.await.context("server task failed")
     }
 }
 

@@ -79,6 +79,8 @@ pub struct Metrics {
     pub resumes: Family<UpstreamLabels, Counter>,
     /// Blobs that could not be cached (no room, or a failing disk).
     pub cache_write_failures: Counter,
+    /// Client connections: open, refused and closed by berth.
+    pub connections: ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -151,8 +153,10 @@ impl Metrics {
             "Blobs served without caching because the disk was full or a write failed",
             cache_write_failures.clone(),
         );
+        let connections = ConnectionMetrics::register(&mut registry);
         Self {
             registry,
+            connections,
             cache_write_failures,
             mirror_state,
             resumes,
@@ -190,6 +194,60 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Why berth turned a connection away or closed it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `total` or `per_ip` for refusals; `idle` or `shed` for closes.
+    pub reason: &'static str,
+}
+
+/// Client connection metrics.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionMetrics {
+    /// Connections open now.
+    pub open: Gauge,
+    /// Connections refused at accept, by the cap that refused them.
+    pub refused: Family<ConnectionLabels, Counter>,
+    /// Connections berth closed, by reason.
+    pub closed: Family<ConnectionLabels, Counter>,
+}
+
+impl ConnectionMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "connections_open",
+            "Client connections open now",
+            m.open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections refused at accept: reason=total or per_ip (the cap reached)",
+            m.refused.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections berth closed: reason=idle (idle_timeout) or shed (room for a new one)",
+            m.closed.clone(),
+        );
+        m
+    }
+
+    /// Count one refused connection.
+    pub fn refuse(&self, reason: &'static str) {
+        self.refused
+            .get_or_create(&ConnectionLabels { reason })
+            .inc();
+    }
+
+    /// Count one connection berth closed.
+    pub fn close(&self, reason: &'static str) {
+        self.closed
+            .get_or_create(&ConnectionLabels { reason })
+            .inc();
     }
 }
 

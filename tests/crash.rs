@@ -86,10 +86,21 @@ async fn kill_9_mid_fill_loses_nothing_and_leaves_nothing_partial() {
     let gets = futures_util::future::join_all(blobs.iter().map(|digest| {
         let url = format!("{}/v2/proj/app/blobs/{digest}", berth.url());
         let client = client.clone();
-        async move { sha256(&client.get(url).send().await.unwrap().bytes().await.unwrap()) }
+        async move {
+            sha256(
+                &client
+                    .get(url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
     }))
     .await;
-    assert_eq!(gets, blobs);
+    assert_eq!(gets, blobs, "{}", berth.log());
     for digest in &blobs {
         assert!(common::checks::eventually_cached(&data, digest).await);
     }

@@ -1,7 +1,7 @@
 //! Reading a byte range of a blob file, complete or still being written:
 //! [`FileSpan`] hands out the stretches that may be sent (for `sendfile`
-//! or an in-place read), and [`stream_file`] streams them from a blocking
-//! thread with large reads. Both follow one rule for a file still being
+//! or an in-place read), and [`stream_file`] reads them chunk by chunk as
+//! its consumer polls, never ahead of it. Both follow one rule for a file still being
 //! written: they track its [`Progress`] channel, never go past what the
 //! writer has published, and hold back the last byte of the range until
 //! the writer reports the blob complete and verified. A client can
@@ -11,16 +11,12 @@ use crate::cache::ByteStream;
 use bytes::{Bytes, BytesMut};
 use std::fs::File;
 use std::io;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::watch;
 
-/// Bytes read per chunk.
-const CHUNK: u64 = 512 << 10;
-/// Chunks buffered per response between the reader thread and the socket.
-const QUEUE: usize = 2;
+/// Largest chunk a stream reads at once.
+const CHUNK: u64 = 256 << 10;
 
 /// Where a blob being written stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +79,16 @@ impl FileSpan {
         }
     }
 
+    /// The file offset of the next byte the span hands out.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Whether every byte of a span with a known end was handed out.
+    pub fn exhausted(&self) -> bool {
+        self.end.is_some_and(|end| self.pos >= end)
+    }
+
     /// Bytes left in the span, if it is a complete file.
     pub fn complete_len(&self) -> Option<u64> {
         match (&self.progress, self.end) {
@@ -103,7 +109,7 @@ impl FileSpan {
         Ok(buf.freeze())
     }
 
-    /// Stream the span in chunks read on a blocking thread.
+    /// Stream the span in chunks read as the stream is polled.
     pub fn into_stream(self) -> ByteStream {
         stream_file(self.file, self.pos, self.end, self.progress)
     }
@@ -189,114 +195,85 @@ fn stopped() -> io::Error {
 }
 
 /// Stream bytes `start..end` of `file`. With `progress`, the file is still
-/// being written (and may be shared): the reader follows it with
-/// positional reads, and `end = None` means "until the writer completes".
-/// Without it, the file is complete, `end` is its length or the range end,
-/// and the reader owns the file's offset (the handle must not be shared).
+/// being written: the stream follows it and `end = None` means "until the
+/// writer completes". Without it, the file is complete and `end` is its
+/// length or the range end.
+///
+/// Nothing happens between polls: each chunk is read only when the stream
+/// is polled for it, so a client that stops reading holds no thread and no
+/// more than the chunk it was last given. A chunk already in the page cache
+/// is read in place; one that needs the disk is read on a blocking thread,
+/// which is released as soon as the read returns.
 pub fn stream_file(
     file: Arc<File>,
     start: u64,
     end: Option<u64>,
     progress: Option<watch::Receiver<Progress>>,
 ) -> ByteStream {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        if progress.is_none()
-            && let Err(e) = (&*file).seek(SeekFrom::Start(start))
-        {
-            let _ = tx.blocking_send(Err(e));
-            return;
-        }
-        let mut job = ReadJob {
-            file,
-            pos: start,
-            end,
-            progress,
-            tx,
-            runtime,
-        };
-        if let Err(e) = job.run() {
-            let _ = job.tx.blocking_send(Err(e));
-        }
-    });
-    Box::pin(ReceiverStream::new(rx))
-}
-
-struct ReadJob {
-    file: Arc<File>,
-    pos: u64,
-    end: Option<u64>,
-    progress: Option<watch::Receiver<Progress>>,
-    tx: mpsc::Sender<io::Result<Bytes>>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl ReadJob {
-    fn run(&mut self) -> io::Result<()> {
-        loop {
-            let p = current(&mut self.progress, self.end);
-            let limit = match limit(p, self.pos, self.end)? {
-                Limit::Done => return Ok(()),
-                Limit::Upto(limit) => limit,
+    let span = FileSpan {
+        file,
+        pos: start,
+        end,
+        progress,
+    };
+    Box::pin(futures_util::stream::try_unfold(
+        span,
+        |mut span| async move {
+            let Some((offset, len)) = span.next_readable(CHUNK).await? else {
+                return Ok(None);
             };
-            if self.pos < limit {
-                let chunk = self.read_chunk(limit)?;
-                if self.tx.blocking_send(Ok(chunk)).is_err() {
-                    return Ok(()); // the client went away
-                }
-            } else if !self.wait_for_progress() {
-                return Err(stopped());
-            }
-        }
-    }
+            let chunk = read_at(&span.file, offset, len as usize).await?;
+            Ok(Some((chunk, span)))
+        },
+    ))
+}
 
-    fn read_chunk(&mut self, limit: u64) -> io::Result<Bytes> {
-        let want = (limit - self.pos).min(CHUNK) as usize;
-        if self.progress.is_none() {
-            // The file offset is ours alone: sequential reads into fresh,
-            // unzeroed capacity.
-            let mut buf = Vec::with_capacity(want);
-            (&*self.file).take(want as u64).read_to_end(&mut buf)?;
-            if buf.len() < want {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "blob file ended early",
-                ));
-            }
-            self.pos += want as u64;
-            return Ok(Bytes::from(buf));
-        }
-        let mut buf = BytesMut::zeroed(want);
-        let mut filled = 0;
-        while filled < want {
-            let n = self
-                .file
-                .read_at(&mut buf[filled..], self.pos + filled as u64)?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "blob file ended early",
-                ));
-            }
-            filled += n;
-        }
-        self.pos += want as u64;
+/// Read exactly `len` bytes at `offset`. Bytes the page cache holds are
+/// read right here without blocking (`RWF_NOWAIT`); the rest is read on a
+/// blocking thread, so a disk wait never stalls the async workers.
+async fn read_at(file: &Arc<File>, offset: u64, len: usize) -> io::Result<Bytes> {
+    let mut buf = BytesMut::zeroed(len);
+    let cached = read_cached(file, &mut buf, offset);
+    if cached == len {
+        return Ok(buf.freeze());
+    }
+    let file = Arc::clone(file);
+    tokio::task::spawn_blocking(move || {
+        read_exact_at(&file, &mut buf[cached..], offset + cached as u64)?;
         Ok(buf.freeze())
-    }
+    })
+    .await
+    .map_err(io::Error::other)?
+}
 
-    /// Block until the writer publishes again; false if the writer is gone
-    /// without completing.
-    fn wait_for_progress(&mut self) -> bool {
-        let Some(rx) = &mut self.progress else {
-            return false;
-        };
-        if self.runtime.block_on(rx.changed()).is_ok() {
-            return true;
+/// As many bytes at `offset` as the page cache holds, read without waiting
+/// for the disk; 0 when none are cached or the kernel cannot tell.
+fn read_cached(file: &File, buf: &mut [u8], offset: u64) -> usize {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let mut slices = [io::IoSliceMut::new(&mut buf[filled..])];
+        match rustix::io::preadv2(
+            file,
+            &mut slices,
+            offset + filled as u64,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
         }
-        // The writer dropped its sender: its last word is final.
-        rx.borrow().state == ProgressState::Complete
     }
+    filled
+}
+
+/// A positional read that fails if the file ends first.
+fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    file.read_exact_at(buf, offset).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "blob file ended early")
+        } else {
+            e
+        }
+    })
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub(super) struct RawConfig {
     pub(super) shutdown_grace: Option<String>,
     pub(super) log_format: Option<LogFormat>,
     pub(super) builtin_upstreams: Option<bool>,
+    pub(super) server: Option<crate::config::server::RawServer>,
     #[serde(default)]
     pub(super) upstreams: Vec<RawUpstream>,
 }

@@ -9,10 +9,12 @@ mod builtin;
 mod file;
 mod resilience;
 mod secret;
+mod server;
 mod validate;
 
 pub use resilience::Resilience;
 pub use secret::Secret;
+pub use server::{ServerLimits, byte_size};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +42,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log output format.
     pub log_format: LogFormat,
+    /// Limits on client connections.
+    pub server: ServerLimits,
     /// Configured upstream registries; never empty.
     pub upstreams: Vec<UpstreamConfig>,
 }

@@ -110,6 +110,7 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
         }
         None => raw.log_format.unwrap_or(LogFormat::Text),
     };
+    let server = crate::config::server::build(&mut p, raw.server.as_ref());
     let upstreams = upstreams(&mut p, &raw, env);
     if p.0.is_empty() {
         Ok(Config {
@@ -118,6 +119,7 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
             domain,
             shutdown_grace,
             log_format,
+            server,
             upstreams,
         })
     } else {

@@ -101,12 +101,11 @@ pub(crate) async fn serve(
             })?;
             Body::from(bytes)
         }
-        (BlobBytes::File(span), Some(outbox)) => zero_copy::body(
-            span,
-            Arc::clone(outbox),
-            state.metrics.served_zero_copy_bytes.clone(),
-        ),
-        (bytes, _) => Body::from_stream(bytes.into_stream()),
+        (BlobBytes::File(span), Some(outbox)) => zero_copy::body(span, Arc::clone(outbox)),
+        (bytes, _) => match &incoming.budget {
+            Some(budget) => budget.body(bytes.into_stream()),
+            None => Body::from_stream(bytes.into_stream()),
+        },
     };
     let mut response = Response::new(body);
     *response.status_mut() = status;

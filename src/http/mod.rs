@@ -7,11 +7,13 @@
 mod access_log;
 mod admit;
 mod blobs;
+mod budget;
 mod error;
 mod manifests;
 mod passthrough;
 pub mod range;
 mod route;
+mod server;
 mod zero_copy;
 
 use crate::metrics::Metrics;
@@ -23,14 +25,16 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use budget::BodyBudget;
 use error::ApiError;
 use http::{HeaderMap, HeaderValue, Method, header};
+use server::ConnInfo;
+pub(crate) use server::Server;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 use tracing::Instrument;
 use zero_copy::Outbox;
-pub(crate) use zero_copy::{ConnOutbox, ZeroCopyListener};
 
 /// Everything handlers share.
 #[derive(Debug)]
@@ -101,26 +105,29 @@ pub(crate) struct Incoming<'a> {
     /// Set on plain HTTP/1 connections, where blob bodies can be sent from
     /// the file with `sendfile`.
     pub(crate) outbox: Option<Arc<Outbox>>,
+    /// What streamed bodies on this connection may hold in memory.
+    pub(crate) budget: Option<BodyBudget>,
 }
 
 async fn registry(State(state): State<Arc<HttpState>>, request: Request) -> Response {
     let id = state.next_request_id.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let (request, _body) = request.into_parts();
+    let conn = request.extensions.get::<ConnInfo>();
     // Zero-copy bodies only on HTTP/1: HTTP/2 frames body chunks itself.
-    let outbox = request
-        .extensions
-        .get::<axum::extract::ConnectInfo<ConnOutbox>>()
+    let outbox = conn
         .filter(|_| request.version <= http::Version::HTTP_11)
-        .map(|info| info.0.outbox());
+        .map(|info| Arc::clone(&info.outbox));
+    let budget = conn.map(|info| info.budget.clone());
     let method = request.method.clone();
     let path = request.uri.path().to_owned();
-    let span = tracing::info_span!("request", id, %method, path = %path);
+    let client = conn.map(|info| tracing::field::display(info.peer));
+    let span = tracing::info_span!("request", id, %method, path = %path, client);
     let mut trail = Trail {
         route: "invalid",
         ..Trail::default()
     };
-    let response = dispatch(&state, &request, outbox, &mut trail)
+    let response = dispatch(&state, &request, (outbox, budget), &mut trail)
         .instrument(span.clone())
         .await
         .unwrap_or_else(IntoResponse::into_response);
@@ -132,7 +139,7 @@ async fn registry(State(state): State<Arc<HttpState>>, request: Request) -> Resp
 async fn dispatch(
     state: &HttpState,
     request: &http::request::Parts,
-    outbox: Option<Arc<Outbox>>,
+    (outbox, budget): (Option<Arc<Outbox>>, Option<BodyBudget>),
     trail: &mut Trail,
 ) -> Result<Response, ApiError> {
     let rest = request.uri.path().strip_prefix("/v2/").unwrap_or_default();
@@ -163,6 +170,7 @@ async fn dispatch(
         method: &request.method,
         headers: &request.headers,
         outbox,
+        budget,
     };
     match &route.endpoint {
         route::Endpoint::Manifest(reference) => {

@@ -11,7 +11,10 @@
 //! stretch in its place. One stretch is outstanding per connection: the
 //! next is loaded only when the last byte of the previous one is on the
 //! socket. A stand-in slice that does not match the loaded stretch closes
-//! the connection; stand-in bytes are never sent.
+//! the connection; stand-in bytes are never sent. So does a plain write
+//! while a stretch is loaded (a writer that copied the stand-in into its
+//! own buffer), and a body dropped before its end clears its stretch.
+//! Bytes are counted when `sendfile` sends them.
 //!
 //! This relies on hyper 1 queuing body chunks uncopied when the connection
 //! writes vectored (its `writev` strategy, which it picks because
@@ -23,20 +26,23 @@
 
 use crate::pull::FileSpan;
 use axum::body::Body;
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
 use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
+use http_body::Frame;
 use prometheus_client::metrics::counter::Counter;
 use std::io::{self, IoSlice};
-use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker, ready};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpStream, UnixStream};
 
-/// Largest stretch handed to the kernel per body frame.
-const STRETCH: usize = 8 << 20;
+/// Largest stretch per body frame, and so per `sendfile` call: a page-cache
+/// miss blocks the calling worker for at most this much disk reading, and
+/// the next stretch is warmed off the executor while this one is sent.
+const STRETCH: usize = 2 << 20;
 
 /// The stand-in bytes. Zero-initialised, so it lives in `.bss` and costs
 /// no memory: nothing reads it.
@@ -63,13 +69,23 @@ struct OutboxState {
     waiting: Option<Waker>,
 }
 
-/// Per connection: the file stretch the next stand-in bytes stand for.
+/// Per connection: the file stretch the next stand-in bytes stand for, and
+/// the counter of bytes that went out with `sendfile`.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     state: Mutex<OutboxState>,
+    sent: Counter,
 }
 
 impl Outbox {
+    /// An outbox counting what it sends in `sent`.
+    pub(crate) fn new(sent: Counter) -> Self {
+        Self {
+            state: Mutex::default(),
+            sent,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, OutboxState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -84,6 +100,11 @@ impl Outbox {
         Poll::Pending
     }
 
+    /// Whether a stretch is loaded and not yet fully sent.
+    fn is_loaded(&self) -> bool {
+        self.lock().loaded.is_some()
+    }
+
     /// Load a stretch and return the stand-in bytes that represent it.
     fn load(&self, stretch: Stretch) -> Bytes {
         let len = stretch.len;
@@ -91,18 +112,29 @@ impl Outbox {
         Bytes::from_static(&STAND_IN[..len])
     }
 
+    /// Forget the loaded stretch: its body is gone before its end, so any
+    /// stand-in bytes still queued must close the connection rather than
+    /// be sent.
+    fn reset(&self) {
+        let mut state = self.lock();
+        state.loaded = None;
+        if let Some(w) = state.waiting.take() {
+            w.wake();
+        }
+    }
+
     /// The file and offset for stand-in bytes at `skip..skip + len`.
     fn source(&self, skip: usize, len: usize) -> io::Result<(Arc<std::fs::File>, u64)> {
         match &self.lock().loaded {
             Some(s) if skip + len <= s.len => Ok((Arc::clone(&s.file), s.offset + skip as u64)),
-            _ => Err(io::Error::other(
-                "zero-copy body out of step with its connection; closing it",
-            )),
+            _ => Err(out_of_step()),
         }
     }
 
-    /// Bytes up to `through` of the loaded stretch are on the socket.
-    fn sent_through(&self, through: usize) {
+    /// `n` bytes, ending at `through` of the loaded stretch, are on the
+    /// socket.
+    fn sent(&self, n: usize, through: usize) {
+        self.sent.inc_by(n as u64);
         let mut state = self.lock();
         if state.loaded.as_ref().is_some_and(|s| through >= s.len) {
             state.loaded = None;
@@ -113,40 +145,134 @@ impl Outbox {
     }
 }
 
-/// A response body that sends `span` from the file with `sendfile`,
-/// counting the bytes in `sent`.
-pub(crate) fn body(span: FileSpan, outbox: Arc<Outbox>, sent: Counter) -> Body {
-    let frames = futures_util::stream::unfold(Some((span, outbox)), move |state| {
-        let sent = sent.clone();
-        async move {
-            let (mut span, outbox) = state?;
-            match span.next_readable(STRETCH as u64).await {
-                Ok(Some((offset, len))) => {
-                    std::future::poll_fn(|cx| outbox.poll_empty(cx)).await;
-                    let stand_in = outbox.load(Stretch {
-                        file: Arc::clone(&span.file),
-                        offset,
-                        len: len as usize,
-                    });
-                    sent.inc_by(len);
-                    Some((Ok(stand_in), Some((span, outbox))))
-                }
-                Ok(None) => None,
-                Err(e) => Some((Err(e), None)),
-            }
-        }
-    });
-    Body::from_stream(frames)
+fn out_of_step() -> io::Error {
+    io::Error::other("zero-copy body out of step with its connection; closing it")
 }
 
-/// A TCP connection that sends stand-in slices as file bytes.
+/// A response body that sends `span` from the file with `sendfile`.
+pub(crate) fn body(span: FileSpan, outbox: Arc<Outbox>) -> Body {
+    warm(&span.file, span.position(), STRETCH);
+    let frames = futures_util::stream::unfold(Some((span, Arc::clone(&outbox))), |state| async {
+        let (mut span, outbox) = state?;
+        match span.next_readable(STRETCH as u64).await {
+            Ok(Some((offset, len))) => {
+                std::future::poll_fn(|cx| outbox.poll_empty(cx)).await;
+                warm(&span.file, offset + len, STRETCH);
+                let stand_in = outbox.load(Stretch {
+                    file: Arc::clone(&span.file),
+                    offset,
+                    len: len as usize,
+                });
+                let last = span.exhausted();
+                Some((Ok((stand_in, last)), Some((span, outbox))))
+            }
+            Ok(None) => None,
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Body::new(ZeroCopyBody {
+        frames: frames.boxed(),
+        outbox,
+        finished: false,
+    })
+}
+
+/// Ask the kernel to read `len` bytes at `offset` into the page cache, on
+/// a blocking thread, so the `sendfile` that follows finds them there.
+fn warm(file: &Arc<std::fs::File>, offset: u64, len: usize) {
+    let file = Arc::clone(file);
+    let len = std::num::NonZeroU64::new(len as u64);
+    drop(tokio::task::spawn_blocking(move || {
+        let _ = rustix::fs::fadvise(&*file, offset, len, rustix::fs::Advice::WillNeed);
+    }));
+}
+
+/// The frames of a zero-copy body, each with whether it is the last.
+/// Dropped before its last frame was taken (the response was cut short),
+/// it clears the connection's outbox, so that no stand-in bytes it handed
+/// out can be sent afterwards. hyper drops a body of known length once it
+/// has its last byte, while that byte may still be queued: that is not
+/// cut short.
+struct ZeroCopyBody {
+    frames: BoxStream<'static, io::Result<(Bytes, bool)>>,
+    outbox: Arc<Outbox>,
+    finished: bool,
+}
+
+impl http_body::Body for ZeroCopyBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match ready!(self.frames.poll_next_unpin(cx)) {
+            Some(Ok((bytes, last))) => {
+                self.finished = last;
+                Poll::Ready(Some(Ok(Frame::data(bytes))))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => {
+                self.finished = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for ZeroCopyBody {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.outbox.reset();
+        }
+    }
+}
+
+/// A connected socket that `sendfile` can write to.
+pub(crate) trait Socket: AsyncRead + AsyncWrite + AsFd + Unpin + Send + 'static {
+    /// Ready when the socket may take more bytes.
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Run a non-blocking write, clearing readiness on `WouldBlock`.
+    fn try_write_with(&self, f: &mut dyn FnMut() -> io::Result<usize>) -> io::Result<usize>;
+}
+
+impl Socket for TcpStream {
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_write_ready(cx)
+    }
+    fn try_write_with(&self, f: &mut dyn FnMut() -> io::Result<usize>) -> io::Result<usize> {
+        self.try_io(Interest::WRITABLE, f)
+    }
+}
+
+impl Socket for UnixStream {
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_write_ready(cx)
+    }
+    fn try_write_with(&self, f: &mut dyn FnMut() -> io::Result<usize>) -> io::Result<usize> {
+        self.try_io(Interest::WRITABLE, f)
+    }
+}
+
+/// A connection that sends stand-in slices as file bytes.
+///
+/// It fails closed: stand-in bytes with no matching stretch loaded, or a
+/// plain (non-vectored) write while a stretch is loaded, which is what a
+/// write strategy that copied the stand-in into its own buffer looks like,
+/// close the connection instead of sending anything.
 #[derive(Debug)]
-pub(crate) struct ZeroCopyConn {
-    tcp: TcpStream,
+pub(crate) struct ZeroCopyConn<S = TcpStream> {
+    socket: S,
     outbox: Arc<Outbox>,
 }
 
-impl ZeroCopyConn {
+impl<S: Socket> ZeroCopyConn<S> {
+    /// Wrap a connected socket; its responses load stretches into `outbox`.
+    pub(crate) fn new(socket: S, outbox: Arc<Outbox>) -> Self {
+        Self { socket, outbox }
+    }
+
     fn poll_send_file(
         &self,
         cx: &mut Context<'_>,
@@ -155,10 +281,11 @@ impl ZeroCopyConn {
     ) -> Poll<io::Result<usize>> {
         let (file, offset) = self.outbox.source(skip, len)?;
         loop {
-            ready!(self.tcp.poll_write_ready(cx))?;
-            let sent = self.tcp.try_io(Interest::WRITABLE, || {
+            ready!(self.socket.poll_writable(cx))?;
+            let sent = self.socket.try_write_with(&mut || {
                 let mut at = offset;
-                rustix::fs::sendfile(&self.tcp, &*file, Some(&mut at), len).map_err(io::Error::from)
+                rustix::fs::sendfile(&self.socket, &*file, Some(&mut at), len)
+                    .map_err(io::Error::from)
             });
             match sent {
                 Ok(0) => {
@@ -168,7 +295,7 @@ impl ZeroCopyConn {
                     )));
                 }
                 Ok(n) => {
-                    self.outbox.sent_through(skip + n);
+                    self.outbox.sent(n, skip + n);
                     return Poll::Ready(Ok(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -178,23 +305,28 @@ impl ZeroCopyConn {
     }
 }
 
-impl AsyncRead for ZeroCopyConn {
+impl<S: Socket> AsyncRead for ZeroCopyConn<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_read(cx, buf)
+        Pin::new(&mut self.socket).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for ZeroCopyConn {
+impl<S: Socket> AsyncWrite for ZeroCopyConn<S> {
     fn poll_write(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+        match stand_in_offset(buf) {
+            Some(skip) => self.poll_send_file(cx, skip, buf.len()),
+            // A flattening writer copied the stand-in in with these bytes.
+            None if self.outbox.is_loaded() => Poll::Ready(Err(out_of_step())),
+            None => Pin::new(&mut self.socket).poll_write(cx, buf),
+        }
     }
 
     fn poll_write_vectored(
@@ -205,12 +337,12 @@ impl AsyncWrite for ZeroCopyConn {
         // Plain bytes up to the first stand-in go out with writev; a
         // stand-in at the front goes out with sendfile.
         match bufs.iter().position(|b| stand_in_offset(b).is_some()) {
-            None => Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs),
+            None => Pin::new(&mut self.socket).poll_write_vectored(cx, bufs),
             Some(0) => {
                 let skip = stand_in_offset(&bufs[0]).unwrap_or_default();
                 self.poll_send_file(cx, skip, bufs[0].len())
             }
-            Some(first) => Pin::new(&mut self.tcp).poll_write_vectored(cx, &bufs[..first]),
+            Some(first) => Pin::new(&mut self.socket).poll_write_vectored(cx, &bufs[..first]),
         }
     }
 
@@ -220,63 +352,11 @@ impl AsyncWrite for ZeroCopyConn {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
+        Pin::new(&mut self.socket).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
-    }
-}
-
-/// Accepts TCP connections as [`ZeroCopyConn`]s with `TCP_NODELAY` set.
-#[derive(Debug)]
-pub(crate) struct ZeroCopyListener {
-    inner: TcpListener,
-}
-
-impl ZeroCopyListener {
-    pub(crate) fn new(inner: TcpListener) -> Self {
-        Self { inner }
-    }
-}
-
-impl Listener for ZeroCopyListener {
-    type Io = ZeroCopyConn;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (tcp, addr) = Listener::accept(&mut self.inner).await;
-        // Headers and the first body bytes go out as separate writes:
-        // without TCP_NODELAY, Nagle and delayed ACKs stall them ~40 ms.
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-        let conn = ZeroCopyConn {
-            tcp,
-            outbox: Arc::default(),
-        };
-        (conn, addr)
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// The connection's outbox, given to each of its requests (as axum
-/// `ConnectInfo`).
-#[derive(Debug, Clone)]
-pub(crate) struct ConnOutbox(Arc<Outbox>);
-
-impl ConnOutbox {
-    pub(crate) fn outbox(&self) -> Arc<Outbox> {
-        Arc::clone(&self.0)
-    }
-}
-
-impl Connected<IncomingStream<'_, ZeroCopyListener>> for ConnOutbox {
-    fn connect_info(stream: IncomingStream<'_, ZeroCopyListener>) -> Self {
-        Self(Arc::clone(&stream.io().outbox))
+        Pin::new(&mut self.socket).poll_shutdown(cx)
     }
 }
 
@@ -305,9 +385,9 @@ mod tests {
         assert_eq!(stand_in_offset(&bytes), Some(0));
         assert_eq!(outbox.source(10, 90).unwrap().1, 15);
         assert!(outbox.source(10, 91).is_err());
-        outbox.sent_through(60);
+        outbox.sent(60, 60);
         assert!(outbox.lock().loaded.is_some());
-        outbox.sent_through(100);
+        outbox.sent(40, 100);
         assert!(outbox.lock().loaded.is_none());
         assert!(outbox.source(0, 1).is_err(), "nothing loaded: refuse");
     }
