@@ -66,8 +66,19 @@ struct Stretch {
 #[derive(Debug, Default)]
 struct OutboxState {
     loaded: Option<Stretch>,
+    /// The connection has been asked to write the loaded stretch's
+    /// stand-in (it may still be waiting for the socket).
+    presented: bool,
+    /// A body was cut short, or the stand-in went astray: the connection
+    /// must not write another byte.
+    poisoned: bool,
     waiting: Option<Waker>,
 }
+
+/// How long a loaded stretch may wait for the connection to be asked to
+/// write its stand-in. With vectored writes hyper asks at once; a writer
+/// that copied the stand-in never asks, and would otherwise wait forever.
+const PRESENT_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Per connection: the file stretch the next stand-in bytes stand for, and
 /// the counter of bytes that went out with `sendfile`.
@@ -90,33 +101,73 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Ready once no stretch is outstanding.
-    fn poll_empty(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Ready once no stretch is outstanding; an error once poisoned.
+    fn poll_empty(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut state = self.lock();
+        if state.poisoned {
+            return Poll::Ready(Err(out_of_step()));
+        }
         if state.loaded.is_none() {
-            return Poll::Ready(());
+            return Poll::Ready(Ok(()));
         }
         state.waiting = Some(cx.waker().clone());
         Poll::Pending
     }
 
-    /// Whether a stretch is loaded and not yet fully sent.
-    fn is_loaded(&self) -> bool {
-        self.lock().loaded.is_some()
+    /// Wait until no stretch is outstanding. A stretch whose stand-in the
+    /// connection is never asked to write poisons the connection.
+    async fn empty(&self) -> io::Result<()> {
+        loop {
+            let wait = std::future::poll_fn(|cx| self.poll_empty(cx));
+            match tokio::time::timeout(PRESENT_LIMIT, wait).await {
+                Ok(done) => return done,
+                Err(_) if !self.lock().presented => {
+                    self.poison();
+                    return Err(out_of_step());
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Refuse plain writes while a stretch is loaded, and every write once
+    /// poisoned.
+    fn check_plain_write(&self) -> io::Result<()> {
+        let state = self.lock();
+        if state.poisoned || state.loaded.is_some() {
+            return Err(out_of_step());
+        }
+        Ok(())
+    }
+
+    fn is_poisoned(&self) -> bool {
+        self.lock().poisoned
+    }
+
+    /// The connection was asked to write stand-in bytes.
+    fn present(&self) -> io::Result<()> {
+        let mut state = self.lock();
+        if state.poisoned {
+            return Err(out_of_step());
+        }
+        state.presented = true;
+        Ok(())
     }
 
     /// Load a stretch and return the stand-in bytes that represent it.
     fn load(&self, stretch: Stretch) -> Bytes {
         let len = stretch.len;
-        self.lock().loaded = Some(stretch);
+        let mut state = self.lock();
+        state.loaded = Some(stretch);
+        state.presented = false;
         Bytes::from_static(&STAND_IN[..len])
     }
 
-    /// Forget the loaded stretch: its body is gone before its end, so any
-    /// stand-in bytes still queued must close the connection rather than
-    /// be sent.
-    fn reset(&self) {
+    /// No byte more on this connection: a body was cut short or its
+    /// stand-in went astray, so what is queued behind it cannot be right.
+    fn poison(&self) {
         let mut state = self.lock();
+        state.poisoned = true;
         state.loaded = None;
         if let Some(w) = state.waiting.take() {
             w.wake();
@@ -156,7 +207,9 @@ pub(crate) fn body(span: FileSpan, outbox: Arc<Outbox>) -> Body {
         let (mut span, outbox) = state?;
         match span.next_readable(STRETCH as u64).await {
             Ok(Some((offset, len))) => {
-                std::future::poll_fn(|cx| outbox.poll_empty(cx)).await;
+                if let Err(e) = outbox.empty().await {
+                    return Some((Err(e), None));
+                }
                 warm(&span.file, offset + len, STRETCH);
                 let stand_in = outbox.load(Stretch {
                     file: Arc::clone(&span.file),
@@ -189,8 +242,9 @@ fn warm(file: &Arc<std::fs::File>, offset: u64, len: usize) {
 
 /// The frames of a zero-copy body, each with whether it is the last.
 /// Dropped before its last frame was taken (the response was cut short),
-/// it clears the connection's outbox, so that no stand-in bytes it handed
-/// out can be sent afterwards. hyper drops a body of known length once it
+/// it poisons the connection's outbox: the connection cannot carry a
+/// correct response any more, and stand-in bytes it handed out must never
+/// be sent. hyper drops a body of known length once it
 /// has its last byte, while that byte may still be queued: that is not
 /// cut short.
 struct ZeroCopyBody {
@@ -224,7 +278,7 @@ impl http_body::Body for ZeroCopyBody {
 impl Drop for ZeroCopyBody {
     fn drop(&mut self) {
         if !self.finished {
-            self.outbox.reset();
+            self.outbox.poison();
         }
     }
 }
@@ -322,10 +376,16 @@ impl<S: Socket> AsyncWrite for ZeroCopyConn<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match stand_in_offset(buf) {
-            Some(skip) => self.poll_send_file(cx, skip, buf.len()),
-            // A flattening writer copied the stand-in in with these bytes.
-            None if self.outbox.is_loaded() => Poll::Ready(Err(out_of_step())),
-            None => Pin::new(&mut self.socket).poll_write(cx, buf),
+            Some(skip) => {
+                self.outbox.present()?;
+                self.poll_send_file(cx, skip, buf.len())
+            }
+            None => {
+                // Plain bytes while a stretch is loaded: a writer that copied
+                // the stand-in in with them.
+                self.outbox.check_plain_write()?;
+                Pin::new(&mut self.socket).poll_write(cx, buf)
+            }
         }
     }
 
@@ -336,8 +396,17 @@ impl<S: Socket> AsyncWrite for ZeroCopyConn<S> {
     ) -> Poll<io::Result<usize>> {
         // Plain bytes up to the first stand-in go out with writev; a
         // stand-in at the front goes out with sendfile.
-        match bufs.iter().position(|b| stand_in_offset(b).is_some()) {
-            None => Pin::new(&mut self.socket).poll_write_vectored(cx, bufs),
+        let first = bufs.iter().position(|b| stand_in_offset(b).is_some());
+        if first.is_some() {
+            self.outbox.present()?;
+        }
+        match first {
+            None => {
+                if self.outbox.is_poisoned() {
+                    return Poll::Ready(Err(out_of_step()));
+                }
+                Pin::new(&mut self.socket).poll_write_vectored(cx, bufs)
+            }
             Some(0) => {
                 let skip = stand_in_offset(&bufs[0]).unwrap_or_default();
                 self.poll_send_file(cx, skip, bufs[0].len())
@@ -361,34 +430,4 @@ impl<S: Socket> AsyncWrite for ZeroCopyConn<S> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_stand_in_slices_are_recognised() {
-        assert_eq!(stand_in_offset(&STAND_IN[..10]), Some(0));
-        assert_eq!(stand_in_offset(&STAND_IN[100..200]), Some(100));
-        let zeros = vec![0u8; 64];
-        assert_eq!(stand_in_offset(&zeros), None);
-        assert_eq!(stand_in_offset(b"GET / HTTP/1.1"), None);
-    }
-
-    #[test]
-    fn a_stretch_is_released_only_when_fully_sent() {
-        let file = Arc::new(tempfile::tempfile().unwrap());
-        let outbox = Outbox::default();
-        let bytes = outbox.load(Stretch {
-            file,
-            offset: 5,
-            len: 100,
-        });
-        assert_eq!(stand_in_offset(&bytes), Some(0));
-        assert_eq!(outbox.source(10, 90).unwrap().1, 15);
-        assert!(outbox.source(10, 91).is_err());
-        outbox.sent(60, 60);
-        assert!(outbox.lock().loaded.is_some());
-        outbox.sent(40, 100);
-        assert!(outbox.lock().loaded.is_none());
-        assert!(outbox.source(0, 1).is_err(), "nothing loaded: refuse");
-    }
-}
+mod tests;
