@@ -159,3 +159,33 @@ fn example_config_parses() {
     let c = Config::from_toml(text, &no_env).unwrap();
     assert!(c.upstream("docker.io").is_some());
 }
+
+#[test]
+fn credentials_in_upstream_urls_are_refused_without_echoing_them() {
+    let text = r#"
+        builtin_upstreams = false
+        [[upstreams]]
+        name = "a.io"
+        url = "https://user:s3cret@a.io"
+        mirrors = ["https://b.io", "https://token:s3cret@c.io"]
+    "#;
+    let err = Config::from_toml(text, &no_env).unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["upstreams[0].url", "upstreams[0].mirrors[1]"],
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("username") && text.contains("password_file"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    let user_only =
+        "builtin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://user@a.io\"\n";
+    assert_eq!(
+        Config::from_toml(user_only, &no_env).unwrap_err().0[0].key,
+        "upstreams[0].url"
+    );
+}

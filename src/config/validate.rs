@@ -268,7 +268,8 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
     })
 }
 
-/// An upstream base URL: http(s), with a host, no query or fragment.
+/// An upstream base URL: http(s), with a host, no credentials, query or
+/// fragment.
 pub(super) fn parse_url(p: &mut Problems, key: &str, text: &str) -> Option<url::Url> {
     match url::Url::parse(text) {
         Err(e) => {
@@ -281,6 +282,14 @@ pub(super) fn parse_url(p: &mut Problems, key: &str, text: &str) -> Option<url::
         }
         Ok(url) if url.query().is_some() || url.fragment().is_some() => {
             p.add(key, "must not carry a query or fragment");
+            None
+        }
+        // The message must not repeat the URL: it holds a secret.
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            p.add(
+                key,
+                "must not carry credentials (user:password@host); set `username` and `password_file` (or `password`) instead",
+            );
             None
         }
         Ok(url) => Some(url),

@@ -55,7 +55,7 @@ pub(super) enum Verdict {
 impl Mirror {
     pub(super) fn new(url: url::Url) -> Self {
         Self {
-            url,
+            url: without_userinfo(url),
             auth: AuthState::default(),
             health: Mutex::new(Health {
                 latency_ms: 0.0,
@@ -123,6 +123,16 @@ impl Mirror {
     }
 }
 
+/// `url` without `user:password@`, for requests, labels and logs. The
+/// configuration refuses credentials in URLs; this keeps any that slip
+/// through out of metrics and logs.
+fn without_userinfo(mut url: url::Url) -> url::Url {
+    // Only fails for URLs that cannot carry credentials at all.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url
+}
+
 /// The best mirror to try next: one not tried yet if any, then the lowest
 /// score, then list order. When every breaker refuses, the one that opened
 /// first is used anyway: with nothing to fail over to, refusing would only
@@ -166,6 +176,13 @@ mod tests {
         (0..n)
             .map(|i| Mirror::new(url::Url::parse(&format!("http://m{i}.test")).unwrap()))
             .collect()
+    }
+
+    #[test]
+    fn labels_carry_no_credentials() {
+        let m = Mirror::new(url::Url::parse("https://user:secret@m.test:8443/base").unwrap());
+        assert_eq!(m.label(), "https://m.test:8443/base");
+        assert_eq!(m.url.password(), None);
     }
 
     #[tokio::test(start_paused = true)]
