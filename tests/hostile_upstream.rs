@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::upstream_toml;
+use bytes::Bytes;
+use common::fake_upstream::{Canned, FakeUpstream};
+use common::{Berth, upstream_toml};
 use std::process::Command;
 
 #[test]
@@ -45,4 +47,66 @@ fn credentials_in_an_upstream_url_are_refused_and_never_printed() {
             "{cmd}: {stdout}{stderr}"
         );
     }
+}
+
+/// An upstream that wants `Bearer tok123` from a token realm served by a
+/// second fake on the same host but another port.
+async fn upstream_with_realm_on_another_port() -> (FakeUpstream, FakeUpstream) {
+    let realm = FakeUpstream::start().await;
+    realm.route(
+        "token",
+        Canned {
+            body: Bytes::from_static(br#"{"token":"tok123","expires_in":300}"#),
+            content_type: "application/json",
+            ..Canned::default()
+        },
+    );
+    let up = FakeUpstream::start().await;
+    up.require_auth(
+        "Bearer tok123",
+        &format!("Bearer realm=\"{}/token\",service=\"fake\"", realm.url),
+    );
+    up.manifest("latest");
+    (up, realm)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_realm_on_another_port_of_the_upstream_host_gets_no_credentials() {
+    let (up, realm) = upstream_with_realm_on_another_port().await;
+    let berth = Berth::start(&upstream_toml(
+        "fake.test",
+        &up.url,
+        "default = true\nusername = \"u\"\npassword = \"p\"",
+    ));
+    let r = reqwest::get(format!("{}/v2/proj/app/manifests/latest", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        realm.requests(),
+        vec!["GET /token?service=fake&scope=repository%3Aproj%2Fapp%3Apull auth=-".to_owned()],
+        "the token must be asked for anonymously"
+    );
+
+    // Listed with its port, the realm gets the credentials.
+    let (up, realm) = upstream_with_realm_on_another_port().await;
+    let realm_port = realm.url.rsplit(':').next().unwrap();
+    let berth = Berth::start(&upstream_toml(
+        "fake.test",
+        &up.url,
+        &format!(
+            "default = true\nusername = \"u\"\npassword = \"p\"\nrealm_hosts = [\"127.0.0.1:{realm_port}\"]"
+        ),
+    ));
+    let r = reqwest::get(format!("{}/v2/proj/app/manifests/latest", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        realm.requests(),
+        vec![
+            "GET /token?service=fake&scope=repository%3Aproj%2Fapp%3Apull auth=Basic dTpw"
+                .to_owned()
+        ]
+    );
 }

@@ -189,3 +189,28 @@ fn credentials_in_upstream_urls_are_refused_without_echoing_them() {
         "upstreams[0].url"
     );
 }
+
+#[test]
+fn realm_hosts_take_an_optional_port() {
+    let entry = |hosts: &str| {
+        let text = format!(
+            "builtin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\nrealm_hosts = {hosts}\n"
+        );
+        Config::from_toml(&text, &no_env)
+    };
+    let c = entry(r#"["auth.a.io", "auth.a.io:8443"]"#).unwrap();
+    assert_eq!(
+        c.upstream("a.io").unwrap().realm_hosts,
+        ["auth.a.io", "auth.a.io:8443"]
+    );
+    for bad in [
+        r#"["auth.a.io:"]"#,
+        r#"["auth.a.io:x"]"#,
+        r#"["a:1:2"]"#,
+        r#"[":443"]"#,
+        r#"["h:0"]"#,
+    ] {
+        let err = entry(bad).unwrap_err();
+        assert_eq!(err.0[0].key, "upstreams[0].realm_hosts", "{bad}: {err}");
+    }
+}

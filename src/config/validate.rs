@@ -234,6 +234,16 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
             }
         }
     }
+    for item in u.realm_hosts.iter().flatten() {
+        if let Some((host, port)) = item.split_once(':')
+            && (host.is_empty() || port.parse::<u16>().map_or(true, |n| n == 0))
+        {
+            p.add(
+                format!("{key}.realm_hosts"),
+                format!("{item:?} must be a host name or host:port with a port from 1 to 65535"),
+            );
+        }
+    }
     if let Some(prefix) = &u.host_prefix
         && (prefix.is_empty()
             || !prefix
