@@ -73,9 +73,16 @@ impl Registry {
         mirror: &Mirror,
     ) -> Result<reqwest::Response, UpstreamError> {
         let scope = format!("repository:{}:pull", call.repo);
-        let creds = self.config.credentials.as_ref();
+        let tokens = TokenRequest {
+            http: &self.http,
+            upstream: self.name(),
+            upstream_url: &mirror.url,
+            realm_hosts: &self.config.realm_hosts,
+            credentials: self.config.credentials.as_ref(),
+            metrics: &self.metrics,
+        };
         let url = self.url_for(mirror, call.path)?;
-        let mut authorization = mirror.auth.header(&scope, creds);
+        let mut authorization = mirror.auth.before_send(&scope, &tokens).await?;
         let mut answered_challenge = false;
         loop {
             let response = self
@@ -95,21 +102,10 @@ impl Registry {
                 return self.classify(response, call.kind).await;
             };
             mirror.auth.remember(challenge);
-            mirror.auth.forget(&scope);
-            let token_request = TokenRequest {
-                http: &self.http,
-                upstream: self.name(),
-                upstream_url: &mirror.url,
-                realm_hosts: &self.config.realm_hosts,
-                credentials: creds,
-            };
-            let result = mirror.auth.authorize(&scope, &token_request).await;
-            self.metrics.upstream_request(
-                self.name(),
-                "token",
-                if result.is_ok() { 200 } else { 0 },
-            );
-            authorization = result?;
+            authorization = mirror
+                .auth
+                .after_refusal(&scope, authorization.as_deref(), &tokens)
+                .await?;
             if authorization.is_none() {
                 return self.classify(response, call.kind).await;
             }
