@@ -266,3 +266,102 @@ async fn token_fetches_for_unrelated_scopes_do_not_wait_for_each_other() {
     );
     assert!(started.elapsed() < Duration::from_millis(3500));
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            if p.is_dir() { files_under(&p) } else { vec![p] }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manifest_and_tag_list_redirects_stay_on_the_upstream_origin() {
+    let token_body = br#"{"token":"secret-for-someone-else","expires_in":300}"#;
+    let elsewhere = FakeUpstream::start().await;
+    elsewhere.route(
+        "token",
+        Canned {
+            body: Bytes::from_static(token_body),
+            content_type: "application/json",
+            ..Canned::default()
+        },
+    );
+    let up = FakeUpstream::start().await;
+    let redirect = |location: String| Canned {
+        status: 302,
+        headers: vec![("location", location)],
+        content_type: "text/plain",
+        ..Canned::default()
+    };
+    up.route(
+        "proj/app/manifests/latest",
+        redirect(format!("{}/token?service=x&scope=y", elsewhere.url)),
+    );
+    // The same origin, but the answer is no manifest.
+    up.route("proj/app/manifests/v1", redirect("/own/token".to_owned()));
+    up.route(
+        "own/token",
+        Canned {
+            body: Bytes::from_static(token_body),
+            content_type: "application/json",
+            ..Canned::default()
+        },
+    );
+    let berth = Berth::start(&upstream_toml("fake.test", &up.url, "default = true"));
+    up.route(
+        "proj/app/tags/list",
+        redirect(format!("{}/metrics", berth.url())),
+    );
+    let http = reqwest::Client::new();
+    for tag in ["latest", "v1"] {
+        for _ in 0..2 {
+            let r = http
+                .get(format!("{}/v2/proj/app/manifests/{tag}", berth.url()))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body = r.text().await.unwrap();
+            assert_eq!(status, 502, "{tag}: {body}");
+            assert!(!body.contains("secret-for-someone-else"), "{body}");
+        }
+        // Refused, not cached: the second request asked upstream again.
+        assert_eq!(up.count(&format!("/manifests/{tag}")), 2, "{tag}");
+    }
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{:?}",
+        elsewhere.requests()
+    );
+    assert_eq!(
+        up.count("/own/token"),
+        2,
+        "a same-origin redirect is followed"
+    );
+    assert!(
+        files_under(&berth.data_dir.join("blobs")).is_empty(),
+        "{:?}",
+        files_under(&berth.data_dir)
+    );
+    let tags = http
+        .get(format!("{}/v2/proj/app/tags/list", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    let status = tags.status();
+    let body = tags.text().await.unwrap();
+    assert!(status.is_server_error(), "{status}: {body}");
+    assert!(!body.contains("berth_"), "{body}");
+    assert!(
+        berth.log().contains("redirected to another origin"),
+        "{}",
+        berth.log()
+    );
+}

@@ -10,6 +10,7 @@ mod challenge;
 mod error;
 mod failover;
 mod mirror;
+mod redirect;
 mod request;
 mod retry;
 
@@ -32,6 +33,9 @@ pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 pub struct Registry {
     config: UpstreamConfig,
     http: reqwest::Client,
+    /// For blobs redirected away from a public upstream: resolves to
+    /// public addresses only.
+    public_http: reqwest::Client,
     mirrors: Vec<mirror::Mirror>,
     slots: Arc<tokio::sync::Semaphore>,
     metrics: Arc<Metrics>,
@@ -131,11 +135,16 @@ impl Registry {
     /// the configured connect and idle timeouts.
     pub fn new(config: UpstreamConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
         let r = &config.resilience;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(r.connect_timeout)
-            .read_timeout(r.idle_timeout)
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(r.connect_timeout)
+                .read_timeout(r.idle_timeout)
+                .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        };
+        let http = builder().build()?;
+        let public_http = builder()
+            .dns_resolver(Arc::new(redirect::PublicOnly))
             .build()?;
         let mirrors = std::iter::once(config.url.clone())
             .chain(r.mirrors.iter().cloned())
@@ -145,6 +154,7 @@ impl Registry {
         let registry = Self {
             config,
             http,
+            public_http,
             mirrors,
             slots,
             metrics,
@@ -187,6 +197,13 @@ impl Registry {
             return Err(self.invalid("manifest is larger than 4 MiB"));
         }
         let bytes = request::read_limited(response, MAX_MANIFEST_BYTES, self.name()).await?;
+        // Bytes that miss the digest asked for are the caller's to refuse
+        // (as a mismatch); everything else must be a manifest.
+        let wrong_digest = matches!(reference, Reference::Digest(d) if *d != Digest::of(&bytes));
+        if !wrong_digest {
+            crate::oci::check_manifest(&bytes, content_type.as_deref())
+                .map_err(|e| self.invalid(&e.to_string()))?;
+        }
         let media_type = content_type.unwrap_or_else(|| crate::oci::sniff_manifest_type(&bytes));
         Ok(ManifestFetch {
             bytes,
