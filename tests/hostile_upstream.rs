@@ -365,3 +365,61 @@ async fn manifest_and_tag_list_redirects_stay_on_the_upstream_origin() {
         berth.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trickled_manifests_and_tokens_end_at_manifest_timeout() {
+    // One byte every 100 ms: never idle for idle_timeout (1 s), and it
+    // would take about 9 s to finish.
+    let manifest = FakeUpstream::MANIFEST;
+    let trickle = |body: &'static [u8], content_type: &'static str| Canned {
+        body: Bytes::from_static(body),
+        content_type,
+        pieces: body.len(),
+        pause: Duration::from_millis(100),
+        ..Canned::default()
+    };
+    let up = FakeUpstream::start().await;
+    up.route(
+        "proj/app/manifests/latest",
+        trickle(manifest, "application/vnd.oci.image.manifest.v1+json"),
+    );
+    // A second upstream whose token service trickles its answer.
+    let tokens = FakeUpstream::start().await;
+    tokens.route(
+        "token",
+        trickle(
+            br#"{"token":"tok123","expires_in":300,"issued_at":"2020-01-01T00:00:00Z"}"#,
+            "application/json",
+        ),
+    );
+    tokens.require_auth(
+        "Bearer tok123",
+        &format!("Bearer realm=\"{}/token\",service=\"fake\"", tokens.url),
+    );
+    tokens.manifest("latest");
+    let limits = "idle_timeout = \"1s\"\nmanifest_timeout = \"2s\"\nretries = 0";
+    let berth = Berth::start(&format!(
+        "{}{}",
+        upstream_toml("fake.test", &up.url, &format!("default = true\n{limits}")),
+        upstream_toml("tokens.test", &tokens.url, limits),
+    ));
+    for path in [
+        "proj/app/manifests/latest",
+        "tokens.test/proj/app/manifests/latest",
+    ] {
+        let started = Instant::now();
+        let r = reqwest::Client::new()
+            .get(format!("{}/v2/{path}", berth.url()))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(r.status(), 504, "{path}: {:?}", r.text().await);
+        assert!(
+            took >= Duration::from_millis(1900) && took < Duration::from_secs(5),
+            "{path}: answered after {took:?}"
+        );
+    }
+    assert!(files_under(&berth.data_dir.join("blobs")).is_empty());
+}

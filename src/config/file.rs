@@ -42,6 +42,7 @@ pub(super) struct RawUpstream {
     pub(super) queue_timeout: Option<String>,
     pub(super) stale_on_not_found: Option<bool>,
     pub(super) not_found_ttl: Option<String>,
+    pub(super) manifest_timeout: Option<String>,
 }
 
 /// Parse TOML text into the raw shape. The error names the key path.

@@ -214,3 +214,22 @@ fn realm_hosts_take_an_optional_port() {
         assert_eq!(err.0[0].key, "upstreams[0].realm_hosts", "{bad}: {err}");
     }
 }
+
+#[test]
+fn manifest_timeout_defaults_and_refuses_zero() {
+    let base =
+        "builtin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+    let c = Config::from_toml(base, &no_env).unwrap();
+    assert_eq!(
+        c.upstream("a.io").unwrap().resilience.manifest_timeout,
+        Duration::from_secs(30)
+    );
+    let c = Config::from_toml(&format!("{base}manifest_timeout = \"5s\"\n"), &no_env).unwrap();
+    assert_eq!(
+        c.upstream("a.io").unwrap().resilience.manifest_timeout,
+        Duration::from_secs(5)
+    );
+    let err =
+        Config::from_toml(&format!("{base}manifest_timeout = \"0s\"\n"), &no_env).unwrap_err();
+    assert_eq!(err.0[0].key, "upstreams[0].manifest_timeout", "{err}");
+}

@@ -84,6 +84,8 @@ pub(super) struct TokenRequest<'a> {
     pub(super) realm_hosts: &'a [String],
     pub(super) credentials: Option<&'a Credentials>,
     pub(super) metrics: &'a Metrics,
+    /// Limit for the whole token answer, headers and body.
+    pub(super) timeout: Duration,
 }
 
 pub(super) fn basic_header(c: &Credentials) -> String {
@@ -230,8 +232,8 @@ async fn fetch_once(
     }
 }
 
-/// One request to the token realm, counted in
-/// `berth_upstream_requests{kind="token"}`.
+/// One request to the token realm, its whole answer bounded by
+/// `req.timeout`; counted in `berth_upstream_requests{kind="token"}`.
 async fn fetch_token(
     req: &TokenRequest<'_>,
     realm: &str,
@@ -275,7 +277,15 @@ async fn fetch_token(
         token_status(req.upstream, status)?;
         crate::upstream::request::read_limited(response, MAX_TOKEN_ANSWER, req.upstream).await
     };
-    let body = answer.await?;
+    let body = tokio::time::timeout(req.timeout, answer)
+        .await
+        .map_err(|_| UpstreamError::Timeout {
+            upstream: req.upstream.to_owned(),
+            detail: format!(
+                "token answer not complete within {:?} (manifest_timeout)",
+                req.timeout
+            ),
+        })??;
     let answer: TokenAnswer = serde_json::from_slice(&body)
         .map_err(|e| invalid(format!("token answer is not JSON: {e}")))?;
     let token = answer

@@ -16,6 +16,8 @@ use tokio::time::Instant;
 pub(super) struct Answer {
     pub(super) response: reqwest::Response,
     pub(super) slot: OwnedSemaphorePermit,
+    /// When the attempt that got this answer was sent.
+    pub(super) sent_at: Instant,
 }
 
 impl Registry {
@@ -51,7 +53,13 @@ impl Registry {
                 self.breaker_changed(i, state);
             }
             let error = match result {
-                Ok(response) => return Ok(Answer { response, slot }),
+                Ok(response) => {
+                    return Ok(Answer {
+                        response,
+                        slot,
+                        sent_at: started,
+                    });
+                }
                 Err(e) if e.retryable() && retries_left > 0 => e,
                 Err(e) => return Err(e),
             };

@@ -81,6 +81,7 @@ impl Registry {
             realm_hosts: &self.config.realm_hosts,
             credentials: self.config.credentials.as_ref(),
             metrics: &self.metrics,
+            timeout: self.config.resilience.manifest_timeout,
         };
         let url = self.url_for(mirror, call.path)?;
         let mut authorization = mirror.auth.before_send(&scope, &tokens).await?;
