@@ -11,6 +11,8 @@ use bytes::Bytes;
 use common::fake_upstream::{Canned, FakeUpstream};
 use common::{Berth, upstream_toml};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -422,4 +424,68 @@ async fn trickled_manifests_and_tokens_end_at_manifest_timeout() {
         );
     }
     assert!(files_under(&berth.data_dir.join("blobs")).is_empty());
+}
+
+/// A server on 127.0.0.1 that accepts connections and never answers; it
+/// counts the connections it accepted.
+async fn silent_upstream() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (url, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_never_answers_costs_one_deadline_then_nothing() {
+    let (url, accepted) = silent_upstream().await;
+    // header_timeout and retries keep their defaults (60 s, 3): before,
+    // every request waited 4 × 60 s.
+    let berth = Berth::start(&upstream_toml(
+        "fake.test",
+        &url,
+        "default = true\nrequest_deadline = \"2s\"",
+    ));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let get = |path: &str| {
+        http.get(format!("{}/v2/proj/app/{path}", berth.url()))
+            .send()
+    };
+
+    let started = Instant::now();
+    let first = get("manifests/latest").await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(first.status(), 504, "{:?}", first.text().await);
+    assert!(
+        took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+        "the first request took {took:?}"
+    );
+    let connections = accepted.load(Ordering::SeqCst);
+    assert!(connections >= 1);
+
+    // The breaker is open now: the next requests are answered at once,
+    // without asking upstream.
+    let blob = format!("blobs/sha256:{}", "ab".repeat(32));
+    for path in ["manifests/latest", "manifests/v2", blob.as_str()] {
+        let started = Instant::now();
+        let r = get(path).await.unwrap();
+        let took = started.elapsed();
+        assert!(r.status().is_server_error(), "{path}: {}", r.status());
+        assert!(took < Duration::from_secs(1), "{path} took {took:?}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), connections);
+    let metrics = berth.metrics().await;
+    let open = format!("berth_upstream_mirror_state{{upstream=\"fake.test\",mirror=\"{url}\"}} 1");
+    assert!(metrics.contains(&open), "{metrics}");
+    assert!(berth.log().contains("circuit is open"), "{}", berth.log());
 }

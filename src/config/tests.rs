@@ -233,3 +233,20 @@ fn manifest_timeout_defaults_and_refuses_zero() {
         Config::from_toml(&format!("{base}manifest_timeout = \"0s\"\n"), &no_env).unwrap_err();
     assert_eq!(err.0[0].key, "upstreams[0].manifest_timeout", "{err}");
 }
+
+#[test]
+fn request_deadline_defaults_and_refuses_zero() {
+    let base =
+        "builtin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+    let deadline = |extra: &str| {
+        Config::from_toml(&format!("{base}{extra}"), &no_env)
+            .map(|c| c.upstream("a.io").unwrap().resilience.request_deadline)
+    };
+    assert_eq!(deadline(""), Ok(Duration::from_secs(20)));
+    assert_eq!(
+        deadline("request_deadline = \"3s\"\n"),
+        Ok(Duration::from_secs(3))
+    );
+    let err = deadline("request_deadline = \"0s\"\n").unwrap_err();
+    assert_eq!(err.0[0].key, "upstreams[0].request_deadline", "{err}");
+}

@@ -113,6 +113,7 @@ pub(super) async fn check_hop(
                     "cannot resolve redirect host {}: {e}",
                     target.host_str().unwrap_or("")
                 ),
+                circuit_open_for: None,
             })?
     } else {
         Vec::new()
