@@ -139,7 +139,13 @@ async fn upstream_credentials_open_private_repositories() {
     assert!(message.contains("docker.io"), "{message}");
 
     up.issuer().reset_log();
-    let with_creds = Berth::hub(&up.url(), "username = \"puller\"\npassword = \"pullpass\"");
+    // The token realm is another port of the upstream's host: listed with
+    // its port, it may receive the credentials.
+    let creds = format!(
+        "username = \"puller\"\npassword = \"pullpass\"\nrealm_hosts = [\"{}\"]",
+        up.issuer().addr()
+    );
+    let with_creds = Berth::hub(&up.url(), &creds);
     let dest = tempfile::tempdir().unwrap();
     skopeo_copy_to_dir(
         &format!("{}/{}", with_creds.addr, private.reference()),
@@ -156,7 +162,7 @@ async fn upstream_credentials_open_private_repositories() {
     );
 
     // A wrong password is reported as such, not as a missing image.
-    let wrong = Berth::hub(&up.url(), "username = \"puller\"\npassword = \"nope\"");
+    let wrong = Berth::hub(&up.url(), &creds.replace("pullpass", "nope"));
     let response = reqwest::get(format!(
         "{}/v2/{}/manifests/latest",
         wrong.url(),

@@ -43,6 +43,8 @@ pub(super) struct RawUpstream {
     pub(super) queue_timeout: Option<String>,
     pub(super) stale_on_not_found: Option<bool>,
     pub(super) not_found_ttl: Option<String>,
+    pub(super) manifest_timeout: Option<String>,
+    pub(super) request_deadline: Option<String>,
 }
 
 /// Parse TOML text into the raw shape. The error names the key path.

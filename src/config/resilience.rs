@@ -27,6 +27,14 @@ pub struct Resilience {
     pub stale_on_not_found: bool,
     /// How long a "not found" answer is remembered.
     pub not_found_ttl: Duration,
+    /// Limit for a whole manifest, tag list or token answer, from sending
+    /// the request to its last byte, however steadily it trickles in.
+    pub manifest_timeout: Duration,
+    /// Limit for one client request to get an answer from upstream, across
+    /// every attempt, failover and backoff (the wait for a request slot
+    /// excluded). Shorter than clients' own limits, so they get an error
+    /// (or cached content) before they give up.
+    pub request_deadline: Duration,
 }
 
 impl Default for Resilience {
@@ -41,6 +49,8 @@ impl Default for Resilience {
             queue_timeout: Duration::from_secs(30),
             stale_on_not_found: false,
             not_found_ttl: Duration::from_secs(30),
+            manifest_timeout: Duration::from_secs(30),
+            request_deadline: Duration::from_secs(20),
         }
     }
 }
@@ -58,6 +68,8 @@ pub(super) fn build(p: &mut Problems, key: &str, u: &RawUpstream) -> Resilience 
     let header_timeout = dur("header_timeout", &u.header_timeout, d.header_timeout);
     let idle_timeout = dur("idle_timeout", &u.idle_timeout, d.idle_timeout);
     let queue_timeout = dur("queue_timeout", &u.queue_timeout, d.queue_timeout);
+    let manifest_timeout = dur("manifest_timeout", &u.manifest_timeout, d.manifest_timeout);
+    let request_deadline = dur("request_deadline", &u.request_deadline, d.request_deadline);
     let not_found_ttl = duration(
         p,
         &format!("{key}.not_found_ttl"),
@@ -91,5 +103,7 @@ pub(super) fn build(p: &mut Problems, key: &str, u: &RawUpstream) -> Resilience 
         queue_timeout,
         stale_on_not_found: u.stale_on_not_found.unwrap_or(false),
         not_found_ttl,
+        manifest_timeout,
+        request_deadline,
     }
 }

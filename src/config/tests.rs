@@ -159,3 +159,94 @@ fn example_config_parses() {
     let c = Config::from_toml(text, &no_env).unwrap();
     assert!(c.upstream("docker.io").is_some());
 }
+
+#[test]
+fn credentials_in_upstream_urls_are_refused_without_echoing_them() {
+    let text = r#"
+        builtin_upstreams = false
+        [[upstreams]]
+        name = "a.io"
+        url = "https://user:s3cret@a.io"
+        mirrors = ["https://b.io", "https://token:s3cret@c.io"]
+    "#;
+    let err = Config::from_toml(text, &no_env).unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["upstreams[0].url", "upstreams[0].mirrors[1]"],
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("username") && text.contains("password_file"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    let user_only =
+        "builtin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://user@a.io\"\n";
+    assert_eq!(
+        Config::from_toml(user_only, &no_env).unwrap_err().0[0].key,
+        "upstreams[0].url"
+    );
+}
+
+#[test]
+fn realm_hosts_take_an_optional_port() {
+    let entry = |hosts: &str| {
+        let text = format!(
+            "builtin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\nrealm_hosts = {hosts}\n"
+        );
+        Config::from_toml(&text, &no_env)
+    };
+    let c = entry(r#"["auth.a.io", "auth.a.io:8443"]"#).unwrap();
+    assert_eq!(
+        c.upstream("a.io").unwrap().realm_hosts,
+        ["auth.a.io", "auth.a.io:8443"]
+    );
+    for bad in [
+        r#"["auth.a.io:"]"#,
+        r#"["auth.a.io:x"]"#,
+        r#"["a:1:2"]"#,
+        r#"[":443"]"#,
+        r#"["h:0"]"#,
+    ] {
+        let err = entry(bad).unwrap_err();
+        assert_eq!(err.0[0].key, "upstreams[0].realm_hosts", "{bad}: {err}");
+    }
+}
+
+#[test]
+fn manifest_timeout_defaults_and_refuses_zero() {
+    let base =
+        "builtin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+    let c = Config::from_toml(base, &no_env).unwrap();
+    assert_eq!(
+        c.upstream("a.io").unwrap().resilience.manifest_timeout,
+        Duration::from_secs(30)
+    );
+    let c = Config::from_toml(&format!("{base}manifest_timeout = \"5s\"\n"), &no_env).unwrap();
+    assert_eq!(
+        c.upstream("a.io").unwrap().resilience.manifest_timeout,
+        Duration::from_secs(5)
+    );
+    let err =
+        Config::from_toml(&format!("{base}manifest_timeout = \"0s\"\n"), &no_env).unwrap_err();
+    assert_eq!(err.0[0].key, "upstreams[0].manifest_timeout", "{err}");
+}
+
+#[test]
+fn request_deadline_defaults_and_refuses_zero() {
+    let base =
+        "builtin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+    let deadline = |extra: &str| {
+        Config::from_toml(&format!("{base}{extra}"), &no_env)
+            .map(|c| c.upstream("a.io").unwrap().resilience.request_deadline)
+    };
+    assert_eq!(deadline(""), Ok(Duration::from_secs(20)));
+    assert_eq!(
+        deadline("request_deadline = \"3s\"\n"),
+        Ok(Duration::from_secs(3))
+    );
+    let err = deadline("request_deadline = \"0s\"\n").unwrap_err();
+    assert_eq!(err.0[0].key, "upstreams[0].request_deadline", "{err}");
+}

@@ -236,6 +236,16 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
             }
         }
     }
+    for item in u.realm_hosts.iter().flatten() {
+        if let Some((host, port)) = item.split_once(':')
+            && (host.is_empty() || port.parse::<u16>().map_or(true, |n| n == 0))
+        {
+            p.add(
+                format!("{key}.realm_hosts"),
+                format!("{item:?} must be a host name or host:port with a port from 1 to 65535"),
+            );
+        }
+    }
     if let Some(prefix) = &u.host_prefix
         && (prefix.is_empty()
             || !prefix
@@ -270,7 +280,8 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
     })
 }
 
-/// An upstream base URL: http(s), with a host, no query or fragment.
+/// An upstream base URL: http(s), with a host, no credentials, query or
+/// fragment.
 pub(super) fn parse_url(p: &mut Problems, key: &str, text: &str) -> Option<url::Url> {
     match url::Url::parse(text) {
         Err(e) => {
@@ -283,6 +294,14 @@ pub(super) fn parse_url(p: &mut Problems, key: &str, text: &str) -> Option<url::
         }
         Ok(url) if url.query().is_some() || url.fragment().is_some() => {
             p.add(key, "must not carry a query or fragment");
+            None
+        }
+        // The message must not repeat the URL: it holds a secret.
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            p.add(
+                key,
+                "must not carry credentials (user:password@host); set `username` and `password_file` (or `password`) instead",
+            );
             None
         }
         Ok(url) => Some(url),

@@ -6,11 +6,13 @@
 
 mod digest;
 mod error;
+mod manifest_check;
 mod media_type;
 mod name;
 
 pub use digest::{Digest, DigestError, DigestVerifier};
 pub use error::{ErrorCode, ErrorEnvelope};
+pub use manifest_check::{NotAManifest, check_manifest};
 pub use media_type::{
     MANIFEST_MEDIA_TYPES, accept_key, is_manifest_media_type, sniff_manifest_type,
 };

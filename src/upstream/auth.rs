@@ -1,20 +1,30 @@
 //! Upstream authentication state: the last challenge each upstream sent,
-//! and bearer tokens cached per scope until just before they expire, so a
-//! warm pull costs no token request.
+//! and bearer tokens cached per scope so a warm pull costs no token request.
+//!
+//! A token is refreshed ahead of its expiry, once: the request that finds it
+//! due fetches the next one while the other requests for that scope wait for
+//! that fetch (single flight per scope; unrelated scopes never wait for each
+//! other). A 401 drops the cached token only when it is the token that was
+//! refused, so a token another request has just fetched survives.
 
 use crate::config::Credentials;
+use crate::metrics::Metrics;
 use crate::upstream::UpstreamError;
 use crate::upstream::challenge::{Challenge, realm_allowed};
 use base64::Engine as _;
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
 /// Lifetime assumed when a token answer has no `expires_in` (per the
 /// distribution token spec).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
+/// Largest token answer accepted.
+const MAX_TOKEN_ANSWER: usize = 1 << 20;
+/// Scopes remembered before idle ones without a usable token are dropped.
+const MAX_SCOPES: usize = 4096;
 
 #[derive(Debug, Deserialize)]
 struct TokenAnswer {
@@ -23,19 +33,47 @@ struct TokenAnswer {
     expires_in: Option<u64>,
 }
 
+/// A token as the `Authorization` value that carries it.
 #[derive(Debug, Clone)]
 struct CachedToken {
-    value: String,
+    header: String,
     refresh_at: Instant,
 }
 
-/// Per-upstream auth state.
+/// The token of one scope and the lock that makes its fetches single-flight.
+#[derive(Debug, Default)]
+struct ScopeTokens {
+    current: Mutex<Option<CachedToken>>,
+    /// Held while a token for this scope is being fetched.
+    fetching: tokio::sync::Mutex<()>,
+    /// When the last fetch failed and why, for the requests that waited
+    /// for it: they share its outcome instead of asking again in turn.
+    failed: Mutex<Option<(Instant, UpstreamError)>>,
+}
+
+impl ScopeTokens {
+    /// The cached token while it is not yet due for refresh.
+    fn fresh(&self) -> Option<String> {
+        let current = self.current.lock().ok()?;
+        let t = current.as_ref()?;
+        (Instant::now() < t.refresh_at).then(|| t.header.clone())
+    }
+
+    /// Drop the cached token if it is `refused`, and only then.
+    fn drop_if(&self, refused: &str) {
+        if let Ok(mut current) = self.current.lock()
+            && current.as_ref().is_some_and(|t| t.header == refused)
+        {
+            *current = None;
+        }
+    }
+}
+
+/// Per-mirror auth state.
 #[derive(Debug, Default)]
 pub(super) struct AuthState {
     challenge: Mutex<Option<Challenge>>,
-    tokens: Mutex<HashMap<String, CachedToken>>,
-    /// Serialises token fetches so concurrent cold requests share one.
-    fetching: tokio::sync::Mutex<()>,
+    scopes: Mutex<HashMap<String, Arc<ScopeTokens>>>,
 }
 
 /// Everything needed to fetch a token from a realm.
@@ -45,6 +83,9 @@ pub(super) struct TokenRequest<'a> {
     pub(super) upstream_url: &'a url::Url,
     pub(super) realm_hosts: &'a [String],
     pub(super) credentials: Option<&'a Credentials>,
+    pub(super) metrics: &'a Metrics,
+    /// Limit for the whole token answer, headers and body.
+    pub(super) timeout: Duration,
 }
 
 pub(super) fn basic_header(c: &Credentials) -> String {
@@ -55,6 +96,14 @@ pub(super) fn basic_header(c: &Credentials) -> String {
     )
 }
 
+/// How long a token is used: until 10% of its life, and at least 5 s, are
+/// left; but at least 1 s, or 90% of a life shorter than that, so short
+/// tokens are not fetched for every request.
+fn usable_for(lifetime: Duration) -> Duration {
+    let early = Duration::from_secs(5).min(lifetime.saturating_sub(Duration::from_secs(1)));
+    lifetime.saturating_sub((lifetime / 10).max(early))
+}
+
 impl AuthState {
     pub(super) fn remember(&self, challenge: Challenge) {
         if let Ok(mut c) = self.challenge.lock() {
@@ -62,64 +111,129 @@ impl AuthState {
         }
     }
 
-    fn cached(&self, scope: &str) -> Option<String> {
-        let tokens = self.tokens.lock().ok()?;
-        let t = tokens.get(scope)?;
-        (Instant::now() < t.refresh_at).then(|| t.value.clone())
+    fn challenge(&self) -> Option<Challenge> {
+        self.challenge.lock().ok()?.clone()
     }
 
-    /// The `Authorization` value to send for `scope` without asking
-    /// anyone: a cached token, or Basic credentials for a Basic upstream.
-    pub(super) fn header(&self, scope: &str, creds: Option<&Credentials>) -> Option<String> {
-        let challenge = self.challenge.lock().ok()?.clone()?;
-        match challenge {
-            Challenge::Basic => creds.map(basic_header),
-            Challenge::Bearer { .. } => self.cached(scope).map(|t| format!("Bearer {t}")),
+    /// The token state of `scope`; created when `create` is set.
+    fn scope(&self, scope: &str, create: bool) -> Option<Arc<ScopeTokens>> {
+        let mut scopes = self.scopes.lock().ok()?;
+        if let Some(s) = scopes.get(scope) {
+            return Some(Arc::clone(s));
         }
+        if !create {
+            return None;
+        }
+        if scopes.len() >= MAX_SCOPES {
+            // Keep scopes in use or with a usable token; when all are,
+            // drop every idle one.
+            scopes.retain(|_, s| Arc::strong_count(s) > 1 || s.fresh().is_some());
+            if scopes.len() >= MAX_SCOPES {
+                scopes.retain(|_, s| Arc::strong_count(s) > 1);
+            }
+        }
+        let s = Arc::new(ScopeTokens::default());
+        scopes.insert(scope.to_owned(), Arc::clone(&s));
+        Some(s)
     }
 
-    /// The `Authorization` value for `scope`, fetching a token if the
-    /// upstream uses bearer auth and none is cached. `None` when the
-    /// upstream never challenged.
-    pub(super) async fn authorize(
+    /// The `Authorization` value to send first for `scope`: Basic
+    /// credentials for a Basic upstream; for a bearer upstream the cached
+    /// token, refreshed first when it is due. `None` before the upstream
+    /// challenged, and for a scope never authorised (the 401 says whether
+    /// it needs a token at all).
+    pub(super) async fn before_send(
         &self,
         scope: &str,
         req: &TokenRequest<'_>,
     ) -> Result<Option<String>, UpstreamError> {
-        let challenge = self.challenge.lock().ok().and_then(|c| c.clone());
-        let (realm, service) = match challenge {
+        let (realm, service) = match self.challenge() {
             None => return Ok(None),
             Some(Challenge::Basic) => return Ok(req.credentials.map(basic_header)),
             Some(Challenge::Bearer { realm, service }) => (realm, service),
         };
-        let _one_at_a_time = self.fetching.lock().await;
-        if let Some(t) = self.cached(scope) {
-            return Ok(Some(format!("Bearer {t}")));
+        let Some(tokens) = self.scope(scope, false) else {
+            return Ok(None);
+        };
+        if let Some(header) = tokens.fresh() {
+            return Ok(Some(header));
         }
-        let (token, lifetime) = fetch_token(req, &realm, service.as_deref(), scope).await?;
-        // Refresh a little before expiry: 10% early, at least 5 seconds.
-        let margin = (lifetime / 10).max(Duration::from_secs(5));
-        let refresh_at = Instant::now() + lifetime.saturating_sub(margin);
-        if let Ok(mut tokens) = self.tokens.lock() {
-            tokens.insert(
-                scope.to_owned(),
-                CachedToken {
-                    value: token.clone(),
-                    refresh_at,
-                },
-            );
-        }
-        Ok(Some(format!("Bearer {token}")))
+        let header = fetch_once(&tokens, req, &realm, service.as_deref(), scope).await?;
+        Ok(Some(header))
     }
 
-    /// Forget a cached token that upstream refused.
-    pub(super) fn forget(&self, scope: &str) {
-        if let Ok(mut tokens) = self.tokens.lock() {
-            tokens.remove(scope);
+    /// The `Authorization` value to retry with after upstream refused
+    /// `refused` (`None`: nothing was sent) with the challenge remembered
+    /// last. Forgets `refused` only, and shares a token another request
+    /// fetched meanwhile. `None` when the upstream never challenged.
+    pub(super) async fn after_refusal(
+        &self,
+        scope: &str,
+        refused: Option<&str>,
+        req: &TokenRequest<'_>,
+    ) -> Result<Option<String>, UpstreamError> {
+        let (realm, service) = match self.challenge() {
+            None => return Ok(None),
+            Some(Challenge::Basic) => return Ok(req.credentials.map(basic_header)),
+            Some(Challenge::Bearer { realm, service }) => (realm, service),
+        };
+        let Some(tokens) = self.scope(scope, true) else {
+            return Ok(None);
+        };
+        if let Some(refused) = refused {
+            tokens.drop_if(refused);
+        }
+        if let Some(header) = tokens.fresh() {
+            return Ok(Some(header));
+        }
+        let header = fetch_once(&tokens, req, &realm, service.as_deref(), scope).await?;
+        Ok(Some(header))
+    }
+}
+
+/// Fetch a token for a scope unless another request is already doing it:
+/// then wait for that fetch and share its token or its failure.
+async fn fetch_once(
+    tokens: &ScopeTokens,
+    req: &TokenRequest<'_>,
+    realm: &str,
+    service: Option<&str>,
+    scope: &str,
+) -> Result<String, UpstreamError> {
+    let waiting_since = Instant::now();
+    let _single_flight = tokens.fetching.lock().await;
+    if let Some(header) = tokens.fresh() {
+        return Ok(header);
+    }
+    if let Ok(failed) = tokens.failed.lock()
+        && let Some((at, e)) = failed.as_ref()
+        && *at >= waiting_since
+    {
+        return Err(e.clone());
+    }
+    let asked_at = Instant::now();
+    match fetch_token(req, realm, service, scope).await {
+        Ok((token, lifetime)) => {
+            let header = format!("Bearer {token}");
+            if let Ok(mut current) = tokens.current.lock() {
+                *current = Some(CachedToken {
+                    header: header.clone(),
+                    refresh_at: asked_at + usable_for(lifetime),
+                });
+            }
+            Ok(header)
+        }
+        Err(e) => {
+            if let Ok(mut failed) = tokens.failed.lock() {
+                *failed = Some((Instant::now(), e.clone()));
+            }
+            Err(e)
         }
     }
 }
 
+/// One request to the token realm, its whole answer bounded by
+/// `req.timeout`; counted in `berth_upstream_requests{kind="token"}`.
 async fn fetch_token(
     req: &TokenRequest<'_>,
     realm: &str,
@@ -150,41 +264,28 @@ async fn fetch_token(
         Some(_) => tracing::warn!(
             upstream = req.upstream,
             realm = %url.host_str().unwrap_or(""),
-            "token realm is not on the upstream's domain nor in realm_hosts; asking anonymously"
+            realm_port = url.port_or_known_default().unwrap_or(0),
+            "token realm is not on the upstream's domain, scheme and port nor in realm_hosts; asking anonymously"
         ),
         None => {}
     }
-    let response = builder
-        .send()
+    let answer = async {
+        let sent = builder.send().await;
+        let status = sent.as_ref().map_or(0, |r| r.status().as_u16());
+        req.metrics.upstream_request(req.upstream, "token", status);
+        let response = sent.map_err(|e| UpstreamError::from_transport(req.upstream, &e))?;
+        token_status(req.upstream, status)?;
+        crate::upstream::request::read_limited(response, MAX_TOKEN_ANSWER, req.upstream).await
+    };
+    let body = tokio::time::timeout(req.timeout, answer)
         .await
-        .map_err(|e| UpstreamError::from_transport(req.upstream, &e))?;
-    let status = response.status().as_u16();
-    match status {
-        200..=299 => {}
-        401 | 403 => {
-            return Err(UpstreamError::Denied {
-                upstream: req.upstream.to_owned(),
-                status,
-                detail: "the token service refused the credentials".to_owned(),
-            });
-        }
-        429 => {
-            return Err(UpstreamError::RateLimited {
-                upstream: req.upstream.to_owned(),
-                retry_after: None,
-            });
-        }
-        _ => {
-            return Err(UpstreamError::Status {
-                upstream: req.upstream.to_owned(),
-                status,
-            });
-        }
-    }
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| UpstreamError::from_transport(req.upstream, &e))?;
+        .map_err(|_| UpstreamError::Timeout {
+            upstream: req.upstream.to_owned(),
+            detail: format!(
+                "token answer not complete within {:?} (manifest_timeout)",
+                req.timeout
+            ),
+        })??;
     let answer: TokenAnswer = serde_json::from_slice(&body)
         .map_err(|e| invalid(format!("token answer is not JSON: {e}")))?;
     let token = answer
@@ -194,6 +295,54 @@ async fn fetch_token(
         .ok_or_else(|| invalid("token answer has neither token nor access_token".to_owned()))?;
     let lifetime = answer
         .expires_in
+        .filter(|s| *s > 0)
         .map_or(DEFAULT_TOKEN_LIFETIME, Duration::from_secs);
     Ok((token, lifetime))
+}
+
+/// The error for a token service's non-2xx status.
+fn token_status(upstream: &str, status: u16) -> Result<(), UpstreamError> {
+    let upstream = upstream.to_owned();
+    match status {
+        200..=299 => Ok(()),
+        401 | 403 => Err(UpstreamError::Denied {
+            upstream,
+            status,
+            detail: "the token service refused the credentials".to_owned(),
+        }),
+        429 => Err(UpstreamError::RateLimited {
+            upstream,
+            retry_after: None,
+        }),
+        _ => Err(UpstreamError::Status { upstream, status }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_used_for_most_of_their_life_and_at_least_a_second() {
+        let s = Duration::from_secs;
+        assert_eq!(usable_for(s(300)), s(270));
+        assert_eq!(usable_for(s(12)), s(7));
+        assert_eq!(usable_for(s(6)), s(1));
+        assert_eq!(usable_for(s(2)), s(1));
+        assert_eq!(usable_for(s(1)), Duration::from_millis(900));
+    }
+
+    #[test]
+    fn only_the_refused_token_is_dropped() {
+        let tokens = ScopeTokens::default();
+        let later = Instant::now() + Duration::from_secs(60);
+        *tokens.current.lock().unwrap() = Some(CachedToken {
+            header: "Bearer new".into(),
+            refresh_at: later,
+        });
+        tokens.drop_if("Bearer old");
+        assert_eq!(tokens.fresh().as_deref(), Some("Bearer new"));
+        tokens.drop_if("Bearer new");
+        assert_eq!(tokens.fresh(), None);
+    }
 }

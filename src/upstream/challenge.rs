@@ -67,20 +67,38 @@ fn parse_params(s: &str) -> HashMap<String, String> {
     }
 }
 
-/// Whether credentials may be sent to `realm`: only to the upstream's own
-/// host, a host of the same registrable domain, or a host the operator
-/// listed in `realm_hosts`.
+/// Whether credentials may be sent to `realm`. A `host:port` entry of
+/// `realm_hosts` allows exactly that host and port. Otherwise the realm must
+/// keep the upstream's scheme and port, and be on the upstream's own host, a
+/// host of the same registrable domain, or a host listed bare in
+/// `realm_hosts`: another port of the same host may be another service, and
+/// plain `http` would expose the credentials on the wire.
 pub fn realm_allowed(realm: &url::Url, upstream: &url::Url, realm_hosts: &[String]) -> bool {
     let (Some(realm_host), Some(up_host)) = (realm.host_str(), upstream.host_str()) else {
         return false;
     };
     let realm_host = realm_host.to_ascii_lowercase();
     let up_host = up_host.to_ascii_lowercase();
-    if realm_host == up_host
-        || realm_hosts
+    let realm_port = realm.port_or_known_default();
+    let listed = |want_port: bool| {
+        realm_hosts
             .iter()
-            .any(|h| h.eq_ignore_ascii_case(&realm_host))
-    {
+            .any(|entry| match entry.rsplit_once(':') {
+                Some((host, port)) => {
+                    want_port
+                        && host.eq_ignore_ascii_case(&realm_host)
+                        && port.parse::<u16>().ok() == realm_port
+                }
+                None => !want_port && entry.eq_ignore_ascii_case(&realm_host),
+            })
+    };
+    if listed(true) {
+        return true;
+    }
+    if realm.scheme() != upstream.scheme() || realm_port != upstream.port_or_known_default() {
+        return false;
+    }
+    if realm_host == up_host || listed(false) {
         return true;
     }
     // Registrable domains (public suffix list); IP addresses have none.
@@ -156,11 +174,42 @@ mod tests {
             &[]
         ));
         let local = url::Url::parse("http://127.0.0.1:5000").unwrap();
-        assert!(realm_allowed(
-            &url::Url::parse("http://127.0.0.1:6000/token").unwrap(),
-            &local,
-            &[]
+        let local_ok =
+            |r: &str, extra: &[String]| realm_allowed(&url::Url::parse(r).unwrap(), &local, extra);
+        assert!(local_ok("http://127.0.0.1:5000/token", &[]));
+        assert!(
+            !local_ok("http://127.0.0.1:6000/token", &[]),
+            "same host, another port"
+        );
+        assert!(!local_ok(
+            "http://127.0.0.1:6000/token",
+            &["127.0.0.1".into()]
         ));
+        assert!(local_ok(
+            "http://127.0.0.1:6000/token",
+            &["127.0.0.1:6000".into()]
+        ));
+        assert!(!local_ok(
+            "http://127.0.0.1:6000/token",
+            &["127.0.0.1:6001".into()]
+        ));
+        // Scheme and port, for hosts by name.
+        assert!(!ok("http://registry-1.docker.io/token", &[]), "plain http");
+        assert!(!ok("http://auth.docker.io/token", &[]), "plain http");
+        assert!(!ok("https://auth.docker.io:8443/token", &[]));
+        assert!(ok(
+            "https://auth.docker.io:8443/token",
+            &["auth.docker.io:8443".into()]
+        ));
+        assert!(ok(
+            "http://registry-1.docker.io/token",
+            &["registry-1.docker.io:80".into()]
+        ));
+        assert!(!ok(
+            "https://evil.example:8443/token",
+            &["evil.example".into()]
+        ));
+        assert!(ok("HTTPS://Auth.Docker.IO:443/token", &[]));
         assert!(!realm_allowed(
             &url::Url::parse("http://127.0.0.2/token").unwrap(),
             &local,

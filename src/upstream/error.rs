@@ -6,13 +6,18 @@
 /// handed to every client waiting on the same fetch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
-    /// No connection could be made.
+    /// No connection could be made, or berth did not even try because
+    /// every mirror's circuit breaker is open (see
+    /// [`UpstreamError::circuit_open`]).
     #[error("upstream {upstream} is unreachable: {detail}")]
     Unreachable {
         /// Upstream name.
         upstream: String,
-        /// The transport error.
+        /// The transport error, or why berth did not ask.
         detail: String,
+        /// Set when berth did not ask because every mirror's circuit
+        /// breaker is open: seconds until one may be probed again.
+        circuit_open_for: Option<u64>,
     },
     /// The upstream did not answer in time.
     #[error("upstream {upstream} timed out: {detail}")]
@@ -91,10 +96,38 @@ impl UpstreamError {
         }
     }
 
+    /// Whether berth answered without asking upstream because every
+    /// mirror's circuit breaker is open: the upstream is known to be down.
+    /// Callers serve from cache when they can, else answer at once with a
+    /// 503 and [`UpstreamError::retry_after`].
+    pub fn circuit_open(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable {
+                circuit_open_for: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Seconds a client should wait before asking again, when known: what
+    /// upstream asked for with a 429, or while every circuit is open, the
+    /// time until the next probe.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after, .. } => *retry_after,
+            Self::Unreachable {
+                circuit_open_for, ..
+            } => *circuit_open_for,
+            _ => None,
+        }
+    }
+
     /// Whether another attempt may succeed: every outage except berth's
-    /// own queue being full (retrying would only queue again).
+    /// own queue being full (retrying would only queue again) and an open
+    /// circuit (berth decided not to ask).
     pub(crate) fn retryable(&self) -> bool {
-        self.is_outage() && !matches!(self, Self::Busy { .. })
+        self.is_outage() && !matches!(self, Self::Busy { .. }) && !self.circuit_open()
     }
 
     pub(crate) fn from_transport(upstream: &str, e: &reqwest::Error) -> Self {
@@ -113,7 +146,37 @@ impl UpstreamError {
             Self::Unreachable {
                 upstream: upstream.to_owned(),
                 detail,
+                circuit_open_for: None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_open_circuit_is_an_outage_with_a_retry_time_and_no_retry() {
+        let open = UpstreamError::Unreachable {
+            upstream: "a.io".into(),
+            detail: "not asked".into(),
+            circuit_open_for: Some(12),
+        };
+        assert!(open.circuit_open() && open.is_outage() && !open.retryable());
+        assert_eq!(open.retry_after(), Some(12));
+        let down = UpstreamError::Unreachable {
+            upstream: "a.io".into(),
+            detail: "connection refused".into(),
+            circuit_open_for: None,
+        };
+        assert!(!down.circuit_open() && down.retryable());
+        assert_eq!(down.retry_after(), None);
+        let limited = UpstreamError::RateLimited {
+            upstream: "a.io".into(),
+            retry_after: Some(3),
+        };
+        assert_eq!(limited.retry_after(), Some(3));
+        assert!(!limited.circuit_open());
     }
 }

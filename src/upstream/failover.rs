@@ -1,7 +1,9 @@
 //! Sending one logical request: wait for a slot under the upstream's
 //! concurrency cap, pick the healthiest mirror, and on a failure a retry can
 //! fix, fail over to the next mirror at once, or back off and try again
-//! once every mirror was tried. Each outcome feeds the mirror's health.
+//! once every mirror was tried, all within `request_deadline`. Each outcome
+//! feeds the mirror's health; while every breaker is open the request fails
+//! at once with a circuit-open error.
 
 use crate::metrics::MirrorLabels;
 use crate::upstream::mirror::{self, BreakerState, Verdict};
@@ -11,11 +13,29 @@ use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+/// An attempt on a mirror that is still running. If the request is
+/// abandoned before it ends (its client left), dropping this frees the
+/// mirror's probe slot.
+struct InFlight<'a> {
+    mirror: &'a mirror::Mirror,
+    ended: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.mirror.abandon();
+        }
+    }
+}
+
 /// A 2xx answer and the concurrency slot it holds until dropped.
 #[derive(Debug)]
 pub(super) struct Answer {
     pub(super) response: reqwest::Response,
     pub(super) slot: OwnedSemaphorePermit,
+    /// When the attempt that got this answer was sent.
+    pub(super) sent_at: Instant,
 }
 
 impl Registry {
@@ -30,28 +50,57 @@ impl Registry {
         }
     }
 
-    /// Send `call` with retries and mirror failover.
+    /// Send `call` with retries and mirror failover, within
+    /// `request_deadline` once a slot is held. While every mirror's breaker
+    /// refuses, fail at once with a circuit-open error.
     pub(super) async fn send(&self, call: Call<'_>) -> Result<Answer, UpstreamError> {
         let slot = self.slot().await?;
+        let limit = self.config.resilience.request_deadline;
+        let deadline = Instant::now() + limit;
         let mut tried: Vec<usize> = Vec::new();
         let mut retries_left = self.config.resilience.retries;
         let mut attempt = 0u32;
+        let mut last_error = None;
         loop {
-            let i = mirror::pick(&self.mirrors, &tried);
+            let Some(i) = mirror::pick(&self.mirrors, &tried) else {
+                return Err(last_error.unwrap_or_else(|| self.circuit_open()));
+            };
             tried.push(i);
             let m = &self.mirrors[i];
             let started = Instant::now();
             let span = tracing::debug_span!("upstream", mirror = m.label(), attempt);
-            let result = tracing::Instrument::instrument(self.attempt(&call, m), span).await;
+            let mut in_flight = InFlight {
+                mirror: m,
+                ended: false,
+            };
+            let attempt_result = tokio::time::timeout_at(
+                deadline,
+                tracing::Instrument::instrument(self.attempt(&call, m), span),
+            )
+            .await;
+            in_flight.ended = true;
+            let Ok(result) = attempt_result else {
+                self.metrics.upstream_request(self.name(), call.kind, 0);
+                self.record(i, Verdict::Unresponsive);
+                return Err(UpstreamError::Timeout {
+                    upstream: self.name().to_owned(),
+                    detail: format!("no answer within request_deadline ({limit:?})"),
+                });
+            };
             let verdict = match &result {
+                Err(UpstreamError::RateLimited { .. }) => Verdict::Throttled,
                 Err(e) if e.retryable() => Verdict::Failed,
                 _ => Verdict::Answered(started.elapsed()),
             };
-            if let Some(state) = m.record(verdict) {
-                self.breaker_changed(i, state);
-            }
+            self.record(i, verdict);
             let error = match result {
-                Ok(response) => return Ok(Answer { response, slot }),
+                Ok(response) => {
+                    return Ok(Answer {
+                        response,
+                        slot,
+                        sent_at: started,
+                    });
+                }
                 Err(e) if e.retryable() && retries_left > 0 => e,
                 Err(e) => return Err(e),
             };
@@ -69,9 +118,33 @@ impl Registry {
                 let Some(pause) = retry::backoff(attempt - 1, retry_after) else {
                     return Err(error);
                 };
+                if Instant::now() + pause >= deadline {
+                    return Err(error);
+                }
                 tokio::time::sleep(pause).await;
                 tried.clear();
             }
+            last_error = Some(error);
+        }
+    }
+
+    /// Account for an attempt on mirror `index` and report breaker changes.
+    fn record(&self, index: usize, verdict: Verdict) {
+        if let Some(state) = self.mirrors[index].record(verdict) {
+            self.breaker_changed(index, state);
+        }
+    }
+
+    /// The answer while every mirror's breaker refuses.
+    fn circuit_open(&self) -> UpstreamError {
+        let wait = mirror::next_probe_in(&self.mirrors);
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        UpstreamError::Unreachable {
+            upstream: self.name().to_owned(),
+            detail: format!(
+                "not asked: every mirror's circuit is open after repeated failures; next probe in {secs} s"
+            ),
+            circuit_open_for: Some(secs),
         }
     }
 

@@ -10,6 +10,7 @@ mod challenge;
 mod error;
 mod failover;
 mod mirror;
+mod redirect;
 mod request;
 mod retry;
 
@@ -32,6 +33,9 @@ pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 pub struct Registry {
     config: UpstreamConfig,
     http: reqwest::Client,
+    /// For blobs redirected away from a public upstream: resolves to
+    /// public addresses only.
+    public_http: reqwest::Client,
     mirrors: Vec<mirror::Mirror>,
     slots: Arc<tokio::sync::Semaphore>,
     metrics: Arc<Metrics>,
@@ -131,11 +135,16 @@ impl Registry {
     /// the configured connect and idle timeouts.
     pub fn new(config: UpstreamConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
         let r = &config.resilience;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(r.connect_timeout)
-            .read_timeout(r.idle_timeout)
-            .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(r.connect_timeout)
+                .read_timeout(r.idle_timeout)
+                .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        };
+        let http = builder().build()?;
+        let public_http = builder()
+            .dns_resolver(Arc::new(redirect::PublicOnly))
             .build()?;
         let mirrors = std::iter::once(config.url.clone())
             .chain(r.mirrors.iter().cloned())
@@ -145,6 +154,7 @@ impl Registry {
         let registry = Self {
             config,
             http,
+            public_http,
             mirrors,
             slots,
             metrics,
@@ -173,10 +183,10 @@ impl Registry {
         accept: &[String],
     ) -> Result<ManifestFetch, UpstreamError> {
         let path = format!("{repo}/manifests/{reference}");
-        let response = self
+        let answer = self
             .send(request::Call::get(repo, &path, "manifest").accept(accept))
-            .await?
-            .response;
+            .await?;
+        let response = answer.response;
         let content_type =
             header(&response, http::header::CONTENT_TYPE).filter(|t| !t.trim().is_empty());
         let digest = header(&response, "docker-content-digest").and_then(|d| d.parse().ok());
@@ -186,7 +196,14 @@ impl Registry {
         {
             return Err(self.invalid("manifest is larger than 4 MiB"));
         }
-        let bytes = request::read_limited(response, MAX_MANIFEST_BYTES, self.name()).await?;
+        let bytes = self.read_answer(response, answer.sent_at).await?;
+        // Bytes that miss the digest asked for are the caller's to refuse
+        // (as a mismatch); everything else must be a manifest.
+        let wrong_digest = matches!(reference, Reference::Digest(d) if *d != Digest::of(&bytes));
+        if !wrong_digest {
+            crate::oci::check_manifest(&bytes, content_type.as_deref())
+                .map_err(|e| self.invalid(&e.to_string()))?;
+        }
         let media_type = content_type.unwrap_or_else(|| crate::oci::sniff_manifest_type(&bytes));
         Ok(ManifestFetch {
             bytes,
@@ -278,7 +295,7 @@ impl Registry {
             "application/vnd.oci.image.index.v1+json".to_owned(),
         ];
         let call = request::Call::get(repo, &path, kind).accept(&accept);
-        let response = match self.send(call).await {
+        let answer = match self.send(call).await {
             Err(UpstreamError::NotFound { code, .. }) => {
                 let body = crate::oci::ErrorEnvelope::new(
                     crate::oci::ErrorCode::NameUnknown,
@@ -292,18 +309,36 @@ impl Registry {
                     body: body.into(),
                 });
             }
-            other => other?.response,
+            other => other?,
         };
+        let response = answer.response;
         let status = response.status().as_u16();
         let content_type = header(&response, http::header::CONTENT_TYPE);
         let link = header(&response, http::header::LINK);
-        let body = request::read_limited(response, MAX_MANIFEST_BYTES, self.name()).await?;
+        let body = self.read_answer(response, answer.sent_at).await?;
         Ok(Passthrough {
             status,
             content_type,
             link,
             body,
         })
+    }
+
+    /// Read a manifest-sized answer whose request was sent at `sent_at`,
+    /// complete within `manifest_timeout` of that however it trickles.
+    async fn read_answer(
+        &self,
+        response: reqwest::Response,
+        sent_at: tokio::time::Instant,
+    ) -> Result<Bytes, UpstreamError> {
+        let limit = self.config.resilience.manifest_timeout;
+        let read = request::read_limited(response, MAX_MANIFEST_BYTES, self.name());
+        tokio::time::timeout_at(sent_at + limit, read)
+            .await
+            .map_err(|_| UpstreamError::Timeout {
+                upstream: self.name().to_owned(),
+                detail: format!("answer not complete within {limit:?} (manifest_timeout)"),
+            })?
     }
 
     fn invalid(&self, detail: &str) -> UpstreamError {

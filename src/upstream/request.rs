@@ -6,6 +6,7 @@ use crate::oci::RepoName;
 use crate::upstream::auth::TokenRequest;
 use crate::upstream::challenge::parse_challenge;
 use crate::upstream::mirror::Mirror;
+use crate::upstream::redirect;
 use crate::upstream::{Registry, UpstreamError};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -73,9 +74,17 @@ impl Registry {
         mirror: &Mirror,
     ) -> Result<reqwest::Response, UpstreamError> {
         let scope = format!("repository:{}:pull", call.repo);
-        let creds = self.config.credentials.as_ref();
+        let tokens = TokenRequest {
+            http: &self.http,
+            upstream: self.name(),
+            upstream_url: &mirror.url,
+            realm_hosts: &self.config.realm_hosts,
+            credentials: self.config.credentials.as_ref(),
+            metrics: &self.metrics,
+            timeout: self.config.resilience.manifest_timeout,
+        };
         let url = self.url_for(mirror, call.path)?;
-        let mut authorization = mirror.auth.header(&scope, creds);
+        let mut authorization = mirror.auth.before_send(&scope, &tokens).await?;
         let mut answered_challenge = false;
         loop {
             let response = self
@@ -95,42 +104,38 @@ impl Registry {
                 return self.classify(response, call.kind).await;
             };
             mirror.auth.remember(challenge);
-            mirror.auth.forget(&scope);
-            let token_request = TokenRequest {
-                http: &self.http,
-                upstream: self.name(),
-                upstream_url: &mirror.url,
-                realm_hosts: &self.config.realm_hosts,
-                credentials: creds,
-            };
-            let result = mirror.auth.authorize(&scope, &token_request).await;
-            self.metrics.upstream_request(
-                self.name(),
-                "token",
-                if result.is_ok() { 200 } else { 0 },
-            );
-            authorization = result?;
+            authorization = mirror
+                .auth
+                .after_refusal(&scope, authorization.as_deref(), &tokens)
+                .await?;
             if authorization.is_none() {
                 return self.classify(response, call.kind).await;
             }
         }
     }
 
-    /// Send and follow redirects. `Authorization` goes only to the origin
-    /// that was asked first.
+    /// Send and follow redirects (see `redirect` for which). `Authorization`
+    /// goes only to the origin that was asked first.
     async fn follow(
         &self,
         call: &Call<'_>,
         mut url: url::Url,
         authorization: Option<&str>,
     ) -> Result<reqwest::Response, UpstreamError> {
+        let start = url.clone();
         let origin = url.origin();
+        let mut upstream_internal = None;
         for _ in 0..=MAX_REDIRECTS {
-            let mut builder = self.http.request(call.method.clone(), url.clone());
+            let at_origin = url.origin() == origin;
+            let client = match upstream_internal {
+                Some(false) if !at_origin => &self.public_http,
+                _ => &self.http,
+            };
+            let mut builder = client.request(call.method.clone(), url.clone());
             for accept in call.accept {
                 builder = builder.header(http::header::ACCEPT, accept);
             }
-            if let Some(a) = authorization.filter(|_| url.origin() == origin) {
+            if let Some(a) = authorization.filter(|_| at_origin) {
                 builder = builder.header(http::header::AUTHORIZATION, a);
             }
             if let Some(offset) = call.range_from {
@@ -156,12 +161,21 @@ impl Registry {
                 .get(http::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .ok_or_else(|| self.invalid("redirect without a Location header"))?;
-            url = url
+            let next = url
                 .join(location)
                 .map_err(|e| self.invalid(&format!("redirect to an invalid URL: {e}")))?;
-            if !matches!(url.scheme(), "http" | "https") {
+            if !matches!(next.scheme(), "http" | "https") {
                 return Err(self.invalid("redirect to a non-HTTP URL"));
             }
+            if next.origin() != origin {
+                let internal = match upstream_internal {
+                    Some(known) => known,
+                    None => redirect::upstream_is_internal(&start).await,
+                };
+                upstream_internal = Some(internal);
+                redirect::check_hop(self.name(), call.kind, internal, &next).await?;
+            }
+            url = next;
         }
         Err(self.invalid("too many redirects"))
     }

@@ -45,6 +45,18 @@ struct Inner {
     auth: Option<(String, String)>,
     /// When set, every request below `/v2/` is answered with this status.
     status_all: Option<u16>,
+    /// When set: `/token` issues short-lived tokens and `/v2/...` wants one.
+    tokens: Option<Tokens>,
+    /// Requests answered 401.
+    rejected: usize,
+    /// This fake's own base URL, for the token realm.
+    url: String,
+}
+
+/// Tokens issued by `/token`, each valid for `lifetime` from issue.
+struct Tokens {
+    lifetime: Duration,
+    issued: HashMap<String, std::time::Instant>,
 }
 
 /// A running fake upstream on 127.0.0.1.
@@ -61,6 +73,7 @@ impl FakeUpstream {
         let inner = Arc::new(Mutex::new(Inner::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        inner.lock().unwrap().url = url.clone();
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&inner));
@@ -97,6 +110,22 @@ impl FakeUpstream {
     /// `/v2/` and paths starting with `/token` are exempt.
     pub fn require_auth(&self, expected: &str, challenge: &str) {
         self.inner.lock().unwrap().auth = Some((expected.to_owned(), challenge.to_owned()));
+    }
+
+    /// Act as a token service with strict expiry: `GET /token` answers a
+    /// new token with `expires_in` = `lifetime`, and every request below
+    /// `/v2/` (except `/v2/` itself) needs `Bearer <token>` issued less than
+    /// `lifetime` ago, else 401 with a challenge naming this fake's `/token`.
+    pub fn issue_tokens(&self, lifetime: Duration) {
+        self.inner.lock().unwrap().tokens = Some(Tokens {
+            lifetime,
+            issued: HashMap::new(),
+        });
+    }
+
+    /// How many requests were answered 401 for missing or stale auth.
+    pub fn rejections(&self) -> usize {
+        self.inner.lock().unwrap().rejected
     }
 
     /// Answer every request below `/v2/` with `status` (None: normal).
@@ -150,6 +179,9 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
             return r;
         }
+        if let Some(response) = token_service(&mut i, &path, &authorization) {
+            return response;
+        }
         let key = path.trim_start_matches("/v2/").trim_start_matches('/');
         let canned = i.routes.get_mut(key).map(|c| {
             let now = c.clone();
@@ -171,6 +203,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         *r.status_mut() = http::StatusCode::UNAUTHORIZED;
         r.headers_mut()
             .insert("www-authenticate", challenge.parse().unwrap());
+        inner.lock().unwrap().rejected += 1;
         return r;
     }
     let Some(c) = canned else {
@@ -248,6 +281,46 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         h.insert("docker-content-digest", d.parse().unwrap());
     }
     r
+}
+
+/// The answer of the token service set up by `issue_tokens`, if it has
+/// one for this request: a new token, or a 401 for a missing or stale one.
+fn token_service(i: &mut Inner, path: &str, authorization: &str) -> Option<Response> {
+    let url = i.url.clone();
+    let tokens = i.tokens.as_mut()?;
+    if path == "/token" {
+        let token = format!("tok-{}", tokens.issued.len());
+        tokens
+            .issued
+            .insert(token.clone(), std::time::Instant::now());
+        let body = format!(
+            r#"{{"token":"{token}","expires_in":{}}}"#,
+            tokens.lifetime.as_secs()
+        );
+        let mut r = Response::new(Body::from(body));
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        return Some(r);
+    }
+    if !path.starts_with("/v2/") || path == "/v2/" {
+        return None;
+    }
+    let valid = authorization
+        .strip_prefix("Bearer ")
+        .and_then(|t| tokens.issued.get(t))
+        .is_some_and(|at| at.elapsed() < tokens.lifetime);
+    if valid {
+        return None;
+    }
+    i.rejected += 1;
+    let mut r = Response::new(Body::from(
+        r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+    ));
+    *r.status_mut() = http::StatusCode::UNAUTHORIZED;
+    let challenge = format!("Bearer realm=\"{url}/token\",service=\"fake\"");
+    r.headers_mut()
+        .insert("www-authenticate", challenge.parse().unwrap());
+    Some(r)
 }
 
 use futures_util::StreamExt as _;
