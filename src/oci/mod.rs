@@ -12,6 +12,7 @@ mod name;
 pub use digest::{Digest, DigestError, DigestVerifier};
 pub use error::{ErrorCode, ErrorEnvelope};
 pub use media_type::{
-    MANIFEST_MEDIA_TYPES, accept_key, is_manifest_media_type, sniff_manifest_type,
+    MANIFEST_MEDIA_TYPES, ManifestTypeError, accept_key, is_manifest_media_type,
+    manifest_media_type, sniff_manifest_type,
 };
 pub use name::{NameError, Reference, RepoName, Tag};
