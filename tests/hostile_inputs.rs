@@ -96,3 +96,87 @@ async fn one_upstream_cannot_poison_the_media_type_of_another() {
     }
     assert_eq!(good.count("/manifests/"), 1, "{:?}", good.requests());
 }
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// Tag answers berth keeps on disk.
+fn index_files(berth: &Berth) -> usize {
+    std::fs::read_dir(berth.data_dir.join("index/tags"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Resident memory of a process in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb << 10
+}
+
+/// GET the cached tag `n` times, concurrently, with the Accept lines
+/// `accept(i)` for request `i`; every answer must be the manifest.
+async fn pull_tag_with(berth: &Berth, n: usize, accept: impl Fn(usize) -> Vec<String>) {
+    use futures_util::StreamExt as _;
+    let client = reqwest::Client::new();
+    let url = format!("{}/v2/proj/app/manifests/latest", berth.url());
+    futures_util::stream::iter(0..n)
+        .map(|i| {
+            let mut request = client.get(&url);
+            for line in accept(i) {
+                request = request.header("accept", line);
+            }
+            async move {
+                let r = request.send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                assert_eq!(r.bytes().await.unwrap(), FakeUpstream::MANIFEST);
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn junk_accept_types_cause_no_upstream_requests_files_or_memory() {
+    let fake = FakeUpstream::start().await;
+    fake.manifest("latest");
+    let berth = Berth::start(&upstream_toml("fake.test", &fake.url, "default = true"));
+    pull_tag_with(&berth, 1, |_| vec![OCI_MANIFEST.to_owned()]).await;
+    assert_eq!(fake.count("GET /v2/proj/app/manifests/latest"), 1);
+    let files = index_files(&berth);
+
+    // Each request adds one junk type, as a line of its own or in the list.
+    pull_tag_with(&berth, 3_000, |i| {
+        if i % 2 == 0 {
+            vec![OCI_MANIFEST.to_owned(), format!("application/x-junk-{i}")]
+        } else {
+            vec![format!("application/x-junk-{i}; q=0.{i}, {OCI_MANIFEST}")]
+        }
+    })
+    .await;
+    assert_eq!(
+        fake.count("GET /v2/proj/app/manifests/latest"),
+        1,
+        "junk Accept types went upstream"
+    );
+    assert_eq!(index_files(&berth), files, "junk Accept types wrote files");
+
+    // A huge Accept header is not kept.
+    let before = rss(berth.pid());
+    pull_tag_with(&berth, 900, |i| {
+        let junk: Vec<String> = (0..4_000)
+            .map(|j| format!("application/x-{i}-{j}-{}", "z".repeat(40)))
+            .collect();
+        vec![format!("{OCI_MANIFEST}, {}", junk.join(", "))]
+    })
+    .await;
+    let grown = rss(berth.pid()).saturating_sub(before);
+    assert!(grown < 64 << 20, "RSS grew by {} MiB", grown >> 20);
+    assert_eq!(fake.count("GET /v2/proj/app/manifests/latest"), 1);
+    assert_eq!(index_files(&berth), files);
+}

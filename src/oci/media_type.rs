@@ -139,6 +139,30 @@ pub fn sniff_manifest_type(bytes: &[u8]) -> String {
         .to_owned()
 }
 
+/// The known manifest types among every `Accept` line a client sent, in
+/// their canonical spelling and without parameters: each line keeps only
+/// the types not named before it, and lines left empty are dropped. What
+/// a client adds besides them (other types, parameters) never reaches
+/// upstream or a cache key, so at most six types do, however long the
+/// header.
+pub fn known_accept_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut seen: Vec<&'static str> = Vec::new();
+    let mut out = Vec::new();
+    for line in lines {
+        let mut kept: Vec<&'static str> = Vec::new();
+        for t in line.split(',').filter_map(known_type) {
+            if !seen.contains(&t) {
+                seen.push(t);
+                kept.push(t);
+            }
+        }
+        if !kept.is_empty() {
+            out.push(kept.join(", "));
+        }
+    }
+    out
+}
+
 /// Normalise every `Accept` line a client sent into one stable key: the set
 /// of media types, lowercased, parameters dropped, sorted and de-duplicated.
 ///
@@ -280,6 +304,25 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             );
         }
+    }
+
+    #[test]
+    fn only_known_types_are_kept_from_accept_lines() {
+        let junk = format!("application/x-junk-{}", "a".repeat(10_000));
+        let lines = [
+            "application/vnd.oci.image.index.v1+json;q=0.5, */*",
+            junk.as_str(),
+            "Application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json",
+            "application/json",
+        ];
+        assert_eq!(
+            known_accept_lines(lines),
+            vec![
+                "application/vnd.oci.image.index.v1+json".to_owned(),
+                DOCKER_V2.to_owned()
+            ]
+        );
+        assert!(known_accept_lines(["*/*", junk.as_str()]).is_empty());
     }
 
     #[test]

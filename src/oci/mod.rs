@@ -13,6 +13,6 @@ pub use digest::{Digest, DigestError, DigestVerifier};
 pub use error::{ErrorCode, ErrorEnvelope};
 pub use media_type::{
     MANIFEST_MEDIA_TYPES, ManifestTypeError, accept_key, is_manifest_media_type,
-    manifest_media_type, sniff_manifest_type,
+    known_accept_lines, manifest_media_type, sniff_manifest_type,
 };
 pub use name::{NameError, Reference, RepoName, Tag};

@@ -4,7 +4,7 @@
 
 use crate::cache::{HotManifest, TagKey, TagRecord};
 use crate::oci::{
-    Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, Tag, accept_key, is_manifest_media_type,
+    Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, Tag, accept_key, known_accept_lines,
     manifest_media_type,
 };
 use crate::pull::{Outcome, PullError, PullService};
@@ -47,25 +47,20 @@ fn now_ms() -> u64 {
 impl PullService {
     /// Answer a manifest request from the cache or upstream.
     pub async fn manifest(&self, req: &ManifestRequest<'_>) -> Result<ManifestAnswer, PullError> {
-        // A client that names no manifest type (no Accept, or just */*)
-        // gets what modern clients ask for, and shares their tag answers.
-        let defaults: Vec<String>;
-        let names_a_manifest_type = req
-            .accept
-            .iter()
-            .flat_map(|line| line.split(','))
-            .any(is_manifest_media_type);
-        let req = &if !names_a_manifest_type {
-            defaults = MANIFEST_MEDIA_TYPES
+        // Only known manifest types take part: they go upstream and key the
+        // tag answer; whatever else a client adds is ignored. A client that
+        // names none (no Accept, or just */*) gets what modern clients ask
+        // for, and shares their tag answers.
+        let mut accept = known_accept_lines(req.accept.iter().map(String::as_str));
+        if accept.is_empty() {
+            accept = MANIFEST_MEDIA_TYPES
                 .iter()
                 .map(|m| (*m).to_owned())
                 .collect();
-            ManifestRequest {
-                accept: &defaults,
-                ..*req
-            }
-        } else {
-            ManifestRequest { ..*req }
+        }
+        let req = &ManifestRequest {
+            accept: &accept,
+            ..*req
         };
         let answer = match req.reference {
             Reference::Digest(d) => self.manifest_by_digest(req, d).await,
