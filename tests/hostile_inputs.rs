@@ -180,3 +180,34 @@ async fn junk_accept_types_cause_no_upstream_requests_files_or_memory() {
     assert_eq!(fake.count("GET /v2/proj/app/manifests/latest"), 1);
     assert_eq!(index_files(&berth), files);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_blob_is_asked_for_once_within_not_found_ttl() {
+    use futures_util::StreamExt as _;
+    let fake = FakeUpstream::start().await;
+    let berth = Berth::start(&upstream_toml(
+        "fake.test",
+        &fake.url,
+        "default = true\nnot_found_ttl = \"1m\"",
+    ));
+    let digest = sha256(b"nowhere");
+    let url = format!("{}/v2/proj/app/blobs/{digest}", berth.url());
+    let client = reqwest::Client::new();
+    let statuses: Vec<u16> = futures_util::stream::iter(0..2_000)
+        .map(|_| {
+            let request = client.get(&url);
+            async move { request.send().await.unwrap().status().as_u16() }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 404), "{statuses:?}");
+    let asked = fake.count("GET /v2/proj/app/blobs/");
+    assert_eq!(asked, 1, "{asked} upstream GETs for one missing blob");
+    for _ in 0..100 {
+        assert_eq!(client.head(&url).send().await.unwrap().status(), 404);
+    }
+    assert_eq!(fake.count("/blobs/"), 1, "{:?}", fake.requests());
+    let r = client.get(&url).send().await.unwrap();
+    assert_eq!(common::checks::oci_error(r).await.0, "BLOB_UNKNOWN");
+}

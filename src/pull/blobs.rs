@@ -1,6 +1,7 @@
 //! Blobs: served from the store when committed, otherwise from the one
 //! in-flight fill for their digest, or straight from upstream when the
-//! cache cannot take them.
+//! cache cannot take them. Upstream's "not found" is remembered for
+//! `not_found_ttl`, like a manifest's.
 
 use crate::cache::{BlobBytes, FileSpan};
 use crate::oci::{Digest, RepoName};
@@ -57,6 +58,7 @@ impl PullService {
             }
             return Ok(self.hit(digest, size, From::Store));
         }
+        self.check_not_missing(registry, repo, digest)?;
         if self.disk.bypass() {
             return self.direct(registry, repo, digest, None).await;
         }
@@ -67,8 +69,10 @@ impl PullService {
             digest: digest.clone(),
             metrics: Arc::clone(&self.metrics),
             disk: Arc::clone(&self.disk),
+            misses: self.misses.clone(),
         };
-        let (handle, joined) = match self.fills.join_or_start(job).await? {
+        let joined = self.fills.join_or_start(job).await;
+        let (handle, joined) = match self.remember_missing(registry, repo, digest, joined)? {
             Joined::Fill(handle, joined) => (handle, joined),
             Joined::Direct(download) => return self.direct(registry, repo, digest, download).await,
         };
@@ -107,7 +111,10 @@ impl PullService {
     ) -> Result<BlobSource, PullError> {
         let download = match download {
             Some(d) => d,
-            None => registry.get_blob(repo, digest, 0).await?,
+            None => {
+                let fetched = registry.get_blob(repo, digest, 0).await;
+                self.remember_missing(registry, repo, digest, fetched)?
+            }
         };
         self.metrics.cache("blob", Outcome::Direct.as_str());
         Ok(BlobSource {
@@ -132,7 +139,9 @@ impl PullService {
         if let Some(size) = self.blobs.stat(digest).await? {
             return Ok((size, Outcome::Hit));
         }
-        match registry.head_blob(repo, digest).await? {
+        self.check_not_missing(registry, repo, digest)?;
+        let head = registry.head_blob(repo, digest).await;
+        match self.remember_missing(registry, repo, digest, head)? {
             Some(size) => Ok((size, Outcome::Miss)),
             None => Err(UpstreamError::Invalid {
                 upstream: registry.name().to_owned(),
@@ -140,6 +149,44 @@ impl PullService {
             }
             .into()),
         }
+    }
+
+    /// Fail at once when upstream said "not found" for this blob within
+    /// `not_found_ttl`.
+    fn check_not_missing(
+        &self,
+        registry: &Registry,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), PullError> {
+        if self.misses.contains(&miss_key(registry, repo, digest)) {
+            self.metrics.cache("blob", "negative");
+            return Err(UpstreamError::NotFound {
+                upstream: registry.name().to_owned(),
+                what: "blob",
+                code: None,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Pass `result` on, remembering an upstream "not found" for the blob.
+    fn remember_missing<T, E: Into<PullError>>(
+        &self,
+        registry: &Registry,
+        repo: &RepoName,
+        digest: &Digest,
+        result: Result<T, E>,
+    ) -> Result<T, PullError> {
+        let result = result.map_err(Into::into);
+        if let Err(PullError::Upstream(UpstreamError::NotFound { .. })) = &result {
+            self.misses.remember(
+                miss_key(registry, repo, digest),
+                registry.config().resilience.not_found_ttl,
+            );
+        }
+        result
     }
 
     /// Stream bytes `start..end` of an opened blob (`end = None`: to the
@@ -181,4 +228,10 @@ impl PullService {
             }
         }
     }
+}
+
+/// The remembered-miss key of a blob: upstream, repository and digest (three
+/// lines, where a manifest's key has four).
+pub(super) fn miss_key(registry: &Registry, repo: &RepoName, digest: &Digest) -> String {
+    format!("{}\n{repo}\nblob {digest}", registry.name())
 }

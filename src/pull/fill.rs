@@ -10,7 +10,9 @@ use crate::cache::{BlobStore, Progress, ProgressState, Spool};
 use crate::metrics::{Metrics, UpstreamLabels};
 use crate::oci::{Digest, RepoName};
 use crate::pull::PullError;
+use crate::pull::blobs::miss_key;
 use crate::pull::direct::DiskHealth;
+use crate::pull::misses::Misses;
 use crate::pull::writer::{self, Piece, Written};
 use crate::upstream::{BlobBody, BlobDownload, Registry, UpstreamError};
 use bytes::Bytes;
@@ -64,6 +66,7 @@ pub(super) struct FillJob {
     pub(super) digest: Digest,
     pub(super) metrics: Arc<Metrics>,
     pub(super) disk: Arc<DiskHealth>,
+    pub(super) misses: Misses,
 }
 
 impl FillJob {
@@ -134,6 +137,14 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>) {
     let download = match job.registry.get_blob(&job.repo, &job.digest, 0).await {
         Ok(d) => d,
         Err(e) => {
+            if matches!(e, UpstreamError::NotFound { .. }) {
+                // Before the fill leaves the table, so that no request can
+                // start another fill in between.
+                job.misses.remember(
+                    miss_key(&job.registry, &job.repo, &job.digest),
+                    job.registry.config().resilience.not_found_ttl,
+                );
+            }
             start.send_replace(FillStart::Failed(e.into()));
             return;
         }
