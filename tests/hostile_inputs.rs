@@ -211,3 +211,58 @@ async fn a_missing_blob_is_asked_for_once_within_not_found_ttl() {
     let r = client.get(&url).send().await.unwrap();
     assert_eq!(common::checks::oci_error(r).await.0, "BLOB_UNKNOWN");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_lists_must_be_json_and_keep_only_relative_next_links() {
+    let fake = FakeUpstream::start().await;
+    let berth = Berth::start(&upstream_toml("fake.test", &fake.url, "default = true"));
+    let url = format!("{}/v2/proj/app/tags/list", berth.url());
+    let serve = |body: &'static str, link: Option<&str>| {
+        fake.route(
+            "proj/app/tags/list",
+            Canned {
+                body: Bytes::from_static(body.as_bytes()),
+                content_type: "text/html",
+                headers: link.map(|l| ("link", l.to_owned())).into_iter().collect(),
+                ..Canned::default()
+            },
+        );
+    };
+    let list = r#"{"name":"proj/app","tags":["a","b"]}"#;
+    for junk in [
+        "<html><script>alert(1)</script></html>",
+        r#"{"name":"proj/app","tags":"a"}"#,
+        r#"{"name":"proj/app","tags":["../../etc"]}"#,
+    ] {
+        serve(junk, None);
+        let r = reqwest::get(&url).await.unwrap();
+        assert_eq!(r.status(), 502, "{junk}");
+        assert_eq!(common::checks::oci_error(r).await.0, "UNAVAILABLE");
+    }
+    for (link, kept) in [
+        (
+            r#"<http://evil.example/v2/proj/app/tags/list?n=2&last=b>; rel="next""#,
+            None,
+        ),
+        (r#"</v2/proj/app/tags/list?n=2&last=b>; rel="prev""#, None),
+        (
+            r#"</v2/proj/app/tags/list?n=2&last=b&x=y>; rel="next""#,
+            Some(r#"<?n=2&last=b>; rel="next""#),
+        ),
+    ] {
+        serve(list, Some(link));
+        let r = reqwest::get(&url).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let got = r
+            .headers()
+            .get("link")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(got.as_deref(), kept, "{link}");
+        let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"name": "proj/app", "tags": ["a", "b"]})
+        );
+    }
+}
