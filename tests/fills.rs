@@ -1,0 +1,111 @@
+//! Blob fills seen from outside: how a delivered cold blob is logged, how a
+//! second berth on the same data directory is kept out, and the limits a
+//! fill keeps once its clients have left (share of upstream slots, size).
+
+// Test code reports failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use bytes::Bytes;
+use common::checks::{pseudo_random, sha256};
+use common::fake_upstream::{Canned, FakeUpstream};
+use common::{Berth, upstream_toml};
+use std::time::{Duration, Instant};
+
+/// Serve `data` as a blob of `proj/app`, in `pieces` with `pause` between.
+fn serve_blob(fake: &FakeUpstream, data: &[u8], pieces: usize, pause: Duration) -> String {
+    let digest = sha256(data);
+    fake.route(
+        &format!("proj/app/blobs/{digest}"),
+        Canned {
+            body: Bytes::from(data.to_vec()),
+            content_type: "application/octet-stream",
+            pieces,
+            pause,
+            ..Canned::default()
+        },
+    );
+    digest
+}
+
+/// The access log line of the request for `path`, once written.
+async fn served_line(berth: &Berth, path: &str, nth: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = berth.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" served") && l.contains(&format!("path={path}")))
+            .collect();
+        if let Some(line) = lines.get(nth) {
+            return (*line).to_owned();
+        }
+        assert!(Instant::now() < deadline, "no log line for {path}:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivered_blobs_are_logged_complete() {
+    let fake = FakeUpstream::start().await;
+    let data = pseudo_random(3_000_000, 13);
+    let digest = serve_blob(&fake, &data, 12, Duration::from_millis(20));
+    let berth = Berth::start(&upstream_toml("fake.test", &fake.url, "default = true"));
+    let path = format!("/v2/proj/app/blobs/{digest}");
+    let plain = reqwest::Client::new();
+    for (nth, cache) in [(0, "MISS"), (1, "HIT")] {
+        let r = plain
+            .get(format!("{}{path}", berth.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-cache"], cache);
+        assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+        let line = served_line(&berth, &path, nth).await;
+        assert!(line.contains("complete=true"), "{cache}: {line}");
+        assert!(line.contains(&format!("bytes={}", data.len())), "{line}");
+        assert!(common::checks::eventually_cached(&berth.data_dir, &digest).await);
+    }
+
+    // The same over HTTP/2, where bodies are streamed.
+    let other = pseudo_random(2_000_000, 14);
+    let digest = serve_blob(&fake, &other, 8, Duration::from_millis(20));
+    let path = format!("/v2/proj/app/blobs/{digest}");
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2
+        .get(format!("{}{path}", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+    let line = served_line(&berth, &path, 0).await;
+    assert!(line.contains("complete=true"), "{line}");
+
+    // A client that leaves early is logged incomplete.
+    let r = plain
+        .get(format!("{}{path}", berth.url()))
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().len(), 100);
+    let line = served_line(&berth, &path, 1).await;
+    assert!(line.contains("complete=true"), "a whole range: {line}");
+    let slow = pseudo_random(2_000_000, 15);
+    let digest = serve_blob(&fake, &slow, 10, Duration::from_millis(200));
+    let path = format!("/v2/proj/app/blobs/{digest}");
+    let mut r = plain
+        .get(format!("{}{path}", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    let first = r.chunk().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    drop(r);
+    let line = served_line(&berth, &path, 0).await;
+    assert!(line.contains("complete=false"), "{line}");
+}
