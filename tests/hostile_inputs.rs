@@ -266,3 +266,49 @@ async fn tag_lists_must_be_json_and_keep_only_relative_next_links() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_host_prefix_is_refused_and_the_bare_domain_is_the_default() {
+    let hub = FakeUpstream::start().await;
+    let other = FakeUpstream::start().await;
+    for tag in ["latest", "v1", "v2"] {
+        hub.manifest(tag);
+        other.manifest(tag);
+    }
+    let berth = Berth::start(&format!(
+        "domain = \"mirror.test\"\n{}{}",
+        upstream_toml(
+            "docker.io",
+            &hub.url,
+            "default = true\nhost_prefix = \"docker\""
+        ),
+        upstream_toml("other.test", &other.url, "host_prefix = \"other\"")
+    ));
+    let client = reqwest::Client::new();
+    let get = |host: &str, tag: &str| {
+        client
+            .get(format!("{}/v2/proj/app/manifests/{tag}", berth.url()))
+            .header("host", host)
+            .send()
+    };
+    for host in [
+        "nope.mirror.test",
+        "nope.mirror.test:5000",
+        "x.other.mirror.test",
+    ] {
+        let r = get(host, "latest").await.unwrap();
+        assert_eq!(r.status(), 404, "{host}");
+        assert_eq!(common::checks::oci_error(r).await.0, "NAME_UNKNOWN");
+    }
+    assert!(hub.requests().is_empty(), "{:?}", hub.requests());
+    assert!(other.requests().is_empty(), "{:?}", other.requests());
+    for (host, tag, upstream) in [
+        ("mirror.test", "latest", &hub),
+        ("docker.mirror.test:5000", "v1", &hub),
+        ("other.mirror.test", "v2", &other),
+    ] {
+        assert_eq!(get(host, tag).await.unwrap().status(), 200, "{host}");
+        let asked = upstream.count(&format!("GET /v2/proj/app/manifests/{tag}"));
+        assert_eq!(asked, 1, "{host}");
+    }
+}
