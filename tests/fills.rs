@@ -109,3 +109,46 @@ async fn delivered_blobs_are_logged_complete() {
     let line = served_line(&berth, &path, 0).await;
     assert!(line.contains("complete=false"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_berth_on_the_same_data_dir_exits_and_leaves_the_first_alone() {
+    let fake = FakeUpstream::start().await;
+    let data = pseudo_random(3_000_000, 21);
+    let digest = serve_blob(&fake, &data, 15, Duration::from_millis(100));
+    let config = upstream_toml("fake.test", &fake.url, "default = true");
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let first = Berth::start_with_data(&config, &data_dir);
+    let url = format!("{}/v2/proj/app/blobs/{digest}", first.url());
+    let response = reqwest::get(&url).await.unwrap();
+    let spools = || std::fs::read_dir(data_dir.join("tmp")).unwrap().count();
+    assert_eq!(spools(), 1, "the cold blob is being spooled");
+
+    let started = Instant::now();
+    let (status, stderr) =
+        common::berth::serve_until_exit(&config, &data_dir, Duration::from_secs(10))
+            .expect("a second berth on the same data_dir keeps running");
+    assert!(!status.success());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(stderr.contains(&format!("pid {}", first.pid())), "{stderr}");
+    assert_eq!(spools(), 1, "the second berth swept the first one's spool");
+
+    // Read-only verification works beside the running server.
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["cache", "verify", "--config"])
+        .arg(first.config_path())
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{verify:?}");
+
+    assert_eq!(sha256(&response.bytes().await.unwrap()), digest);
+    assert!(common::checks::eventually_cached(&data_dir, &digest).await);
+    let again = reqwest::get(&url).await.unwrap();
+    assert_eq!(again.headers()["x-cache"], "HIT");
+    assert_eq!(sha256(&again.bytes().await.unwrap()), digest);
+    assert!(
+        !first.log().contains("could not be committed"),
+        "{}",
+        first.log()
+    );
+}

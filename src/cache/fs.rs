@@ -1,6 +1,8 @@
 //! The content-addressed store on local disk.
 //!
 //! Layout under the data directory:
+//! - `berth.lock`: held by the process that has the store open (see
+//!   `lock.rs`); taken before anything else is touched;
 //! - `blobs/sha256/<first two hex digits>/<hex>`: committed blobs and
 //!   manifests, named by their verified digest;
 //! - `tmp/`: spools being written, swept at start-up;
@@ -9,7 +11,7 @@
 //! A blob reaches its final path only by `rename` after its digest was
 //! verified and its data fsynced; the directory is fsynced after the rename.
 
-use crate::cache::{BlobBytes, BlobStore, CacheError, FileSpan, Spool, io_err};
+use crate::cache::{BlobBytes, BlobStore, CacheError, DataDirLock, FileSpan, Spool, io_err};
 use crate::oci::Digest;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,13 +25,17 @@ pub struct FsStore {
     blobs: PathBuf,
     tmp: PathBuf,
     next_spool: AtomicU64,
+    _lock: DataDirLock,
 }
 
 impl FsStore {
-    /// Open (creating if needed) the store under `root` and delete every
-    /// spool a previous run left behind. Returns the store and the number of
+    /// Lock `root` for this process, open (creating if needed) the store
+    /// under it and delete every spool a previous run left behind. Fails at
+    /// once, touching nothing, when another process holds the lock. Returns
+    /// the store, which holds the lock until dropped, and the number of
     /// stale spool files removed.
     pub fn open(root: &Path) -> Result<(Self, usize), CacheError> {
+        let lock = DataDirLock::acquire(root)?;
         let blobs = root.join("blobs").join("sha256");
         let tmp = root.join("tmp");
         for dir in [&blobs, &tmp] {
@@ -45,6 +51,7 @@ impl FsStore {
             blobs,
             tmp,
             next_spool: AtomicU64::new(0),
+            _lock: lock,
         };
         Ok((store, swept))
     }
