@@ -81,6 +81,25 @@ fn commit_blocking(blobs: &Path, spool: Spool, digest: &Digest) -> Result<(), Ca
         .map_err(io_err("fsync", dir))
 }
 
+/// Run blocking store work (fsync, rename) on a thread of its own rather
+/// than the runtime's blocking pool, which readers of slow clients may fill:
+/// a fill's commit must not wait for them.
+async fn on_own_thread<T: Send + 'static>(
+    op: &'static str,
+    work: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
+) -> Result<T, CacheError> {
+    let thread = Path::new("(store thread)");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("berth-store".to_owned())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|e| CacheError::io(op, thread, e))?;
+    rx.await
+        .map_err(|_| CacheError::io(op, thread, std::io::Error::other("the thread failed")))?
+}
+
 #[async_trait]
 impl BlobStore for FsStore {
     async fn stat(&self, digest: &Digest) -> Result<Option<u64>, CacheError> {
@@ -133,12 +152,11 @@ impl BlobStore for FsStore {
         let mut spool = self.spool().await?;
         let blobs = self.blobs.clone();
         let digest = digest.clone();
-        tokio::task::spawn_blocking(move || {
+        on_own_thread("write", move || {
             spool.write(&bytes)?;
             commit_blocking(&blobs, spool, &digest)
         })
         .await
-        .map_err(|e| CacheError::io("write", Path::new("(task)"), std::io::Error::other(e)))?
     }
 
     async fn spool(&self) -> Result<Spool, CacheError> {
@@ -160,9 +178,7 @@ impl BlobStore for FsStore {
     async fn commit(&self, spool: Spool, digest: &Digest) -> Result<(), CacheError> {
         let blobs = self.blobs.clone();
         let digest = digest.clone();
-        tokio::task::spawn_blocking(move || commit_blocking(&blobs, spool, &digest))
-            .await
-            .map_err(|e| CacheError::io("commit", Path::new("(task)"), std::io::Error::other(e)))?
+        on_own_thread("commit", move || commit_blocking(&blobs, spool, &digest)).await
     }
 }
 
