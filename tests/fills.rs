@@ -152,3 +152,100 @@ async fn a_second_berth_on_the_same_data_dir_exits_and_leaves_the_first_alone() 
         first.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_blob_body_stops_at_max_blob_size_after_its_client_left() {
+    let fake = FakeUpstream::start().await;
+    let digest = sha256(b"no endless body hashes to this");
+    fake.route(
+        &format!("proj/app/blobs/{digest}"),
+        Canned {
+            body: Bytes::from(vec![7u8; 256 << 10]),
+            content_type: "application/octet-stream",
+            endless: true,
+            pause: Duration::from_millis(2),
+            ..Canned::default()
+        },
+    );
+    let berth = Berth::start(&upstream_toml(
+        "fake.test",
+        &fake.url,
+        "default = true\nmax_blob_size = \"8MiB\"",
+    ));
+    let mut r = reqwest::get(format!("{}/v2/proj/app/blobs/{digest}", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.chunk().await;
+    drop(r);
+    let tmp = berth.data_dir.join("tmp");
+    let spooled = || -> Vec<u64> {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .collect()
+    };
+    let mut largest = 0;
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        largest = spooled().into_iter().fold(largest, u64::max);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(largest <= 8 << 20, "spooled {} MiB", largest >> 20);
+    assert!(spooled().is_empty(), "the stopped fill left its spool");
+    assert!(berth.log().contains("max_blob_size"), "{}", berth.log());
+    assert!(!common::checks::cached(&berth.data_dir, &digest));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn abandoned_slow_fills_leave_room_for_other_requests() {
+    let fake = FakeUpstream::start().await;
+    fake.manifest("latest");
+    let blobs: Vec<String> = (0..4)
+        .map(|seed| {
+            let data = pseudo_random(1_000_000, 100 + seed);
+            serve_blob(&fake, &data, 20, Duration::from_millis(250))
+        })
+        .collect();
+    let berth = Berth::start(&upstream_toml(
+        "fake.test",
+        &fake.url,
+        "default = true\nmax_concurrent = 4\nqueue_timeout = \"1s\"\nunattended_fills = 1",
+    ));
+    // Four clients start slow downloads and leave: every slot is taken.
+    for digest in &blobs {
+        let mut r = reqwest::get(format!("{}/v2/proj/app/blobs/{digest}", berth.url()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let _ = r.chunk().await;
+    }
+    // All but one stop once their clients are gone...
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while berth.log().matches("blob download stopped").count() < 3 {
+        assert!(Instant::now() < deadline, "{}", berth.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... and other requests to the upstream get a slot.
+    for _ in 0..3 {
+        let r = reqwest::get(format!("{}/v2/proj/app/manifests/latest", berth.url()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // The one within the share goes on, and is cached.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let cached = || {
+        blobs
+            .iter()
+            .filter(|d| common::checks::cached(&berth.data_dir, d))
+            .count()
+    };
+    while cached() == 0 {
+        assert!(Instant::now() < deadline, "{}", berth.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cached(), 1);
+    assert!(berth.log().contains("unattended_fills"), "{}", berth.log());
+}

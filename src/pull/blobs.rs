@@ -21,6 +21,8 @@ pub struct BlobSource {
     pub outcome: Outcome,
     digest: Digest,
     from: From,
+    /// Largest size accepted from upstream.
+    max: u64,
 }
 
 #[derive(Debug)]
@@ -70,6 +72,7 @@ impl PullService {
             metrics: Arc::clone(&self.metrics),
             disk: Arc::clone(&self.disk),
             misses: self.misses.clone(),
+            unattended: self.unattended_permits(registry),
         };
         let joined = self.fills.join_or_start(job).await;
         let (handle, joined) = match self.remember_missing(registry, repo, digest, joined)? {
@@ -87,6 +90,7 @@ impl PullService {
             outcome,
             digest: digest.clone(),
             from: From::Fill(handle),
+            max: registry.config().fills.max_blob_size,
         })
     }
 
@@ -98,6 +102,7 @@ impl PullService {
             outcome: Outcome::Hit,
             digest: digest.clone(),
             from,
+            max: size,
         }
     }
 
@@ -116,12 +121,21 @@ impl PullService {
                 self.remember_missing(registry, repo, digest, fetched)?
             }
         };
+        let max = registry.config().fills.max_blob_size;
+        if let Some(size) = download.size.filter(|s| *s > max) {
+            return Err(UpstreamError::Invalid {
+                upstream: registry.name().to_owned(),
+                detail: format!("blob {digest} has {size} bytes, more than max_blob_size ({max})"),
+            }
+            .into());
+        }
         self.metrics.cache("blob", Outcome::Direct.as_str());
         Ok(BlobSource {
             size: download.size,
             outcome: Outcome::Direct,
             digest: digest.clone(),
             from: From::Upstream(download),
+            max,
         })
     }
 
@@ -211,9 +225,11 @@ impl PullService {
                 fill.progress,
             ))),
             // Served whole: the handler does not offer ranges without a size.
-            From::Upstream(download) => {
-                Ok(BlobBytes::Stream(verified_stream(download, source.digest)))
-            }
+            From::Upstream(download) => Ok(BlobBytes::Stream(verified_stream(
+                download,
+                source.digest,
+                source.max,
+            ))),
             From::Store => {
                 let end = end.or(source.size).unwrap_or(0);
                 self.blobs
