@@ -1,6 +1,8 @@
 //! The content-addressed store on local disk.
 //!
 //! Layout under the data directory:
+//! - `berth.lock`: held by the process that has the store open (see
+//!   `lock.rs`); taken before anything else is touched;
 //! - `blobs/sha256/<first two hex digits>/<hex>`: committed blobs and
 //!   manifests, named by their verified digest;
 //! - `tmp/`: spools being written, swept at start-up;
@@ -9,7 +11,7 @@
 //! A blob reaches its final path only by `rename` after its digest was
 //! verified and its data fsynced; the directory is fsynced after the rename.
 
-use crate::cache::{BlobBytes, BlobStore, CacheError, FileSpan, Spool, io_err};
+use crate::cache::{BlobBytes, BlobStore, CacheError, DataDirLock, FileSpan, Spool, io_err};
 use crate::oci::Digest;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,13 +25,17 @@ pub struct FsStore {
     blobs: PathBuf,
     tmp: PathBuf,
     next_spool: AtomicU64,
+    _lock: DataDirLock,
 }
 
 impl FsStore {
-    /// Open (creating if needed) the store under `root` and delete every
-    /// spool a previous run left behind. Returns the store and the number of
+    /// Lock `root` for this process, open (creating if needed) the store
+    /// under it and delete every spool a previous run left behind. Fails at
+    /// once, touching nothing, when another process holds the lock. Returns
+    /// the store, which holds the lock until dropped, and the number of
     /// stale spool files removed.
     pub fn open(root: &Path) -> Result<(Self, usize), CacheError> {
+        let lock = DataDirLock::acquire(root)?;
         let blobs = root.join("blobs").join("sha256");
         let tmp = root.join("tmp");
         for dir in [&blobs, &tmp] {
@@ -45,6 +51,7 @@ impl FsStore {
             blobs,
             tmp,
             next_spool: AtomicU64::new(0),
+            _lock: lock,
         };
         Ok((store, swept))
     }
@@ -72,6 +79,25 @@ fn commit_blocking(blobs: &Path, spool: Spool, digest: &Digest) -> Result<(), Ca
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("fsync", dir))
+}
+
+/// Run blocking store work (fsync, rename) on a thread of its own rather
+/// than the runtime's blocking pool, which readers of slow clients may fill:
+/// a fill's commit must not wait for them.
+async fn on_own_thread<T: Send + 'static>(
+    op: &'static str,
+    work: impl FnOnce() -> Result<T, CacheError> + Send + 'static,
+) -> Result<T, CacheError> {
+    let thread = Path::new("(store thread)");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("berth-store".to_owned())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|e| CacheError::io(op, thread, e))?;
+    rx.await
+        .map_err(|_| CacheError::io(op, thread, std::io::Error::other("the thread failed")))?
 }
 
 #[async_trait]
@@ -126,12 +152,11 @@ impl BlobStore for FsStore {
         let mut spool = self.spool().await?;
         let blobs = self.blobs.clone();
         let digest = digest.clone();
-        tokio::task::spawn_blocking(move || {
+        on_own_thread("write", move || {
             spool.write(&bytes)?;
             commit_blocking(&blobs, spool, &digest)
         })
         .await
-        .map_err(|e| CacheError::io("write", Path::new("(task)"), std::io::Error::other(e)))?
     }
 
     async fn spool(&self) -> Result<Spool, CacheError> {
@@ -153,9 +178,7 @@ impl BlobStore for FsStore {
     async fn commit(&self, spool: Spool, digest: &Digest) -> Result<(), CacheError> {
         let blobs = self.blobs.clone();
         let digest = digest.clone();
-        tokio::task::spawn_blocking(move || commit_blocking(&blobs, spool, &digest))
-            .await
-            .map_err(|e| CacheError::io("commit", Path::new("(task)"), std::io::Error::other(e)))?
+        on_own_thread("commit", move || commit_blocking(&blobs, spool, &digest)).await
     }
 }
 

@@ -1,5 +1,5 @@
-//! Tag answers and manifest media types, kept in memory and persisted as
-//! small files under `index/` so that a restart can still serve cached tags
+//! Tag answers and manifest media types, kept in memory (bounded in bytes)
+//! and persisted as small files under `index/` so that a restart can still serve cached tags
 //! when upstream is down.
 //!
 //! File names are the sha256 of the key, so no client-supplied string ever
@@ -13,8 +13,32 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Entries of each kind kept in memory; the rest are read from disk.
-const MEMORY_ENTRIES: u64 = 100_000;
+/// Memory for tag answers kept in memory (bytes); the rest are read from
+/// disk.
+const TAG_MEMORY: u64 = 32 << 20;
+/// Memory for manifest media types kept in memory (bytes).
+const TYPE_MEMORY: u64 = 8 << 20;
+/// What an entry costs besides its strings (map and cache bookkeeping).
+const ENTRY_OVERHEAD: usize = 128;
+
+fn tag_weight(key: &TagKey, record: &TagRecord) -> u32 {
+    let bytes = ENTRY_OVERHEAD
+        + key.upstream.len()
+        + key.repo.len()
+        + key.tag.len()
+        + key.accept.len()
+        + record.digest.len()
+        + record.media_type.len();
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+#[allow(
+    clippy::ptr_arg,
+    reason = "the weigher's signature is fixed by the cache"
+)]
+fn type_weight(_: &Digest, media_type: &String) -> u32 {
+    u32::try_from(ENTRY_OVERHEAD + media_type.len()).unwrap_or(u32::MAX)
+}
 
 /// What a tag resolved to, and when that was last confirmed upstream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,8 +78,14 @@ impl FsIndex {
             types_dir,
             tmp: tmp.to_path_buf(),
             next_tmp: AtomicU64::new(0),
-            tags: Cache::new(MEMORY_ENTRIES),
-            types: Cache::new(MEMORY_ENTRIES),
+            tags: Cache::builder()
+                .max_capacity(TAG_MEMORY)
+                .weigher(tag_weight)
+                .build(),
+            types: Cache::builder()
+                .max_capacity(TYPE_MEMORY)
+                .weigher(type_weight)
+                .build(),
         })
     }
 
@@ -159,5 +189,29 @@ mod tests {
             index.manifest_type(&Digest::of(b"m")).await.as_deref(),
             Some("t/x")
         );
+    }
+
+    #[test]
+    fn memory_is_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = FsIndex::open(&dir.path().join("index"), &dir.path().join("tmp")).unwrap();
+        let record = TagRecord {
+            digest: Digest::of(b"m").to_string(),
+            media_type: "t".into(),
+            size: 1,
+            checked_at_ms: 0,
+        };
+        for i in 0..2_000 {
+            let key = TagKey {
+                upstream: "u".into(),
+                repo: "r".into(),
+                tag: i.to_string(),
+                accept: "a".repeat(64 << 10),
+            };
+            index.tags.insert(key, record.clone());
+        }
+        index.tags.run_pending_tasks();
+        assert!(index.tags.weighted_size() <= TAG_MEMORY);
+        assert!(index.tags.entry_count() < 2_000);
     }
 }

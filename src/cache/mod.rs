@@ -9,6 +9,7 @@
 mod fs;
 mod hot;
 mod index;
+mod lock;
 mod reader;
 mod spool;
 mod verify;
@@ -16,6 +17,7 @@ mod verify;
 pub use fs::FsStore;
 pub use hot::{HotBlobs, HotCache, HotManifest, HotManifests, Weighed};
 pub use index::{FsIndex, TagRecord};
+pub use lock::{DataDirLock, LOCK_FILE};
 pub use reader::{FileSpan, Progress, ProgressState, stream_file};
 pub use spool::Spool;
 pub use verify::{VerifyReport, verify_store};

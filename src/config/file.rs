@@ -34,6 +34,8 @@ pub(super) struct RawUpstream {
     pub(super) password: Option<String>,
     pub(super) password_file: Option<String>,
     pub(super) tag_ttl: Option<String>,
+    pub(super) max_blob_size: Option<super::fills::RawSize>,
+    pub(super) unattended_fills: Option<u32>,
     pub(super) mirrors: Option<Vec<String>>,
     pub(super) connect_timeout: Option<String>,
     pub(super) header_timeout: Option<String>,

@@ -7,11 +7,13 @@
 
 mod builtin;
 mod file;
+mod fills;
 mod resilience;
 mod secret;
 mod server;
 mod validate;
 
+pub use fills::{DEFAULT_MAX_BLOB_SIZE, FillLimits};
 pub use resilience::Resilience;
 pub use secret::Secret;
 pub use server::{ServerLimits, byte_size};
@@ -80,6 +82,8 @@ pub struct UpstreamConfig {
     pub credentials: Option<Credentials>,
     /// How long a tag answer is trusted without asking upstream.
     pub tag_ttl: Duration,
+    /// Limits on blob downloads that outlive their clients.
+    pub fills: FillLimits,
     /// Mirrors, timeouts, retries and limits.
     pub resilience: Resilience,
 }

@@ -265,6 +265,7 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
         DEFAULT_TAG_TTL,
     );
     let resilience = super::resilience::build(p, key, u);
+    let fills = super::fills::build(p, key, u, resilience.max_concurrent);
     let url = url?;
     (p.0.len() == before).then(|| UpstreamConfig {
         name,
@@ -276,6 +277,7 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
         realm_hosts: u.realm_hosts.clone().unwrap_or_default(),
         credentials,
         tag_ttl,
+        fills,
         resilience,
     })
 }

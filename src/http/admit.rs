@@ -1,7 +1,8 @@
 //! Admission: the one place a registry request is accepted and bound to an
 //! upstream. It picks the upstream by, in order, `?ns=`, the `Host`
 //! header, a path prefix naming an upstream, and the default; then applies
-//! `library/` for single-segment names where configured. Access control
+//! `library/` for single-segment names where configured. An `ns=` or a
+//! `<prefix>.<domain>` Host that names no upstream is refused. Access control
 //! and rate limits belong here too.
 
 use crate::http::error::ApiError;
@@ -71,10 +72,19 @@ fn select<'u>(
                 host
             }
         });
-        let host = host.to_ascii_lowercase();
-        if let Some(prefix) = host.strip_suffix(domain).and_then(|p| p.strip_suffix('.'))
-            && let Some(registry) = upstreams.by_host_prefix(prefix)
-        {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        // Below the domain, the first label must name an upstream: a typo
+        // must not pull a same-named image from the default registry. The
+        // bare domain goes on to the path prefix and the default.
+        if let Some(prefix) = host.strip_suffix(domain).and_then(|p| p.strip_suffix('.')) {
+            let registry = upstreams.by_host_prefix(prefix).ok_or_else(|| {
+                let shown: String = prefix.chars().take(64).collect();
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NameUnknown,
+                    format!("host prefix {shown:?} names no registry configured on this mirror"),
+                )
+            })?;
             return Ok((registry, route.name.clone()));
         }
     }
@@ -161,6 +171,47 @@ mod tests {
             host: Some("ghcr.elsewhere.example"),
         };
         assert_eq!(pick("org/app/manifests/1", &other).unwrap().0, "docker.io");
+    }
+
+    #[test]
+    fn unknown_host_prefixes_are_refused_and_the_bare_domain_is_the_default() {
+        for host in [
+            "nope.mirror.example",
+            "Nope.Mirror.Example:5000",
+            "a.ghcr.mirror.example",
+            "ghcr-typo.mirror.example.",
+        ] {
+            let meta = RequestMeta {
+                ns: None,
+                host: Some(host),
+            };
+            let e = pick("org/app/manifests/1", &meta).unwrap_err();
+            assert_eq!(e.status, StatusCode::NOT_FOUND, "{host}");
+            assert_eq!(e.code, ErrorCode::NameUnknown, "{host}");
+        }
+        for host in ["mirror.example", "MIRROR.example:5000", "mirror.example."] {
+            let meta = RequestMeta {
+                ns: None,
+                host: Some(host),
+            };
+            assert_eq!(
+                pick("nginx/manifests/1", &meta).unwrap(),
+                ("docker.io".into(), "library/nginx".into()),
+                "{host}"
+            );
+            assert_eq!(
+                pick("ghcr.io/org/app/manifests/1", &meta).unwrap().0,
+                "ghcr.io"
+            );
+        }
+        let trailing_dot = RequestMeta {
+            ns: None,
+            host: Some("ghcr.mirror.example."),
+        };
+        assert_eq!(
+            pick("org/app/manifests/1", &trailing_dot).unwrap().0,
+            "ghcr.io"
+        );
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! Tag lists and referrers: validated, then passed to upstream and back
-//! unchanged (they are small and change often, so they are not cached).
+//! (they are small and change often, so they are not cached). A tag list
+//! must be JSON of the registry's shape and is served as
+//! `application/json`; of its `Link` headers only a relative `rel="next"`
+//! survives, rebuilt from its `n` and `last`.
 
 use crate::http::admit::Admitted;
 use crate::http::error::ApiError;
 use crate::http::registry_headers;
 use crate::oci::{Digest, ErrorCode, Tag};
-use crate::upstream::Passthrough;
+use crate::upstream::{Passthrough, UpstreamError};
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
@@ -22,7 +25,82 @@ pub(crate) async fn tags(admitted: &Admitted, query: Option<&str>) -> Result<Res
         .passthrough(&admitted.repo, &suffix, "tags")
         .await
         .map_err(crate::pull::PullError::from)?;
-    Ok(respond(answer))
+    let invalid = |detail: String| {
+        crate::pull::PullError::from(UpstreamError::Invalid {
+            upstream: admitted.registry.name().to_owned(),
+            detail,
+        })
+    };
+    if answer.status == 404 {
+        // berth's own envelope for upstream's "not found".
+        return Ok(respond(answer));
+    }
+    if answer.status != 200 {
+        return Err(invalid(format!("tag list answered with status {}", answer.status)).into());
+    }
+    let list = tag_list(&answer.body).map_err(|e| invalid(format!("tag list: {e}")))?;
+    Ok(respond(Passthrough {
+        content_type: Some("application/json".to_owned()),
+        link: answer.link.as_deref().and_then(next_link),
+        body: list.into(),
+        ..answer
+    }))
+}
+
+/// A tag list as the distribution API defines it.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct TagList {
+    name: String,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+/// Check a tag list body: a JSON object with a string `name` and a list of
+/// valid tags (or null). Returns it re-serialised with just those fields.
+fn tag_list(body: &[u8]) -> Result<Vec<u8>, String> {
+    let list: TagList = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if let Some(bad) = list
+        .tags
+        .iter()
+        .flatten()
+        .find(|t| t.parse::<Tag>().is_err())
+    {
+        let shown: String = bad.chars().take(64).collect();
+        return Err(format!("{shown:?} is not a tag"));
+    }
+    let list = TagList {
+        tags: Some(list.tags.unwrap_or_default()),
+        ..list
+    };
+    serde_json::to_vec(&list).map_err(|e| e.to_string())
+}
+
+/// The `rel="next"` link of a `Link` header, if it is a relative URL,
+/// reduced to a query of its valid `n` and `last` so that it stays on
+/// berth.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|link| {
+        let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
+        let next = params.split(';').any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("rel")
+                    && v.trim().trim_matches('"').eq_ignore_ascii_case("next")
+            })
+        });
+        if !next || !is_relative(target) {
+            return None;
+        }
+        let (_, query) = target.split_once('?')?;
+        let kept = tags_suffix(Some(query)).ok()?;
+        let (_, kept) = kept.split_once('?')?;
+        Some(format!("<?{kept}>; rel=\"next\""))
+    })
+}
+
+/// Whether a URL reference is relative: no scheme, no authority.
+fn is_relative(target: &str) -> bool {
+    let first = target.split(['/', '?', '#']).next().unwrap_or_default();
+    !target.starts_with("//") && !first.contains(':')
 }
 
 fn tags_suffix(query: Option<&str>) -> Result<String, ApiError> {
@@ -62,7 +140,10 @@ pub(crate) async fn referrers(
         .passthrough(&admitted.repo, &suffix, "referrers")
         .await
         .map_err(crate::pull::PullError::from)?;
-    Ok(respond(answer))
+    Ok(respond(Passthrough {
+        link: answer.link.as_deref().and_then(rewrite_link),
+        ..answer
+    }))
 }
 
 fn referrers_suffix(digest: &Digest, query: Option<&str>) -> Result<String, ApiError> {
@@ -104,10 +185,7 @@ fn respond(answer: Passthrough) -> Response {
     if let Ok(v) = HeaderValue::from_str(&content_type) {
         headers.insert(header::CONTENT_TYPE, v);
     }
-    // Pagination links point at upstream paths; clients follow them
-    // relative to berth, where the same path works for the default
-    // upstream. Keep only the query part so they stay on berth.
-    if let Some(link) = answer.link.and_then(|l| rewrite_link(&l))
+    if let Some(link) = answer.link
         && let Ok(v) = HeaderValue::from_str(&link)
     {
         headers.insert(header::LINK, v);
@@ -115,7 +193,7 @@ fn respond(answer: Passthrough) -> Response {
     response
 }
 
-/// Keep a `Link: <…?n=..&last=..>; rel="next"` usable through berth by
+/// Keep a referrers `Link: <…?…>; rel="next"` usable through berth by
 /// reducing the target to its query string.
 fn rewrite_link(link: &str) -> Option<String> {
     let start = link.find('<')? + 1;
@@ -123,4 +201,51 @@ fn rewrite_link(link: &str) -> Option<String> {
     let target = &link[start..end];
     let query = target.split_once('?').map(|(_, q)| q)?;
     Some(format!("<?{query}>{}", &link[end + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_relative_next_links_survive() {
+        assert_eq!(
+            next_link(r#"</v2/library/x/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some(r#"<?n=2&last=b>; rel="next""#)
+        );
+        assert_eq!(
+            next_link(r#"<?last=b&n=1&evil=%0d%0a>; REL=next"#).as_deref(),
+            Some(r#"<?last=b&n=1>; rel="next""#)
+        );
+        for refused in [
+            r#"<http://evil.example/v2/x/tags/list?n=2&last=b>; rel="next""#,
+            r#"<//evil.example/v2/x/tags/list?n=2&last=b>; rel="next""#,
+            r#"</v2/x/tags/list?n=2&last=b>; rel="prev""#,
+            r#"</v2/x/tags/list?n=2&last=..>; rel="next""#,
+            r#"</v2/x/tags/list>; rel="next""#,
+            "junk",
+        ] {
+            assert_eq!(next_link(refused), None, "{refused}");
+        }
+    }
+
+    #[test]
+    fn tag_lists_must_have_the_registry_shape() {
+        assert_eq!(
+            tag_list(br#"{"name":"x","tags":["a","b"],"extra":1}"#).unwrap(),
+            br#"{"name":"x","tags":["a","b"]}"#
+        );
+        assert_eq!(
+            tag_list(br#"{"name":"x","tags":null}"#).unwrap(),
+            br#"{"name":"x","tags":[]}"#
+        );
+        for bad in [
+            &b"<html>"[..],
+            br#"{"tags":["a"]}"#,
+            br#"{"name":"x","tags":"a"}"#,
+            br#"{"name":"x","tags":["../etc"]}"#,
+        ] {
+            assert!(tag_list(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 }

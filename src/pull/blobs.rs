@@ -1,6 +1,7 @@
 //! Blobs: served from the store when committed, otherwise from the one
 //! in-flight fill for their digest, or straight from upstream when the
-//! cache cannot take them.
+//! cache cannot take them. Upstream's "not found" is remembered for
+//! `not_found_ttl`, like a manifest's.
 
 use crate::cache::{BlobBytes, FileSpan};
 use crate::oci::{Digest, RepoName};
@@ -20,6 +21,8 @@ pub struct BlobSource {
     pub outcome: Outcome,
     digest: Digest,
     from: From,
+    /// Largest size accepted from upstream.
+    max: u64,
 }
 
 #[derive(Debug)]
@@ -57,6 +60,7 @@ impl PullService {
             }
             return Ok(self.hit(digest, size, From::Store));
         }
+        self.check_not_missing(registry, repo, digest)?;
         if self.disk.bypass() {
             return self.direct(registry, repo, digest, None).await;
         }
@@ -67,8 +71,11 @@ impl PullService {
             digest: digest.clone(),
             metrics: Arc::clone(&self.metrics),
             disk: Arc::clone(&self.disk),
+            misses: self.misses.clone(),
+            unattended: self.unattended_permits(registry),
         };
-        let (handle, joined) = match self.fills.join_or_start(job).await? {
+        let joined = self.fills.join_or_start(job).await;
+        let (handle, joined) = match self.remember_missing(registry, repo, digest, joined)? {
             Joined::Fill(handle, joined) => (handle, joined),
             Joined::Direct(download) => return self.direct(registry, repo, digest, download).await,
         };
@@ -83,6 +90,7 @@ impl PullService {
             outcome,
             digest: digest.clone(),
             from: From::Fill(handle),
+            max: registry.config().fills.max_blob_size,
         })
     }
 
@@ -94,6 +102,7 @@ impl PullService {
             outcome: Outcome::Hit,
             digest: digest.clone(),
             from,
+            max: size,
         }
     }
 
@@ -107,14 +116,26 @@ impl PullService {
     ) -> Result<BlobSource, PullError> {
         let download = match download {
             Some(d) => d,
-            None => registry.get_blob(repo, digest, 0).await?,
+            None => {
+                let fetched = registry.get_blob(repo, digest, 0).await;
+                self.remember_missing(registry, repo, digest, fetched)?
+            }
         };
+        let max = registry.config().fills.max_blob_size;
+        if let Some(size) = download.size.filter(|s| *s > max) {
+            return Err(UpstreamError::Invalid {
+                upstream: registry.name().to_owned(),
+                detail: format!("blob {digest} has {size} bytes, more than max_blob_size ({max})"),
+            }
+            .into());
+        }
         self.metrics.cache("blob", Outcome::Direct.as_str());
         Ok(BlobSource {
             size: download.size,
             outcome: Outcome::Direct,
             digest: digest.clone(),
             from: From::Upstream(download),
+            max,
         })
     }
 
@@ -132,7 +153,9 @@ impl PullService {
         if let Some(size) = self.blobs.stat(digest).await? {
             return Ok((size, Outcome::Hit));
         }
-        match registry.head_blob(repo, digest).await? {
+        self.check_not_missing(registry, repo, digest)?;
+        let head = registry.head_blob(repo, digest).await;
+        match self.remember_missing(registry, repo, digest, head)? {
             Some(size) => Ok((size, Outcome::Miss)),
             None => Err(UpstreamError::Invalid {
                 upstream: registry.name().to_owned(),
@@ -140,6 +163,44 @@ impl PullService {
             }
             .into()),
         }
+    }
+
+    /// Fail at once when upstream said "not found" for this blob within
+    /// `not_found_ttl`.
+    fn check_not_missing(
+        &self,
+        registry: &Registry,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), PullError> {
+        if self.misses.contains(&miss_key(registry, repo, digest)) {
+            self.metrics.cache("blob", "negative");
+            return Err(UpstreamError::NotFound {
+                upstream: registry.name().to_owned(),
+                what: "blob",
+                code: None,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Pass `result` on, remembering an upstream "not found" for the blob.
+    fn remember_missing<T, E: Into<PullError>>(
+        &self,
+        registry: &Registry,
+        repo: &RepoName,
+        digest: &Digest,
+        result: Result<T, E>,
+    ) -> Result<T, PullError> {
+        let result = result.map_err(Into::into);
+        if let Err(PullError::Upstream(UpstreamError::NotFound { .. })) = &result {
+            self.misses.remember(
+                miss_key(registry, repo, digest),
+                registry.config().resilience.not_found_ttl,
+            );
+        }
+        result
     }
 
     /// Stream bytes `start..end` of an opened blob (`end = None`: to the
@@ -164,9 +225,11 @@ impl PullService {
                 fill.progress,
             ))),
             // Served whole: the handler does not offer ranges without a size.
-            From::Upstream(download) => {
-                Ok(BlobBytes::Stream(verified_stream(download, source.digest)))
-            }
+            From::Upstream(download) => Ok(BlobBytes::Stream(verified_stream(
+                download,
+                source.digest,
+                source.max,
+            ))),
             From::Store => {
                 let end = end.or(source.size).unwrap_or(0);
                 self.blobs
@@ -181,4 +244,10 @@ impl PullService {
             }
         }
     }
+}
+
+/// The remembered-miss key of a blob: upstream, repository and digest (three
+/// lines, where a manifest's key has four).
+pub(super) fn miss_key(registry: &Registry, repo: &RepoName, digest: &Digest) -> String {
+    format!("{}\n{repo}\nblob {digest}", registry.name())
 }

@@ -42,16 +42,22 @@ impl DiskHealth {
     }
 }
 
-/// Stream `download` to one client, verifying it against `digest`.
-pub(super) fn verified_stream(download: BlobDownload, digest: Digest) -> ByteStream {
+/// Stream `download` to one client, verifying it against `digest`, and
+/// cutting it off past `max` bytes.
+pub(super) fn verified_stream(download: BlobDownload, digest: Digest, max: u64) -> ByteStream {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(2);
     tokio::spawn(async move {
         let mut body = download.into_body();
         let mut verifier = DigestVerifier::new(digest);
         let mut held: Option<Bytes> = None;
+        let mut received = 0u64;
         let fault = loop {
             match body.next().await {
                 Some(Ok(chunk)) => {
+                    received += chunk.len() as u64;
+                    if received > max {
+                        break format!("blob grew past max_blob_size ({max} bytes)");
+                    }
                     verifier.update(&chunk);
                     if let Some(previous) = held.replace(chunk)
                         && tx.send(Ok(previous)).await.is_err()

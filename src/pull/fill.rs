@@ -3,14 +3,17 @@
 //! blocking writer thread (with a hashing thread beside it), publishes
 //! progress to every reader, and commits the blob only if the digest
 //! matches. Readers tail the spool at their own pace, so the fill is never
-//! slowed by a slow client, and it goes on when the first client
-//! disconnects.
+//! slowed by a slow client, and it goes on when its clients disconnect,
+//! within the limits of `limits.rs`.
 
 use crate::cache::{BlobStore, Progress, ProgressState, Spool};
 use crate::metrics::{Metrics, UpstreamLabels};
 use crate::oci::{Digest, RepoName};
 use crate::pull::PullError;
+use crate::pull::blobs::miss_key;
 use crate::pull::direct::DiskHealth;
+use crate::pull::limits::{SPACE_CHECK_EVERY, SPACE_RESERVE, Unattended};
+use crate::pull::misses::Misses;
 use crate::pull::writer::{self, Piece, Written};
 use crate::upstream::{BlobBody, BlobDownload, Registry, UpstreamError};
 use bytes::Bytes;
@@ -18,7 +21,7 @@ use futures_util::FutureExt as _;
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 /// A fill whose download has started: readers open this.
 #[derive(Debug, Clone)]
@@ -28,11 +31,21 @@ pub(super) struct FillHandle {
     pub(super) size: Option<u64>,
 }
 
+/// A fill whose download has started, as the fill table holds it: readers
+/// subscribe to its progress when they join, so that the fill can tell
+/// when none is left.
+#[derive(Debug, Clone)]
+struct Started {
+    file: Arc<File>,
+    progress: watch::Sender<Progress>,
+    size: Option<u64>,
+}
+
 /// Where a fill stands before its body flows.
 #[derive(Debug, Clone)]
 enum FillStart {
     Pending,
-    Started(FillHandle),
+    Started(Started),
     Failed(PullError),
     /// The cache has no room: the first taker streams this download
     /// directly, later ones start their own.
@@ -64,6 +77,9 @@ pub(super) struct FillJob {
     pub(super) digest: Digest,
     pub(super) metrics: Arc<Metrics>,
     pub(super) disk: Arc<DiskHealth>,
+    pub(super) misses: Misses,
+    /// The upstream's share of fills that may go on with no client.
+    pub(super) unattended: Arc<Semaphore>,
 }
 
 impl FillJob {
@@ -92,15 +108,21 @@ impl FillTable {
     /// A handle on the fill for `job.digest`: an existing one (the flag is
     /// true: coalesced) or a new one started with `job`.
     pub(super) async fn join_or_start(&self, job: FillJob) -> Result<Joined, PullError> {
-        let (mut rx, joined) = {
+        let (mut rx, mine) = {
             let mut fills = self
                 .fills
                 .lock()
                 .map_err(|_| PullError::Storage("fill table poisoned".into()))?;
             match fills.get(&job.digest) {
-                Some(rx) => (rx.clone(), true),
+                Some(rx) => (rx.clone(), None),
                 None => {
                     let (tx, rx) = watch::channel(FillStart::Pending);
+                    // The starter reads from the first moment, so the fill
+                    // never sees itself abandoned before it began.
+                    let (progress, reader) = watch::channel(Progress {
+                        written: 0,
+                        state: ProgressState::Filling,
+                    });
                     fills.insert(job.digest.clone(), rx.clone());
                     let deregister = Deregister {
                         fills: Arc::clone(&self.fills),
@@ -108,19 +130,28 @@ impl FillTable {
                     };
                     tokio::spawn(async move {
                         let _deregister = deregister;
-                        run(job, tx).await;
+                        run(job, tx, progress).await;
                     });
-                    (rx, false)
+                    (rx, Some(reader))
                 }
             }
         };
+        let joined = mine.is_none();
         let start = rx
             .wait_for(|s| !matches!(s, FillStart::Pending))
             .await
             .map_err(|_| PullError::Storage("blob download task ended unexpectedly".into()))?
             .clone();
         match start {
-            FillStart::Started(handle) => Ok(Joined::Fill(handle, joined)),
+            FillStart::Started(started) => {
+                let progress = mine.unwrap_or_else(|| started.progress.subscribe());
+                let handle = FillHandle {
+                    file: started.file,
+                    progress,
+                    size: started.size,
+                };
+                Ok(Joined::Fill(handle, joined))
+            }
             FillStart::Failed(e) => Err(e),
             FillStart::NoRoom(download) => Ok(Joined::Direct(
                 download.lock().ok().and_then(|mut d| d.take()),
@@ -130,10 +161,18 @@ impl FillTable {
     }
 }
 
-async fn run(job: FillJob, start: watch::Sender<FillStart>) {
+async fn run(job: FillJob, start: watch::Sender<FillStart>, progress_tx: watch::Sender<Progress>) {
     let download = match job.registry.get_blob(&job.repo, &job.digest, 0).await {
         Ok(d) => d,
         Err(e) => {
+            if matches!(e, UpstreamError::NotFound { .. }) {
+                // Before the fill leaves the table, so that no request can
+                // start another fill in between.
+                job.misses.remember(
+                    miss_key(&job.registry, &job.repo, &job.digest),
+                    job.registry.config().resilience.not_found_ttl,
+                );
+            }
             start.send_replace(FillStart::Failed(e.into()));
             return;
         }
@@ -143,6 +182,18 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>) {
         let e = UpstreamError::Invalid {
             upstream: job.registry.name().to_owned(),
             detail: format!("empty body for blob {}", job.digest),
+        };
+        start.send_replace(FillStart::Failed(e.into()));
+        return;
+    }
+    let max = job.registry.config().fills.max_blob_size;
+    if let Some(size) = download.size.filter(|s| *s > max) {
+        let e = UpstreamError::Invalid {
+            upstream: job.registry.name().to_owned(),
+            detail: format!(
+                "blob {} has {size} bytes, more than max_blob_size ({max})",
+                job.digest
+            ),
         };
         start.send_replace(FillStart::Failed(e.into()));
         return;
@@ -165,13 +216,9 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>) {
             return;
         }
     };
-    let (progress_tx, progress_rx) = watch::channel(Progress {
-        written: 0,
-        state: ProgressState::Filling,
-    });
-    start.send_replace(FillStart::Started(FillHandle {
+    start.send_replace(FillStart::Started(Started {
         file: spool.reader(),
-        progress: progress_rx,
+        progress: progress_tx.clone(),
         size: download.size,
     }));
     let labels = UpstreamLabels {
@@ -194,15 +241,38 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>) {
                 }
             }
         }
-        Err(e) => fail(&job, &progress_tx, &labels, &e),
+        Err(stop) => fail(&job, &progress_tx, &labels, &stop),
     }
 }
 
-fn fail(job: &FillJob, progress: &watch::Sender<Progress>, labels: &UpstreamLabels, e: &PullError) {
-    if matches!(e, PullError::Storage(_)) {
-        job.disk_write_failed();
+/// Why a fill ended without a verified blob.
+#[derive(Debug)]
+enum Stop {
+    /// Upstream, the digest or the disk failed.
+    Failed(PullError),
+    /// Nobody waits for it any more, and it is beyond what an unattended
+    /// fill may take.
+    Unattended(String),
+}
+
+impl<E: Into<PullError>> From<E> for Stop {
+    fn from(e: E) -> Self {
+        Self::Failed(e.into())
     }
-    tracing::error!(digest = %job.digest, error = %e, "blob download failed; nothing cached");
+}
+
+fn fail(job: &FillJob, progress: &watch::Sender<Progress>, labels: &UpstreamLabels, stop: &Stop) {
+    match stop {
+        Stop::Failed(e) => {
+            if matches!(e, PullError::Storage(_)) {
+                job.disk_write_failed();
+            }
+            tracing::error!(digest = %job.digest, error = %e, "blob download failed; nothing cached");
+        }
+        Stop::Unattended(why) => {
+            tracing::warn!(digest = %job.digest, reason = %why, "blob download stopped; nothing cached");
+        }
+    }
     job.metrics.fill_failures.get_or_create(labels).inc();
     let written = progress.borrow().written;
     progress.send_replace(Progress {
@@ -257,26 +327,58 @@ async fn next_batch(body: &mut BlobBody) -> Batch {
 /// Stream the body into the spool through the writer thread; when the
 /// connection breaks, resume with a `Range` request (on the same or the
 /// next mirror) and keep hashing across the seam. Returns the spool when
-/// every byte arrived and the digest matched.
+/// every byte arrived and the digest matched. Stops at `max_blob_size`, on
+/// a filling disk (for a body of unknown length), and, once no client
+/// waits, at the limits of an unattended fill.
 async fn copy(
     job: &FillJob,
     first: BlobDownload,
     spool: Spool,
     progress: &watch::Sender<Progress>,
-) -> Result<Spool, PullError> {
+) -> Result<Spool, Stop> {
     let (tx, writer) = writer::spawn(spool, job.digest.clone(), progress.clone());
     let upstream = UpstreamLabels {
         upstream: job.registry.name().to_owned(),
     };
     let upstream_bytes = job.metrics.upstream_bytes.get_or_create(&upstream).clone();
+    let max = job.registry.config().fills.max_blob_size;
+    let mut unattended = Unattended::new(Arc::clone(&job.unattended));
     let size = first.size;
     let mut download = first;
     let mut received = 0u64;
+    let mut space_checked = 0u64;
     let mut resumes_left = job.registry.config().resilience.retries;
-    let outcome: Result<(), UpstreamError> = 'download: loop {
+    let outcome: Result<(), Stop> = 'download: loop {
         let mut body = download.into_body();
         let broke = loop {
-            let batch = next_batch(&mut body).await;
+            let batch = {
+                let next = next_batch(&mut body);
+                tokio::pin!(next);
+                tokio::select! {
+                    biased;
+                    batch = &mut next => batch,
+                    why = unattended.must_stop(progress, size.unwrap_or(received)) => {
+                        break 'download Err(Stop::Unattended(why));
+                    }
+                }
+            };
+            if received + batch.bytes > max {
+                break 'download Err(UpstreamError::Invalid {
+                    upstream: upstream.upstream.clone(),
+                    detail: format!("blob {} grew past max_blob_size ({max} bytes)", job.digest),
+                }
+                .into());
+            }
+            if size.is_none() && received + batch.bytes >= space_checked + SPACE_CHECK_EVERY {
+                space_checked = received + batch.bytes;
+                if !job.blobs.has_room(SPACE_RESERVE).await {
+                    break 'download Err(PullError::Storage(format!(
+                        "the cache disk is nearly full; blob {} of unknown size stopped after {received} bytes",
+                        job.digest
+                    ))
+                    .into());
+                }
+            }
             if !batch.chunks.is_empty() {
                 received += batch.bytes;
                 upstream_bytes.inc_by(batch.bytes);
@@ -299,7 +401,7 @@ async fn copy(
         };
         drop(body);
         if resumes_left == 0 || size.is_some_and(|s| received >= s) {
-            break Err(broke);
+            break Err(broke.into());
         }
         resumes_left -= 1;
         job.metrics.resumes.get_or_create(&upstream).inc();
@@ -313,10 +415,11 @@ async fn copy(
                 break Err(UpstreamError::Invalid {
                     upstream: upstream.upstream.clone(),
                     detail: format!("blob size changed from {size:?} to {:?} on resume", d.size),
-                });
+                }
+                .into());
             }
             Ok(d) => d,
-            Err(e) => break Err(e),
+            Err(e) => break Err(e.into()),
         };
     };
     drop(tx);

@@ -4,7 +4,8 @@
 
 use crate::cache::{HotManifest, TagKey, TagRecord};
 use crate::oci::{
-    Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, Tag, accept_key, is_manifest_media_type,
+    Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, Tag, accept_key, known_accept_lines,
+    manifest_media_type,
 };
 use crate::pull::{Outcome, PullError, PullService};
 use crate::upstream::{ManifestFetch, Registry, UpstreamError};
@@ -29,7 +30,7 @@ pub struct ManifestRequest<'a> {
 pub struct ManifestAnswer {
     /// Exact bytes as upstream sent them.
     pub bytes: Bytes,
-    /// Upstream's `Content-Type`.
+    /// Media type, as the manifest's own bytes give it.
     pub media_type: String,
     /// sha256 of `bytes`.
     pub digest: Digest,
@@ -46,25 +47,20 @@ fn now_ms() -> u64 {
 impl PullService {
     /// Answer a manifest request from the cache or upstream.
     pub async fn manifest(&self, req: &ManifestRequest<'_>) -> Result<ManifestAnswer, PullError> {
-        // A client that names no manifest type (no Accept, or just */*)
-        // gets what modern clients ask for, and shares their tag answers.
-        let defaults: Vec<String>;
-        let names_a_manifest_type = req
-            .accept
-            .iter()
-            .flat_map(|line| line.split(','))
-            .any(is_manifest_media_type);
-        let req = &if !names_a_manifest_type {
-            defaults = MANIFEST_MEDIA_TYPES
+        // Only known manifest types take part: they go upstream and key the
+        // tag answer; whatever else a client adds is ignored. A client that
+        // names none (no Accept, or just */*) gets what modern clients ask
+        // for, and shares their tag answers.
+        let mut accept = known_accept_lines(req.accept.iter().map(String::as_str));
+        if accept.is_empty() {
+            accept = MANIFEST_MEDIA_TYPES
                 .iter()
                 .map(|m| (*m).to_owned())
                 .collect();
-            ManifestRequest {
-                accept: &defaults,
-                ..*req
-            }
-        } else {
-            ManifestRequest { ..*req }
+        }
+        let req = &ManifestRequest {
+            accept: &accept,
+            ..*req
         };
         let answer = match req.reference {
             Reference::Digest(d) => self.manifest_by_digest(req, d).await,
@@ -88,10 +84,17 @@ impl PullService {
         if let Some(hot) = self.hot.get(digest) {
             return Ok(Some(answer(hot)));
         }
-        let Some(media_type) = self.index.manifest_type(digest).await else {
+        let Some(stored) = self.index.manifest_type(digest).await else {
             return Ok(None);
         };
         let Some(bytes) = self.blobs.read_small(digest).await? else {
+            return Ok(None);
+        };
+        // The bytes decide; the stored type only where they cannot tell (a
+        // record that contradicts them was written by an older version).
+        let Ok(media_type) = manifest_media_type(&bytes, Some(&stored))
+            .or_else(|_| manifest_media_type(&bytes, None))
+        else {
             return Ok(None);
         };
         let hot = HotManifest {
@@ -123,30 +126,51 @@ impl PullService {
                 actual,
             });
         }
-        self.store_manifest(&fetch, digest).await?;
+        let media_type = self.store_manifest(req, &fetch, digest).await?;
         Ok(ManifestAnswer {
             bytes: fetch.bytes,
-            media_type: fetch.media_type,
+            media_type,
             digest: actual,
             outcome: Outcome::Miss,
         })
     }
 
+    /// Cache a fetched manifest and return the media type it is served
+    /// with. The type comes from the bytes; where they cannot tell, the
+    /// first type recorded for the digest stays, so no upstream can change
+    /// what another upstream's clients get. A manifest whose
+    /// `Content-Type` contradicts its bytes is refused and not cached.
     async fn store_manifest(
         &self,
+        req: &ManifestRequest<'_>,
         fetch: &ManifestFetch,
         digest: &Digest,
-    ) -> Result<(), PullError> {
+    ) -> Result<String, PullError> {
+        let fetched = manifest_media_type(&fetch.bytes, Some(&fetch.media_type)).map_err(|e| {
+            UpstreamError::Invalid {
+                upstream: req.registry.name().to_owned(),
+                detail: format!("manifest {digest}: {e}"),
+            }
+        })?;
+        let recorded = self
+            .index
+            .manifest_type(digest)
+            .await
+            .and_then(|stored| manifest_media_type(&fetch.bytes, Some(&stored)).ok());
         self.blobs.put_small(digest, fetch.bytes.clone()).await?;
-        self.index
-            .put_manifest_type(digest, &fetch.media_type)
-            .await?;
+        let media_type = match recorded {
+            Some(t) => t,
+            None => {
+                self.index.put_manifest_type(digest, fetched).await?;
+                fetched
+            }
+        };
         let hot = HotManifest {
             bytes: fetch.bytes.clone(),
-            media_type: fetch.media_type.as_str().into(),
+            media_type: media_type.into(),
         };
         self.hot.insert(digest.clone(), hot);
-        Ok(())
+        Ok(media_type.to_owned())
     }
 
     /// The cached answer for a tag key, if its manifest is still cached.
@@ -303,17 +327,17 @@ impl PullService {
                 actual: digest,
             });
         }
-        self.store_manifest(&fetch, &digest).await?;
+        let media_type = self.store_manifest(req, &fetch, &digest).await?;
         let record = TagRecord {
             digest: digest.to_string(),
-            media_type: fetch.media_type.clone(),
+            media_type: media_type.clone(),
             size: fetch.bytes.len() as u64,
             checked_at_ms: now_ms(),
         };
         self.index.put_tag(key, record).await?;
         Ok(ManifestAnswer {
             bytes: fetch.bytes,
-            media_type: fetch.media_type,
+            media_type,
             digest,
             outcome: Outcome::Miss,
         })

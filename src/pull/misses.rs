@@ -1,12 +1,15 @@
 //! Remembered "not found" answers, so a storm of requests for a missing
-//! manifest costs one upstream request per `not_found_ttl`.
+//! manifest costs one upstream request per `not_found_ttl`. Bounded in
+//! bytes.
 
 use moka::sync::Cache;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Most misses remembered at once.
-const CAPACITY: u64 = 10_000;
+/// Memory for remembered misses (bytes of keys, plus bookkeeping).
+const MEMORY: u64 = 4 << 20;
+/// What an entry costs besides its key.
+const ENTRY_OVERHEAD: usize = 64;
 
 /// Keys that upstream recently answered 404 for, each with its expiry.
 #[derive(Debug, Clone)]
@@ -17,7 +20,12 @@ pub(super) struct Misses {
 impl Default for Misses {
     fn default() -> Self {
         Self {
-            cache: Cache::new(CAPACITY),
+            cache: Cache::builder()
+                .max_capacity(MEMORY)
+                .weigher(|key: &String, _: &Instant| {
+                    u32::try_from(key.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                })
+                .build(),
         }
     }
 }

@@ -9,6 +9,7 @@ mod blobs;
 mod direct;
 mod fill;
 mod keyed_lock;
+mod limits;
 mod manifests;
 mod misses;
 mod writer;
@@ -20,7 +21,7 @@ pub use manifests::{ManifestAnswer, ManifestRequest};
 use crate::cache::{BlobStore, CacheError, HotBlobs, HotManifests, IndexStore};
 use crate::metrics::Metrics;
 use crate::oci::Digest;
-use crate::upstream::UpstreamError;
+use crate::upstream::{Registry, UpstreamError};
 use std::sync::Arc;
 
 /// Memory for hot manifests (bytes of manifest JSON).
@@ -100,6 +101,8 @@ pub struct PullService {
     disk: Arc<direct::DiskHealth>,
     fills: fill::FillTable,
     manifest_locks: keyed_lock::KeyedLocks,
+    /// Per upstream: permits for fills that go on with no client waiting.
+    unattended: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl PullService {
@@ -119,6 +122,19 @@ impl PullService {
             disk: Arc::default(),
             fills: fill::FillTable::default(),
             manifest_locks: keyed_lock::KeyedLocks::default(),
+            unattended: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The permits for `registry`'s fills that go on with no client.
+    fn unattended_permits(&self, registry: &Registry) -> Arc<tokio::sync::Semaphore> {
+        let share = registry.config().fills.unattended_fills as usize;
+        match self.unattended.lock() {
+            Ok(mut all) => Arc::clone(
+                all.entry(registry.name().to_owned())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(share))),
+            ),
+            Err(_) => Arc::new(tokio::sync::Semaphore::new(share)),
         }
     }
 }

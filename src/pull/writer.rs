@@ -1,12 +1,16 @@
-//! The blocking side of a fill: one thread that receives body chunks in
-//! order, appends them to the spool and publishes progress to the readers
-//! tailing it, and one beside it that hashes the same chunks.
+//! The blocking side of a fill: a thread of its own that receives body
+//! chunks in order, appends them to the spool and publishes progress to the
+//! readers tailing it, and one beside it that hashes the same chunks.
+//!
+//! These are dedicated threads, not the runtime's blocking pool: readers
+//! of slow clients may take every thread of that pool, and the fills they
+//! wait on must still make progress.
 
 use crate::cache::{Progress, ProgressState, Spool};
 use crate::oci::{Digest, DigestVerifier};
 use crate::pull::PullError;
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// What the download side sends the writer.
@@ -39,51 +43,131 @@ pub(super) fn spawn(
     digest: Digest,
     progress: watch::Sender<Progress>,
 ) -> (mpsc::Sender<Piece>, JoinHandle<Result<Written, PullError>>) {
-    let (tx, mut rx) = mpsc::channel::<Piece>(16);
-    let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_QUEUE);
-    let hasher = tokio::task::spawn_blocking(move || {
-        let mut verifier = DigestVerifier::new(digest);
-        while let Ok(chunks) = hash_rx.recv() {
-            for chunk in &chunks {
-                verifier.update(chunk);
-            }
-        }
-        verifier
-    });
-    let writer = tokio::task::spawn_blocking(move || {
-        let mut spool = spool;
-        let mut bytes = 0u64;
-        while let Some(piece) = rx.blocking_recv() {
-            match piece {
-                Piece::Chunks(chunks, len) => {
-                    if hash_tx.send(chunks.clone()).is_err() {
-                        break;
-                    }
-                    spool.write_chunks(&chunks)?;
-                    bytes += len;
-                    progress.send_replace(Progress {
-                        written: bytes,
-                        state: ProgressState::Filling,
-                    });
-                }
-                // Dropping `hash_tx` on return ends the hasher.
-                Piece::End => return Ok((spool, bytes)),
-            }
-        }
-        Err(PullError::Storage("blob download was abandoned".into()))
-    });
+    let (tx, rx) = mpsc::channel::<Piece>(16);
+    let (done_tx, done_rx) = oneshot::channel();
+    let started = std::thread::Builder::new()
+        .name("berth-fill".to_owned())
+        .spawn(move || {
+            let _ = done_tx.send(write(spool, digest, &progress, rx));
+        });
     let handle = tokio::spawn(async move {
-        let joined = |e: tokio::task::JoinError| {
-            PullError::Storage(format!("blob writer thread failed: {e}"))
-        };
-        let written = writer.await.map_err(joined)?;
-        let verifier = hasher.await.map_err(joined)?;
-        let (spool, bytes) = written?;
-        Ok(Written {
-            spool,
-            bytes,
-            verifier,
-        })
+        started.map_err(|e| PullError::Storage(format!("cannot start a blob writer: {e}")))?;
+        done_rx
+            .await
+            .map_err(|_| PullError::Storage("blob writer thread failed".into()))?
     });
     (tx, handle)
+}
+
+/// The writer thread: write and publish until `End`, with the hasher
+/// thread beside it.
+fn write(
+    spool: Spool,
+    digest: Digest,
+    progress: &watch::Sender<Progress>,
+    mut rx: mpsc::Receiver<Piece>,
+) -> Result<Written, PullError> {
+    let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_QUEUE);
+    let hasher = std::thread::Builder::new()
+        .name("berth-fill-hash".to_owned())
+        .spawn(move || {
+            let mut verifier = DigestVerifier::new(digest);
+            while let Ok(chunks) = hash_rx.recv() {
+                for chunk in &chunks {
+                    verifier.update(chunk);
+                }
+            }
+            verifier
+        })
+        .map_err(|e| PullError::Storage(format!("cannot start a blob hasher: {e}")))?;
+    let written = write_spool(spool, &mut rx, &hash_tx, progress);
+    // Dropping `hash_tx` ends the hasher.
+    drop(hash_tx);
+    let verifier = hasher
+        .join()
+        .map_err(|_| PullError::Storage("blob hashing thread failed".into()))?;
+    let (spool, bytes) = written?;
+    Ok(Written {
+        spool,
+        bytes,
+        verifier,
+    })
+}
+
+fn write_spool(
+    mut spool: Spool,
+    rx: &mut mpsc::Receiver<Piece>,
+    hash_tx: &std::sync::mpsc::SyncSender<Vec<Bytes>>,
+    progress: &watch::Sender<Progress>,
+) -> Result<(Spool, u64), PullError> {
+    let mut bytes = 0u64;
+    while let Some(piece) = rx.blocking_recv() {
+        match piece {
+            Piece::Chunks(chunks, len) => {
+                if hash_tx.send(chunks.clone()).is_err() {
+                    break;
+                }
+                spool.write_chunks(&chunks)?;
+                bytes += len;
+                progress.send_replace(Progress {
+                    written: bytes,
+                    state: ProgressState::Filling,
+                });
+            }
+            Piece::End => return Ok((spool, bytes)),
+        }
+    }
+    Err(PullError::Storage("blob download was abandoned".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::sync::oneshot;
+
+    #[test]
+    fn fills_are_written_while_the_blocking_pool_is_taken() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            // Slow clients' readers hold every blocking thread.
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let (taken_tx, taken) = oneshot::channel();
+            let busy = tokio::task::spawn_blocking(move || {
+                let _ = taken_tx.send(());
+                let _ = held.recv_timeout(Duration::from_secs(30));
+            });
+            taken.await.unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let spool = crate::cache::Spool::create(dir.path().join("spool")).unwrap();
+            let data = Bytes::from_static(b"a blob somebody waits for");
+            let (progress, mut seen) = watch::channel(Progress {
+                written: 0,
+                state: ProgressState::Filling,
+            });
+            let (tx, writer) = spawn(spool, Digest::of(&data), progress);
+            tx.send(Piece::Chunks(vec![data.clone()], data.len() as u64))
+                .await
+                .unwrap();
+            tokio::time::timeout(Duration::from_secs(5), seen.changed())
+                .await
+                .expect("the writer made no progress beside a full blocking pool")
+                .unwrap();
+            tx.send(Piece::End).await.unwrap();
+            let written = tokio::time::timeout(Duration::from_secs(5), writer)
+                .await
+                .expect("the writer did not finish beside a full blocking pool")
+                .unwrap()
+                .unwrap();
+            assert_eq!(written.bytes, data.len() as u64);
+            written.verifier.finish().unwrap();
+            release.send(()).unwrap();
+            busy.await.unwrap();
+        });
+    }
 }

@@ -153,3 +153,41 @@ impl Drop for Berth {
 pub fn upstream_toml(name: &str, url: &str, extra: &str) -> String {
     format!("[[upstreams]]\nname = {name:?}\nurl = {url:?}\n{extra}\n")
 }
+
+/// Run `berth serve` with `body` (like [`Berth::start_with_data`]) on
+/// `data_dir`, with a config file of its own, and wait up to `limit` for it
+/// to exit: its status and stderr, or `None` (and it is killed) if it was
+/// still running.
+pub fn serve_until_exit(
+    body: &str,
+    data_dir: &Path,
+    limit: Duration,
+) -> Option<(std::process::ExitStatus, String)> {
+    let config_path = data_dir.with_extension("other.toml");
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nbuiltin_upstreams = false\n{body}",
+        data_dir.display().to_string()
+    );
+    std::fs::write(&config_path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut stderr = String::new();
+            use std::io::Read as _;
+            let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+            return Some((status, stderr));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}

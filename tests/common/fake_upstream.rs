@@ -35,6 +35,9 @@ pub struct Canned {
     pub breaks: usize,
     /// Send no `Content-Length` (chunked); use with `pieces` > 1.
     pub chunked: bool,
+    /// Send `body` again and again for ever (chunked), pausing `pause`
+    /// between repetitions.
+    pub endless: bool,
 }
 
 #[derive(Default)]
@@ -232,7 +235,14 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         ..c
     };
     let len = c.body.len();
-    let body = if c.breaks > 0 {
+    let body = if c.endless {
+        let (chunk, pause) = (c.body.clone(), c.pause);
+        let stream = futures_util::stream::repeat(chunk).then(move |chunk| async move {
+            tokio::time::sleep(pause).await;
+            Ok::<_, std::io::Error>(chunk)
+        });
+        Body::from_stream(stream)
+    } else if c.breaks > 0 {
         let head = c.body.slice(..c.break_after.min(len));
         // Let the first part reach the client before the connection breaks.
         let stream = futures_util::stream::iter([Ok(head), Err(())]).then(|item| async move {
@@ -270,7 +280,7 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
         h.insert(*name, value.parse().unwrap());
     }
     h.insert("content-type", c.content_type.parse().unwrap());
-    if !c.chunked {
+    if !c.chunked && !c.endless {
         h.insert("content-length", len.into());
     }
     if let Some(from) = from {
