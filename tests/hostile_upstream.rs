@@ -480,7 +480,14 @@ async fn an_upstream_that_never_answers_costs_one_deadline_then_nothing() {
         let started = Instant::now();
         let r = get(path).await.unwrap();
         let took = started.elapsed();
-        assert!(r.status().is_server_error(), "{path}: {}", r.status());
+        assert_eq!(r.status(), 503, "{path}");
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=30).contains(&retry), "{path}: Retry-After {retry}");
+        assert_eq!(common::checks::oci_error(r).await.0, "UNAVAILABLE");
         assert!(took < Duration::from_secs(1), "{path} took {took:?}");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), connections);

@@ -113,6 +113,17 @@ impl ApiError {
                 e.retry_after = *retry_after;
                 return e;
             }
+            UpstreamError::Unreachable { upstream, .. } if e.circuit_open() => {
+                let mut answer = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    format!(
+                        "upstream {upstream} is unreachable; berth is not asking it again until its next probe"
+                    ),
+                );
+                answer.retry_after = e.retry_after().map(|s| s.max(1));
+                return answer;
+            }
             UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             UpstreamError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             UpstreamError::Unreachable { .. }
