@@ -137,6 +137,20 @@ impl AuthState {
         Some(s)
     }
 
+    /// The bearer realm and service upstream challenged with, or the
+    /// `Authorization` value to use without a token: Basic credentials for a
+    /// Basic upstream, nothing before any challenge.
+    fn bearer_realm(
+        &self,
+        req: &TokenRequest<'_>,
+    ) -> Result<(String, Option<String>), Option<String>> {
+        match self.challenge() {
+            None => Err(None),
+            Some(Challenge::Basic) => Err(req.credentials.map(basic_header)),
+            Some(Challenge::Bearer { realm, service }) => Ok((realm, service)),
+        }
+    }
+
     /// The `Authorization` value to send first for `scope`: Basic
     /// credentials for a Basic upstream; for a bearer upstream the cached
     /// token, refreshed first when it is due. `None` before the upstream
@@ -147,10 +161,9 @@ impl AuthState {
         scope: &str,
         req: &TokenRequest<'_>,
     ) -> Result<Option<String>, UpstreamError> {
-        let (realm, service) = match self.challenge() {
-            None => return Ok(None),
-            Some(Challenge::Basic) => return Ok(req.credentials.map(basic_header)),
-            Some(Challenge::Bearer { realm, service }) => (realm, service),
+        let (realm, service) = match self.bearer_realm(req) {
+            Ok(bearer) => bearer,
+            Err(header) => return Ok(header),
         };
         let Some(tokens) = self.scope(scope, false) else {
             return Ok(None);
@@ -172,10 +185,9 @@ impl AuthState {
         refused: Option<&str>,
         req: &TokenRequest<'_>,
     ) -> Result<Option<String>, UpstreamError> {
-        let (realm, service) = match self.challenge() {
-            None => return Ok(None),
-            Some(Challenge::Basic) => return Ok(req.credentials.map(basic_header)),
-            Some(Challenge::Bearer { realm, service }) => (realm, service),
+        let (realm, service) = match self.bearer_realm(req) {
+            Ok(bearer) => bearer,
+            Err(header) => return Ok(header),
         };
         let Some(tokens) = self.scope(scope, true) else {
             return Ok(None);

@@ -31,22 +31,8 @@ impl Berth {
 
     /// Start berth on an existing data directory (for restarts).
     pub fn start_with_data(body: &str, data_dir: &Path) -> Berth {
-        let config_path = data_dir.with_extension("toml");
         std::fs::create_dir_all(data_dir.parent().unwrap()).unwrap();
-        let config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_grace = \"2s\"\nbuiltin_upstreams = false\n{body}",
-            data_dir.display().to_string()
-        );
-        std::fs::write(&config_path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_serve(body, data_dir, "toml");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -163,20 +149,7 @@ pub fn serve_until_exit(
     data_dir: &Path,
     limit: Duration,
 ) -> Option<(std::process::ExitStatus, String)> {
-    let config_path = data_dir.with_extension("other.toml");
-    let config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nbuiltin_upstreams = false\n{body}",
-        data_dir.display().to_string()
-    );
-    std::fs::write(&config_path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&config_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_serve(body, data_dir, "other.toml");
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -190,4 +163,24 @@ pub fn serve_until_exit(
     let _ = child.kill();
     let _ = child.wait();
     None
+}
+
+/// `berth serve` with `body` as its config (written beside `data_dir`
+/// with the extension `ext`), listening on a free loopback port.
+fn spawn_serve(body: &str, data_dir: &Path, ext: &str) -> std::process::Child {
+    let config_path = data_dir.with_extension(ext);
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_grace = \"2s\"\nbuiltin_upstreams = false\n{body}",
+        data_dir.display().to_string()
+    );
+    std::fs::write(&config_path, config).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
