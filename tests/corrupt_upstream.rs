@@ -6,26 +6,10 @@
 mod common;
 
 use bytes::Bytes;
+use common::checks::{pseudo_random, sha256 as sha};
 use common::fake_upstream::{Canned, FakeUpstream};
 use common::{Berth, upstream_toml};
-use sha2::{Digest as _, Sha256};
 use std::time::Duration;
-
-fn sha(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 async fn setup() -> (FakeUpstream, Berth) {
     let fake = FakeUpstream::start().await;

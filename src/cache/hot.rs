@@ -86,8 +86,15 @@ mod tests {
         }
         hot.cache.run_pending_tasks();
         assert!(hot.cache.weighted_size() <= 1000);
-        let last = Bytes::from(vec![9u8; 300]);
-        assert!(hot.get(&Digest::of(&last)).is_some() || hot.cache.entry_count() > 0);
+        // Which entries stay is the admission policy's choice; how many
+        // fit is the byte bound's.
+        let kept = (0..10u8)
+            .filter(|i| hot.get(&Digest::of(&vec![*i; 300])).is_some())
+            .count();
+        assert!(
+            (1..=3).contains(&kept),
+            "{kept} 300-byte entries kept in a 1000-byte cache"
+        );
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! metrics page or any other JSON an upstream (or a redirect) hands back in
 //! place of a manifest is refused. Pure; no I/O.
 
-use crate::oci::media_type::{MANIFEST_MEDIA_TYPES, is_manifest_media_type};
+use crate::oci::media_type::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, is_manifest_media_type,
+};
 use serde_json::{Map, Value};
 
 /// Why an answer is not a manifest.
@@ -12,9 +14,9 @@ use serde_json::{Map, Value};
 pub struct NotAManifest(String);
 
 /// Media types of image indexes (lists of manifests).
-const INDEX_TYPES: [&str; 2] = [MANIFEST_MEDIA_TYPES[0], MANIFEST_MEDIA_TYPES[2]];
+const INDEX_TYPES: [&str; 2] = [OCI_INDEX, DOCKER_MANIFEST_LIST];
 /// Media types of single-image manifests.
-const IMAGE_TYPES: [&str; 2] = [MANIFEST_MEDIA_TYPES[1], MANIFEST_MEDIA_TYPES[3]];
+const IMAGE_TYPES: [&str; 2] = [OCI_MANIFEST, DOCKER_MANIFEST];
 
 /// Check that `bytes`, sent with `content_type` (if any), is a manifest:
 /// the type, when given, is a manifest media type (or plain
@@ -70,8 +72,7 @@ pub fn check_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<(), No
 mod tests {
     use super::*;
 
-    const OCI_IMAGE: &str = "application/vnd.oci.image.manifest.v1+json";
-    const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    const OCI_IMAGE: &str = OCI_MANIFEST;
 
     #[test]
     fn manifests_of_every_kind_pass() {

@@ -1,15 +1,28 @@
 //! Manifest media types: which type a manifest's own bytes give it, and the
 //! normalisation of client `Accept` headers into a cache key.
 
+/// An OCI image index (a list of manifests, one per platform).
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// An OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// A Docker manifest list (schema 2).
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// A Docker image manifest (schema 2).
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// A signed Docker schema-1 manifest.
+pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+/// An unsigned Docker schema-1 manifest.
+pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+
 /// Every manifest media type berth knows; the default `Accept` set it sends
 /// upstream when a client sends none of its own.
 pub const MANIFEST_MEDIA_TYPES: [&str; 6] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    "application/vnd.docker.distribution.manifest.v1+json",
+    OCI_INDEX,
+    OCI_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1_SIGNED,
+    DOCKER_SCHEMA1,
 ];
 
 /// Whether `media_type` (parameters ignored) is a known manifest type.
@@ -24,12 +37,8 @@ fn strip_params(value: &str) -> &str {
     value.split(';').next().unwrap_or("").trim()
 }
 
-/// The OCI image index type.
-const OCI_INDEX: &str = MANIFEST_MEDIA_TYPES[0];
-/// The OCI image manifest type.
-const OCI_MANIFEST: &str = MANIFEST_MEDIA_TYPES[1];
 /// The two schema-1 types: signed and unsigned.
-const SCHEMA1: [&str; 2] = [MANIFEST_MEDIA_TYPES[4], MANIFEST_MEDIA_TYPES[5]];
+const SCHEMA1: [&str; 2] = [DOCKER_SCHEMA1_SIGNED, DOCKER_SCHEMA1];
 
 /// Why bytes cannot be served as a manifest of any type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

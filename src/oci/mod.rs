@@ -14,7 +14,8 @@ pub use digest::{Digest, DigestError, DigestVerifier};
 pub use error::{ErrorCode, ErrorEnvelope};
 pub use manifest_check::{NotAManifest, check_manifest};
 pub use media_type::{
-    MANIFEST_MEDIA_TYPES, ManifestTypeError, accept_key, is_manifest_media_type,
-    known_accept_lines, manifest_media_type, sniff_manifest_type,
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED,
+    MANIFEST_MEDIA_TYPES, ManifestTypeError, OCI_INDEX, OCI_MANIFEST, accept_key,
+    is_manifest_media_type, known_accept_lines, manifest_media_type, sniff_manifest_type,
 };
 pub use name::{NameError, Reference, RepoName, Tag};

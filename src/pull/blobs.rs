@@ -20,13 +20,14 @@ pub struct BlobSource {
     /// How it was answered.
     pub outcome: Outcome,
     digest: Digest,
-    from: From,
+    origin: Origin,
     /// Largest size accepted from upstream.
     max: u64,
 }
 
+/// Where an opened blob's bytes come from.
 #[derive(Debug)]
-enum From {
+enum Origin {
     Memory(Bytes),
     Store,
     Fill(FillHandle),
@@ -36,7 +37,7 @@ enum From {
 impl BlobSource {
     /// Whether byte ranges can be served (not for a direct upstream stream).
     pub fn seekable(&self) -> bool {
-        !matches!(self.from, From::Upstream(_))
+        !matches!(self.origin, Origin::Upstream(_))
     }
 }
 
@@ -49,16 +50,16 @@ impl PullService {
         digest: &Digest,
     ) -> Result<BlobSource, PullError> {
         if let Some(bytes) = self.hot_blobs.get(digest) {
-            return Ok(self.hit(digest, bytes.len() as u64, From::Memory(bytes)));
+            return Ok(self.hit(digest, bytes.len() as u64, Origin::Memory(bytes)));
         }
         if let Some(size) = self.blobs.stat(digest).await? {
             if size <= HOT_BLOB_MAX
                 && let Some(bytes) = self.blobs.read_small(digest).await?
             {
                 self.hot_blobs.insert(digest.clone(), bytes.clone());
-                return Ok(self.hit(digest, size, From::Memory(bytes)));
+                return Ok(self.hit(digest, size, Origin::Memory(bytes)));
             }
-            return Ok(self.hit(digest, size, From::Store));
+            return Ok(self.hit(digest, size, Origin::Store));
         }
         self.check_not_missing(registry, repo, digest)?;
         if self.disk.bypass() {
@@ -75,11 +76,11 @@ impl PullService {
             unattended: self.unattended_permits(registry),
         };
         let joined = self.fills.join_or_start(job).await;
-        let (handle, joined) = match self.remember_missing(registry, repo, digest, joined)? {
-            Joined::Fill(handle, joined) => (handle, joined),
+        let (handle, coalesced) = match self.remember_missing(registry, repo, digest, joined)? {
+            Joined::Fill { handle, coalesced } => (handle, coalesced),
             Joined::Direct(download) => return self.direct(registry, repo, digest, download).await,
         };
-        let outcome = if joined {
+        let outcome = if coalesced {
             Outcome::Coalesced
         } else {
             Outcome::Miss
@@ -89,19 +90,19 @@ impl PullService {
             size: handle.size,
             outcome,
             digest: digest.clone(),
-            from: From::Fill(handle),
+            origin: Origin::Fill(handle),
             max: registry.config().fills.max_blob_size,
         })
     }
 
     /// A blob answered from the cache.
-    fn hit(&self, digest: &Digest, size: u64, from: From) -> BlobSource {
+    fn hit(&self, digest: &Digest, size: u64, origin: Origin) -> BlobSource {
         self.metrics.cache("blob", Outcome::Hit.as_str());
         BlobSource {
             size: Some(size),
             outcome: Outcome::Hit,
             digest: digest.clone(),
-            from,
+            origin,
             max: size,
         }
     }
@@ -134,7 +135,7 @@ impl PullService {
             size: download.size,
             outcome: Outcome::Direct,
             digest: digest.clone(),
-            from: From::Upstream(download),
+            origin: Origin::Upstream(download),
             max,
         })
     }
@@ -211,26 +212,26 @@ impl PullService {
         start: u64,
         end: Option<u64>,
     ) -> Result<BlobBytes, PullError> {
-        match source.from {
-            From::Memory(bytes) => {
+        match source.origin {
+            Origin::Memory(bytes) => {
                 let len = bytes.len() as u64;
                 let end = end.unwrap_or(len).min(len);
                 let start = start.min(end);
                 Ok(BlobBytes::Memory(bytes.slice(start as usize..end as usize)))
             }
-            From::Fill(fill) => Ok(BlobBytes::File(FileSpan::filling(
+            Origin::Fill(fill) => Ok(BlobBytes::File(FileSpan::filling(
                 fill.file,
                 start,
                 end,
                 fill.progress,
             ))),
             // Served whole: the handler does not offer ranges without a size.
-            From::Upstream(download) => Ok(BlobBytes::Stream(verified_stream(
+            Origin::Upstream(download) => Ok(BlobBytes::Stream(verified_stream(
                 download,
                 source.digest,
                 source.max,
             ))),
-            From::Store => {
+            Origin::Store => {
                 let end = end.or(source.size).unwrap_or(0);
                 self.blobs
                     .read(&source.digest, start, end)

@@ -55,8 +55,13 @@ enum FillStart {
 /// What joining a fill gives.
 #[derive(Debug)]
 pub(super) enum Joined {
-    /// Read the fill (the flag: another request started it).
-    Fill(FillHandle, bool),
+    /// Read the fill.
+    Fill {
+        /// The fill to read.
+        handle: FillHandle,
+        /// Another request started it: this one joined.
+        coalesced: bool,
+    },
     /// Stream from upstream without caching: this download if one was
     /// handed over, else start one.
     Direct(Option<BlobDownload>),
@@ -150,7 +155,10 @@ impl FillTable {
                     progress,
                     size: started.size,
                 };
-                Ok(Joined::Fill(handle, joined))
+                Ok(Joined::Fill {
+                    handle,
+                    coalesced: joined,
+                })
             }
             FillStart::Failed(e) => Err(e),
             FillStart::NoRoom(download) => Ok(Joined::Direct(

@@ -292,7 +292,7 @@ impl Registry {
         let path = format!("{repo}/{suffix}");
         let accept = [
             "application/json".to_owned(),
-            "application/vnd.oci.image.index.v1+json".to_owned(),
+            crate::oci::OCI_INDEX.to_owned(),
         ];
         let call = request::Call::get(repo, &path, kind).accept(&accept);
         let answer = match self.send(call).await {
