@@ -79,6 +79,12 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+    /// The cache filesystem has no room for what is being written.
+    #[error("no room in the cache: {0}")]
+    NoRoom(String),
+    /// A blob found by `stat` was gone when it was opened.
+    #[error("blob {0} vanished from the cache")]
+    Vanished(Digest),
     /// Content did not hash to the digest it was stored under.
     #[error("content hashed to {actual}, not {expected}")]
     DigestMismatch {

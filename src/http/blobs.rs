@@ -96,9 +96,9 @@ pub(crate) async fn serve(
     let body = match (bytes, &incoming.outbox) {
         (BlobBytes::Memory(bytes), _) => Body::from(bytes),
         (BlobBytes::File(span), _) if span.complete_len().is_some_and(|n| n <= READ_NOW_MAX) => {
-            let bytes = span.read_now().map_err(|e| {
-                PullError::Storage(format!("cannot read cached blob {digest}: {e}"))
-            })?;
+            let bytes = span
+                .read_now()
+                .map_err(|e| PullError::cache_read(digest, e))?;
             Body::from(bytes)
         }
         (BlobBytes::File(span), Some(outbox)) => zero_copy::body(span, Arc::clone(outbox)),

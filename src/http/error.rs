@@ -165,6 +165,11 @@ impl From<PullError> for ApiError {
                 ErrorCode::Unknown,
                 "internal cache error",
             ),
+            PullError::Internal(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Unknown,
+                "internal error",
+            ),
         };
         if api.status.is_server_error() {
             tracing::error!(error = %e, "request failed");

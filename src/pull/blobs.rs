@@ -3,7 +3,7 @@
 //! cache cannot take them. Upstream's "not found" is remembered for
 //! `not_found_ttl`, like a manifest's.
 
-use crate::cache::{BlobBytes, FileSpan};
+use crate::cache::{BlobBytes, CacheError, FileSpan};
 use crate::oci::{Digest, RepoName};
 use crate::pull::direct::verified_stream;
 use crate::pull::fill::{FillHandle, FillJob, Joined};
@@ -236,12 +236,7 @@ impl PullService {
                 self.blobs
                     .read(&source.digest, start, end)
                     .await?
-                    .ok_or_else(|| {
-                        PullError::Storage(format!(
-                            "blob {} vanished from the cache",
-                            source.digest
-                        ))
-                    })
+                    .ok_or_else(|| CacheError::Vanished(source.digest.clone()).into())
             }
         }
     }

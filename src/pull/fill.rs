@@ -6,7 +6,7 @@
 //! slowed by a slow client, and it goes on when its clients disconnect,
 //! within the limits of `limits.rs`.
 
-use crate::cache::{BlobStore, Progress, ProgressState, Spool};
+use crate::cache::{BlobStore, CacheError, Progress, ProgressState, Spool};
 use crate::metrics::{Metrics, UpstreamLabels};
 use crate::oci::{Digest, RepoName};
 use crate::pull::PullError;
@@ -117,7 +117,7 @@ impl FillTable {
             let mut fills = self
                 .fills
                 .lock()
-                .map_err(|_| PullError::Storage("fill table poisoned".into()))?;
+                .map_err(|_| PullError::Internal("fill table poisoned".into()))?;
             match fills.get(&job.digest) {
                 Some(rx) => (rx.clone(), None),
                 None => {
@@ -145,7 +145,7 @@ impl FillTable {
         let start = rx
             .wait_for(|s| !matches!(s, FillStart::Pending))
             .await
-            .map_err(|_| PullError::Storage("blob download task ended unexpectedly".into()))?
+            .map_err(|_| PullError::Internal("blob download task ended unexpectedly".into()))?
             .clone();
         match start {
             FillStart::Started(started) => {
@@ -164,7 +164,7 @@ impl FillTable {
             FillStart::NoRoom(download) => Ok(Joined::Direct(
                 download.lock().ok().and_then(|mut d| d.take()),
             )),
-            FillStart::Pending => Err(PullError::Storage("blob download did not start".into())),
+            FillStart::Pending => Err(PullError::Internal("blob download did not start".into())),
         }
     }
 }
@@ -272,7 +272,7 @@ impl<E: Into<PullError>> From<E> for Stop {
 fn fail(job: &FillJob, progress: &watch::Sender<Progress>, labels: &UpstreamLabels, stop: &Stop) {
     match stop {
         Stop::Failed(e) => {
-            if matches!(e, PullError::Storage(_)) {
+            if e.is_disk_failure() {
                 job.disk_write_failed();
             }
             tracing::error!(digest = %job.digest, error = %e, "blob download failed; nothing cached");
@@ -380,10 +380,10 @@ async fn copy(
             if size.is_none() && received + batch.bytes >= space_checked + SPACE_CHECK_EVERY {
                 space_checked = received + batch.bytes;
                 if !job.blobs.has_room(SPACE_RESERVE).await {
-                    break 'download Err(PullError::Storage(format!(
+                    break 'download Err(PullError::from(CacheError::NoRoom(format!(
                         "the cache disk is nearly full; blob {} of unknown size stopped after {received} bytes",
                         job.digest
-                    ))
+                    )))
                     .into());
                 }
             }
@@ -433,7 +433,7 @@ async fn copy(
     drop(tx);
     let written = writer
         .await
-        .map_err(|e| PullError::Storage(format!("blob writer task failed: {e}")))?;
+        .map_err(|e| PullError::Internal(format!("blob writer task failed: {e}")))?;
     outcome?;
     let Written {
         spool,

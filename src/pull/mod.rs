@@ -78,14 +78,37 @@ pub enum PullError {
         /// Digest of what arrived.
         actual: Digest,
     },
-    /// The local cache failed.
+    /// The local cache failed: the disk, not berth. Such failures make
+    /// new downloads bypass the cache for a while.
     #[error("cache storage failed: {0}")]
-    Storage(String),
+    Storage(#[source] Arc<CacheError>),
+    /// berth itself failed: a task or thread ended unexpectedly, or a lock
+    /// was poisoned. Not the disk's fault.
+    #[error("internal failure: {0}")]
+    Internal(String),
+}
+
+impl PullError {
+    /// Whether the cache disk failed (and new downloads should bypass it
+    /// for a while), as opposed to upstream or berth itself.
+    pub fn is_disk_failure(&self) -> bool {
+        matches!(self, Self::Storage(_))
+    }
+
+    /// Reading the cached bytes of `digest` failed.
+    pub fn cache_read(digest: &Digest, source: std::io::Error) -> Self {
+        CacheError::Io {
+            op: "read",
+            path: format!("cached blob {digest}"),
+            source,
+        }
+        .into()
+    }
 }
 
 impl From<CacheError> for PullError {
     fn from(e: CacheError) -> Self {
-        Self::Storage(e.to_string())
+        Self::Storage(Arc::new(e))
     }
 }
 
@@ -136,5 +159,29 @@ impl PullService {
             ),
             Err(_) => Arc::new(tokio::sync::Semaphore::new(share)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_disk_counts_as_a_disk_failure() {
+        let digest = Digest::of(b"x");
+        let disk = PullError::cache_read(&digest, std::io::Error::other("EIO"));
+        assert!(disk.is_disk_failure());
+        assert!(
+            std::error::Error::source(&disk).is_some(),
+            "the cause is kept"
+        );
+        assert!(PullError::from(CacheError::NoRoom("full".into())).is_disk_failure());
+        let thread = PullError::Internal("blob writer thread failed".into());
+        assert!(!thread.is_disk_failure());
+        let upstream = PullError::from(UpstreamError::Busy {
+            upstream: "u".into(),
+            waited: std::time::Duration::from_secs(1),
+        });
+        assert!(!upstream.is_disk_failure());
     }
 }

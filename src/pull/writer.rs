@@ -51,10 +51,10 @@ pub(super) fn spawn(
             let _ = done_tx.send(write(spool, digest, &progress, rx));
         });
     let handle = tokio::spawn(async move {
-        started.map_err(|e| PullError::Storage(format!("cannot start a blob writer: {e}")))?;
+        started.map_err(|e| PullError::Internal(format!("cannot start a blob writer: {e}")))?;
         done_rx
             .await
-            .map_err(|_| PullError::Storage("blob writer thread failed".into()))?
+            .map_err(|_| PullError::Internal("blob writer thread failed".into()))?
     });
     (tx, handle)
 }
@@ -79,13 +79,13 @@ fn write(
             }
             verifier
         })
-        .map_err(|e| PullError::Storage(format!("cannot start a blob hasher: {e}")))?;
+        .map_err(|e| PullError::Internal(format!("cannot start a blob hasher: {e}")))?;
     let written = write_spool(spool, &mut rx, &hash_tx, progress);
     // Dropping `hash_tx` ends the hasher.
     drop(hash_tx);
     let verifier = hasher
         .join()
-        .map_err(|_| PullError::Storage("blob hashing thread failed".into()))?;
+        .map_err(|_| PullError::Internal("blob hashing thread failed".into()))?;
     let (spool, bytes) = written?;
     Ok(Written {
         spool,
@@ -117,7 +117,7 @@ fn write_spool(
             Piece::End => return Ok((spool, bytes)),
         }
     }
-    Err(PullError::Storage("blob download was abandoned".into()))
+    Err(PullError::Internal("blob download was abandoned".into()))
 }
 
 #[cfg(test)]
