@@ -107,6 +107,7 @@ async fn ranges_and_head_lengths() {
         beyond.headers()["content-range"],
         format!("bytes */{}", blob.size).as_str()
     );
+    assert_eq!(oci_error(beyond).await.0, "RANGE_INVALID");
 
     let manifest_url = format!("{}/v2/library/small/manifests/latest", berth.url());
     let get = client

@@ -7,7 +7,7 @@ use crate::http::error::ApiError;
 use crate::http::manifests::cache_header;
 use crate::http::range::{RangeAnswer, parse_range};
 use crate::http::{HttpState, Incoming, registry_headers, zero_copy};
-use crate::oci::{Digest, ErrorCode};
+use crate::oci::Digest;
 use crate::pull::{BlobBytes, PullError};
 use axum::body::Body;
 use axum::response::Response;
@@ -69,26 +69,7 @@ pub(crate) async fn serve(
         Some(size) => match parse_range(range_header, size) {
             RangeAnswer::Full => (StatusCode::OK, 0, Some(size)),
             RangeAnswer::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, Some(end)),
-            RangeAnswer::Unsatisfiable => {
-                let mut response = Response::new(Body::from(
-                    crate::oci::ErrorEnvelope::new(
-                        ErrorCode::RangeInvalid,
-                        "requested range not satisfiable",
-                    )
-                    .to_json(),
-                ));
-                *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-                let headers = response.headers_mut();
-                registry_headers(headers);
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                    headers.insert(header::CONTENT_RANGE, v);
-                }
-                return Ok(response);
-            }
+            RangeAnswer::Unsatisfiable => return Err(ApiError::range_not_satisfiable(size)),
         },
     };
     let total = source.size;

@@ -8,13 +8,16 @@ use crate::upstream::UpstreamError;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
-/// An error answer: status, OCI code, message and optional `Retry-After`.
+/// An error answer: status, OCI code, message, and the headers some
+/// answers need (`Retry-After`, `Content-Range` of a 416).
 #[derive(Debug, Clone)]
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) code: ErrorCode,
     pub(crate) message: String,
     retry_after: Option<u64>,
+    /// For a 416: the size of the blob the range missed.
+    unsatisfied_size: Option<u64>,
 }
 
 impl ApiError {
@@ -24,7 +27,19 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            unsatisfied_size: None,
         }
+    }
+
+    /// A `Range` outside a blob of `size` bytes.
+    pub(crate) fn range_not_satisfiable(size: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::RangeInvalid,
+            "requested range not satisfiable",
+        );
+        e.unsatisfied_size = Some(size);
+        e
     }
 
     #[allow(clippy::needless_pass_by_value, reason = "a map_err adapter")]
@@ -190,6 +205,12 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(size) = self.unsatisfied_size
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            headers.insert(header::CONTENT_RANGE, v);
+        }
+        crate::http::registry_headers(headers);
         response
     }
 }
