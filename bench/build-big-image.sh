@@ -7,7 +7,7 @@
 #   gib   linux/amd64, one layer holding /gib/gib.bin, MIB (default 1024)
 #         MiB of random data
 #
-# Same approach as tests/fixtures/build-images.sh (which stays small so the
+# Same approach as crates/testkit/fixtures/build-images.sh (which stays small so the
 # test suite stays fast): the content is a seeded AES-CTR keystream and every
 # timestamp is fixed, so the digests are identical on every run.
 # Needs: umoci, openssl, touch (GNU), find.

@@ -2,7 +2,7 @@
 //! references and digests from request paths, normalising `Accept`, and
 //! hashing blob bytes as they stream in.
 
-use berth::oci::{Digest, DigestVerifier, Reference, RepoName, accept_key};
+use berth_oci::{Digest, DigestVerifier, Reference, RepoName, accept_key};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 

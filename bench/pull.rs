@@ -8,20 +8,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "report.rs"]
-mod report;
-
-use common::{Berth, Upstream, skopeo_copy_to_dir, upstream_toml};
+use berth_testkit::report::{Table, f, ratio, secs};
+use berth_testkit::{Berth, Upstream, skopeo_copy_to_dir, upstream_toml};
 use futures_util::StreamExt;
-use report::{Table, f, ratio, secs};
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 5;
 
 fn median(v: Vec<Duration>) -> f64 {
-    report::median(v.into_iter().map(f).collect())
+    berth_testkit::report::median(v.into_iter().map(f).collect())
 }
 
 async fn skopeo_pull(host: &str, reference: &str) -> Duration {

@@ -5,13 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
+use berth_testkit::checks::sha256;
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, Upstream, upstream_toml};
 use bytes::Bytes;
-use common::checks::sha256;
-use common::fake_upstream::{Canned, FakeUpstream};
-use common::{Berth, Upstream, upstream_toml};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -4,14 +4,14 @@
 //!
 //! Nothing imports this module except `main` and the CLI.
 
-use crate::cache::{FsIndex, FsStore};
-use crate::config::Config;
-use crate::config::ServerLimits;
-use crate::http::{HttpState, Server, router};
-use crate::metrics::Metrics;
-use crate::pull::PullService;
-use crate::upstream::UpstreamSet;
 use anyhow::Context as _;
+use berth_cache::{FsIndex, FsStore};
+use berth_config::Config;
+use berth_config::ServerLimits;
+use berth_http::{HttpState, Server, router};
+use berth_metrics::Metrics;
+use berth_pull::PullService;
+use berth_upstream::UpstreamSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;

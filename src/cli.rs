@@ -1,8 +1,8 @@
 //! Command-line interface: `serve`, `check-config` and `cache verify`.
 
 use crate::app::{App, shutdown_signal};
-use crate::config::Config;
 use crate::telemetry;
+use berth_config::Config;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -141,7 +141,7 @@ fn serve(config: &Config) -> anyhow::Result<()> {
 }
 
 fn verify(config: &Config, quarantine: bool) -> ExitCode {
-    match crate::cache::verify_store(&config.data_dir, quarantine) {
+    match berth_cache::verify_store(&config.data_dir, quarantine) {
         Err(e) => {
             eprintln!("berth: {e}");
             ExitCode::FAILURE

@@ -1,24 +1,19 @@
 //! berth: a pull-through cache and proxy for Docker/OCI registries.
 //!
-//! Layers, each using only those below it:
-//! 1. `oci`, `config`, `metrics`: pure types, no I/O;
-//! 2. `cache`, `upstream`: storage and upstream registries;
-//! 3. `pull`: the cache-or-fetch engine;
-//! 4. `http`: the registry API;
-//! 5. `app`, `cli`, `telemetry`: wiring.
+//! This crate is the wiring on top of the workspace's layers, each of which
+//! is a crate that can use only those below it:
+//! 1. `berth-oci`, `berth-config`, `berth-metrics`: pure types, no I/O;
+//! 2. `berth-cache`, `berth-upstream`: storage and upstream registries;
+//! 3. `berth-pull`: the cache-or-fetch engine;
+//! 4. `berth-http`: the server loop and the registry API;
+//! 5. here: `app` (building everything from the config), `cli` and
+//!    `telemetry`.
 //!
 //! See ARCHITECTURE.md for the request path.
 
 pub mod app;
-pub mod cache;
 pub mod cli;
-pub mod config;
-pub mod http;
-pub mod metrics;
-pub mod oci;
-pub mod pull;
 pub mod telemetry;
-pub mod upstream;
 
 pub use app::App;
-pub use config::Config;
+pub use berth_config::Config;

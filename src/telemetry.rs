@@ -2,7 +2,7 @@
 //! (default `info`). Lines are written by a background thread, so request
 //! handlers never wait on the terminal or a log pipe.
 
-use crate::config::LogFormat;
+use berth_config::LogFormat;
 use std::io::IsTerminal;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;

@@ -3,9 +3,9 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use berth_testkit as testkit;
 
-use common::{Berth, Upstream, upstream_toml};
+use berth_testkit::{Berth, Upstream, upstream_toml};
 use std::process::Command;
 use std::time::Duration;
 
@@ -149,7 +149,7 @@ async fn sigterm_drains_in_flight_downloads() {
     while let Some(c) = response.chunk().await.unwrap() {
         received.extend_from_slice(&c);
     }
-    assert_eq!(common::checks::sha256(&received), blob.digest);
+    assert_eq!(testkit::checks::sha256(&received), blob.digest);
     let (status, b) = terminated.await.unwrap();
     assert!(status.expect("berth exits after draining").success());
     let log = b.log();

@@ -3,12 +3,10 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use berth_testkit::checks::{pseudo_random, sha256 as sha};
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, upstream_toml};
 use bytes::Bytes;
-use common::checks::{pseudo_random, sha256 as sha};
-use common::fake_upstream::{Canned, FakeUpstream};
-use common::{Berth, upstream_toml};
 use std::time::Duration;
 
 async fn setup() -> (FakeUpstream, Berth) {

@@ -5,12 +5,12 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use berth_testkit as testkit;
 
+use berth_testkit::checks::sha256;
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, upstream_toml};
 use bytes::Bytes;
-use common::checks::sha256;
-use common::fake_upstream::{Canned, FakeUpstream};
-use common::{Berth, upstream_toml};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -102,7 +102,7 @@ async fn kill_9_mid_fill_loses_nothing_and_leaves_nothing_partial() {
     .await;
     assert_eq!(gets, blobs, "{}", berth.log());
     for digest in &blobs {
-        assert!(common::checks::eventually_cached(&data, digest).await);
+        assert!(testkit::checks::eventually_cached(&data, digest).await);
     }
     assert_eq!(assert_store_consistent(&data), 10);
 

@@ -6,12 +6,10 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use berth_testkit::checks::{cached, eventually_cached, pseudo_random, sha256};
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, upstream_toml};
 use bytes::Bytes;
-use common::checks::{cached, eventually_cached, pseudo_random, sha256};
-use common::fake_upstream::{Canned, FakeUpstream};
-use common::{Berth, upstream_toml};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -4,10 +4,8 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::checks::{assert_range, eventually_cached, oci_error, raw_get};
-use common::{Berth, Upstream, upstream_toml};
+use berth_testkit::checks::{assert_range, eventually_cached, oci_error, raw_get};
+use berth_testkit::{Berth, Upstream, upstream_toml};
 
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";

@@ -5,12 +5,12 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use berth_testkit as testkit;
 
+use berth_testkit::checks::{pseudo_random, sha256};
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, upstream_toml};
 use bytes::Bytes;
-use common::checks::{pseudo_random, sha256};
-use common::fake_upstream::{Canned, FakeUpstream};
-use common::{Berth, upstream_toml};
 use std::time::{Duration, Instant};
 
 /// Serve `data` as a blob of `proj/app`, in `pieces` with `pause` between.
@@ -65,7 +65,7 @@ async fn delivered_blobs_are_logged_complete() {
         let line = served_line(&berth, &path, nth).await;
         assert!(line.contains("complete=true"), "{cache}: {line}");
         assert!(line.contains(&format!("bytes={}", data.len())), "{line}");
-        assert!(common::checks::eventually_cached(&berth.data_dir, &digest).await);
+        assert!(testkit::checks::eventually_cached(&berth.data_dir, &digest).await);
     }
 
     // The same over HTTP/2, where bodies are streamed.
@@ -126,7 +126,7 @@ async fn a_second_berth_on_the_same_data_dir_exits_and_leaves_the_first_alone() 
 
     let started = Instant::now();
     let (status, stderr) =
-        common::berth::serve_until_exit(&config, &data_dir, Duration::from_secs(10))
+        testkit::berth::serve_until_exit(&config, &data_dir, Duration::from_secs(10))
             .expect("a second berth on the same data_dir keeps running");
     assert!(!status.success());
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -142,7 +142,7 @@ async fn a_second_berth_on_the_same_data_dir_exits_and_leaves_the_first_alone() 
     assert!(verify.status.success(), "{verify:?}");
 
     assert_eq!(sha256(&response.bytes().await.unwrap()), digest);
-    assert!(common::checks::eventually_cached(&data_dir, &digest).await);
+    assert!(testkit::checks::eventually_cached(&data_dir, &digest).await);
     let again = reqwest::get(&url).await.unwrap();
     assert_eq!(again.headers()["x-cache"], "HIT");
     assert_eq!(sha256(&again.bytes().await.unwrap()), digest);
@@ -195,7 +195,7 @@ async fn an_endless_blob_body_stops_at_max_blob_size_after_its_client_left() {
     assert!(largest <= 8 << 20, "spooled {} MiB", largest >> 20);
     assert!(spooled().is_empty(), "the stopped fill left its spool");
     assert!(berth.log().contains("max_blob_size"), "{}", berth.log());
-    assert!(!common::checks::cached(&berth.data_dir, &digest));
+    assert!(!testkit::checks::cached(&berth.data_dir, &digest));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -239,7 +239,7 @@ async fn abandoned_slow_fills_leave_room_for_other_requests() {
     let cached = || {
         blobs
             .iter()
-            .filter(|d| common::checks::cached(&berth.data_dir, d))
+            .filter(|d| testkit::checks::cached(&berth.data_dir, d))
             .count()
     };
     while cached() == 0 {

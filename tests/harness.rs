@@ -4,9 +4,7 @@
 //! straight at the upstream as if it were a mirror.
 #![allow(clippy::unwrap_used)] // also in helpers outside #[test] fns
 
-mod common;
-
-use common::{
+use berth_testkit::{
     Containerd, Skopeo, Upstream, podman_pull, skopeo_copy_to_dir, skopeo_inspect_raw,
     write_hosts_toml,
 };

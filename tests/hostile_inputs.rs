@@ -6,12 +6,12 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use berth_testkit as testkit;
 
+use berth_testkit::checks::sha256;
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, upstream_toml};
 use bytes::Bytes;
-use common::checks::sha256;
-use common::fake_upstream::{Canned, FakeUpstream};
-use common::{Berth, upstream_toml};
 
 const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -209,7 +209,7 @@ async fn a_missing_blob_is_asked_for_once_within_not_found_ttl() {
     }
     assert_eq!(fake.count("/blobs/"), 1, "{:?}", fake.requests());
     let r = client.get(&url).send().await.unwrap();
-    assert_eq!(common::checks::oci_error(r).await.0, "BLOB_UNKNOWN");
+    assert_eq!(testkit::checks::oci_error(r).await.0, "BLOB_UNKNOWN");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -237,7 +237,7 @@ async fn tag_lists_must_be_json_and_keep_only_relative_next_links() {
         serve(junk, None);
         let r = reqwest::get(&url).await.unwrap();
         assert_eq!(r.status(), 502, "{junk}");
-        assert_eq!(common::checks::oci_error(r).await.0, "UNAVAILABLE");
+        assert_eq!(testkit::checks::oci_error(r).await.0, "UNAVAILABLE");
     }
     for (link, kept) in [
         (
@@ -298,7 +298,7 @@ async fn an_unknown_host_prefix_is_refused_and_the_bare_domain_is_the_default() 
     ] {
         let r = get(host, "latest").await.unwrap();
         assert_eq!(r.status(), 404, "{host}");
-        assert_eq!(common::checks::oci_error(r).await.0, "NAME_UNKNOWN");
+        assert_eq!(testkit::checks::oci_error(r).await.0, "NAME_UNKNOWN");
     }
     assert!(hub.requests().is_empty(), "{:?}", hub.requests());
     assert!(other.requests().is_empty(), "{:?}", other.requests());

@@ -5,11 +5,11 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use berth_testkit as testkit;
 
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, upstream_toml};
 use bytes::Bytes;
-use common::fake_upstream::{Canned, FakeUpstream};
-use common::{Berth, upstream_toml};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -487,7 +487,7 @@ async fn an_upstream_that_never_answers_costs_one_deadline_then_nothing() {
             .parse()
             .unwrap();
         assert!((1..=30).contains(&retry), "{path}: Retry-After {retry}");
-        assert_eq!(common::checks::oci_error(r).await.0, "UNAVAILABLE");
+        assert_eq!(testkit::checks::oci_error(r).await.0, "UNAVAILABLE");
         assert!(took < Duration::from_secs(1), "{path} took {took:?}");
     }
     assert_eq!(accepted.load(Ordering::SeqCst), connections);

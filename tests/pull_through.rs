@@ -4,10 +4,10 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use berth_testkit as testkit;
 
-use common::checks::{assert_dir_holds, eventually_cached, json, oci_error};
-use common::{Berth, Skopeo, Upstream, skopeo_copy_to_dir, upstream_toml};
+use berth_testkit::checks::{assert_dir_holds, eventually_cached, json, oci_error};
+use berth_testkit::{Berth, Skopeo, Upstream, skopeo_copy_to_dir, upstream_toml};
 use std::time::Duration;
 
 /// Requests upstream answered with success (the token dance adds 401s).
@@ -104,7 +104,7 @@ async fn pulls_an_oci_index_and_a_docker_manifest_list() {
                 let bytes =
                     std::fs::read(dest.path().join(blob.digest.trim_start_matches("sha256:")))
                         .unwrap();
-                assert_eq!(common::checks::sha256(&bytes), blob.digest);
+                assert_eq!(testkit::checks::sha256(&bytes), blob.digest);
             }
             assert_eq!(
                 answered(&up, "GET", &format!("/manifests/{}", child.digest)),

@@ -4,10 +4,8 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::checks::eventually_cached;
-use common::{Berth, Containerd, Upstream, podman_pull, upstream_toml, write_hosts_toml};
+use berth_testkit::checks::eventually_cached;
+use berth_testkit::{Berth, Containerd, Upstream, podman_pull, upstream_toml, write_hosts_toml};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_pulls_docker_hub_images_through_a_mirror() {

@@ -5,12 +5,12 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
+use berth_testkit as testkit;
 
+use berth_testkit::checks::{oci_error, pseudo_random, sha256};
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, Upstream, skopeo_copy_to_dir, upstream_toml};
 use bytes::Bytes;
-use common::checks::{oci_error, pseudo_random, sha256};
-use common::fake_upstream::{Canned, FakeUpstream};
-use common::{Berth, Upstream, skopeo_copy_to_dir, upstream_toml};
 use std::time::Duration;
 
 const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -123,7 +123,7 @@ async fn a_broken_blob_download_resumes_with_a_range_request() {
             .await
             .contains(r#"berth_upstream_resumes_total{upstream="fake.test"} 1"#)
     );
-    assert!(common::checks::eventually_cached(&berth.data_dir, &digest).await);
+    assert!(testkit::checks::eventually_cached(&berth.data_dir, &digest).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -255,7 +255,7 @@ async fn a_stalled_body_times_out_and_resumes() {
         "{}",
         berth.log()
     );
-    assert!(!common::checks::cached(&berth.data_dir, &digest));
+    assert!(!testkit::checks::cached(&berth.data_dir, &digest));
 }
 
 #[tokio::test(flavor = "multi_thread")]

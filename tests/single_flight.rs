@@ -5,10 +5,8 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::checks::{assert_range, cached, sha256};
-use common::{Berth, Upstream};
+use berth_testkit::checks::{assert_range, cached, sha256};
+use berth_testkit::{Berth, Upstream};
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 use std::time::{Duration, Instant};

@@ -5,10 +5,8 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::checks::sha256;
-use common::{Berth, Upstream, upstream_toml};
+use berth_testkit::checks::sha256;
+use berth_testkit::{Berth, Upstream, upstream_toml};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -5,12 +5,10 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
+use berth_testkit::checks::sha256;
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, upstream_toml};
 use bytes::Bytes;
-use common::checks::sha256;
-use common::fake_upstream::{Canned, FakeUpstream};
-use common::{Berth, upstream_toml};
 
 const BASIC_U_P: &str = "Basic dTpw"; // base64("u:p")
 const MANIFEST: &[u8] = FakeUpstream::MANIFEST;

@@ -5,11 +5,9 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::checks::{pseudo_random, sha256};
-use common::fake_upstream::{Canned, FakeUpstream};
-use common::{Berth, Upstream, upstream_toml};
+use berth_testkit::checks::{pseudo_random, sha256};
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, Upstream, upstream_toml};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 

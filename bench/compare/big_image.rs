@@ -4,10 +4,10 @@
 //! pushes it with skopeo into the upstream registry (bypassing the tap) and
 //! reads back what the registry stored.
 
-use crate::common::Upstream;
-use crate::common::clients::isolated_skopeo;
-use crate::common::images::DOCKER_MANIFEST;
-use crate::common::proc::run;
+use berth_testkit::Upstream;
+use berth_testkit::clients::isolated_skopeo;
+use berth_testkit::images::DOCKER_MANIFEST;
+use berth_testkit::proc::run;
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 

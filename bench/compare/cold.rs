@@ -5,12 +5,12 @@
 //! upstream count comes from the tap.
 
 use crate::big_image::BigImage;
-use crate::common::proc::wait_until;
-use crate::common::{Recorded, skopeo_copy_to_dir};
 use crate::proxy::DistProxy;
-use crate::report::{Table, median, ratio, secs};
 use crate::sys::{Quiet, sync_disks};
 use crate::{Ctx, get_all};
+use berth_testkit::proc::wait_until;
+use berth_testkit::report::{Table, median, ratio, secs};
+use berth_testkit::{Recorded, skopeo_copy_to_dir};
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 3;

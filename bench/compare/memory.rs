@@ -2,11 +2,11 @@
 //! clients pull the 1 GiB layer, cold and then warm; and start-up time on a
 //! data dir holding 100,000 cached blobs, plus what its first request costs.
 
-use crate::common::Berth;
 use crate::proxy::DistProxy;
-use crate::report::{Table, median, mib, ratio, secs};
 use crate::sys::{Quiet, RssSampler, cpu_seconds, status_bytes};
 use crate::{Ctx, get_all};
+use berth_testkit::Berth;
+use berth_testkit::report::{Table, median, mib, ratio, secs};
 use sha2::{Digest as _, Sha256};
 use std::path::Path;
 use std::time::{Duration, Instant};

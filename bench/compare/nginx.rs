@@ -3,7 +3,7 @@
 //! document root in a temp dir. Stopped by SIGTERM to its master's PID (so
 //! the workers exit too), then SIGKILL if it lingers.
 
-use crate::common::proc::{free_port, http_status, wait_port_free, wait_until};
+use berth_testkit::proc::{free_port, http_status, wait_port_free, wait_until};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -4,7 +4,7 @@
 //! stock one (in-memory blob descriptor cache, default info logging) plus
 //! the `proxy` section. Killed by PID on drop.
 
-use crate::common::proc::{ChildGuard, free_port, http_status};
+use berth_testkit::proc::{ChildGuard, free_port, http_status};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;

@@ -8,9 +8,9 @@
 
 use crate::nginx::Nginx;
 use crate::proxy::DistProxy;
-use crate::report::{Table, gibps, median, mib, ratio};
 use crate::sys::{Quiet, status_bytes};
 use crate::{Ctx, sink, warm, wrk};
+use berth_testkit::report::{Table, gibps, median, mib, ratio};
 use std::time::Duration;
 
 const ROUNDS: usize = 3;

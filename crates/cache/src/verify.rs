@@ -1,0 +1,119 @@
+//! `berth cache verify`: re-hash every committed blob and report, or move
+//! to `quarantine/`, any file whose content does not match its name.
+//! Runs offline against the data directory; a running berth may serve
+//! meanwhile (a quarantined blob is simply fetched again on its next use).
+
+use crate::{CacheError, io_err};
+use berth_oci::Digest;
+use sha2::{Digest as _, Sha256};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// What a verification pass found.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    /// Blobs whose content matched their digest.
+    pub ok: u64,
+    /// Files that did not: (path, what is wrong).
+    pub corrupt: Vec<(PathBuf, String)>,
+    /// How many of those were moved to `quarantine/`.
+    pub quarantined: u64,
+}
+
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Verify every blob under `root` (a data directory); with `quarantine`,
+/// move corrupt files to `root/quarantine/`.
+pub fn verify_store(root: &Path, quarantine: bool) -> Result<VerifyReport, CacheError> {
+    let blobs = root.join("blobs").join("sha256");
+    let mut report = VerifyReport::default();
+    let mut files = Vec::new();
+    for shard in std::fs::read_dir(&blobs).map_err(io_err("list", &blobs))? {
+        let shard = shard.map_err(io_err("list", &blobs))?.path();
+        if !shard.is_dir() {
+            files.push(shard);
+            continue;
+        }
+        for entry in std::fs::read_dir(&shard).map_err(io_err("list", &shard))? {
+            files.push(entry.map_err(io_err("list", &shard))?.path());
+        }
+    }
+    files.sort();
+    for path in files {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let problem = match format!("sha256:{name}").parse::<Digest>() {
+            Err(_) => Some("not named by a sha256 digest".to_owned()),
+            Ok(d)
+                if path
+                    .parent()
+                    .and_then(Path::file_name)
+                    .and_then(|s| s.to_str())
+                    != Some(&d.hex()[..2]) =>
+            {
+                Some("stored in the wrong directory".to_owned())
+            }
+            Ok(d) => match hash_file(&path) {
+                Ok(actual) if actual == d.hex() => None,
+                Ok(actual) => Some(format!("content hashes to sha256:{actual}")),
+                Err(e) => Some(format!("cannot be read: {e}")),
+            },
+        };
+        let Some(problem) = problem else {
+            report.ok += 1;
+            continue;
+        };
+        if quarantine {
+            let dir = root.join("quarantine");
+            std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+            let dest = dir.join(name);
+            std::fs::rename(&path, &dest).map_err(io_err("rename", &dest))?;
+            report.quarantined += 1;
+        }
+        report.corrupt.push((path, problem));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_and_quarantines_corrupt_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = Digest::of(b"good");
+        let bad = Digest::of(b"bad");
+        for (d, content) in [(&good, &b"good"[..]), (&bad, &b"tampered"[..])] {
+            let shard = dir.path().join("blobs/sha256").join(&d.hex()[..2]);
+            std::fs::create_dir_all(&shard).unwrap();
+            std::fs::write(shard.join(d.hex()), content).unwrap();
+        }
+        let report = verify_store(dir.path(), false).unwrap();
+        assert_eq!(report.ok, 1);
+        assert_eq!(report.corrupt.len(), 1);
+        assert!(
+            report.corrupt[0]
+                .1
+                .contains(&Digest::of(b"tampered").hex().to_string())
+        );
+        let report = verify_store(dir.path(), true).unwrap();
+        assert_eq!(report.quarantined, 1);
+        assert!(dir.path().join("quarantine").join(bad.hex()).exists());
+        let report = verify_store(dir.path(), false).unwrap();
+        assert!(report.corrupt.is_empty());
+    }
+}

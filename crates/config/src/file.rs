@@ -1,0 +1,62 @@
+//! The on-disk TOML shape: every key optional, unknown keys refused, and a
+//! parse error that names the key path.
+
+use crate::{ConfigError, LogFormat};
+use serde::Deserialize;
+
+/// The file as written, before defaults and validation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) listen: Option<String>,
+    pub(super) data_dir: Option<String>,
+    pub(super) domain: Option<String>,
+    pub(super) shutdown_grace: Option<String>,
+    pub(super) log_format: Option<LogFormat>,
+    pub(super) builtin_upstreams: Option<bool>,
+    pub(super) server: Option<crate::server::RawServer>,
+    #[serde(default)]
+    pub(super) upstreams: Vec<RawUpstream>,
+}
+
+/// One `[[upstreams]]` table as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub(super) name: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) default: Option<bool>,
+    pub(super) auto_library: Option<bool>,
+    pub(super) host_prefix: Option<String>,
+    pub(super) aliases: Option<Vec<String>>,
+    pub(super) realm_hosts: Option<Vec<String>>,
+    pub(super) username: Option<String>,
+    pub(super) password: Option<String>,
+    pub(super) password_file: Option<String>,
+    pub(super) tag_ttl: Option<String>,
+    pub(super) max_blob_size: Option<super::fills::RawSize>,
+    pub(super) unattended_fills: Option<u32>,
+    pub(super) mirrors: Option<Vec<String>>,
+    pub(super) connect_timeout: Option<String>,
+    pub(super) header_timeout: Option<String>,
+    pub(super) idle_timeout: Option<String>,
+    pub(super) retries: Option<u32>,
+    pub(super) max_concurrent: Option<u32>,
+    pub(super) queue_timeout: Option<String>,
+    pub(super) stale_on_not_found: Option<bool>,
+    pub(super) not_found_ttl: Option<String>,
+    pub(super) manifest_timeout: Option<String>,
+    pub(super) request_deadline: Option<String>,
+}
+
+/// Parse TOML text into the raw shape. The error names the key path.
+pub(super) fn parse(text: &str) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| ConfigError::one("(file)", e.to_string().trim().to_owned()))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let reason = e.inner().message().to_owned();
+        let key = if key == "." { "(file)".to_owned() } else { key };
+        ConfigError::one(key, reason)
+    })
+}

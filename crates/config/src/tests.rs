@@ -1,0 +1,252 @@
+//! Unit tests for parsing, merging and validating configuration.
+
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+#[test]
+fn embedded_defaults() {
+    let c = Config::embedded(&no_env).unwrap();
+    assert_eq!(c.listen.to_string(), "0.0.0.0:5000");
+    assert_eq!(c.data_dir, PathBuf::from("berth-data"));
+    let hub = c.upstream("docker.io").unwrap();
+    assert!(hub.default && hub.auto_library);
+    assert_eq!(hub.url.as_str(), "https://registry-1.docker.io/");
+    assert_eq!(hub.tag_ttl, DEFAULT_TAG_TTL);
+    for name in [
+        "ghcr.io",
+        "quay.io",
+        "gcr.io",
+        "registry.k8s.io",
+        "k8s.gcr.io",
+        "public.ecr.aws",
+        "mcr.microsoft.com",
+        "docker.cloudsmith.io",
+        "nvcr.io",
+    ] {
+        assert!(c.upstream(name).is_some(), "{name}");
+    }
+    assert_eq!(c.upstreams.iter().filter(|u| u.default).count(), 1);
+}
+
+#[test]
+fn file_entry_replaces_builtin_and_takes_default() {
+    let text = r#"
+        listen = "127.0.0.1:0"
+        [[upstreams]]
+        name = "docker.io"
+        url = "http://127.0.0.1:9999"
+        auto_library = true
+        tag_ttl = "1m"
+        username = "u"
+        password = "p"
+        [[upstreams]]
+        name = "mine.example"
+        url = "https://mine.example"
+        default = true
+    "#;
+    let c = Config::from_toml(text, &no_env).unwrap();
+    let hub = c.upstream("docker.io").unwrap();
+    assert_eq!(hub.url.as_str(), "http://127.0.0.1:9999/");
+    assert!(!hub.default);
+    assert_eq!(hub.tag_ttl, Duration::from_secs(60));
+    assert_eq!(hub.credentials.as_ref().unwrap().password.expose(), "p");
+    assert!(format!("{hub:?}").contains("Secret(***)"));
+    assert!(!format!("{hub:?}").contains("\"p\""));
+    assert!(c.upstream("mine.example").unwrap().default);
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let err =
+        Config::from_toml("[[upstreams]]\nname = \"a.io\"\nurll = \"x\"\n", &no_env).unwrap_err();
+    assert_eq!(err.0.len(), 1);
+    assert!(err.0[0].key.contains("upstreams[0]"), "{err}");
+    assert!(err.0[0].reason.contains("unknown field `urll`"), "{err}");
+}
+
+#[test]
+fn wrong_type_is_named() {
+    let err = Config::from_toml("listen = 5000\n", &no_env).unwrap_err();
+    assert_eq!(err.0[0].key, "listen", "{err}");
+    let err = Config::from_toml(
+        "[[upstreams]]\nname = \"a.io\"\ndefault = \"yes\"\n",
+        &no_env,
+    )
+    .unwrap_err();
+    assert_eq!(err.0[0].key, "upstreams[0].default", "{err}");
+}
+
+#[test]
+fn every_problem_is_listed() {
+    let text = r#"
+        listen = "nowhere"
+        builtin_upstreams = false
+        [[upstreams]]
+        name = "Bad/Name"
+        url = "ftp://x"
+        tag_ttl = "soon"
+        [[upstreams]]
+        name = "b.io"
+        url = "https://b.io"
+        username = "only-user"
+    "#;
+    let err = Config::from_toml(text, &no_env).unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "listen",
+            "upstreams[0].name",
+            "upstreams[0].url",
+            "upstreams[0].tag_ttl",
+            "upstreams[1].password"
+        ],
+        "{err}"
+    );
+}
+
+#[test]
+fn duplicates_and_two_defaults_are_refused() {
+    let text = r#"
+        builtin_upstreams = false
+        [[upstreams]]
+        name = "a.io"
+        url = "https://a.io"
+        default = true
+        host_prefix = "x"
+        [[upstreams]]
+        name = "b.io"
+        url = "https://b.io"
+        default = true
+        host_prefix = "x"
+    "#;
+    let err = Config::from_toml(text, &no_env).unwrap_err().to_string();
+    assert!(
+        err.contains("more than one upstream has default = true"),
+        "{err}"
+    );
+    assert!(err.contains("upstreams.b.io.host_prefix"), "{err}");
+}
+
+#[test]
+fn environment_overrides() {
+    let env = |k: &str| match k {
+        "BERTH_LISTEN" => Some("127.0.0.1:7000".to_owned()),
+        "BERTH_UPSTREAM_DOCKER_IO_USERNAME" => Some("envuser".to_owned()),
+        "BERTH_UPSTREAM_DOCKER_IO_PASSWORD" => Some("envpass".to_owned()),
+        _ => None,
+    };
+    let c = Config::embedded(&env).unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
+    let creds = c
+        .upstream("docker.io")
+        .unwrap()
+        .credentials
+        .clone()
+        .unwrap();
+    assert_eq!(creds.username, "envuser");
+    assert_eq!(creds.password.expose(), "envpass");
+    let bad = |k: &str| (k == "BERTH_LISTEN").then(|| "x".to_owned());
+    assert_eq!(Config::embedded(&bad).unwrap_err().0[0].key, "BERTH_LISTEN");
+}
+
+#[test]
+fn example_config_parses() {
+    let text = include_str!("../../../config/example.toml");
+    let c = Config::from_toml(text, &no_env).unwrap();
+    assert!(c.upstream("docker.io").is_some());
+}
+
+#[test]
+fn credentials_in_upstream_urls_are_refused_without_echoing_them() {
+    let text = r#"
+        builtin_upstreams = false
+        [[upstreams]]
+        name = "a.io"
+        url = "https://user:s3cret@a.io"
+        mirrors = ["https://b.io", "https://token:s3cret@c.io"]
+    "#;
+    let err = Config::from_toml(text, &no_env).unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["upstreams[0].url", "upstreams[0].mirrors[1]"],
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("username") && text.contains("password_file"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret"), "{text}");
+    let user_only =
+        "builtin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://user@a.io\"\n";
+    assert_eq!(
+        Config::from_toml(user_only, &no_env).unwrap_err().0[0].key,
+        "upstreams[0].url"
+    );
+}
+
+#[test]
+fn realm_hosts_take_an_optional_port() {
+    let entry = |hosts: &str| {
+        let text = format!(
+            "builtin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\nrealm_hosts = {hosts}\n"
+        );
+        Config::from_toml(&text, &no_env)
+    };
+    let c = entry(r#"["auth.a.io", "auth.a.io:8443"]"#).unwrap();
+    assert_eq!(
+        c.upstream("a.io").unwrap().realm_hosts,
+        ["auth.a.io", "auth.a.io:8443"]
+    );
+    for bad in [
+        r#"["auth.a.io:"]"#,
+        r#"["auth.a.io:x"]"#,
+        r#"["a:1:2"]"#,
+        r#"[":443"]"#,
+        r#"["h:0"]"#,
+    ] {
+        let err = entry(bad).unwrap_err();
+        assert_eq!(err.0[0].key, "upstreams[0].realm_hosts", "{bad}: {err}");
+    }
+}
+
+#[test]
+fn manifest_timeout_defaults_and_refuses_zero() {
+    let base =
+        "builtin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+    let c = Config::from_toml(base, &no_env).unwrap();
+    assert_eq!(
+        c.upstream("a.io").unwrap().resilience.manifest_timeout,
+        Duration::from_secs(30)
+    );
+    let c = Config::from_toml(&format!("{base}manifest_timeout = \"5s\"\n"), &no_env).unwrap();
+    assert_eq!(
+        c.upstream("a.io").unwrap().resilience.manifest_timeout,
+        Duration::from_secs(5)
+    );
+    let err =
+        Config::from_toml(&format!("{base}manifest_timeout = \"0s\"\n"), &no_env).unwrap_err();
+    assert_eq!(err.0[0].key, "upstreams[0].manifest_timeout", "{err}");
+}
+
+#[test]
+fn request_deadline_defaults_and_refuses_zero() {
+    let base =
+        "builtin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+    let deadline = |extra: &str| {
+        Config::from_toml(&format!("{base}{extra}"), &no_env)
+            .map(|c| c.upstream("a.io").unwrap().resilience.request_deadline)
+    };
+    assert_eq!(deadline(""), Ok(Duration::from_secs(20)));
+    assert_eq!(
+        deadline("request_deadline = \"3s\"\n"),
+        Ok(Duration::from_secs(3))
+    );
+    let err = deadline("request_deadline = \"0s\"\n").unwrap_err();
+    assert_eq!(err.0[0].key, "upstreams[0].request_deadline", "{err}");
+}

@@ -1,0 +1,368 @@
+//! Turns the raw file into a [`Config`]: merges built-in upstreams, applies
+//! defaults and `BERTH_*` environment overrides, and collects every problem
+//! instead of stopping at the first.
+
+use crate::file::{RawConfig, RawUpstream};
+use crate::{
+    Config, ConfigError, ConfigProblem, Credentials, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_TAG_TTL, LogFormat, Secret, UpstreamConfig, builtin,
+};
+use std::time::Duration;
+
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+#[derive(Default)]
+pub(super) struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    pub(super) fn add(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(ConfigProblem {
+            key: key.into(),
+            reason: reason.into(),
+        });
+    }
+}
+
+pub(super) fn duration(
+    p: &mut Problems,
+    key: &str,
+    value: Option<&str>,
+    default: Duration,
+) -> Duration {
+    match value.map(humantime::parse_duration) {
+        None => default,
+        Some(Ok(d)) => d,
+        Some(Err(e)) => {
+            p.add(key, format!("not a duration like \"30s\" or \"5m\": {e}"));
+            default
+        }
+    }
+}
+
+/// The environment variable that overrides an upstream's `field`:
+/// `BERTH_UPSTREAM_DOCKER_IO_PASSWORD` for `docker.io`.
+pub(super) fn upstream_env_var(name: &str, field: &str) -> String {
+    let norm: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("BERTH_UPSTREAM_{norm}_{}", field.to_ascii_uppercase())
+}
+
+/// Build the validated config from the raw file and the environment.
+pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError> {
+    let mut p = Problems::default();
+    let (listen_key, listen_text) = match env("BERTH_LISTEN") {
+        Some(v) => ("BERTH_LISTEN", v),
+        None => (
+            "listen",
+            raw.listen
+                .take()
+                .unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+        ),
+    };
+    let listen = listen_text.parse().unwrap_or_else(|e| {
+        p.add(
+            listen_key,
+            format!("{listen_text:?} is not an address like 0.0.0.0:5000: {e}"),
+        );
+        ([0, 0, 0, 0], 5000).into()
+    });
+    let data_dir = env("BERTH_DATA_DIR")
+        .or(raw.data_dir.take())
+        .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
+    if data_dir.is_empty() {
+        p.add("data_dir", "must not be empty");
+    }
+    let domain = env("BERTH_DOMAIN")
+        .or(raw.domain.take())
+        .map(|d| d.to_ascii_lowercase());
+    if domain
+        .as_deref()
+        .is_some_and(|d| d.is_empty() || d.contains('/') || d.contains(':'))
+    {
+        p.add(
+            "domain",
+            "must be a bare DNS name such as mirror.example.com",
+        );
+    }
+    let shutdown_grace = duration(
+        &mut p,
+        "shutdown_grace",
+        raw.shutdown_grace.as_deref(),
+        DEFAULT_SHUTDOWN_GRACE,
+    );
+    let log_format = match env("BERTH_LOG_FORMAT").as_deref() {
+        Some("json") => LogFormat::Json,
+        Some("text") => LogFormat::Text,
+        Some(other) => {
+            p.add(
+                "BERTH_LOG_FORMAT",
+                format!("{other:?} is neither \"text\" nor \"json\""),
+            );
+            LogFormat::Text
+        }
+        None => raw.log_format.unwrap_or(LogFormat::Text),
+    };
+    let server = crate::server::build(&mut p, raw.server.as_ref());
+    let upstreams = upstreams(&mut p, &raw, env);
+    if p.0.is_empty() {
+        Ok(Config {
+            listen,
+            data_dir: data_dir.into(),
+            domain,
+            shutdown_grace,
+            log_format,
+            server,
+            upstreams,
+        })
+    } else {
+        Err(ConfigError(p.0))
+    }
+}
+
+/// Merge built-ins with the file's `[[upstreams]]` (a file entry replaces
+/// the built-in of the same name) and validate each.
+fn upstreams(p: &mut Problems, raw: &RawConfig, env: Env<'_>) -> Vec<UpstreamConfig> {
+    let file_default = raw.upstreams.iter().any(|u| u.default == Some(true));
+    let mut merged: Vec<(String, RawUpstream)> = Vec::new();
+    if raw.builtin_upstreams.unwrap_or(true) {
+        for mut b in builtin::upstreams() {
+            let name = b.name.clone().unwrap_or_default();
+            if raw
+                .upstreams
+                .iter()
+                .any(|u| u.name.as_deref() == Some(&name))
+            {
+                continue;
+            }
+            if file_default {
+                b.default = Some(false);
+            }
+            merged.push((format!("(built-in {name})"), b));
+        }
+    }
+    for (i, u) in raw.upstreams.iter().enumerate() {
+        merged.push((format!("upstreams[{i}]"), u.clone()));
+    }
+    if merged.is_empty() {
+        p.add(
+            "upstreams",
+            "no upstream configured (builtin_upstreams = false and no [[upstreams]])",
+        );
+    }
+    let built: Vec<UpstreamConfig> = merged
+        .iter()
+        .filter_map(|(key, u)| upstream(p, key, u, env))
+        .collect();
+    check_unique(p, &built);
+    built
+}
+
+fn check_unique(p: &mut Problems, built: &[UpstreamConfig]) {
+    for (i, u) in built.iter().enumerate() {
+        let earlier = &built[..i];
+        if earlier.iter().any(|e| e.name == u.name) {
+            p.add(
+                format!("upstreams.{}", u.name),
+                "name is used by more than one upstream",
+            );
+        }
+        if let Some(prefix) = &u.host_prefix
+            && earlier
+                .iter()
+                .any(|e| e.host_prefix.as_ref() == Some(prefix))
+        {
+            p.add(
+                format!("upstreams.{}.host_prefix", u.name),
+                format!("{prefix:?} is used by more than one upstream"),
+            );
+        }
+        for alias in &u.aliases {
+            if built.iter().any(|e| &e.name == alias)
+                || earlier.iter().any(|e| e.aliases.contains(alias))
+            {
+                p.add(
+                    format!("upstreams.{}.aliases", u.name),
+                    format!("{alias:?} already names another upstream"),
+                );
+            }
+        }
+    }
+    if built.iter().filter(|u| u.default).count() > 1 {
+        p.add("upstreams", "more than one upstream has default = true");
+    }
+}
+
+fn registry_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-_:".contains(&b))
+        && !name.starts_with(['.', '-'])
+        && !name.contains("..")
+}
+
+fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Option<UpstreamConfig> {
+    let before = p.0.len();
+    let name = u.name.clone().unwrap_or_default();
+    if !registry_name_ok(&name) {
+        p.add(
+            format!("{key}.name"),
+            format!("{name:?} must be a registry name such as \"ghcr.io\" (lowercase, no '/')"),
+        );
+    }
+    let url = match u.url.as_deref() {
+        None => {
+            p.add(format!("{key}.url"), "is required");
+            None
+        }
+        Some(text) => parse_url(p, &format!("{key}.url"), text),
+    };
+    for (field, list) in [("aliases", &u.aliases), ("realm_hosts", &u.realm_hosts)] {
+        for item in list.iter().flatten() {
+            if !registry_name_ok(item) {
+                p.add(
+                    format!("{key}.{field}"),
+                    format!("{item:?} is not a lowercase host name"),
+                );
+            }
+        }
+    }
+    for item in u.realm_hosts.iter().flatten() {
+        if let Some((host, port)) = item.split_once(':')
+            && (host.is_empty() || port.parse::<u16>().map_or(true, |n| n == 0))
+        {
+            p.add(
+                format!("{key}.realm_hosts"),
+                format!("{item:?} must be a host name or host:port with a port from 1 to 65535"),
+            );
+        }
+    }
+    if let Some(prefix) = &u.host_prefix
+        && (prefix.is_empty()
+            || !prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+    {
+        p.add(
+            format!("{key}.host_prefix"),
+            format!("{prefix:?} must be one DNS label such as \"ghcr\""),
+        );
+    }
+    let credentials = credentials(p, key, &name, u, env);
+    let tag_ttl = duration(
+        p,
+        &format!("{key}.tag_ttl"),
+        u.tag_ttl.as_deref(),
+        DEFAULT_TAG_TTL,
+    );
+    let resilience = super::resilience::build(p, key, u);
+    let fills = super::fills::build(p, key, u, resilience.max_concurrent);
+    let url = url?;
+    (p.0.len() == before).then(|| UpstreamConfig {
+        name,
+        url,
+        default: u.default.unwrap_or(false),
+        auto_library: u.auto_library.unwrap_or(false),
+        host_prefix: u.host_prefix.clone(),
+        aliases: u.aliases.clone().unwrap_or_default(),
+        realm_hosts: u.realm_hosts.clone().unwrap_or_default(),
+        credentials,
+        tag_ttl,
+        fills,
+        resilience,
+    })
+}
+
+/// An upstream base URL: http(s), with a host, no credentials, query or
+/// fragment.
+pub(super) fn parse_url(p: &mut Problems, key: &str, text: &str) -> Option<url::Url> {
+    match url::Url::parse(text) {
+        Err(e) => {
+            p.add(key, format!("not a URL: {e}"));
+            None
+        }
+        Ok(url) if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() => {
+            p.add(key, "must be an http:// or https:// URL with a host");
+            None
+        }
+        Ok(url) if url.query().is_some() || url.fragment().is_some() => {
+            p.add(key, "must not carry a query or fragment");
+            None
+        }
+        // The message must not repeat the URL: it holds a secret.
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            p.add(
+                key,
+                "must not carry credentials (user:password@host); set `username` and `password_file` (or `password`) instead",
+            );
+            None
+        }
+        Ok(url) => Some(url),
+    }
+}
+
+fn credentials(
+    p: &mut Problems,
+    key: &str,
+    name: &str,
+    u: &RawUpstream,
+    env: Env<'_>,
+) -> Option<Credentials> {
+    let username = env(&upstream_env_var(name, "username")).or_else(|| u.username.clone());
+    let password = match (
+        env(&upstream_env_var(name, "password")),
+        &u.password,
+        &u.password_file,
+    ) {
+        (Some(v), _, _) => Some(v),
+        (None, Some(_), Some(_)) => {
+            p.add(
+                format!("{key}.password_file"),
+                "set either password or password_file, not both",
+            );
+            None
+        }
+        (None, Some(v), None) => Some(v.clone()),
+        (None, None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(v) => Some(v.trim_end_matches(['\r', '\n']).to_owned()),
+            Err(e) => {
+                p.add(
+                    format!("{key}.password_file"),
+                    format!("cannot read {path:?}: {e}"),
+                );
+                None
+            }
+        },
+        (None, None, None) => None,
+    };
+    match (username, password) {
+        (Some(username), Some(password)) => Some(Credentials {
+            username,
+            password: Secret::new(password),
+        }),
+        (None, None) => None,
+        (Some(_), None) => {
+            p.add(
+                format!("{key}.password"),
+                "username is set but no password or password_file",
+            );
+            None
+        }
+        (None, Some(_)) => {
+            p.add(
+                format!("{key}.username"),
+                "a password is set but no username",
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! GET and HEAD of blobs, with single-range support on cached blobs and on
+//! blobs still being fetched.
+
+use crate::access_log::Trail;
+use crate::admit::Admitted;
+use crate::error::ApiError;
+use crate::manifests::cache_header;
+use crate::range::{RangeAnswer, parse_range};
+use crate::{HttpState, Incoming, registry_headers, zero_copy};
+use axum::body::Body;
+use axum::response::Response;
+use berth_cache::BlobBytes;
+use berth_oci::Digest;
+use berth_pull::PullError;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use std::sync::Arc;
+
+/// Cached blob ranges up to this size are read in place and sent with the
+/// headers in one write; larger ones are sent with `sendfile` or streamed.
+const READ_NOW_MAX: u64 = 64 << 10;
+
+fn blob_headers(headers: &mut HeaderMap, digest: &Digest) {
+    registry_headers(headers);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+        headers.insert("docker-content-digest", v.clone());
+        if let Ok(etag) = HeaderValue::from_str(&format!("\"{digest}\"")) {
+            headers.insert(header::ETAG, etag);
+        }
+    }
+}
+
+pub(crate) async fn serve(
+    state: &HttpState,
+    admitted: &Admitted,
+    digest: &Digest,
+    incoming: &Incoming<'_>,
+    trail: &mut Trail,
+) -> Result<Response, ApiError> {
+    if incoming.method == Method::HEAD {
+        let (size, outcome) = state
+            .pull
+            .blob_size(&admitted.registry, &admitted.repo, digest)
+            .await?;
+        trail.outcome = Some(outcome);
+        let mut response = Response::new(Body::empty());
+        blob_headers(response.headers_mut(), digest);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        return Ok(response);
+    }
+    let source = state
+        .pull
+        .open_blob(&admitted.registry, &admitted.repo, digest)
+        .await?;
+    trail.outcome = Some(source.outcome);
+    let x_cache = cache_header(source.outcome);
+    let range_header = incoming
+        .headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| source.seekable());
+    let (status, start, end) = match source.size {
+        None => (StatusCode::OK, 0, None),
+        Some(size) => match parse_range(range_header, size) {
+            RangeAnswer::Full => (StatusCode::OK, 0, Some(size)),
+            RangeAnswer::Partial { start, end } => (StatusCode::PARTIAL_CONTENT, start, Some(end)),
+            RangeAnswer::Unsatisfiable => return Err(ApiError::range_not_satisfiable(size)),
+        },
+    };
+    let total = source.size;
+    let bytes = state.pull.stream_blob(source, start, end).await?;
+    let body = match (bytes, &incoming.outbox) {
+        (BlobBytes::Memory(bytes), _) => Body::from(bytes),
+        (BlobBytes::File(span), _) if span.complete_len().is_some_and(|n| n <= READ_NOW_MAX) => {
+            let bytes = span
+                .read_now()
+                .map_err(|e| PullError::cache_read(digest, e))?;
+            Body::from(bytes)
+        }
+        (BlobBytes::File(span), Some(outbox)) => zero_copy::body(span, Arc::clone(outbox)),
+        (bytes, _) => match &incoming.budget {
+            Some(budget) => budget.body(bytes.into_stream()),
+            None => Body::from_stream(bytes.into_stream()),
+        },
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    blob_headers(headers, digest);
+    headers.insert("x-cache", HeaderValue::from_static(x_cache));
+    if let Some(end) = end {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end - start));
+    }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let (Some(end), Some(total)) = (end, total)
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{total}", end - 1))
+    {
+        headers.insert(header::CONTENT_RANGE, v);
+    }
+    Ok(response)
+}

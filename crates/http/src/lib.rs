@@ -1,0 +1,205 @@
+//! The HTTP edge: the registry API router, its handlers, and the one error
+//! type that becomes a response. Each registry request goes parse → admit
+//! → pull → response, inside one tracing span, and ends in one log line.
+//!
+//! Uses `pull`, `upstream` (types only), `oci` and `metrics`.
+
+mod access_log;
+mod admit;
+mod blobs;
+mod budget;
+mod error;
+mod manifests;
+mod passthrough;
+pub mod range;
+mod route;
+mod server;
+mod zero_copy;
+
+use access_log::{LoggedBody, Trail};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use berth_metrics::Metrics;
+use berth_pull::PullService;
+use berth_upstream::UpstreamSet;
+use budget::BodyBudget;
+use error::ApiError;
+use http::{HeaderMap, HeaderValue, Method, header};
+use server::ConnInfo;
+pub use server::Server;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::time::Instant;
+use tracing::Instrument;
+use zero_copy::Outbox;
+
+/// Everything handlers share.
+#[derive(Debug)]
+pub struct HttpState {
+    /// The engine.
+    pub pull: Arc<PullService>,
+    /// Configured upstreams.
+    pub upstreams: Arc<UpstreamSet>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Base domain for Host routing.
+    pub domain: Option<String>,
+    /// Source of request ids.
+    pub next_request_id: AtomicU64,
+}
+
+/// The registry API, health and metrics routes.
+pub fn router(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/v2", any(base))
+        .route("/v2/", any(base))
+        .route("/v2/{*rest}", any(registry))
+        .route("/health", get(health))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found_route() })
+        .with_state(state)
+}
+
+const API_VERSION: &str = "registry/2.0";
+
+async fn base(method: Method) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return ApiError::read_only().into_response();
+    }
+    let mut r = ([(header::CONTENT_TYPE, "application/json")], "{}").into_response();
+    r.headers_mut().insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static(API_VERSION),
+    );
+    r
+}
+
+async fn health() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// The parts of a request the handlers read.
+#[derive(Debug)]
+pub(crate) struct Incoming<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) headers: &'a HeaderMap,
+    /// Set on plain HTTP/1 connections, where blob bodies can be sent from
+    /// the file with `sendfile`.
+    pub(crate) outbox: Option<Arc<Outbox>>,
+    /// What streamed bodies on this connection may hold in memory.
+    pub(crate) budget: Option<BodyBudget>,
+}
+
+async fn registry(State(state): State<Arc<HttpState>>, request: Request) -> Response {
+    let id = state.next_request_id.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let (request, _body) = request.into_parts();
+    let conn = request.extensions.get::<ConnInfo>();
+    // Zero-copy bodies only on HTTP/1: HTTP/2 frames body chunks itself.
+    let outbox = conn
+        .filter(|_| request.version <= http::Version::HTTP_11)
+        .map(|info| Arc::clone(&info.outbox));
+    let budget = conn.map(|info| info.budget.clone());
+    let method = request.method.clone();
+    let path = request.uri.path().to_owned();
+    let client = conn.map(|info| tracing::field::display(info.peer));
+    let span = tracing::info_span!("request", id, %method, path = %path, client);
+    let mut trail = Trail {
+        route: "invalid",
+        ..Trail::default()
+    };
+    let response = dispatch(&state, &request, (outbox, budget), &mut trail)
+        .instrument(span.clone())
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    let status = response.status().as_u16();
+    let metrics = Arc::clone(&state.metrics);
+    response.map(|body| LoggedBody::wrap(body, trail, status, span, started, metrics))
+}
+
+async fn dispatch(
+    state: &HttpState,
+    request: &http::request::Parts,
+    (outbox, budget): (Option<Arc<Outbox>>, Option<BodyBudget>),
+    trail: &mut Trail,
+) -> Result<Response, ApiError> {
+    let rest = request.uri.path().strip_prefix("/v2/").unwrap_or_default();
+    let route = route::parse(rest)?;
+    trail.route = route.endpoint.route();
+    if request.method != Method::GET && request.method != Method::HEAD
+        || route.endpoint == route::Endpoint::Upload
+    {
+        return Err(ApiError::read_only());
+    }
+    let query = request.uri.query();
+    let ns = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "ns")
+            .map(|(_, v)| v.into_owned())
+    });
+    let meta = admit::RequestMeta {
+        ns: ns.as_deref(),
+        host: request
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok()),
+    };
+    let admitted = admit::admit(&state.upstreams, state.domain.as_deref(), &route, &meta)?;
+    trail.upstream = Some(admitted.registry.name().to_owned());
+    trail.repo = Some(admitted.repo.to_string());
+    let incoming = Incoming {
+        method: &request.method,
+        headers: &request.headers,
+        outbox,
+        budget,
+    };
+    match &route.endpoint {
+        route::Endpoint::Manifest(reference) => {
+            manifests::serve(state, &admitted, reference, &incoming, trail).await
+        }
+        route::Endpoint::Blob(digest) => {
+            blobs::serve(state, &admitted, digest, &incoming, trail).await
+        }
+        route::Endpoint::Tags => passthrough::tags(&admitted, query).await,
+        route::Endpoint::Referrers(digest) => {
+            passthrough::referrers(&admitted, digest, query).await
+        }
+        route::Endpoint::Upload => Err(ApiError::read_only()),
+    }
+}
+
+/// Headers every successful registry answer carries.
+pub(crate) fn registry_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static(API_VERSION),
+    );
+}
+
+/// An empty body (HEAD) or the given one.
+pub(crate) fn body_for(method: &Method, body: impl FnOnce() -> Body) -> Body {
+    if method == Method::HEAD {
+        Body::empty()
+    } else {
+        body()
+    }
+}

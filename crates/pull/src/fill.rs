@@ -1,0 +1,460 @@
+//! One upstream download per digest. The first request for a missing blob
+//! starts a fill task that owns the download; it writes into a spool from a
+//! blocking writer thread (with a hashing thread beside it), publishes
+//! progress to every reader, and commits the blob only if the digest
+//! matches. Readers tail the spool at their own pace, so the fill is never
+//! slowed by a slow client, and it goes on when its clients disconnect,
+//! within the limits of `limits.rs`.
+
+use crate::PullError;
+use crate::blobs::miss_key;
+use crate::direct::DiskHealth;
+use crate::limits::{SPACE_CHECK_EVERY, SPACE_RESERVE, Unattended};
+use crate::misses::Misses;
+use crate::writer::{self, Piece, Written};
+use berth_cache::{BlobStore, CacheError, Progress, ProgressState, Spool};
+use berth_metrics::{Metrics, UpstreamLabels};
+use berth_oci::{Digest, RepoName};
+use berth_upstream::{BlobBody, BlobDownload, Registry, UpstreamError};
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Semaphore, watch};
+
+/// A fill whose download has started: readers open this.
+#[derive(Debug, Clone)]
+pub(super) struct FillHandle {
+    pub(super) file: Arc<File>,
+    pub(super) progress: watch::Receiver<Progress>,
+    pub(super) size: Option<u64>,
+}
+
+/// A fill whose download has started, as the fill table holds it: readers
+/// subscribe to its progress when they join, so that the fill can tell
+/// when none is left.
+#[derive(Debug, Clone)]
+struct Started {
+    file: Arc<File>,
+    progress: watch::Sender<Progress>,
+    size: Option<u64>,
+}
+
+/// Where a fill stands before its body flows.
+#[derive(Debug, Clone)]
+enum FillStart {
+    Pending,
+    Started(Started),
+    Failed(PullError),
+    /// The cache has no room: the first taker streams this download
+    /// directly, later ones start their own.
+    NoRoom(Arc<Mutex<Option<BlobDownload>>>),
+}
+
+/// What joining a fill gives.
+#[derive(Debug)]
+pub(super) enum Joined {
+    /// Read the fill.
+    Fill {
+        /// The fill to read.
+        handle: FillHandle,
+        /// Another request started it: this one joined.
+        coalesced: bool,
+    },
+    /// Stream from upstream without caching: this download if one was
+    /// handed over, else start one.
+    Direct(Option<BlobDownload>),
+}
+
+/// In-flight fills by digest.
+#[derive(Debug, Default)]
+pub(super) struct FillTable {
+    fills: Arc<Mutex<HashMap<Digest, watch::Receiver<FillStart>>>>,
+}
+
+/// Everything a fill task needs.
+#[derive(Debug)]
+pub(super) struct FillJob {
+    pub(super) blobs: Arc<dyn BlobStore>,
+    pub(super) registry: Arc<Registry>,
+    pub(super) repo: RepoName,
+    pub(super) digest: Digest,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) disk: Arc<DiskHealth>,
+    pub(super) misses: Misses,
+    /// The upstream's share of fills that may go on with no client.
+    pub(super) unattended: Arc<Semaphore>,
+}
+
+impl FillJob {
+    /// The cache disk failed a write: count it, and bypass the cache a while.
+    fn disk_write_failed(&self) {
+        self.disk.write_failed();
+        self.metrics.cache_write_failures.inc();
+    }
+}
+
+/// Removes the table entry when the fill task ends, however it ends.
+struct Deregister {
+    fills: Arc<Mutex<HashMap<Digest, watch::Receiver<FillStart>>>>,
+    digest: Digest,
+}
+
+impl Drop for Deregister {
+    fn drop(&mut self) {
+        if let Ok(mut fills) = self.fills.lock() {
+            fills.remove(&self.digest);
+        }
+    }
+}
+
+impl FillTable {
+    /// A handle on the fill for `job.digest`: an existing one (the flag is
+    /// true: coalesced) or a new one started with `job`.
+    pub(super) async fn join_or_start(&self, job: FillJob) -> Result<Joined, PullError> {
+        let (mut rx, mine) = {
+            let mut fills = self
+                .fills
+                .lock()
+                .map_err(|_| PullError::Internal("fill table poisoned".into()))?;
+            match fills.get(&job.digest) {
+                Some(rx) => (rx.clone(), None),
+                None => {
+                    let (tx, rx) = watch::channel(FillStart::Pending);
+                    // The starter reads from the first moment, so the fill
+                    // never sees itself abandoned before it began.
+                    let (progress, reader) = watch::channel(Progress {
+                        written: 0,
+                        state: ProgressState::Filling,
+                    });
+                    fills.insert(job.digest.clone(), rx.clone());
+                    let deregister = Deregister {
+                        fills: Arc::clone(&self.fills),
+                        digest: job.digest.clone(),
+                    };
+                    tokio::spawn(async move {
+                        let _deregister = deregister;
+                        run(job, tx, progress).await;
+                    });
+                    (rx, Some(reader))
+                }
+            }
+        };
+        let joined = mine.is_none();
+        let start = rx
+            .wait_for(|s| !matches!(s, FillStart::Pending))
+            .await
+            .map_err(|_| PullError::Internal("blob download task ended unexpectedly".into()))?
+            .clone();
+        match start {
+            FillStart::Started(started) => {
+                let progress = mine.unwrap_or_else(|| started.progress.subscribe());
+                let handle = FillHandle {
+                    file: started.file,
+                    progress,
+                    size: started.size,
+                };
+                Ok(Joined::Fill {
+                    handle,
+                    coalesced: joined,
+                })
+            }
+            FillStart::Failed(e) => Err(e),
+            FillStart::NoRoom(download) => Ok(Joined::Direct(
+                download.lock().ok().and_then(|mut d| d.take()),
+            )),
+            FillStart::Pending => Err(PullError::Internal("blob download did not start".into())),
+        }
+    }
+}
+
+async fn run(job: FillJob, start: watch::Sender<FillStart>, progress_tx: watch::Sender<Progress>) {
+    let download = match job.registry.get_blob(&job.repo, &job.digest, 0).await {
+        Ok(d) => d,
+        Err(e) => {
+            if matches!(e, UpstreamError::NotFound { .. }) {
+                // Before the fill leaves the table, so that no request can
+                // start another fill in between.
+                job.misses.remember(
+                    miss_key(&job.registry, &job.repo, &job.digest),
+                    job.registry.config().resilience.not_found_ttl,
+                );
+            }
+            start.send_replace(FillStart::Failed(e.into()));
+            return;
+        }
+    };
+    // A zero-length answer would be complete before it could be verified.
+    if download.size == Some(0) && job.digest != Digest::of(b"") {
+        let e = UpstreamError::Invalid {
+            upstream: job.registry.name().to_owned(),
+            detail: format!("empty body for blob {}", job.digest),
+        };
+        start.send_replace(FillStart::Failed(e.into()));
+        return;
+    }
+    let max = job.registry.config().fills.max_blob_size;
+    if let Some(size) = download.size.filter(|s| *s > max) {
+        let e = UpstreamError::Invalid {
+            upstream: job.registry.name().to_owned(),
+            detail: format!(
+                "blob {} has {size} bytes, more than max_blob_size ({max})",
+                job.digest
+            ),
+        };
+        start.send_replace(FillStart::Failed(e.into()));
+        return;
+    }
+    let room = job.blobs.has_room(download.size.unwrap_or(0)).await;
+    let spool = match job.blobs.spool().await {
+        Ok(s) if room => s,
+        result => {
+            match result {
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot create a spool file; serving without caching");
+                    job.disk.write_failed();
+                }
+                Ok(_) => {
+                    tracing::warn!(digest = %job.digest, size = download.size, "no room in the cache; serving without caching")
+                }
+            }
+            job.metrics.cache_write_failures.inc();
+            start.send_replace(FillStart::NoRoom(Arc::new(Mutex::new(Some(download)))));
+            return;
+        }
+    };
+    start.send_replace(FillStart::Started(Started {
+        file: spool.reader(),
+        progress: progress_tx.clone(),
+        size: download.size,
+    }));
+    let labels = UpstreamLabels {
+        upstream: job.registry.name().to_owned(),
+    };
+    match copy(&job, download, spool, &progress_tx).await {
+        Ok(spool) => {
+            // Verified: readers may have the last byte now, without waiting
+            // for the fsync and rename that make the blob visible to others.
+            let written = progress_tx.borrow().written;
+            progress_tx.send_replace(Progress {
+                written,
+                state: ProgressState::Complete,
+            });
+            match job.blobs.commit(spool, &job.digest).await {
+                Ok(()) => tracing::info!(digest = %job.digest, bytes = written, "blob cached"),
+                Err(e) => {
+                    tracing::error!(digest = %job.digest, error = %e, "verified blob could not be committed; not cached");
+                    job.disk_write_failed();
+                }
+            }
+        }
+        Err(stop) => fail(&job, &progress_tx, &labels, &stop),
+    }
+}
+
+/// Why a fill ended without a verified blob.
+#[derive(Debug)]
+enum Stop {
+    /// Upstream, the digest or the disk failed.
+    Failed(PullError),
+    /// Nobody waits for it any more, and it is beyond what an unattended
+    /// fill may take.
+    Unattended(String),
+}
+
+impl<E: Into<PullError>> From<E> for Stop {
+    fn from(e: E) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+fn fail(job: &FillJob, progress: &watch::Sender<Progress>, labels: &UpstreamLabels, stop: &Stop) {
+    match stop {
+        Stop::Failed(e) => {
+            if e.is_disk_failure() {
+                job.disk_write_failed();
+            }
+            tracing::error!(digest = %job.digest, error = %e, "blob download failed; nothing cached");
+        }
+        Stop::Unattended(why) => {
+            tracing::warn!(digest = %job.digest, reason = %why, "blob download stopped; nothing cached");
+        }
+    }
+    job.metrics.fill_failures.get_or_create(labels).inc();
+    let written = progress.borrow().written;
+    progress.send_replace(Progress {
+        written,
+        state: ProgressState::Failed,
+    });
+}
+
+/// Bytes gathered from the body before they go to the writer at most.
+const BATCH_BYTES: u64 = 1 << 20;
+/// Chunks gathered at most.
+const BATCH_CHUNKS: usize = 256;
+
+/// Body chunks handed to the writer together.
+struct Batch {
+    chunks: Vec<Bytes>,
+    bytes: u64,
+    /// Set when the body ended (`Ok`) or broke (`Err`) after these chunks.
+    end: Option<Result<(), UpstreamError>>,
+}
+
+/// The chunks that arrive without waiting, after the first (waited for),
+/// up to [`BATCH_BYTES`]: one hand-off to the writer, one `writev`, one
+/// progress wake-up for many socket reads when upstream is fast, and no
+/// delay when it is slow.
+async fn next_batch(body: &mut BlobBody) -> Batch {
+    let mut batch = Batch {
+        chunks: Vec::new(),
+        bytes: 0,
+        end: None,
+    };
+    let mut next = body.next().await;
+    loop {
+        match next {
+            Some(Ok(chunk)) => {
+                batch.bytes += chunk.len() as u64;
+                batch.chunks.push(chunk);
+            }
+            Some(Err(e)) => batch.end = Some(Err(e)),
+            None => batch.end = Some(Ok(())),
+        }
+        if batch.end.is_some() || batch.bytes >= BATCH_BYTES || batch.chunks.len() >= BATCH_CHUNKS {
+            return batch;
+        }
+        match body.next().now_or_never() {
+            Some(more) => next = more,
+            None => return batch,
+        }
+    }
+}
+
+/// Stream the body into the spool through the writer thread; when the
+/// connection breaks, resume with a `Range` request (on the same or the
+/// next mirror) and keep hashing across the seam. Returns the spool when
+/// every byte arrived and the digest matched. Stops at `max_blob_size`, on
+/// a filling disk (for a body of unknown length), and, once no client
+/// waits, at the limits of an unattended fill.
+async fn copy(
+    job: &FillJob,
+    first: BlobDownload,
+    spool: Spool,
+    progress: &watch::Sender<Progress>,
+) -> Result<Spool, Stop> {
+    let (tx, writer) = writer::spawn(spool, job.digest.clone(), progress.clone());
+    let upstream = UpstreamLabels {
+        upstream: job.registry.name().to_owned(),
+    };
+    let upstream_bytes = job.metrics.upstream_bytes.get_or_create(&upstream).clone();
+    let max = job.registry.config().fills.max_blob_size;
+    let mut unattended = Unattended::new(Arc::clone(&job.unattended));
+    let size = first.size;
+    let mut download = first;
+    let mut received = 0u64;
+    let mut space_checked = 0u64;
+    let mut resumes_left = job.registry.config().resilience.retries;
+    let outcome: Result<(), Stop> = 'download: loop {
+        let mut body = download.into_body();
+        let broke = loop {
+            let batch = {
+                let next = next_batch(&mut body);
+                tokio::pin!(next);
+                tokio::select! {
+                    biased;
+                    batch = &mut next => batch,
+                    why = unattended.must_stop(progress, size.unwrap_or(received)) => {
+                        break 'download Err(Stop::Unattended(why));
+                    }
+                }
+            };
+            if received + batch.bytes > max {
+                break 'download Err(UpstreamError::Invalid {
+                    upstream: upstream.upstream.clone(),
+                    detail: format!("blob {} grew past max_blob_size ({max} bytes)", job.digest),
+                }
+                .into());
+            }
+            if size.is_none() && received + batch.bytes >= space_checked + SPACE_CHECK_EVERY {
+                space_checked = received + batch.bytes;
+                if !job.blobs.has_room(SPACE_RESERVE).await {
+                    break 'download Err(PullError::from(CacheError::NoRoom(format!(
+                        "the cache disk is nearly full; blob {} of unknown size stopped after {received} bytes",
+                        job.digest
+                    )))
+                    .into());
+                }
+            }
+            if !batch.chunks.is_empty() {
+                received += batch.bytes;
+                upstream_bytes.inc_by(batch.bytes);
+                if tx
+                    .send(Piece::Chunks(batch.chunks, batch.bytes))
+                    .await
+                    .is_err()
+                {
+                    break 'download Ok(()); // the writer failed; its error is reported below
+                }
+            }
+            match batch.end {
+                None => {}
+                Some(Err(e)) => break e,
+                Some(Ok(())) => {
+                    let _ = tx.send(Piece::End).await;
+                    break 'download Ok(());
+                }
+            }
+        };
+        drop(body);
+        if resumes_left == 0 || size.is_some_and(|s| received >= s) {
+            break Err(broke.into());
+        }
+        resumes_left -= 1;
+        job.metrics.resumes.get_or_create(&upstream).inc();
+        tracing::warn!(digest = %job.digest, received, error = %broke, "blob download broke off; resuming");
+        download = match job
+            .registry
+            .get_blob(&job.repo, &job.digest, received)
+            .await
+        {
+            Ok(d) if d.size.is_some() && size.is_some() && d.size != size => {
+                break Err(UpstreamError::Invalid {
+                    upstream: upstream.upstream.clone(),
+                    detail: format!("blob size changed from {size:?} to {:?} on resume", d.size),
+                }
+                .into());
+            }
+            Ok(d) => d,
+            Err(e) => break Err(e.into()),
+        };
+    };
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| PullError::Internal(format!("blob writer task failed: {e}")))?;
+    outcome?;
+    let Written {
+        spool,
+        bytes,
+        verifier,
+    } = written?;
+    if let Some(size) = size
+        && size != bytes
+    {
+        return Err(UpstreamError::Invalid {
+            upstream: upstream.upstream,
+            detail: format!("blob {} ended after {bytes} of {size} bytes", job.digest),
+        }
+        .into());
+    }
+    verifier
+        .finish()
+        .map_err(|actual| PullError::DigestMismatch {
+            upstream: job.registry.name().to_owned(),
+            expected: job.digest.clone(),
+            actual,
+        })?;
+    Ok(spool)
+}

@@ -1,0 +1,186 @@
+//! The pull-through engine: cache-or-fetch for manifests and blobs, one
+//! upstream fetch per digest however many clients ask, and a blob download
+//! fanned out to every waiting reader while it is verified and committed.
+//!
+//! Knows nothing of HTTP requests or responses. Uses `cache`, `upstream`,
+//! `oci` and `metrics`.
+
+mod blobs;
+mod direct;
+mod fill;
+mod keyed_lock;
+mod limits;
+mod manifests;
+mod misses;
+mod writer;
+
+pub use blobs::BlobSource;
+pub use manifests::{ManifestAnswer, ManifestRequest};
+
+use berth_cache::{BlobStore, CacheError, HotBlobs, HotManifests, IndexStore};
+use berth_metrics::Metrics;
+use berth_oci::Digest;
+use berth_upstream::{Registry, UpstreamError};
+use std::sync::Arc;
+
+/// Memory for hot manifests (bytes of manifest JSON).
+const HOT_MANIFEST_BYTES: u64 = 64 << 20;
+/// Memory for hot small blobs.
+const HOT_BLOB_BYTES: u64 = 16 << 20;
+/// Committed blobs up to this size are kept in memory once served.
+const HOT_BLOB_MAX: u64 = 64 << 10;
+
+/// How a request was answered, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// From the cache, without asking upstream.
+    Hit,
+    /// Fetched from upstream.
+    Miss,
+    /// Joined a fetch another request had started.
+    Coalesced,
+    /// From the cache after upstream confirmed it is current.
+    Revalidated,
+    /// From the cache because upstream failed (stale-if-error).
+    Stale,
+    /// Streamed from upstream without caching (the cache had no room).
+    Direct,
+}
+
+impl Outcome {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Coalesced => "coalesced",
+            Self::Revalidated => "revalidated",
+            Self::Stale => "stale",
+            Self::Direct => "direct",
+        }
+    }
+}
+
+/// Why a pull failed. Cheap to clone: one failure reaches every waiter.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PullError {
+    /// Upstream failed or refused.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// Upstream sent bytes that do not hash to the digest asked for.
+    #[error("upstream {upstream} sent content for {expected} that hashes to {actual}")]
+    DigestMismatch {
+        /// Upstream name.
+        upstream: String,
+        /// Digest asked for.
+        expected: Digest,
+        /// Digest of what arrived.
+        actual: Digest,
+    },
+    /// The local cache failed: the disk, not berth. Such failures make
+    /// new downloads bypass the cache for a while.
+    #[error("cache storage failed: {0}")]
+    Storage(#[source] Arc<CacheError>),
+    /// berth itself failed: a task or thread ended unexpectedly, or a lock
+    /// was poisoned. Not the disk's fault.
+    #[error("internal failure: {0}")]
+    Internal(String),
+}
+
+impl PullError {
+    /// Whether the cache disk failed (and new downloads should bypass it
+    /// for a while), as opposed to upstream or berth itself.
+    pub fn is_disk_failure(&self) -> bool {
+        matches!(self, Self::Storage(_))
+    }
+
+    /// Reading the cached bytes of `digest` failed.
+    pub fn cache_read(digest: &Digest, source: std::io::Error) -> Self {
+        CacheError::Io {
+            op: "read",
+            path: format!("cached blob {digest}"),
+            source,
+        }
+        .into()
+    }
+}
+
+impl From<CacheError> for PullError {
+    fn from(e: CacheError) -> Self {
+        Self::Storage(Arc::new(e))
+    }
+}
+
+/// The engine. Built once at start-up and shared by every request.
+#[derive(Debug)]
+pub struct PullService {
+    blobs: Arc<dyn BlobStore>,
+    index: Arc<dyn IndexStore>,
+    metrics: Arc<Metrics>,
+    hot: HotManifests,
+    hot_blobs: HotBlobs,
+    misses: misses::Misses,
+    disk: Arc<direct::DiskHealth>,
+    fills: fill::FillTable,
+    manifest_locks: keyed_lock::KeyedLocks,
+    /// Per upstream: permits for fills that go on with no client waiting.
+    unattended: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl PullService {
+    /// An engine over the given stores.
+    pub fn new(
+        blobs: Arc<dyn BlobStore>,
+        index: Arc<dyn IndexStore>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            blobs,
+            index,
+            metrics,
+            hot: HotManifests::new(HOT_MANIFEST_BYTES),
+            hot_blobs: HotBlobs::new(HOT_BLOB_BYTES),
+            misses: misses::Misses::default(),
+            disk: Arc::default(),
+            fills: fill::FillTable::default(),
+            manifest_locks: keyed_lock::KeyedLocks::default(),
+            unattended: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The permits for `registry`'s fills that go on with no client.
+    fn unattended_permits(&self, registry: &Registry) -> Arc<tokio::sync::Semaphore> {
+        let share = registry.config().fills.unattended_fills as usize;
+        match self.unattended.lock() {
+            Ok(mut all) => Arc::clone(
+                all.entry(registry.name().to_owned())
+                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(share))),
+            ),
+            Err(_) => Arc::new(tokio::sync::Semaphore::new(share)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_disk_counts_as_a_disk_failure() {
+        let digest = Digest::of(b"x");
+        let disk = PullError::cache_read(&digest, std::io::Error::other("EIO"));
+        assert!(disk.is_disk_failure());
+        assert!(
+            std::error::Error::source(&disk).is_some(),
+            "the cause is kept"
+        );
+        assert!(PullError::from(CacheError::NoRoom("full".into())).is_disk_failure());
+        let thread = PullError::Internal("blob writer thread failed".into());
+        assert!(!thread.is_disk_failure());
+        let upstream = PullError::from(UpstreamError::Busy {
+            upstream: "u".into(),
+            waited: std::time::Duration::from_secs(1),
+        });
+        assert!(!upstream.is_disk_failure());
+    }
+}

@@ -1,0 +1,345 @@
+//! Manifests: by digest they are immutable and verified before caching; by
+//! tag they are trusted for `tag_ttl`, then revalidated with a HEAD, and
+//! served stale when upstream is down.
+
+use crate::{Outcome, PullError, PullService};
+use berth_cache::{HotManifest, TagKey, TagRecord};
+use berth_oci::{
+    Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, Tag, accept_key, known_accept_lines,
+    manifest_media_type,
+};
+use berth_upstream::{ManifestFetch, Registry, UpstreamError};
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// A manifest request after routing.
+#[derive(Debug)]
+pub struct ManifestRequest<'a> {
+    /// The upstream it goes to.
+    pub registry: &'a Arc<Registry>,
+    /// Repository name as upstream knows it.
+    pub repo: &'a RepoName,
+    /// Tag or digest.
+    pub reference: &'a Reference,
+    /// Every `Accept` line the client sent.
+    pub accept: &'a [String],
+}
+
+/// A manifest ready to serve.
+#[derive(Debug, Clone)]
+pub struct ManifestAnswer {
+    /// Exact bytes as upstream sent them.
+    pub bytes: Bytes,
+    /// Media type, as the manifest's own bytes give it.
+    pub media_type: String,
+    /// sha256 of `bytes`.
+    pub digest: Digest,
+    /// How it was answered.
+    pub outcome: Outcome,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl PullService {
+    /// Answer a manifest request from the cache or upstream.
+    pub async fn manifest(&self, req: &ManifestRequest<'_>) -> Result<ManifestAnswer, PullError> {
+        // Only known manifest types take part: they go upstream and key the
+        // tag answer; whatever else a client adds is ignored. A client that
+        // names none (no Accept, or just */*) gets what modern clients ask
+        // for, and shares their tag answers.
+        let mut accept = known_accept_lines(req.accept.iter().map(String::as_str));
+        if accept.is_empty() {
+            accept = MANIFEST_MEDIA_TYPES
+                .iter()
+                .map(|m| (*m).to_owned())
+                .collect();
+        }
+        let req = &ManifestRequest {
+            accept: &accept,
+            ..*req
+        };
+        let answer = match req.reference {
+            Reference::Digest(d) => self.manifest_by_digest(req, d).await,
+            Reference::Tag(t) => self.manifest_by_tag(req, t).await,
+        }?;
+        self.metrics.cache("manifest", answer.outcome.as_str());
+        Ok(answer)
+    }
+
+    async fn cached_manifest(
+        &self,
+        digest: &Digest,
+        outcome: Outcome,
+    ) -> Result<Option<ManifestAnswer>, PullError> {
+        let answer = |m: HotManifest| ManifestAnswer {
+            bytes: m.bytes,
+            media_type: m.media_type.to_string(),
+            digest: digest.clone(),
+            outcome,
+        };
+        if let Some(hot) = self.hot.get(digest) {
+            return Ok(Some(answer(hot)));
+        }
+        let Some(stored) = self.index.manifest_type(digest).await else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.blobs.read_small(digest).await? else {
+            return Ok(None);
+        };
+        // The bytes decide; the stored type only where they cannot tell (a
+        // record that contradicts them was written by an older version).
+        let Ok(media_type) = manifest_media_type(&bytes, Some(&stored))
+            .or_else(|_| manifest_media_type(&bytes, None))
+        else {
+            return Ok(None);
+        };
+        let hot = HotManifest {
+            bytes,
+            media_type: media_type.into(),
+        };
+        self.hot.insert(digest.clone(), hot.clone());
+        Ok(Some(answer(hot)))
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        req: &ManifestRequest<'_>,
+        digest: &Digest,
+    ) -> Result<ManifestAnswer, PullError> {
+        if let Some(hit) = self.cached_manifest(digest, Outcome::Hit).await? {
+            return Ok(hit);
+        }
+        let (_guard, waited) = self.manifest_locks.lock(&digest.to_string()).await;
+        if waited && let Some(hit) = self.cached_manifest(digest, Outcome::Coalesced).await? {
+            return Ok(hit);
+        }
+        let fetch = self.fetch_manifest(req).await?;
+        let actual = Digest::of(&fetch.bytes);
+        if &actual != digest {
+            return Err(PullError::DigestMismatch {
+                upstream: req.registry.name().to_owned(),
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let media_type = self.store_manifest(req, &fetch, digest).await?;
+        Ok(ManifestAnswer {
+            bytes: fetch.bytes,
+            media_type,
+            digest: actual,
+            outcome: Outcome::Miss,
+        })
+    }
+
+    /// Cache a fetched manifest and return the media type it is served
+    /// with. The type comes from the bytes; where they cannot tell, the
+    /// first type recorded for the digest stays, so no upstream can change
+    /// what another upstream's clients get. A manifest whose
+    /// `Content-Type` contradicts its bytes is refused and not cached.
+    async fn store_manifest(
+        &self,
+        req: &ManifestRequest<'_>,
+        fetch: &ManifestFetch,
+        digest: &Digest,
+    ) -> Result<String, PullError> {
+        let fetched = manifest_media_type(&fetch.bytes, Some(&fetch.media_type)).map_err(|e| {
+            UpstreamError::Invalid {
+                upstream: req.registry.name().to_owned(),
+                detail: format!("manifest {digest}: {e}"),
+            }
+        })?;
+        let recorded = self
+            .index
+            .manifest_type(digest)
+            .await
+            .and_then(|stored| manifest_media_type(&fetch.bytes, Some(&stored)).ok());
+        self.blobs.put_small(digest, fetch.bytes.clone()).await?;
+        let media_type = match recorded {
+            Some(t) => t,
+            None => {
+                self.index.put_manifest_type(digest, fetched).await?;
+                fetched
+            }
+        };
+        let hot = HotManifest {
+            bytes: fetch.bytes.clone(),
+            media_type: media_type.into(),
+        };
+        self.hot.insert(digest.clone(), hot);
+        Ok(media_type.to_owned())
+    }
+
+    /// The cached answer for a tag key, if its manifest is still cached.
+    async fn cached_tag(
+        &self,
+        key: &TagKey,
+    ) -> Result<Option<(TagRecord, ManifestAnswer)>, PullError> {
+        let Some(record) = self.index.tag(key).await else {
+            return Ok(None);
+        };
+        let Ok(digest) = record.digest.parse::<Digest>() else {
+            return Ok(None);
+        };
+        Ok(self
+            .cached_manifest(&digest, Outcome::Hit)
+            .await?
+            .map(|answer| (record, answer)))
+    }
+
+    async fn manifest_by_tag(
+        &self,
+        req: &ManifestRequest<'_>,
+        tag: &Tag,
+    ) -> Result<ManifestAnswer, PullError> {
+        let key = TagKey {
+            upstream: req.registry.name().to_owned(),
+            repo: req.repo.to_string(),
+            tag: tag.to_string(),
+            accept: accept_key(req.accept.iter().map(String::as_str)),
+        };
+        let ttl_ms = req.registry.config().tag_ttl.as_millis() as u64;
+        let fresh = |r: &TagRecord| now_ms().saturating_sub(r.checked_at_ms) < ttl_ms;
+        if let Some((record, answer)) = self.cached_tag(&key).await?
+            && fresh(&record)
+        {
+            return Ok(answer);
+        }
+        let lock_key = format!(
+            "{}\n{}\n{}\n{}",
+            key.upstream, key.repo, key.tag, key.accept
+        );
+        let (_guard, waited) = self.manifest_locks.lock(&lock_key).await;
+        let cached = self.cached_tag(&key).await?;
+        if let Some((record, answer)) = &cached
+            && fresh(record)
+        {
+            let outcome = if waited {
+                Outcome::Coalesced
+            } else {
+                Outcome::Hit
+            };
+            return Ok(ManifestAnswer {
+                outcome,
+                ..answer.clone()
+            });
+        }
+        if let Some((record, answer)) = cached {
+            match req
+                .registry
+                .head_manifest(req.repo, req.reference, req.accept)
+                .await
+            {
+                Ok(head) if head.digest.as_ref() == Some(&answer.digest) => {
+                    self.index
+                        .put_tag(
+                            &key,
+                            TagRecord {
+                                checked_at_ms: now_ms(),
+                                ..record
+                            },
+                        )
+                        .await?;
+                    return Ok(ManifestAnswer {
+                        outcome: Outcome::Revalidated,
+                        ..answer
+                    });
+                }
+                Ok(_) => {} // the tag moved: fetch it below
+                Err(e) if self.may_serve_stale(req, &e) => return Ok(self.stale(answer, &e)),
+                Err(e) => return Err(e.into()),
+            }
+            return match self.fetch_tag(req, &key).await {
+                Err(PullError::Upstream(e)) if self.may_serve_stale(req, &e) => {
+                    Ok(self.stale(answer, &e))
+                }
+                other => other,
+            };
+        }
+        self.fetch_tag(req, &key).await
+    }
+
+    /// Stale-if-error: on an outage, or on "not found" when the upstream
+    /// opted in (an image removed upstream keeps being served).
+    fn may_serve_stale(&self, req: &ManifestRequest<'_>, e: &UpstreamError) -> bool {
+        e.is_outage()
+            || (matches!(e, UpstreamError::NotFound { .. })
+                && req.registry.config().resilience.stale_on_not_found)
+    }
+
+    /// GET a manifest upstream, unless upstream said "not found" for it
+    /// within `not_found_ttl`.
+    async fn fetch_manifest(&self, req: &ManifestRequest<'_>) -> Result<ManifestFetch, PullError> {
+        let key = format!(
+            "{}\n{}\n{}\n{}",
+            req.registry.name(),
+            req.repo,
+            req.reference,
+            accept_key(req.accept.iter().map(String::as_str))
+        );
+        let not_found = || UpstreamError::NotFound {
+            upstream: req.registry.name().to_owned(),
+            what: "manifest",
+            code: None,
+        };
+        if self.misses.contains(&key) {
+            self.metrics.cache("manifest", "negative");
+            return Err(not_found().into());
+        }
+        match req
+            .registry
+            .get_manifest(req.repo, req.reference, req.accept)
+            .await
+        {
+            Err(e @ UpstreamError::NotFound { .. }) => {
+                self.misses
+                    .remember(key, req.registry.config().resilience.not_found_ttl);
+                Err(e.into())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    fn stale(&self, answer: ManifestAnswer, cause: &UpstreamError) -> ManifestAnswer {
+        tracing::warn!(digest = %answer.digest, error = %cause, "upstream failed; serving cached manifest (stale-if-error)");
+        ManifestAnswer {
+            outcome: Outcome::Stale,
+            ..answer
+        }
+    }
+
+    async fn fetch_tag(
+        &self,
+        req: &ManifestRequest<'_>,
+        key: &TagKey,
+    ) -> Result<ManifestAnswer, PullError> {
+        let fetch = self.fetch_manifest(req).await?;
+        let digest = Digest::of(&fetch.bytes);
+        if let Some(claimed) = &fetch.digest
+            && claimed != &digest
+        {
+            return Err(PullError::DigestMismatch {
+                upstream: req.registry.name().to_owned(),
+                expected: claimed.clone(),
+                actual: digest,
+            });
+        }
+        let media_type = self.store_manifest(req, &fetch, &digest).await?;
+        let record = TagRecord {
+            digest: digest.to_string(),
+            media_type: media_type.clone(),
+            size: fetch.bytes.len() as u64,
+            checked_at_ms: now_ms(),
+        };
+        self.index.put_tag(key, record).await?;
+        Ok(ManifestAnswer {
+            bytes: fetch.bytes,
+            media_type,
+            digest,
+            outcome: Outcome::Miss,
+        })
+    }
+}
