@@ -38,7 +38,7 @@ impl App {
                 "removed unfinished downloads left by a previous run"
             );
         }
-        let index = FsIndex::open(&config.data_dir.join("index"), &config.data_dir.join("tmp"))
+        let index = FsIndex::open(blobs.layout())
             .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
         let metrics = Arc::new(Metrics::new());
         let upstreams = UpstreamSet::new(&config.upstreams, &metrics)

@@ -1,29 +1,24 @@
-//! The content-addressed store on local disk.
+//! The content-addressed store on local disk (paths: see `layout.rs`).
 //!
-//! Layout under the data directory:
-//! - `berth.lock`: held by the process that has the store open (see
-//!   `lock.rs`); taken before anything else is touched;
-//! - `blobs/sha256/<first two hex digits>/<hex>`: committed blobs and
-//!   manifests, named by their verified digest;
-//! - `tmp/`: spools being written, swept at start-up;
-//! - `index/`: tag answers and manifest media types (see `index.rs`).
-//!
-//! A blob reaches its final path only by `rename` after its digest was
-//! verified and its data fsynced; the directory is fsynced after the rename.
+//! A blob is written to a spool in `tmp/` and reaches its final path only
+//! by `rename`, after its digest was verified and its data fsynced; the
+//! directory is fsynced after the rename. A lookup opens the file, so the
+//! hit it returns survives the blob's removal.
 
-use crate::{BlobBytes, BlobStore, CacheError, DataDirLock, FileSpan, Spool, io_err};
+use crate::store::{BlobStore, BlobWriter, Hit, Lookup};
+use crate::{CacheError, DataDirLock, Layout, Spool, io_err};
 use async_trait::async_trait;
-use berth_oci::Digest;
+use berth_oci::{Digest, Verified};
 use bytes::Bytes;
-use std::path::{Path, PathBuf};
+use std::fs::File;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Blobs on local disk.
 #[derive(Debug)]
 pub struct FsStore {
-    blobs: PathBuf,
-    tmp: PathBuf,
+    layout: Layout,
     next_spool: AtomicU64,
     _lock: DataDirLock,
 }
@@ -35,9 +30,9 @@ impl FsStore {
     /// the store, which holds the lock until dropped, and the number of
     /// stale spool files removed.
     pub fn open(root: &Path) -> Result<(Self, usize), CacheError> {
-        let lock = DataDirLock::acquire(root)?;
-        let blobs = root.join("blobs").join("sha256");
-        let tmp = root.join("tmp");
+        let layout = Layout::new(root);
+        let lock = DataDirLock::acquire(&layout)?;
+        let (blobs, tmp) = (layout.blobs(), layout.tmp());
         for dir in [&blobs, &tmp] {
             std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         }
@@ -48,35 +43,40 @@ impl FsStore {
             swept += 1;
         }
         let store = Self {
-            blobs,
-            tmp,
+            layout,
             next_spool: AtomicU64::new(0),
             _lock: lock,
         };
         Ok((store, swept))
     }
 
-    /// Final path of a blob.
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        blob_path(&self.blobs, digest)
+    /// The layout of the data directory this store lives in.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn spool(&self) -> Result<Spool, CacheError> {
+        let n = self.next_spool.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = self
+            .layout
+            .tmp()
+            .join(format!("{}-{nanos}-{n}", std::process::id()));
+        Spool::create(path)
     }
 }
 
-/// The digest type guarantees 64 hex digits, so the path can never leave
-/// the store.
-fn blob_path(blobs: &Path, digest: &Digest) -> PathBuf {
-    let hex = digest.hex();
-    blobs.join(&hex[..2]).join(hex)
-}
-
-fn commit_blocking(blobs: &Path, spool: Spool, digest: &Digest) -> Result<(), CacheError> {
+fn commit_blocking(layout: &Layout, spool: Spool, digest: &Digest) -> Result<(), CacheError> {
     spool.sync()?;
-    let dest = blob_path(blobs, digest);
-    let dir = dest.parent().unwrap_or(blobs);
+    let dest = layout.blob(digest);
+    let blobs = layout.blobs();
+    let dir = dest.parent().unwrap_or(&blobs);
     std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     std::fs::rename(spool.path(), &dest).map_err(io_err("rename", &dest))?;
     spool.disarm();
-    std::fs::File::open(dir)
+    File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err("fsync", dir))
 }
@@ -100,91 +100,119 @@ async fn on_own_thread<T: Send + 'static>(
         .map_err(|_| CacheError::io(op, thread, std::io::Error::other("the thread failed")))?
 }
 
+/// The refusal to commit bytes proven to hash to something else.
+fn check_proof(expected: &Digest, proof: &Verified) -> Result<(), CacheError> {
+    if proof.digest() == expected {
+        Ok(())
+    } else {
+        Err(CacheError::DigestMismatch {
+            expected: *expected,
+            actual: *proof.digest(),
+        })
+    }
+}
+
 #[async_trait]
 impl BlobStore for FsStore {
-    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, CacheError> {
-        let path = self.blob_path(digest);
-        // Inline, like the open in `read`: a lookup the dentry cache answers
-        // takes a microsecond, a hop to a blocking thread and back costs
-        // more than that in context switches on every cached GET.
-        match std::fs::metadata(&path) {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(CacheError::io("stat", &path, e)),
+    async fn lookup(&self, digest: &Digest) -> Result<Lookup, CacheError> {
+        let path = self.layout.blob(digest);
+        // Inline: an open and fstat the dentry and inode caches answer take
+        // microseconds, a hop to a blocking thread and back costs more than
+        // that in context switches on every cached GET.
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::Miss),
+            Err(e) => return Err(CacheError::io("open", &path, e)),
+        };
+        let size = file.metadata().map_err(io_err("stat", &path))?.len();
+        Ok(Lookup::Hit(Hit::file(Arc::new(file), size)))
+    }
+
+    async fn reserve(&self, bytes: u64) -> Result<(), CacheError> {
+        let tmp = self.layout.tmp();
+        match rustix::fs::statvfs(&tmp) {
+            Ok(s) if s.f_bavail.saturating_mul(s.f_frsize) <= bytes => Err(CacheError::NoRoom(
+                format!("{bytes} bytes do not fit on the cache disk"),
+            )),
+            // Unknown: try, and handle a failing write.
+            _ => Ok(()),
         }
     }
 
-    async fn read(
+    async fn begin(
         &self,
         digest: &Digest,
-        start: u64,
-        end: u64,
-    ) -> Result<Option<BlobBytes>, CacheError> {
-        let path = self.blob_path(digest);
-        match std::fs::File::open(&path) {
-            Ok(file) => Ok(Some(BlobBytes::File(FileSpan::complete(
-                Arc::new(file),
-                start,
-                end,
-            )))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(CacheError::io("open", &path, e)),
-        }
-    }
-
-    async fn read_small(&self, digest: &Digest) -> Result<Option<Bytes>, CacheError> {
-        let path = self.blob_path(digest);
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(CacheError::io("read", &path, e)),
-        }
+        _size: Option<u64>,
+    ) -> Result<Box<dyn BlobWriter>, CacheError> {
+        Ok(Box::new(FsWriter {
+            spool: self.spool()?,
+            digest: *digest,
+            layout: self.layout.clone(),
+        }))
     }
 
     async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError> {
         let actual = Digest::of(&bytes);
         if &actual != digest {
             return Err(CacheError::DigestMismatch {
-                expected: digest.clone(),
+                expected: *digest,
                 actual,
             });
         }
-        let mut spool = self.spool().await?;
-        let blobs = self.blobs.clone();
-        let digest = digest.clone();
+        let mut spool = self.spool()?;
+        let layout = self.layout.clone();
+        let digest = *digest;
         on_own_thread("write", move || {
-            spool.write(&bytes)?;
-            commit_blocking(&blobs, spool, &digest)
+            spool.write_chunks(&[bytes])?;
+            commit_blocking(&layout, spool, &digest)
         })
         .await
     }
+}
 
-    async fn spool(&self) -> Result<Spool, CacheError> {
-        let n = self.next_spool.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = self.tmp.join(format!("{}-{nanos}-{n}", std::process::id()));
-        Spool::create(path)
+/// A blob being written to a spool on local disk.
+#[derive(Debug)]
+struct FsWriter {
+    spool: Spool,
+    digest: Digest,
+    layout: Layout,
+}
+
+#[async_trait]
+impl BlobWriter for FsWriter {
+    fn tail(&self) -> Arc<File> {
+        self.spool.reader()
     }
 
-    async fn has_room(&self, bytes: u64) -> bool {
-        match rustix::fs::statvfs(&self.tmp) {
-            Ok(s) => s.f_bavail.saturating_mul(s.f_frsize) > bytes,
-            Err(_) => true, // unknown: try, and handle a failing write
-        }
+    fn write(&mut self, chunks: &[Bytes]) -> Result<(), CacheError> {
+        self.spool.write_chunks(chunks)
     }
 
-    async fn commit(&self, spool: Spool, digest: &Digest) -> Result<(), CacheError> {
-        let blobs = self.blobs.clone();
-        let digest = digest.clone();
-        on_own_thread("commit", move || commit_blocking(&blobs, spool, &digest)).await
+    async fn finish(self: Box<Self>, proof: Verified) -> Result<(), CacheError> {
+        check_proof(&self.digest, &proof)?;
+        let Self {
+            spool,
+            digest,
+            layout,
+        } = *self;
+        on_own_thread("commit", move || commit_blocking(&layout, spool, &digest)).await
+    }
+
+    fn abort(self: Box<Self>) {
+        // Dropping the spool deletes its file.
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_oci::DigestVerifier;
+
+    fn proof(bytes: &[u8]) -> Verified {
+        let mut v = DigestVerifier::new(Digest::of(bytes));
+        v.update(bytes);
+        v.finish().unwrap()
+    }
 
     #[tokio::test]
     async fn put_small_verifies_and_sweep_cleans_tmp() {
@@ -199,21 +227,58 @@ mod tests {
                 .await,
             Err(CacheError::DigestMismatch { .. })
         ));
-        assert_eq!(store.stat(&wrong).await.unwrap(), None);
+        assert!(matches!(store.lookup(&wrong).await.unwrap(), Lookup::Miss));
         store
             .put_small(&d, Bytes::from_static(b"manifest"))
             .await
             .unwrap();
-        assert_eq!(
-            store.read_small(&d).await.unwrap().unwrap(),
-            &b"manifest"[..]
-        );
-        assert_eq!(store.stat(&d).await.unwrap(), Some(8));
+        let Lookup::Hit(hit) = store.lookup(&d).await.unwrap() else {
+            panic!("stored, yet missed")
+        };
+        assert_eq!(hit.size(), 8);
+        assert_eq!(hit.bytes().await.unwrap(), &b"manifest"[..]);
 
-        let leftover = store.spool().await.unwrap();
+        let leftover = store.spool().unwrap();
         std::mem::forget(leftover);
         drop(store);
         let (_store, swept) = FsStore::open(dir.path()).unwrap();
         assert_eq!(swept, 1);
+    }
+
+    #[tokio::test]
+    async fn a_hit_outlives_the_removal_of_its_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = FsStore::open(dir.path()).unwrap();
+        let d = Digest::of(b"layer bytes");
+        store
+            .put_small(&d, Bytes::from_static(b"layer bytes"))
+            .await
+            .unwrap();
+        let Lookup::Hit(hit) = store.lookup(&d).await.unwrap() else {
+            panic!("stored, yet missed")
+        };
+        std::fs::remove_file(store.layout().blob(&d)).unwrap();
+        assert!(matches!(store.lookup(&d).await.unwrap(), Lookup::Miss));
+        assert_eq!(hit.bytes().await.unwrap(), &b"layer bytes"[..]);
+    }
+
+    #[tokio::test]
+    async fn a_writer_commits_only_what_its_proof_is_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = FsStore::open(dir.path()).unwrap();
+        let d = Digest::of(b"blob");
+        let mut writer = store.begin(&d, Some(4)).await.unwrap();
+        writer.write(&[Bytes::from_static(b"blob")]).unwrap();
+        let refused = writer.finish(proof(b"else")).await;
+        assert!(matches!(refused, Err(CacheError::DigestMismatch { .. })));
+        assert!(matches!(store.lookup(&d).await.unwrap(), Lookup::Miss));
+        assert_eq!(std::fs::read_dir(store.layout().tmp()).unwrap().count(), 0);
+
+        let mut writer = store.begin(&d, Some(4)).await.unwrap();
+        writer
+            .write(&[Bytes::from_static(b"bl"), Bytes::from_static(b"ob")])
+            .unwrap();
+        writer.finish(proof(b"blob")).await.unwrap();
+        assert_eq!(std::fs::read(store.layout().blob(&d)).unwrap(), b"blob");
     }
 }

@@ -1,16 +1,17 @@
 //! Tag answers and manifest media types, kept in memory (bounded in bytes)
-//! and persisted as small files under `index/` so that a restart can still serve cached tags
-//! when upstream is down.
+//! and persisted as small files under `index/` (paths: see `layout.rs`) so
+//! that a restart can still serve cached tags when upstream is down.
 //!
-//! File names are the sha256 of the key, so no client-supplied string ever
-//! becomes a path. Files are written to `tmp/` and renamed into place.
+//! Files are written to `tmp/` and renamed into place. A file that is
+//! missing is "not cached"; one that cannot be read is an error; one that
+//! does not parse counts as not cached, and the next answer replaces it.
 
-use crate::{CacheError, IndexStore, TagKey};
+use crate::{CacheError, IndexStore, Layout, TagKey};
 use async_trait::async_trait;
 use berth_oci::Digest;
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Memory for tag answers kept in memory (bytes); the rest are read from
@@ -56,27 +57,20 @@ pub struct TagRecord {
 /// The index on local disk, with an in-memory copy of what was read.
 #[derive(Debug)]
 pub struct FsIndex {
-    tags_dir: PathBuf,
-    types_dir: PathBuf,
-    tmp: PathBuf,
+    layout: Layout,
     next_tmp: AtomicU64,
     tags: Cache<TagKey, TagRecord>,
     types: Cache<Digest, String>,
 }
 
 impl FsIndex {
-    /// Open (creating if needed) the index under `root`, using `tmp` (on
-    /// the same filesystem) for atomic writes.
-    pub fn open(root: &Path, tmp: &Path) -> Result<Self, CacheError> {
-        let tags_dir = root.join("tags");
-        let types_dir = root.join("manifests");
-        for dir in [&tags_dir, &types_dir, &tmp.to_path_buf()] {
-            std::fs::create_dir_all(dir).map_err(|e| CacheError::io("create", dir, e))?;
+    /// Open (creating if needed) the index in the data directory `layout`.
+    pub fn open(layout: &Layout) -> Result<Self, CacheError> {
+        for dir in [layout.tags(), layout.manifest_types(), layout.tmp()] {
+            std::fs::create_dir_all(&dir).map_err(|e| CacheError::io("create", &dir, e))?;
         }
         Ok(Self {
-            tags_dir,
-            types_dir,
-            tmp: tmp.to_path_buf(),
+            layout: layout.clone(),
             next_tmp: AtomicU64::new(0),
             tags: Cache::builder()
                 .max_capacity(TAG_MEMORY)
@@ -89,20 +83,12 @@ impl FsIndex {
         })
     }
 
-    fn tag_path(&self, key: &TagKey) -> PathBuf {
-        let id = Digest::of(
-            format!(
-                "{}\n{}\n{}\n{}",
-                key.upstream, key.repo, key.tag, key.accept
-            )
-            .as_bytes(),
-        );
-        self.tags_dir.join(format!("{}.json", id.hex()))
-    }
-
     async fn write_atomic(&self, dest: PathBuf, bytes: Vec<u8>) -> Result<(), CacheError> {
         let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.tmp.join(format!("index-{}-{n}", std::process::id()));
+        let tmp = self
+            .layout
+            .tmp()
+            .join(format!("index-{}-{n}", std::process::id()));
         tokio::fs::write(&tmp, bytes)
             .await
             .map_err(|e| CacheError::io("write", &tmp, e))?;
@@ -112,39 +98,55 @@ impl FsIndex {
     }
 }
 
+/// The contents of an index file; `None` when there is none.
+async fn read_file(path: &PathBuf) -> Result<Option<Vec<u8>>, CacheError> {
+    match tokio::fs::read(path).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CacheError::io("read", path, e)),
+    }
+}
+
 #[async_trait]
 impl IndexStore for FsIndex {
-    async fn tag(&self, key: &TagKey) -> Option<TagRecord> {
+    async fn tag(&self, key: &TagKey) -> Result<Option<TagRecord>, CacheError> {
         if let Some(r) = self.tags.get(key) {
-            return Some(r);
+            return Ok(Some(r));
         }
-        let bytes = tokio::fs::read(self.tag_path(key)).await.ok()?;
-        let record: TagRecord = serde_json::from_slice(&bytes).ok()?;
+        let Some(bytes) = read_file(&self.layout.tag(key)).await? else {
+            return Ok(None);
+        };
+        let Ok(record) = serde_json::from_slice::<TagRecord>(&bytes) else {
+            return Ok(None);
+        };
         self.tags.insert(key.clone(), record.clone());
-        Some(record)
+        Ok(Some(record))
     }
 
     async fn put_tag(&self, key: &TagKey, record: TagRecord) -> Result<(), CacheError> {
         let bytes = serde_json::to_vec(&record).unwrap_or_default();
         self.tags.insert(key.clone(), record);
-        self.write_atomic(self.tag_path(key), bytes).await
+        self.write_atomic(self.layout.tag(key), bytes).await
     }
 
-    async fn manifest_type(&self, digest: &Digest) -> Option<String> {
+    async fn manifest_type(&self, digest: &Digest) -> Result<Option<String>, CacheError> {
         if let Some(t) = self.types.get(digest) {
-            return Some(t);
+            return Ok(Some(t));
         }
-        let text = tokio::fs::read_to_string(self.types_dir.join(digest.hex()))
-            .await
-            .ok()?;
-        self.types.insert(digest.clone(), text.clone());
-        Some(text)
+        let Some(bytes) = read_file(&self.layout.manifest_type(digest)).await? else {
+            return Ok(None);
+        };
+        let Ok(text) = String::from_utf8(bytes) else {
+            return Ok(None);
+        };
+        self.types.insert(*digest, text.clone());
+        Ok(Some(text))
     }
 
     async fn put_manifest_type(&self, digest: &Digest, media_type: &str) -> Result<(), CacheError> {
-        self.types.insert(digest.clone(), media_type.to_owned());
+        self.types.insert(*digest, media_type.to_owned());
         self.write_atomic(
-            self.types_dir.join(digest.hex()),
+            self.layout.manifest_type(digest),
             media_type.as_bytes().to_vec(),
         )
         .await
@@ -158,6 +160,7 @@ mod tests {
     #[tokio::test]
     async fn tag_records_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
         let key = TagKey {
             upstream: "docker.io".into(),
             repo: "library/x".into(),
@@ -171,22 +174,26 @@ mod tests {
             checked_at_ms: 42,
         };
         {
-            let index = FsIndex::open(&dir.path().join("index"), &dir.path().join("tmp")).unwrap();
+            let index = FsIndex::open(&layout).unwrap();
             index.put_tag(&key, record.clone()).await.unwrap();
             index
                 .put_manifest_type(&Digest::of(b"m"), "t/x")
                 .await
                 .unwrap();
         }
-        let index = FsIndex::open(&dir.path().join("index"), &dir.path().join("tmp")).unwrap();
-        assert_eq!(index.tag(&key).await, Some(record));
+        let index = FsIndex::open(&layout).unwrap();
+        assert_eq!(index.tag(&key).await.unwrap(), Some(record));
         let other = TagKey {
             accept: "a".into(),
             ..key
         };
-        assert_eq!(index.tag(&other).await, None);
+        assert_eq!(index.tag(&other).await.unwrap(), None);
         assert_eq!(
-            index.manifest_type(&Digest::of(b"m")).await.as_deref(),
+            index
+                .manifest_type(&Digest::of(b"m"))
+                .await
+                .unwrap()
+                .as_deref(),
             Some("t/x")
         );
     }
@@ -194,7 +201,7 @@ mod tests {
     #[test]
     fn memory_is_bounded_in_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        let index = FsIndex::open(&dir.path().join("index"), &dir.path().join("tmp")).unwrap();
+        let index = FsIndex::open(&Layout::new(dir.path())).unwrap();
         let record = TagRecord {
             digest: Digest::of(b"m").to_string(),
             media_type: "t".into(),

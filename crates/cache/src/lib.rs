@@ -1,33 +1,44 @@
-//! The cache: a storage trait for content-addressed blobs, its local
-//! filesystem implementation, readers that stream a blob while it is still
-//! being written, and the index of tag answers and manifest media types.
+//! The cache: the storage seam (lookup → hit | miss → writer), its local
+//! filesystem and in-memory implementations, readers that stream a blob
+//! while it is still being written, the index of tag answers and manifest
+//! media types, and the one module that spells the on-disk layout.
 //!
-//! Uses only `oci` from this crate. The storage trait is what an S3 backend
-//! implements later; everything above it sees only [`BlobStore`] and
-//! [`IndexStore`].
+//! Uses only `berth-oci`. Everything above it sees the store through
+//! [`BlobStore`] and [`IndexStore`], and the bytes to send as
+//! [`BlobBytes`].
 
 mod fs;
 mod hot;
 mod index;
+mod layout;
 mod lock;
+mod memory;
 mod reader;
 mod spool;
+mod store;
 mod verify;
 
 pub use fs::FsStore;
 pub use hot::{HotBlobs, HotCache, HotManifest, HotManifests, Weighed};
 pub use index::{FsIndex, TagRecord};
-pub use lock::{DataDirLock, LOCK_FILE};
+pub use layout::Layout;
+pub use lock::DataDirLock;
+pub use memory::{MemoryIndex, MemoryStore};
 pub use reader::{FileSpan, Progress, ProgressState, stream_file};
-pub use spool::Spool;
+pub use store::{BlobStore, BlobWriter, Hit, IndexStore, Lookup, TagKey};
 pub use verify::{VerifyReport, verify_store};
 
-use async_trait::async_trait;
+use spool::Spool;
+
 use berth_oci::Digest;
 use bytes::Bytes;
 use futures_util::Stream;
 use std::fmt::Debug;
 use std::pin::Pin;
+
+/// Blobs up to this size count as small: they are kept in memory once
+/// served, and a span this short is read in place rather than streamed.
+pub const SMALL_BLOB: u64 = 64 << 10;
 
 /// A stream of body chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -82,9 +93,6 @@ pub enum CacheError {
     /// The cache filesystem has no room for what is being written.
     #[error("no room in the cache: {0}")]
     NoRoom(String),
-    /// A blob found by `stat` was gone when it was opened.
-    #[error("blob {0} vanished from the cache")]
-    Vanished(Digest),
     /// Content did not hash to the digest it was stored under.
     #[error("content hashed to {actual}, not {expected}")]
     DigestMismatch {
@@ -111,66 +119,4 @@ pub(crate) fn io_err<'a>(
     path: &'a std::path::Path,
 ) -> impl FnOnce(std::io::Error) -> CacheError + 'a {
     move |e| CacheError::io(op, path, e)
-}
-
-/// Content-addressed blob storage shared by every upstream.
-///
-/// New content is written to a [`Spool`] (a local temporary file) and
-/// becomes visible only through [`BlobStore::commit`], after its digest was
-/// verified, so a reader can never see a partial or corrupt blob.
-#[async_trait]
-pub trait BlobStore: Send + Sync + Debug {
-    /// Size of a committed blob, or `None` if it is not cached.
-    async fn stat(&self, digest: &Digest) -> Result<Option<u64>, CacheError>;
-
-    /// Bytes `start..end` of a committed blob; `None` if not cached.
-    async fn read(
-        &self,
-        digest: &Digest,
-        start: u64,
-        end: u64,
-    ) -> Result<Option<BlobBytes>, CacheError>;
-
-    /// A whole committed blob in memory, for small objects like manifests.
-    /// `None` if not cached.
-    async fn read_small(&self, digest: &Digest) -> Result<Option<Bytes>, CacheError>;
-
-    /// Verify and store a small object held in memory.
-    async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError>;
-
-    /// A new spool file to write a blob into.
-    async fn spool(&self) -> Result<Spool, CacheError>;
-
-    /// Whether `bytes` more fit in the store now.
-    async fn has_room(&self, bytes: u64) -> bool;
-
-    /// Make a fully written, verified spool visible under `digest`.
-    async fn commit(&self, spool: Spool, digest: &Digest) -> Result<(), CacheError>;
-}
-
-/// Small metadata next to the blobs: which digest a tag pointed to, and the
-/// media type of each cached manifest.
-#[async_trait]
-pub trait IndexStore: Send + Sync + Debug {
-    /// The record for a tag answer, if any.
-    async fn tag(&self, key: &TagKey) -> Option<TagRecord>;
-    /// Store or replace a tag answer.
-    async fn put_tag(&self, key: &TagKey, record: TagRecord) -> Result<(), CacheError>;
-    /// Media type of a cached manifest.
-    async fn manifest_type(&self, digest: &Digest) -> Option<String>;
-    /// Record the media type of a cached manifest.
-    async fn put_manifest_type(&self, digest: &Digest, media_type: &str) -> Result<(), CacheError>;
-}
-
-/// What identifies one cached tag answer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TagKey {
-    /// Upstream name.
-    pub upstream: String,
-    /// Repository, after upstream routing.
-    pub repo: String,
-    /// The tag.
-    pub tag: String,
-    /// Normalised client `Accept` set (see `oci::accept_key`).
-    pub accept: String,
 }

@@ -8,14 +8,10 @@
 //! Read-only tools (`berth cache verify` without `--quarantine`) do not
 //! take it, so they work beside a running server.
 
-use crate::{CacheError, io_err};
+use crate::{CacheError, Layout, io_err};
 use std::fs::{File, TryLockError};
 use std::io::Read as _;
 use std::os::unix::fs::FileExt as _;
-use std::path::Path;
-
-/// The lock file's name inside the data directory.
-pub const LOCK_FILE: &str = "berth.lock";
 
 /// An exclusive hold on a data directory; released on drop.
 #[derive(Debug)]
@@ -26,9 +22,10 @@ pub struct DataDirLock {
 impl DataDirLock {
     /// Lock `root` (creating it if needed) for this process, or fail at once
     /// when another process holds it, naming that process's pid.
-    pub fn acquire(root: &Path) -> Result<Self, CacheError> {
+    pub fn acquire(layout: &Layout) -> Result<Self, CacheError> {
+        let root = layout.root();
         std::fs::create_dir_all(root).map_err(io_err("create", root))?;
-        let path = root.join(LOCK_FILE);
+        let path = layout.lock_file();
         let file = File::options()
             .read(true)
             .write(true)
@@ -76,13 +73,14 @@ mod tests {
     #[test]
     fn a_second_holder_is_refused_until_the_first_lets_go() {
         let dir = tempfile::tempdir().unwrap();
-        let first = DataDirLock::acquire(dir.path()).unwrap();
-        let refused = DataDirLock::acquire(dir.path()).unwrap_err().to_string();
+        let layout = Layout::new(dir.path());
+        let first = DataDirLock::acquire(&layout).unwrap();
+        let refused = DataDirLock::acquire(&layout).unwrap_err().to_string();
         assert!(
             refused.contains(&format!("pid {}", std::process::id())),
             "{refused}"
         );
         drop(first);
-        let _again = DataDirLock::acquire(dir.path()).unwrap();
+        let _again = DataDirLock::acquire(&layout).unwrap();
     }
 }

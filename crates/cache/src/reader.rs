@@ -100,7 +100,7 @@ impl FileSpan {
     /// Read a complete span into memory right here, for small spans where
     /// one positional read beats handing the file to another thread or to
     /// `sendfile`. A span still filling is refused.
-    pub fn read_now(&self) -> io::Result<Bytes> {
+    pub(crate) fn read_now(&self) -> io::Result<Bytes> {
         let len = self.complete_len().ok_or_else(|| {
             io::Error::new(io::ErrorKind::WouldBlock, "blob is still being written")
         })?;

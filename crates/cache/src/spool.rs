@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// context; readers share [`Spool::reader`], a second handle on the same
 /// file that survives the rename at commit.
 #[derive(Debug)]
-pub struct Spool {
+pub(crate) struct Spool {
     path: PathBuf,
     file: File,
     reader: Arc<File>,
@@ -21,7 +21,7 @@ pub struct Spool {
 
 impl Spool {
     /// Create a new spool file at `path`.
-    pub fn create(path: PathBuf) -> Result<Self, CacheError> {
+    pub(crate) fn create(path: PathBuf) -> Result<Self, CacheError> {
         let file = File::options()
             .write(true)
             .create_new(true)
@@ -37,20 +37,13 @@ impl Spool {
     }
 
     /// A read handle on the spool, valid after commit or deletion too.
-    pub fn reader(&self) -> Arc<File> {
+    pub(crate) fn reader(&self) -> Arc<File> {
         Arc::clone(&self.reader)
-    }
-
-    /// Append a chunk (blocking).
-    pub fn write(&mut self, chunk: &[u8]) -> Result<(), CacheError> {
-        self.file
-            .write_all(chunk)
-            .map_err(|e| CacheError::io("write", &self.path, e))
     }
 
     /// Append chunks in order with as few `writev` calls as they take
     /// (blocking).
-    pub fn write_chunks(&mut self, chunks: &[Bytes]) -> Result<(), CacheError> {
+    pub(crate) fn write_chunks(&mut self, chunks: &[Bytes]) -> Result<(), CacheError> {
         let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
@@ -68,7 +61,7 @@ impl Spool {
     }
 
     /// Flush file data to disk (blocking).
-    pub fn sync(&self) -> Result<(), CacheError> {
+    pub(crate) fn sync(&self) -> Result<(), CacheError> {
         self.file
             .sync_all()
             .map_err(|e| CacheError::io("fsync", &self.path, e))
@@ -106,7 +99,7 @@ mod tests {
             .map(|i| Bytes::from(vec![(i % 251) as u8; (i as usize % 7) + 1]))
             .collect();
         spool.write_chunks(&chunks).unwrap();
-        spool.write(b"tail").unwrap();
+        spool.write_chunks(&[Bytes::from_static(b"tail")]).unwrap();
         let mut expected: Vec<u8> = chunks.iter().flat_map(|c| c.to_vec()).collect();
         expected.extend_from_slice(b"tail");
         assert_eq!(std::fs::read(&path).unwrap(), expected);

@@ -3,7 +3,7 @@
 //! Runs offline against the data directory; a running berth may serve
 //! meanwhile (a quarantined blob is simply fetched again on its next use).
 
-use crate::{CacheError, io_err};
+use crate::{CacheError, Layout, io_err};
 use berth_oci::Digest;
 use sha2::{Digest as _, Sha256};
 use std::io::Read;
@@ -36,7 +36,8 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
 /// Verify every blob under `root` (a data directory); with `quarantine`,
 /// move corrupt files to `root/quarantine/`.
 pub fn verify_store(root: &Path, quarantine: bool) -> Result<VerifyReport, CacheError> {
-    let blobs = root.join("blobs").join("sha256");
+    let layout = Layout::new(root);
+    let blobs = layout.blobs();
     let mut report = VerifyReport::default();
     let mut files = Vec::new();
     for shard in std::fs::read_dir(&blobs).map_err(io_err("list", &blobs))? {
@@ -55,18 +56,13 @@ pub fn verify_store(root: &Path, quarantine: bool) -> Result<VerifyReport, Cache
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        let problem = match format!("sha256:{name}").parse::<Digest>() {
-            Err(_) => Some("not named by a sha256 digest".to_owned()),
-            Ok(d)
-                if path
-                    .parent()
-                    .and_then(Path::file_name)
-                    .and_then(|s| s.to_str())
-                    != Some(&d.hex()[..2]) =>
-            {
-                Some("stored in the wrong directory".to_owned())
-            }
-            Ok(d) => match hash_file(&path) {
+        let problem = match (
+            format!("sha256:{name}").parse::<Digest>(),
+            layout.blob_digest(&path),
+        ) {
+            (Err(_), _) => Some("not named by a sha256 digest".to_owned()),
+            (Ok(_), None) => Some("stored in the wrong directory".to_owned()),
+            (Ok(_), Some(d)) => match hash_file(&path) {
                 Ok(actual) if actual == d.hex() => None,
                 Ok(actual) => Some(format!("content hashes to sha256:{actual}")),
                 Err(e) => Some(format!("cannot be read: {e}")),
@@ -77,7 +73,7 @@ pub fn verify_store(root: &Path, quarantine: bool) -> Result<VerifyReport, Cache
             continue;
         };
         if quarantine {
-            let dir = root.join("quarantine");
+            let dir = layout.quarantine();
             std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
             let dest = dir.join(name);
             std::fs::rename(&path, &dest).map_err(io_err("rename", &dest))?;
@@ -95,24 +91,21 @@ mod tests {
     #[test]
     fn finds_and_quarantines_corrupt_blobs() {
         let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
         let good = Digest::of(b"good");
         let bad = Digest::of(b"bad");
         for (d, content) in [(&good, &b"good"[..]), (&bad, &b"tampered"[..])] {
-            let shard = dir.path().join("blobs/sha256").join(&d.hex()[..2]);
-            std::fs::create_dir_all(&shard).unwrap();
-            std::fs::write(shard.join(d.hex()), content).unwrap();
+            let path = layout.blob(d);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
         }
         let report = verify_store(dir.path(), false).unwrap();
         assert_eq!(report.ok, 1);
         assert_eq!(report.corrupt.len(), 1);
-        assert!(
-            report.corrupt[0]
-                .1
-                .contains(&Digest::of(b"tampered").hex().to_string())
-        );
+        assert!(report.corrupt[0].1.contains(&Digest::of(b"tampered").hex()));
         let report = verify_store(dir.path(), true).unwrap();
         assert_eq!(report.quarantined, 1);
-        assert!(dir.path().join("quarantine").join(bad.hex()).exists());
+        assert!(layout.quarantine().join(bad.hex()).exists());
         let report = verify_store(dir.path(), false).unwrap();
         assert!(report.corrupt.is_empty());
     }

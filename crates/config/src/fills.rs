@@ -132,16 +132,16 @@ mod tests {
         )
         .unwrap();
         let a = c.upstream("a.test").unwrap();
-        assert_eq!(a.fills.max_blob_size, 64 << 30);
-        assert_eq!(a.fills.unattended_fills, 2);
+        assert_eq!(a.policy.fills.max_blob_size, 64 << 30);
+        assert_eq!(a.policy.fills.unattended_fills, 2);
         let c = Config::from_toml(
             "[[upstreams]]\nname = \"a.test\"\nurl = \"http://127.0.0.1:9\"\nmax_blob_size = \"8MiB\"\nunattended_fills = 3\n",
             &no_env,
         )
         .unwrap();
         let a = c.upstream("a.test").unwrap();
-        assert_eq!(a.fills.max_blob_size, 8 << 20);
-        assert_eq!(a.fills.unattended_fills, 3);
+        assert_eq!(a.policy.fills.max_blob_size, 8 << 20);
+        assert_eq!(a.policy.fills.unattended_fills, 3);
         let e = Config::from_toml(
             "[[upstreams]]\nname = \"a.test\"\nurl = \"http://127.0.0.1:9\"\nmax_blob_size = \"lots\"\nmax_concurrent = 2\nunattended_fills = 3\n",
             &no_env,

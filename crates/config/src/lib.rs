@@ -8,12 +8,14 @@
 mod builtin;
 mod file;
 mod fills;
+mod policy;
 mod resilience;
 mod secret;
 mod server;
 mod validate;
 
 pub use fills::{DEFAULT_MAX_BLOB_SIZE, FillLimits};
+pub use policy::CachePolicy;
 pub use resilience::Resilience;
 pub use secret::Secret;
 pub use server::{ServerLimits, byte_size};
@@ -80,12 +82,10 @@ pub struct UpstreamConfig {
     pub realm_hosts: Vec<String>,
     /// Credentials for the upstream, if any.
     pub credentials: Option<Credentials>,
-    /// How long a tag answer is trusted without asking upstream.
-    pub tag_ttl: Duration,
-    /// Limits on blob downloads that outlive their clients.
-    pub fills: FillLimits,
-    /// Mirrors, timeouts, retries and limits.
+    /// Transport: mirrors, timeouts, retries and the concurrency cap.
     pub resilience: Resilience,
+    /// How what comes from this upstream is cached.
+    pub policy: CachePolicy,
 }
 
 /// Username and password for an upstream.

@@ -23,10 +23,6 @@ pub struct Resilience {
     pub max_concurrent: u32,
     /// How long a request may wait for one of those slots.
     pub queue_timeout: Duration,
-    /// Serve a cached tag even when upstream says it no longer exists.
-    pub stale_on_not_found: bool,
-    /// How long a "not found" answer is remembered.
-    pub not_found_ttl: Duration,
     /// Limit for a whole manifest, tag list or token answer, from sending
     /// the request to its last byte, however steadily it trickles in.
     pub manifest_timeout: Duration,
@@ -47,8 +43,6 @@ impl Default for Resilience {
             retries: 3,
             max_concurrent: 64,
             queue_timeout: Duration::from_secs(30),
-            stale_on_not_found: false,
-            not_found_ttl: Duration::from_secs(30),
             manifest_timeout: Duration::from_secs(30),
             request_deadline: Duration::from_secs(20),
         }
@@ -70,12 +64,6 @@ pub(super) fn build(p: &mut Problems, key: &str, u: &RawUpstream) -> Resilience 
     let queue_timeout = dur("queue_timeout", &u.queue_timeout, d.queue_timeout);
     let manifest_timeout = dur("manifest_timeout", &u.manifest_timeout, d.manifest_timeout);
     let request_deadline = dur("request_deadline", &u.request_deadline, d.request_deadline);
-    let not_found_ttl = duration(
-        p,
-        &format!("{key}.not_found_ttl"),
-        u.not_found_ttl.as_deref(),
-        d.not_found_ttl,
-    );
     let mirrors = u
         .mirrors
         .iter()
@@ -101,8 +89,6 @@ pub(super) fn build(p: &mut Problems, key: &str, u: &RawUpstream) -> Resilience 
         retries: u.retries.unwrap_or(d.retries),
         max_concurrent,
         queue_timeout,
-        stale_on_not_found: u.stale_on_not_found.unwrap_or(false),
-        not_found_ttl,
         manifest_timeout,
         request_deadline,
     }

@@ -14,7 +14,7 @@ fn embedded_defaults() {
     let hub = c.upstream("docker.io").unwrap();
     assert!(hub.default && hub.auto_library);
     assert_eq!(hub.url.as_str(), "https://registry-1.docker.io/");
-    assert_eq!(hub.tag_ttl, DEFAULT_TAG_TTL);
+    assert_eq!(hub.policy.tag_ttl, DEFAULT_TAG_TTL);
     for name in [
         "ghcr.io",
         "quay.io",
@@ -51,7 +51,7 @@ fn file_entry_replaces_builtin_and_takes_default() {
     let hub = c.upstream("docker.io").unwrap();
     assert_eq!(hub.url.as_str(), "http://127.0.0.1:9999/");
     assert!(!hub.default);
-    assert_eq!(hub.tag_ttl, Duration::from_secs(60));
+    assert_eq!(hub.policy.tag_ttl, Duration::from_secs(60));
     assert_eq!(hub.credentials.as_ref().unwrap().password.expose(), "p");
     assert!(format!("{hub:?}").contains("Secret(***)"));
     assert!(!format!("{hub:?}").contains("\"p\""));

@@ -5,7 +5,7 @@
 use crate::file::{RawConfig, RawUpstream};
 use crate::{
     Config, ConfigError, ConfigProblem, Credentials, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
-    DEFAULT_SHUTDOWN_GRACE, DEFAULT_TAG_TTL, LogFormat, Secret, UpstreamConfig, builtin,
+    DEFAULT_SHUTDOWN_GRACE, LogFormat, Secret, UpstreamConfig, builtin,
 };
 use std::time::Duration;
 
@@ -258,14 +258,8 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
         );
     }
     let credentials = credentials(p, key, &name, u, env);
-    let tag_ttl = duration(
-        p,
-        &format!("{key}.tag_ttl"),
-        u.tag_ttl.as_deref(),
-        DEFAULT_TAG_TTL,
-    );
     let resilience = super::resilience::build(p, key, u);
-    let fills = super::fills::build(p, key, u, resilience.max_concurrent);
+    let policy = super::policy::build(p, key, u, &resilience);
     let url = url?;
     (p.0.len() == before).then(|| UpstreamConfig {
         name,
@@ -276,9 +270,8 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
         aliases: u.aliases.clone().unwrap_or_default(),
         realm_hosts: u.realm_hosts.clone().unwrap_or_default(),
         credentials,
-        tag_ttl,
-        fills,
         resilience,
+        policy,
     })
 }
 

@@ -2,20 +2,23 @@
 //! upstream. It picks the upstream by, in order, `?ns=`, the `Host`
 //! header, a path prefix naming an upstream, and the default; then applies
 //! `library/` for single-segment names where configured. An `ns=` or a
-//! `<prefix>.<domain>` Host that names no upstream is refused. Access control
-//! and rate limits belong here too.
+//! `<prefix>.<domain>` Host that names no upstream is refused. The request
+//! leaves with its origin: the upstream and the cache policy configured for
+//! it. Access control and rate limits belong here too.
 
 use crate::error::ApiError;
 use crate::route::Route;
 use berth_oci::{ErrorCode, RepoName};
-use berth_upstream::{Registry, UpstreamSet};
+use berth_pull::Origin;
+use berth_upstream::{Upstream, UpstreamSet};
 use http::StatusCode;
 use std::sync::Arc;
 
 /// A request bound to its upstream.
 #[derive(Debug)]
 pub(crate) struct Admitted {
-    pub(crate) registry: Arc<Registry>,
+    /// The upstream and its cache policy.
+    pub(crate) origin: Origin,
     /// Repository name as the upstream knows it.
     pub(crate) repo: RepoName,
 }
@@ -36,14 +39,14 @@ pub(crate) fn admit(
     route: &Route,
     meta: &RequestMeta<'_>,
 ) -> Result<Admitted, ApiError> {
-    let (registry, repo) = select(upstreams, domain, route, meta)?;
-    let repo = if registry.config().auto_library && repo.segments() == 1 {
+    let (upstream, repo) = select(upstreams, domain, route, meta)?;
+    let repo = if upstream.config().auto_library && repo.segments() == 1 {
         repo.with_prefix("library").map_err(ApiError::bad_name)?
     } else {
         repo
     };
     Ok(Admitted {
-        registry: Arc::clone(registry),
+        origin: Origin::of(upstream),
         repo,
     })
 }
@@ -53,16 +56,16 @@ fn select<'u>(
     domain: Option<&str>,
     route: &Route,
     meta: &RequestMeta<'_>,
-) -> Result<(&'u Arc<Registry>, RepoName), ApiError> {
+) -> Result<(&'u Arc<Upstream>, RepoName), ApiError> {
     if let Some(ns) = meta.ns {
-        let registry = upstreams.by_name(ns).ok_or_else(|| {
+        let upstream = upstreams.by_name(ns).ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 ErrorCode::NameUnknown,
                 format!("registry {ns:?} (from ?ns=) is not configured on this mirror"),
             )
         })?;
-        return Ok((registry, route.name.clone()));
+        return Ok((upstream, route.name.clone()));
     }
     if let (Some(domain), Some(host)) = (domain, meta.host) {
         let host = host.rsplit_once(':').map_or(host, |(h, port)| {
@@ -77,7 +80,7 @@ fn select<'u>(
         // must not pull a same-named image from the default registry. The
         // bare domain goes on to the path prefix and the default.
         if let Some(prefix) = host.strip_suffix(domain).and_then(|p| p.strip_suffix('.')) {
-            let registry = upstreams.by_host_prefix(prefix).ok_or_else(|| {
+            let upstream = upstreams.by_host_prefix(prefix).ok_or_else(|| {
                 let shown: String = prefix.chars().take(64).collect();
                 ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -85,15 +88,15 @@ fn select<'u>(
                     format!("host prefix {shown:?} names no registry configured on this mirror"),
                 )
             })?;
-            return Ok((registry, route.name.clone()));
+            return Ok((upstream, route.name.clone()));
         }
     }
     if let Some((first, rest)) = route.name.split_first()
-        && let Some(registry) = upstreams.by_name(first)
+        && let Some(upstream) = upstreams.by_name(first)
     {
-        return Ok((registry, rest));
+        return Ok((upstream, rest));
     }
-    let registry = upstreams.default_upstream().ok_or_else(|| {
+    let upstream = upstreams.default_upstream().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             ErrorCode::NameUnknown,
@@ -103,7 +106,7 @@ fn select<'u>(
             ),
         )
     })?;
-    Ok((registry, route.name.clone()))
+    Ok((upstream, route.name.clone()))
 }
 
 #[cfg(test)]
@@ -120,7 +123,7 @@ mod tests {
 
     fn pick(path: &str, meta: &RequestMeta<'_>) -> Result<(String, String), ApiError> {
         let a = admit(&set(), Some("mirror.example"), &parse(path).unwrap(), meta)?;
-        Ok((a.registry.name().to_owned(), a.repo.to_string()))
+        Ok((a.origin.name().to_owned(), a.repo.to_string()))
     }
 
     #[test]

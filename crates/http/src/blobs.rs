@@ -6,21 +6,16 @@ use crate::admit::Admitted;
 use crate::error::ApiError;
 use crate::manifests::cache_header;
 use crate::range::{RangeAnswer, parse_range};
-use crate::{HttpState, Incoming, registry_headers, zero_copy};
+use crate::{HttpState, Incoming, api_headers, zero_copy};
 use axum::body::Body;
 use axum::response::Response;
 use berth_cache::BlobBytes;
 use berth_oci::Digest;
-use berth_pull::PullError;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use std::sync::Arc;
 
-/// Cached blob ranges up to this size are read in place and sent with the
-/// headers in one write; larger ones are sent with `sendfile` or streamed.
-const READ_NOW_MAX: u64 = 64 << 10;
-
 fn blob_headers(headers: &mut HeaderMap, digest: &Digest) {
-    registry_headers(headers);
+    api_headers(headers);
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),
@@ -44,7 +39,7 @@ pub(crate) async fn serve(
     if incoming.method == Method::HEAD {
         let (size, outcome) = state
             .pull
-            .blob_size(&admitted.registry, &admitted.repo, digest)
+            .blob_size(&admitted.origin, &admitted.repo, digest)
             .await?;
         trail.outcome = Some(outcome);
         let mut response = Response::new(Body::empty());
@@ -56,7 +51,7 @@ pub(crate) async fn serve(
     }
     let source = state
         .pull
-        .open_blob(&admitted.registry, &admitted.repo, digest)
+        .open_blob(&admitted.origin, &admitted.repo, digest)
         .await?;
     trail.outcome = Some(source.outcome);
     let x_cache = cache_header(source.outcome);
@@ -77,12 +72,6 @@ pub(crate) async fn serve(
     let bytes = state.pull.stream_blob(source, start, end).await?;
     let body = match (bytes, &incoming.outbox) {
         (BlobBytes::Memory(bytes), _) => Body::from(bytes),
-        (BlobBytes::File(span), _) if span.complete_len().is_some_and(|n| n <= READ_NOW_MAX) => {
-            let bytes = span
-                .read_now()
-                .map_err(|e| PullError::cache_read(digest, e))?;
-            Body::from(bytes)
-        }
         (BlobBytes::File(span), Some(outbox)) => zero_copy::body(span, Arc::clone(outbox)),
         (bytes, _) => match &incoming.budget {
             Some(budget) => budget.body(bytes.into_stream()),

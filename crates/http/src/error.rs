@@ -210,7 +210,7 @@ impl IntoResponse for ApiError {
         {
             headers.insert(header::CONTENT_RANGE, v);
         }
-        crate::registry_headers(headers);
+        crate::api_headers(headers);
         response
     }
 }

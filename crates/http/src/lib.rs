@@ -56,7 +56,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/v2", any(base))
         .route("/v2/", any(base))
-        .route("/v2/{*rest}", any(registry))
+        .route("/v2/{*rest}", any(api))
         .route("/health", get(health))
         .route("/healthz", get(health))
         .route("/metrics", get(metrics))
@@ -109,7 +109,7 @@ pub(crate) struct Incoming<'a> {
     pub(crate) budget: Option<BodyBudget>,
 }
 
-async fn registry(State(state): State<Arc<HttpState>>, request: Request) -> Response {
+async fn api(State(state): State<Arc<HttpState>>, request: Request) -> Response {
     let id = state.next_request_id.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let (request, _body) = request.into_parts();
@@ -164,7 +164,7 @@ async fn dispatch(
             .and_then(|h| h.to_str().ok()),
     };
     let admitted = admit::admit(&state.upstreams, state.domain.as_deref(), &route, &meta)?;
-    trail.upstream = Some(admitted.registry.name().to_owned());
+    trail.upstream = Some(admitted.origin.name().to_owned());
     trail.repo = Some(admitted.repo.to_string());
     let incoming = Incoming {
         method: &request.method,
@@ -188,7 +188,7 @@ async fn dispatch(
 }
 
 /// Headers every successful registry answer carries.
-pub(crate) fn registry_headers(headers: &mut HeaderMap) {
+pub(crate) fn api_headers(headers: &mut HeaderMap) {
     headers.insert(
         "docker-distribution-api-version",
         HeaderValue::from_static(API_VERSION),

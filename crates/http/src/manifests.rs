@@ -5,7 +5,7 @@
 use crate::access_log::Trail;
 use crate::admit::Admitted;
 use crate::error::ApiError;
-use crate::{HttpState, Incoming, body_for, registry_headers};
+use crate::{HttpState, Incoming, api_headers, body_for};
 use axum::body::Body;
 use axum::response::Response;
 use berth_oci::Reference;
@@ -27,7 +27,7 @@ pub(crate) async fn serve(
         .map(str::to_owned)
         .collect();
     let request = ManifestRequest {
-        registry: &admitted.registry,
+        origin: &admitted.origin,
         repo: &admitted.repo,
         reference,
         accept: &accept,
@@ -39,7 +39,7 @@ pub(crate) async fn serve(
     let mut response = Response::new(body_for(incoming.method, || Body::from(answer.bytes)));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
-    registry_headers(headers);
+    api_headers(headers);
     let content_type = HeaderValue::from_str(&answer.media_type)
         .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_TYPE, content_type);

@@ -5,8 +5,8 @@
 //! survives, rebuilt from its `n` and `last`.
 
 use crate::admit::Admitted;
+use crate::api_headers;
 use crate::error::ApiError;
-use crate::registry_headers;
 use axum::body::Body;
 use axum::response::Response;
 use berth_oci::{Digest, ErrorCode, Tag};
@@ -21,13 +21,14 @@ fn bad_query(message: String) -> ApiError {
 pub(crate) async fn tags(admitted: &Admitted, query: Option<&str>) -> Result<Response, ApiError> {
     let suffix = tags_suffix(query)?;
     let answer = admitted
-        .registry
+        .origin
+        .upstream
         .passthrough(&admitted.repo, &suffix, "tags")
         .await
         .map_err(berth_pull::PullError::from)?;
     let invalid = |detail: String| {
         berth_pull::PullError::from(UpstreamError::Invalid {
-            upstream: admitted.registry.name().to_owned(),
+            upstream: admitted.origin.name().to_owned(),
             detail,
         })
     };
@@ -136,7 +137,8 @@ pub(crate) async fn referrers(
 ) -> Result<Response, ApiError> {
     let suffix = referrers_suffix(digest, query)?;
     let answer = admitted
-        .registry
+        .origin
+        .upstream
         .passthrough(&admitted.repo, &suffix, "referrers")
         .await
         .map_err(berth_pull::PullError::from)?;
@@ -177,7 +179,7 @@ fn respond(answer: Passthrough) -> Response {
     let mut response = Response::new(Body::from(answer.body));
     *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = response.headers_mut();
-    registry_headers(headers);
+    api_headers(headers);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     let content_type = answer
         .content_type

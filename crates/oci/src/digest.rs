@@ -5,11 +5,12 @@ use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::str::FromStr;
 
-/// A validated content digest. Only sha256 is supported: it is what every
-/// public registry uses, and it keeps cache paths to one fixed shape.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A validated content digest: the 32 bytes of a sha256. Only sha256 is
+/// supported: it is what every public registry uses, and it keeps cache
+/// paths to one fixed shape.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
-    hex: String,
+    sha256: [u8; 32],
 }
 
 /// Why a digest string was refused.
@@ -30,13 +31,18 @@ impl Digest {
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         Self {
-            hex: hex::encode(Sha256::digest(bytes)),
+            sha256: Sha256::digest(bytes).into(),
         }
     }
 
-    /// The 64 hex digits, without the algorithm.
-    pub fn hex(&self) -> &str {
-        &self.hex
+    /// The 64 lowercase hex digits, without the algorithm.
+    pub fn hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+
+    /// The 32 bytes of the sha256.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.sha256
     }
 
     /// The algorithm name; always `sha256`.
@@ -62,28 +68,46 @@ impl FromStr for Digest {
             }
             return Err(DigestError::UnsupportedAlgorithm(algo.to_owned()));
         }
-        let valid = hex.len() == 64
-            && hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if !valid {
+        // Lowercase only: the text form of a digest is unique, so it can be
+        // compared and stored as text elsewhere.
+        let lowercase = hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let mut sha256 = [0u8; 32];
+        if !lowercase || hex::decode_to_slice(hex, &mut sha256).is_err() {
             return Err(DigestError::BadHex(s.to_owned()));
         }
-        Ok(Self {
-            hex: hex.to_owned(),
-        })
+        Ok(Self { sha256 })
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex)
+        let mut hex = [0u8; 64];
+        // Cannot fail: the buffer is exactly twice the input.
+        let _ = hex::encode_to_slice(self.sha256, &mut hex);
+        f.write_str("sha256:")?;
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
     }
 }
 
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+/// Proof that a stream of bytes hashed to a digest. Only a
+/// [`DigestVerifier`] that saw every byte makes one, so a store that asks
+/// for it before committing cannot commit unverified content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub struct Verified(Digest);
+
+impl Verified {
+    /// The digest the bytes hashed to.
+    pub fn digest(&self) -> &Digest {
+        &self.0
     }
 }
 
@@ -109,14 +133,14 @@ impl DigestVerifier {
         self.hasher.update(chunk);
     }
 
-    /// Finish; `Ok` when the bytes hashed to the expected digest, otherwise
-    /// the digest that was actually computed.
-    pub fn finish(self) -> Result<(), Digest> {
+    /// Finish: the proof when the bytes hashed to the expected digest,
+    /// otherwise the digest that was actually computed.
+    pub fn finish(self) -> Result<Verified, Digest> {
         let actual = Digest {
-            hex: hex::encode(self.hasher.finalize()),
+            sha256: self.hasher.finalize().into(),
         };
         if actual == self.expected {
-            Ok(())
+            Ok(Verified(actual))
         } else {
             Err(actual)
         }
@@ -152,6 +176,11 @@ mod tests {
         ));
         let upper = HELLO.to_uppercase().replace("SHA256", "sha256");
         assert!(upper.parse::<Digest>().is_err());
+        let short = &HELLO[..HELLO.len() - 2];
+        assert!(matches!(
+            short.parse::<Digest>(),
+            Err(DigestError::BadHex(_))
+        ));
         assert!("sha256:../../etc/passwd".parse::<Digest>().is_err());
         assert!("../x:y".parse::<Digest>().is_err());
     }
@@ -177,7 +206,7 @@ mod tests {
         let mut v = DigestVerifier::new(HELLO.parse().unwrap());
         v.update(b"hel");
         v.update(b"lo");
-        assert!(v.finish().is_ok());
+        assert_eq!(v.finish().unwrap().digest(), &Digest::of(b"hello"));
         let mut v = DigestVerifier::new(HELLO.parse().unwrap());
         v.update(b"hellO");
         assert_eq!(v.finish().unwrap_err(), Digest::of(b"hellO"));

@@ -10,7 +10,7 @@ mod manifest_check;
 mod media_type;
 mod name;
 
-pub use digest::{Digest, DigestError, DigestVerifier};
+pub use digest::{Digest, DigestError, DigestVerifier, Verified};
 pub use error::{ErrorCode, ErrorEnvelope};
 pub use manifest_check::{NotAManifest, check_manifest};
 pub use media_type::{

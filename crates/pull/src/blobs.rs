@@ -5,39 +5,40 @@
 
 use crate::direct::verified_stream;
 use crate::fill::{FillHandle, FillJob, Joined};
-use crate::{HOT_BLOB_MAX, Outcome, PullError, PullService};
-use berth_cache::{BlobBytes, CacheError, FileSpan};
+use crate::source::{Download, FillSource, Origin};
+use crate::{Outcome, PullError, PullService};
+use berth_cache::{BlobBytes, FileSpan, Hit, Lookup, SMALL_BLOB};
 use berth_oci::{Digest, RepoName};
-use berth_upstream::{BlobDownload, Registry, UpstreamError};
+use berth_upstream::UpstreamError;
 use bytes::Bytes;
 use std::sync::Arc;
 
-/// A blob ready to stream: committed in the store, or still filling.
+/// A blob ready to stream: stored, or still filling.
 #[derive(Debug)]
 pub struct BlobSource {
-    /// Total size, when known (always for committed blobs).
+    /// Total size, when known (always for stored blobs).
     pub size: Option<u64>,
     /// How it was answered.
     pub outcome: Outcome,
     digest: Digest,
-    origin: Origin,
+    body: Body,
     /// Largest size accepted from upstream.
     max: u64,
 }
 
 /// Where an opened blob's bytes come from.
 #[derive(Debug)]
-enum Origin {
+enum Body {
     Memory(Bytes),
-    Store,
+    Stored(Hit),
     Fill(FillHandle),
-    Upstream(BlobDownload),
+    Upstream(Download),
 }
 
 impl BlobSource {
     /// Whether byte ranges can be served (not for a direct upstream stream).
     pub fn seekable(&self) -> bool {
-        !matches!(self.origin, Origin::Upstream(_))
+        !matches!(self.body, Body::Upstream(_))
     }
 }
 
@@ -45,40 +46,44 @@ impl PullService {
     /// Open a blob for reading, starting or joining its download on a miss.
     pub async fn open_blob(
         &self,
-        registry: &Arc<Registry>,
+        origin: &Origin,
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<BlobSource, PullError> {
         if let Some(bytes) = self.hot_blobs.get(digest) {
-            return Ok(self.hit(digest, bytes.len() as u64, Origin::Memory(bytes)));
+            return Ok(self.hit(digest, Body::Memory(bytes)));
         }
-        if let Some(size) = self.blobs.stat(digest).await? {
-            if size <= HOT_BLOB_MAX
-                && let Some(bytes) = self.blobs.read_small(digest).await?
-            {
-                self.hot_blobs.insert(digest.clone(), bytes.clone());
-                return Ok(self.hit(digest, size, Origin::Memory(bytes)));
-            }
-            return Ok(self.hit(digest, size, Origin::Store));
+        if let Lookup::Hit(hit) = self.blobs.lookup(digest).await? {
+            return self.stored(digest, hit).await;
         }
-        self.check_not_missing(registry, repo, digest)?;
+        self.check_not_missing(origin, repo, digest)?;
         if self.disk.bypass() {
-            return self.direct(registry, repo, digest, None).await;
+            return self.direct(origin, repo, digest, None).await;
         }
         let job = FillJob {
             blobs: Arc::clone(&self.blobs),
-            registry: Arc::clone(registry),
+            source: Arc::clone(&origin.upstream) as Arc<dyn FillSource>,
+            policy: origin.policy.clone(),
+            flights: Arc::clone(&self.flights),
             repo: repo.clone(),
-            digest: digest.clone(),
+            digest: *digest,
             metrics: Arc::clone(&self.metrics),
             disk: Arc::clone(&self.disk),
             misses: self.misses.clone(),
-            unattended: self.unattended_permits(registry),
+            unattended: self.unattended_permits(origin),
         };
         let joined = self.fills.join_or_start(job).await;
-        let (handle, coalesced) = match self.remember_missing(registry, repo, digest, joined)? {
+        let (handle, coalesced) = match self.remember_missing(origin, repo, digest, joined)? {
             Joined::Fill { handle, coalesced } => (handle, coalesced),
-            Joined::Direct(download) => return self.direct(registry, repo, digest, download).await,
+            Joined::Direct(download) => return self.direct(origin, repo, digest, download).await,
+            Joined::Stored => {
+                return match self.blobs.lookup(digest).await? {
+                    Lookup::Hit(hit) => self.stored(digest, hit).await,
+                    Lookup::Miss => Err(PullError::Internal(format!(
+                        "blob {digest} was stored, then gone before it was opened"
+                    ))),
+                };
+            }
         };
         let outcome = if coalesced {
             Outcome::Coalesced
@@ -89,20 +94,36 @@ impl PullService {
         Ok(BlobSource {
             size: handle.size,
             outcome,
-            digest: digest.clone(),
-            origin: Origin::Fill(handle),
-            max: registry.config().fills.max_blob_size,
+            digest: *digest,
+            body: Body::Fill(handle),
+            max: origin.policy.fills.max_blob_size,
         })
     }
 
+    /// A stored blob: a small one is read into the hot set and served from
+    /// memory from then on.
+    async fn stored(&self, digest: &Digest, hit: Hit) -> Result<BlobSource, PullError> {
+        if hit.size() > SMALL_BLOB {
+            return Ok(self.hit(digest, Body::Stored(hit)));
+        }
+        let bytes = hit.bytes().await?;
+        self.hot_blobs.insert(*digest, bytes.clone());
+        Ok(self.hit(digest, Body::Memory(bytes)))
+    }
+
     /// A blob answered from the cache.
-    fn hit(&self, digest: &Digest, size: u64, origin: Origin) -> BlobSource {
+    fn hit(&self, digest: &Digest, body: Body) -> BlobSource {
+        let size = match &body {
+            Body::Memory(bytes) => bytes.len() as u64,
+            Body::Stored(hit) => hit.size(),
+            Body::Fill(_) | Body::Upstream(_) => 0,
+        };
         self.metrics.cache("blob", Outcome::Hit.as_str());
         BlobSource {
             size: Some(size),
             outcome: Outcome::Hit,
-            digest: digest.clone(),
-            origin,
+            digest: *digest,
+            body,
             max: size,
         }
     }
@@ -110,22 +131,22 @@ impl PullService {
     /// A blob streamed from upstream without caching.
     async fn direct(
         &self,
-        registry: &Registry,
+        origin: &Origin,
         repo: &RepoName,
         digest: &Digest,
-        download: Option<BlobDownload>,
+        download: Option<Download>,
     ) -> Result<BlobSource, PullError> {
         let download = match download {
             Some(d) => d,
             None => {
-                let fetched = registry.get_blob(repo, digest, 0).await;
-                self.remember_missing(registry, repo, digest, fetched)?
+                let fetched = origin.upstream.fetch(repo, digest, 0).await;
+                self.remember_missing(origin, repo, digest, fetched)?
             }
         };
-        let max = registry.config().fills.max_blob_size;
+        let max = origin.policy.fills.max_blob_size;
         if let Some(size) = download.size.filter(|s| *s > max) {
             return Err(UpstreamError::Invalid {
-                upstream: registry.name().to_owned(),
+                upstream: origin.name().to_owned(),
                 detail: format!("blob {digest} has {size} bytes, more than max_blob_size ({max})"),
             }
             .into());
@@ -134,8 +155,8 @@ impl PullService {
         Ok(BlobSource {
             size: download.size,
             outcome: Outcome::Direct,
-            digest: digest.clone(),
-            origin: Origin::Upstream(download),
+            digest: *digest,
+            body: Body::Upstream(download),
             max,
         })
     }
@@ -144,22 +165,22 @@ impl PullService {
     /// fill, or an upstream HEAD.
     pub async fn blob_size(
         &self,
-        registry: &Registry,
+        origin: &Origin,
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<(u64, Outcome), PullError> {
         if let Some(bytes) = self.hot_blobs.get(digest) {
             return Ok((bytes.len() as u64, Outcome::Hit));
         }
-        if let Some(size) = self.blobs.stat(digest).await? {
-            return Ok((size, Outcome::Hit));
+        if let Lookup::Hit(hit) = self.blobs.lookup(digest).await? {
+            return Ok((hit.size(), Outcome::Hit));
         }
-        self.check_not_missing(registry, repo, digest)?;
-        let head = registry.head_blob(repo, digest).await;
-        match self.remember_missing(registry, repo, digest, head)? {
+        self.check_not_missing(origin, repo, digest)?;
+        let head = origin.upstream.head_blob(repo, digest).await;
+        match self.remember_missing(origin, repo, digest, head)? {
             Some(size) => Ok((size, Outcome::Miss)),
             None => Err(UpstreamError::Invalid {
-                upstream: registry.name().to_owned(),
+                upstream: origin.name().to_owned(),
                 detail: "blob HEAD without Content-Length".to_owned(),
             }
             .into()),
@@ -170,14 +191,14 @@ impl PullService {
     /// `not_found_ttl`.
     fn check_not_missing(
         &self,
-        registry: &Registry,
+        origin: &Origin,
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<(), PullError> {
-        if self.misses.contains(&miss_key(registry, repo, digest)) {
+        if self.misses.contains(&miss_key(origin.name(), repo, digest)) {
             self.metrics.cache("blob", "negative");
             return Err(UpstreamError::NotFound {
-                upstream: registry.name().to_owned(),
+                upstream: origin.name().to_owned(),
                 what: "blob",
                 code: None,
             }
@@ -189,7 +210,7 @@ impl PullService {
     /// Pass `result` on, remembering an upstream "not found" for the blob.
     fn remember_missing<T, E: Into<PullError>>(
         &self,
-        registry: &Registry,
+        origin: &Origin,
         repo: &RepoName,
         digest: &Digest,
         result: Result<T, E>,
@@ -197,8 +218,8 @@ impl PullService {
         let result = result.map_err(Into::into);
         if let Err(PullError::Upstream(UpstreamError::NotFound { .. })) = &result {
             self.misses.remember(
-                miss_key(registry, repo, digest),
-                registry.config().resilience.not_found_ttl,
+                miss_key(origin.name(), repo, digest),
+                origin.policy.not_found_ttl,
             );
         }
         result
@@ -212,38 +233,32 @@ impl PullService {
         start: u64,
         end: Option<u64>,
     ) -> Result<BlobBytes, PullError> {
-        match source.origin {
-            Origin::Memory(bytes) => {
+        match source.body {
+            Body::Memory(bytes) => {
                 let len = bytes.len() as u64;
                 let end = end.unwrap_or(len).min(len);
                 let start = start.min(end);
                 Ok(BlobBytes::Memory(bytes.slice(start as usize..end as usize)))
             }
-            Origin::Fill(fill) => Ok(BlobBytes::File(FileSpan::filling(
+            Body::Stored(hit) => Ok(hit.read(start, end.unwrap_or(hit.size()))?),
+            Body::Fill(fill) => Ok(BlobBytes::File(FileSpan::filling(
                 fill.file,
                 start,
                 end,
                 fill.progress,
             ))),
             // Served whole: the handler does not offer ranges without a size.
-            Origin::Upstream(download) => Ok(BlobBytes::Stream(verified_stream(
+            Body::Upstream(download) => Ok(BlobBytes::Stream(verified_stream(
                 download,
                 source.digest,
                 source.max,
             ))),
-            Origin::Store => {
-                let end = end.or(source.size).unwrap_or(0);
-                self.blobs
-                    .read(&source.digest, start, end)
-                    .await?
-                    .ok_or_else(|| CacheError::Vanished(source.digest.clone()).into())
-            }
         }
     }
 }
 
 /// The remembered-miss key of a blob: upstream, repository and digest (three
 /// lines, where a manifest's key has four).
-pub(super) fn miss_key(registry: &Registry, repo: &RepoName, digest: &Digest) -> String {
-    format!("{}\n{repo}\nblob {digest}", registry.name())
+pub(super) fn miss_key(upstream: &str, repo: &RepoName, digest: &Digest) -> String {
+    format!("{upstream}\n{repo}\nblob {digest}")
 }

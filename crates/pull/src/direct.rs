@@ -5,10 +5,11 @@
 //! disk health: after a write failure, new downloads bypass the cache for a
 //! while, then caching is tried again.
 
+use crate::source::Download;
 use berth_cache::ByteStream;
 use berth_oci::{Digest, DigestVerifier};
-use berth_upstream::BlobDownload;
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -44,10 +45,10 @@ impl DiskHealth {
 
 /// Stream `download` to one client, verifying it against `digest`, and
 /// cutting it off past `max` bytes.
-pub(super) fn verified_stream(download: BlobDownload, digest: Digest, max: u64) -> ByteStream {
+pub(super) fn verified_stream(download: Download, digest: Digest, max: u64) -> ByteStream {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(2);
     tokio::spawn(async move {
-        let mut body = download.into_body();
+        let mut body = download.body;
         let mut verifier = DigestVerifier::new(digest);
         let mut held: Option<Bytes> = None;
         let mut received = 0u64;
@@ -67,7 +68,7 @@ pub(super) fn verified_stream(download: BlobDownload, digest: Digest, max: u64) 
                 }
                 Some(Err(e)) => break e.to_string(),
                 None => match verifier.finish() {
-                    Ok(()) => {
+                    Ok(_proof) => {
                         if let Some(last) = held {
                             let _ = tx.send(Ok(last)).await;
                         }

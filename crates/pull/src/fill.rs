@@ -1,23 +1,28 @@
 //! One upstream download per digest. The first request for a missing blob
-//! starts a fill task that owns the download; it writes into a spool from a
-//! blocking writer thread (with a hashing thread beside it), publishes
-//! progress to every reader, and commits the blob only if the digest
-//! matches. Readers tail the spool at their own pace, so the fill is never
+//! starts a fill task that owns the download. The task takes the flight
+//! lock for the digest and looks in the store once more (the blob may have
+//! been stored since the request looked), then begins a store writer,
+//! writes into it from a thread of its own (with a hashing thread beside
+//! it), publishes progress to every reader, and finishes the writer only
+//! with the proof that the digest matched. Readers tail the writer at their own pace, so the fill is never
 //! slowed by a slow client, and it goes on when its clients disconnect,
 //! within the limits of `limits.rs`.
 
 use crate::PullError;
 use crate::blobs::miss_key;
 use crate::direct::DiskHealth;
+use crate::flight::FlightLock;
 use crate::limits::{SPACE_CHECK_EVERY, SPACE_RESERVE, Unattended};
 use crate::misses::Misses;
+use crate::source::{Download, DownloadBody, FillSource};
 use crate::writer::{self, Piece, Written};
-use berth_cache::{BlobStore, CacheError, Progress, ProgressState, Spool};
+use berth_cache::{BlobStore, BlobWriter, CacheError, Lookup, Progress, ProgressState};
+use berth_config::CachePolicy;
 use berth_metrics::{Metrics, UpstreamLabels};
-use berth_oci::{Digest, RepoName};
-use berth_upstream::{BlobBody, BlobDownload, Registry, UpstreamError};
+use berth_oci::{Digest, RepoName, Verified};
+use berth_upstream::UpstreamError;
 use bytes::Bytes;
-use futures_util::FutureExt as _;
+use futures_util::{FutureExt as _, StreamExt as _};
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex};
@@ -47,9 +52,11 @@ enum FillStart {
     Pending,
     Started(Started),
     Failed(PullError),
+    /// The blob was in the store after all: read it from there.
+    Stored,
     /// The cache has no room: the first taker streams this download
     /// directly, later ones start their own.
-    NoRoom(Arc<Mutex<Option<BlobDownload>>>),
+    NoRoom(Arc<Mutex<Option<Download>>>),
 }
 
 /// What joining a fill gives.
@@ -64,7 +71,9 @@ pub(super) enum Joined {
     },
     /// Stream from upstream without caching: this download if one was
     /// handed over, else start one.
-    Direct(Option<BlobDownload>),
+    Direct(Option<Download>),
+    /// The blob is in the store now: look it up again.
+    Stored,
 }
 
 /// In-flight fills by digest.
@@ -77,7 +86,9 @@ pub(super) struct FillTable {
 #[derive(Debug)]
 pub(super) struct FillJob {
     pub(super) blobs: Arc<dyn BlobStore>,
-    pub(super) registry: Arc<Registry>,
+    pub(super) source: Arc<dyn FillSource>,
+    pub(super) policy: CachePolicy,
+    pub(super) flights: Arc<dyn FlightLock>,
     pub(super) repo: RepoName,
     pub(super) digest: Digest,
     pub(super) metrics: Arc<Metrics>,
@@ -128,10 +139,10 @@ impl FillTable {
                         written: 0,
                         state: ProgressState::Filling,
                     });
-                    fills.insert(job.digest.clone(), rx.clone());
+                    fills.insert(job.digest, rx.clone());
                     let deregister = Deregister {
                         fills: Arc::clone(&self.fills),
-                        digest: job.digest.clone(),
+                        digest: job.digest,
                     };
                     tokio::spawn(async move {
                         let _deregister = deregister;
@@ -161,6 +172,7 @@ impl FillTable {
                 })
             }
             FillStart::Failed(e) => Err(e),
+            FillStart::Stored => Ok(Joined::Stored),
             FillStart::NoRoom(download) => Ok(Joined::Direct(
                 download.lock().ok().and_then(|mut d| d.take()),
             )),
@@ -170,15 +182,29 @@ impl FillTable {
 }
 
 async fn run(job: FillJob, start: watch::Sender<FillStart>, progress_tx: watch::Sender<Progress>) {
-    let download = match job.registry.get_blob(&job.repo, &job.digest, 0).await {
+    let _flight = job.flights.lock(&format!("blob {}", job.digest)).await;
+    // The blob may have been stored between the request's lookup and this
+    // fill's start; then there is nothing to download.
+    match job.blobs.lookup(&job.digest).await {
+        Ok(Lookup::Miss) => {}
+        Ok(Lookup::Hit(_)) => {
+            start.send_replace(FillStart::Stored);
+            return;
+        }
+        Err(e) => {
+            start.send_replace(FillStart::Failed(e.into()));
+            return;
+        }
+    }
+    let download = match job.source.fetch(&job.repo, &job.digest, 0).await {
         Ok(d) => d,
         Err(e) => {
             if matches!(e, UpstreamError::NotFound { .. }) {
                 // Before the fill leaves the table, so that no request can
                 // start another fill in between.
                 job.misses.remember(
-                    miss_key(&job.registry, &job.repo, &job.digest),
-                    job.registry.config().resilience.not_found_ttl,
+                    miss_key(job.source.name(), &job.repo, &job.digest),
+                    job.policy.not_found_ttl,
                 );
             }
             start.send_replace(FillStart::Failed(e.into()));
@@ -188,16 +214,16 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>, progress_tx: watch::
     // A zero-length answer would be complete before it could be verified.
     if download.size == Some(0) && job.digest != Digest::of(b"") {
         let e = UpstreamError::Invalid {
-            upstream: job.registry.name().to_owned(),
+            upstream: job.source.name().to_owned(),
             detail: format!("empty body for blob {}", job.digest),
         };
         start.send_replace(FillStart::Failed(e.into()));
         return;
     }
-    let max = job.registry.config().fills.max_blob_size;
+    let max = job.policy.fills.max_blob_size;
     if let Some(size) = download.size.filter(|s| *s > max) {
         let e = UpstreamError::Invalid {
-            upstream: job.registry.name().to_owned(),
+            upstream: job.source.name().to_owned(),
             detail: format!(
                 "blob {} has {size} bytes, more than max_blob_size ({max})",
                 job.digest
@@ -206,18 +232,18 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>, progress_tx: watch::
         start.send_replace(FillStart::Failed(e.into()));
         return;
     }
-    let room = job.blobs.has_room(download.size.unwrap_or(0)).await;
-    let spool = match job.blobs.spool().await {
-        Ok(s) if room => s,
-        result => {
-            match result {
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot create a spool file; serving without caching");
-                    job.disk.write_failed();
-                }
-                Ok(_) => {
-                    tracing::warn!(digest = %job.digest, size = download.size, "no room in the cache; serving without caching")
-                }
+    let begun = match job.blobs.reserve(download.size.unwrap_or(0)).await {
+        Ok(()) => job.blobs.begin(&job.digest, download.size).await,
+        Err(e) => Err(e),
+    };
+    let writer = match begun {
+        Ok(writer) => writer,
+        Err(e) => {
+            if let CacheError::NoRoom(why) = &e {
+                tracing::warn!(digest = %job.digest, size = download.size, reason = %why, "no room in the cache; serving without caching");
+            } else {
+                tracing::error!(error = %e, "cannot begin writing a blob; serving without caching");
+                job.disk.write_failed();
             }
             job.metrics.cache_write_failures.inc();
             start.send_replace(FillStart::NoRoom(Arc::new(Mutex::new(Some(download)))));
@@ -225,23 +251,23 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>, progress_tx: watch::
         }
     };
     start.send_replace(FillStart::Started(Started {
-        file: spool.reader(),
+        file: writer.tail(),
         progress: progress_tx.clone(),
         size: download.size,
     }));
     let labels = UpstreamLabels {
-        upstream: job.registry.name().to_owned(),
+        upstream: job.source.name().to_owned(),
     };
-    match copy(&job, download, spool, &progress_tx).await {
-        Ok(spool) => {
+    match copy(&job, download, writer, &progress_tx).await {
+        Ok((writer, proof)) => {
             // Verified: readers may have the last byte now, without waiting
-            // for the fsync and rename that make the blob visible to others.
+            // for the commit that makes the blob visible to others.
             let written = progress_tx.borrow().written;
             progress_tx.send_replace(Progress {
                 written,
                 state: ProgressState::Complete,
             });
-            match job.blobs.commit(spool, &job.digest).await {
+            match writer.finish(proof).await {
                 Ok(()) => tracing::info!(digest = %job.digest, bytes = written, "blob cached"),
                 Err(e) => {
                     tracing::error!(digest = %job.digest, error = %e, "verified blob could not be committed; not cached");
@@ -306,7 +332,7 @@ struct Batch {
 /// up to [`BATCH_BYTES`]: one hand-off to the writer, one `writev`, one
 /// progress wake-up for many socket reads when upstream is fast, and no
 /// delay when it is slow.
-async fn next_batch(body: &mut BlobBody) -> Batch {
+async fn next_batch(body: &mut DownloadBody) -> Batch {
     let mut batch = Batch {
         chunks: Vec::new(),
         bytes: 0,
@@ -332,32 +358,32 @@ async fn next_batch(body: &mut BlobBody) -> Batch {
     }
 }
 
-/// Stream the body into the spool through the writer thread; when the
-/// connection breaks, resume with a `Range` request (on the same or the
-/// next mirror) and keep hashing across the seam. Returns the spool when
-/// every byte arrived and the digest matched. Stops at `max_blob_size`, on
+/// Stream the body into the store's writer through the writer thread; when
+/// the connection breaks, resume from the byte reached (on the same or the
+/// next mirror) and keep hashing across the seam. Returns the writer and
+/// the proof that the digest matched, once every byte arrived. Stops at `max_blob_size`, on
 /// a filling disk (for a body of unknown length), and, once no client
 /// waits, at the limits of an unattended fill.
 async fn copy(
     job: &FillJob,
-    first: BlobDownload,
-    spool: Spool,
+    first: Download,
+    store_writer: Box<dyn BlobWriter>,
     progress: &watch::Sender<Progress>,
-) -> Result<Spool, Stop> {
-    let (tx, writer) = writer::spawn(spool, job.digest.clone(), progress.clone());
+) -> Result<(Box<dyn BlobWriter>, Verified), Stop> {
+    let (tx, writer) = writer::spawn(store_writer, job.digest, progress.clone());
     let upstream = UpstreamLabels {
-        upstream: job.registry.name().to_owned(),
+        upstream: job.source.name().to_owned(),
     };
     let upstream_bytes = job.metrics.upstream_bytes.get_or_create(&upstream).clone();
-    let max = job.registry.config().fills.max_blob_size;
+    let max = job.policy.fills.max_blob_size;
     let mut unattended = Unattended::new(Arc::clone(&job.unattended));
     let size = first.size;
     let mut download = first;
     let mut received = 0u64;
     let mut space_checked = 0u64;
-    let mut resumes_left = job.registry.config().resilience.retries;
+    let mut resumes_left = job.policy.resumes;
     let outcome: Result<(), Stop> = 'download: loop {
-        let mut body = download.into_body();
+        let mut body = download.body;
         let broke = loop {
             let batch = {
                 let next = next_batch(&mut body);
@@ -379,7 +405,7 @@ async fn copy(
             }
             if size.is_none() && received + batch.bytes >= space_checked + SPACE_CHECK_EVERY {
                 space_checked = received + batch.bytes;
-                if !job.blobs.has_room(SPACE_RESERVE).await {
+                if job.blobs.reserve(SPACE_RESERVE).await.is_err() {
                     break 'download Err(PullError::from(CacheError::NoRoom(format!(
                         "the cache disk is nearly full; blob {} of unknown size stopped after {received} bytes",
                         job.digest
@@ -414,11 +440,7 @@ async fn copy(
         resumes_left -= 1;
         job.metrics.resumes.get_or_create(&upstream).inc();
         tracing::warn!(digest = %job.digest, received, error = %broke, "blob download broke off; resuming");
-        download = match job
-            .registry
-            .get_blob(&job.repo, &job.digest, received)
-            .await
-        {
+        download = match job.source.fetch(&job.repo, &job.digest, received).await {
             Ok(d) if d.size.is_some() && size.is_some() && d.size != size => {
                 break Err(UpstreamError::Invalid {
                     upstream: upstream.upstream.clone(),
@@ -436,7 +458,7 @@ async fn copy(
         .map_err(|e| PullError::Internal(format!("blob writer task failed: {e}")))?;
     outcome?;
     let Written {
-        spool,
+        writer,
         bytes,
         verifier,
     } = written?;
@@ -449,12 +471,12 @@ async fn copy(
         }
         .into());
     }
-    verifier
+    let proof = verifier
         .finish()
         .map_err(|actual| PullError::DigestMismatch {
-            upstream: job.registry.name().to_owned(),
-            expected: job.digest.clone(),
+            upstream: job.source.name().to_owned(),
+            expected: job.digest,
             actual,
         })?;
-    Ok(spool)
+    Ok((writer, proof))
 }

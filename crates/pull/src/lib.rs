@@ -2,33 +2,35 @@
 //! upstream fetch per digest however many clients ask, and a blob download
 //! fanned out to every waiting reader while it is verified and committed.
 //!
-//! Knows nothing of HTTP requests or responses. Uses `cache`, `upstream`,
-//! `oci` and `metrics`.
+//! Knows nothing of HTTP requests or responses. Uses `berth-cache` (through
+//! its store traits), `berth-upstream`, `berth-config` (the cache policy),
+//! `berth-oci` and `berth-metrics`.
 
 mod blobs;
 mod direct;
 mod fill;
-mod keyed_lock;
+mod flight;
 mod limits;
 mod manifests;
 mod misses;
+mod source;
 mod writer;
 
 pub use blobs::BlobSource;
+pub use flight::{Flight, FlightLock, LocalFlights};
 pub use manifests::{ManifestAnswer, ManifestRequest};
+pub use source::{Download, DownloadBody, FillSource, Origin};
 
 use berth_cache::{BlobStore, CacheError, HotBlobs, HotManifests, IndexStore};
 use berth_metrics::Metrics;
 use berth_oci::Digest;
-use berth_upstream::{Registry, UpstreamError};
+use berth_upstream::UpstreamError;
 use std::sync::Arc;
 
 /// Memory for hot manifests (bytes of manifest JSON).
 const HOT_MANIFEST_BYTES: u64 = 64 << 20;
 /// Memory for hot small blobs.
 const HOT_BLOB_BYTES: u64 = 16 << 20;
-/// Committed blobs up to this size are kept in memory once served.
-const HOT_BLOB_MAX: u64 = 64 << 10;
 
 /// How a request was answered, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,16 +95,6 @@ impl PullError {
     pub fn is_disk_failure(&self) -> bool {
         matches!(self, Self::Storage(_))
     }
-
-    /// Reading the cached bytes of `digest` failed.
-    pub fn cache_read(digest: &Digest, source: std::io::Error) -> Self {
-        CacheError::Io {
-            op: "read",
-            path: format!("cached blob {digest}"),
-            source,
-        }
-        .into()
-    }
 }
 
 impl From<CacheError> for PullError {
@@ -122,17 +114,29 @@ pub struct PullService {
     misses: misses::Misses,
     disk: Arc<direct::DiskHealth>,
     fills: fill::FillTable,
-    manifest_locks: keyed_lock::KeyedLocks,
+    flights: Arc<dyn FlightLock>,
     /// Per upstream: permits for fills that go on with no client waiting.
     unattended: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl PullService {
-    /// An engine over the given stores.
+    /// An engine over the given stores, with single flight within this
+    /// process.
     pub fn new(
         blobs: Arc<dyn BlobStore>,
         index: Arc<dyn IndexStore>,
         metrics: Arc<Metrics>,
+    ) -> Self {
+        Self::with_flights(blobs, index, metrics, Arc::new(LocalFlights::default()))
+    }
+
+    /// An engine over the given stores, with `flights` keeping each
+    /// upstream request to one at a time.
+    pub fn with_flights(
+        blobs: Arc<dyn BlobStore>,
+        index: Arc<dyn IndexStore>,
+        metrics: Arc<Metrics>,
+        flights: Arc<dyn FlightLock>,
     ) -> Self {
         Self {
             blobs,
@@ -143,17 +147,17 @@ impl PullService {
             misses: misses::Misses::default(),
             disk: Arc::default(),
             fills: fill::FillTable::default(),
-            manifest_locks: keyed_lock::KeyedLocks::default(),
+            flights,
             unattended: std::sync::Mutex::default(),
         }
     }
 
-    /// The permits for `registry`'s fills that go on with no client.
-    fn unattended_permits(&self, registry: &Registry) -> Arc<tokio::sync::Semaphore> {
-        let share = registry.config().fills.unattended_fills as usize;
+    /// The permits for `origin`'s fills that go on with no client.
+    fn unattended_permits(&self, origin: &Origin) -> Arc<tokio::sync::Semaphore> {
+        let share = origin.policy.fills.unattended_fills as usize;
         match self.unattended.lock() {
             Ok(mut all) => Arc::clone(
-                all.entry(registry.name().to_owned())
+                all.entry(origin.name().to_owned())
                     .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(share))),
             ),
             Err(_) => Arc::new(tokio::sync::Semaphore::new(share)),
@@ -168,7 +172,11 @@ mod tests {
     #[test]
     fn only_the_disk_counts_as_a_disk_failure() {
         let digest = Digest::of(b"x");
-        let disk = PullError::cache_read(&digest, std::io::Error::other("EIO"));
+        let disk = PullError::from(CacheError::Io {
+            op: "read",
+            path: format!("cached blob {digest}"),
+            source: std::io::Error::other("EIO"),
+        });
         assert!(disk.is_disk_failure());
         assert!(
             std::error::Error::source(&disk).is_some(),

@@ -2,21 +2,21 @@
 //! tag they are trusted for `tag_ttl`, then revalidated with a HEAD, and
 //! served stale when upstream is down.
 
+use crate::source::Origin;
 use crate::{Outcome, PullError, PullService};
-use berth_cache::{HotManifest, TagKey, TagRecord};
+use berth_cache::{HotManifest, Lookup, TagKey, TagRecord};
 use berth_oci::{
-    Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, Tag, accept_key, known_accept_lines,
+    Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, accept_key, known_accept_lines,
     manifest_media_type,
 };
-use berth_upstream::{ManifestFetch, Registry, UpstreamError};
+use berth_upstream::{ManifestFetch, UpstreamError};
 use bytes::Bytes;
-use std::sync::Arc;
 
 /// A manifest request after routing.
 #[derive(Debug)]
 pub struct ManifestRequest<'a> {
-    /// The upstream it goes to.
-    pub registry: &'a Arc<Registry>,
+    /// The upstream it goes to, with its cache policy.
+    pub origin: &'a Origin,
     /// Repository name as upstream knows it.
     pub repo: &'a RepoName,
     /// Tag or digest.
@@ -64,7 +64,7 @@ impl PullService {
         };
         let answer = match req.reference {
             Reference::Digest(d) => self.manifest_by_digest(req, d).await,
-            Reference::Tag(t) => self.manifest_by_tag(req, t).await,
+            Reference::Tag(_) => self.manifest_by_tag(req).await,
         }?;
         self.metrics.cache("manifest", answer.outcome.as_str());
         Ok(answer)
@@ -78,18 +78,19 @@ impl PullService {
         let answer = |m: HotManifest| ManifestAnswer {
             bytes: m.bytes,
             media_type: m.media_type.to_string(),
-            digest: digest.clone(),
+            digest: *digest,
             outcome,
         };
         if let Some(hot) = self.hot.get(digest) {
             return Ok(Some(answer(hot)));
         }
-        let Some(stored) = self.index.manifest_type(digest).await else {
+        let Some(stored) = self.index.manifest_type(digest).await? else {
             return Ok(None);
         };
-        let Some(bytes) = self.blobs.read_small(digest).await? else {
+        let Lookup::Hit(hit) = self.blobs.lookup(digest).await? else {
             return Ok(None);
         };
+        let bytes = hit.bytes().await?;
         // The bytes decide; the stored type only where they cannot tell (a
         // record that contradicts them was written by an older version).
         let Ok(media_type) = manifest_media_type(&bytes, Some(&stored))
@@ -101,7 +102,7 @@ impl PullService {
             bytes,
             media_type: media_type.into(),
         };
-        self.hot.insert(digest.clone(), hot.clone());
+        self.hot.insert(*digest, hot.clone());
         Ok(Some(answer(hot)))
     }
 
@@ -113,16 +114,18 @@ impl PullService {
         if let Some(hit) = self.cached_manifest(digest, Outcome::Hit).await? {
             return Ok(hit);
         }
-        let (_guard, waited) = self.manifest_locks.lock(&digest.to_string()).await;
-        if waited && let Some(hit) = self.cached_manifest(digest, Outcome::Coalesced).await? {
+        let flight = self.flights.lock(&digest.to_string()).await;
+        if flight.waited
+            && let Some(hit) = self.cached_manifest(digest, Outcome::Coalesced).await?
+        {
             return Ok(hit);
         }
         let fetch = self.fetch_manifest(req).await?;
         let actual = Digest::of(&fetch.bytes);
         if &actual != digest {
             return Err(PullError::DigestMismatch {
-                upstream: req.registry.name().to_owned(),
-                expected: digest.clone(),
+                upstream: req.origin.name().to_owned(),
+                expected: *digest,
                 actual,
             });
         }
@@ -148,14 +151,14 @@ impl PullService {
     ) -> Result<String, PullError> {
         let fetched = manifest_media_type(&fetch.bytes, Some(&fetch.media_type)).map_err(|e| {
             UpstreamError::Invalid {
-                upstream: req.registry.name().to_owned(),
+                upstream: req.origin.name().to_owned(),
                 detail: format!("manifest {digest}: {e}"),
             }
         })?;
         let recorded = self
             .index
             .manifest_type(digest)
-            .await
+            .await?
             .and_then(|stored| manifest_media_type(&fetch.bytes, Some(&stored)).ok());
         self.blobs.put_small(digest, fetch.bytes.clone()).await?;
         let media_type = match recorded {
@@ -169,7 +172,7 @@ impl PullService {
             bytes: fetch.bytes.clone(),
             media_type: media_type.into(),
         };
-        self.hot.insert(digest.clone(), hot);
+        self.hot.insert(*digest, hot);
         Ok(media_type.to_owned())
     }
 
@@ -178,7 +181,7 @@ impl PullService {
         &self,
         key: &TagKey,
     ) -> Result<Option<(TagRecord, ManifestAnswer)>, PullError> {
-        let Some(record) = self.index.tag(key).await else {
+        let Some(record) = self.index.tag(key).await? else {
             return Ok(None);
         };
         let Ok(digest) = record.digest.parse::<Digest>() else {
@@ -193,31 +196,21 @@ impl PullService {
     async fn manifest_by_tag(
         &self,
         req: &ManifestRequest<'_>,
-        tag: &Tag,
     ) -> Result<ManifestAnswer, PullError> {
-        let key = TagKey {
-            upstream: req.registry.name().to_owned(),
-            repo: req.repo.to_string(),
-            tag: tag.to_string(),
-            accept: accept_key(req.accept.iter().map(String::as_str)),
-        };
-        let ttl_ms = req.registry.config().tag_ttl.as_millis() as u64;
+        let key = reference_key(req);
+        let ttl_ms = req.origin.policy.tag_ttl.as_millis() as u64;
         let fresh = |r: &TagRecord| now_ms().saturating_sub(r.checked_at_ms) < ttl_ms;
         if let Some((record, answer)) = self.cached_tag(&key).await?
             && fresh(&record)
         {
             return Ok(answer);
         }
-        let lock_key = format!(
-            "{}\n{}\n{}\n{}",
-            key.upstream, key.repo, key.tag, key.accept
-        );
-        let (_guard, waited) = self.manifest_locks.lock(&lock_key).await;
+        let flight = self.flights.lock(&key.id()).await;
         let cached = self.cached_tag(&key).await?;
         if let Some((record, answer)) = &cached
             && fresh(record)
         {
-            let outcome = if waited {
+            let outcome = if flight.waited {
                 Outcome::Coalesced
             } else {
                 Outcome::Hit
@@ -229,7 +222,8 @@ impl PullService {
         }
         if let Some((record, answer)) = cached {
             match req
-                .registry
+                .origin
+                .upstream
                 .head_manifest(req.repo, req.reference, req.accept)
                 .await
             {
@@ -266,22 +260,15 @@ impl PullService {
     /// opted in (an image removed upstream keeps being served).
     fn may_serve_stale(&self, req: &ManifestRequest<'_>, e: &UpstreamError) -> bool {
         e.is_outage()
-            || (matches!(e, UpstreamError::NotFound { .. })
-                && req.registry.config().resilience.stale_on_not_found)
+            || (matches!(e, UpstreamError::NotFound { .. }) && req.origin.policy.stale_on_not_found)
     }
 
     /// GET a manifest upstream, unless upstream said "not found" for it
     /// within `not_found_ttl`.
     async fn fetch_manifest(&self, req: &ManifestRequest<'_>) -> Result<ManifestFetch, PullError> {
-        let key = format!(
-            "{}\n{}\n{}\n{}",
-            req.registry.name(),
-            req.repo,
-            req.reference,
-            accept_key(req.accept.iter().map(String::as_str))
-        );
+        let key = reference_key(req).id();
         let not_found = || UpstreamError::NotFound {
-            upstream: req.registry.name().to_owned(),
+            upstream: req.origin.name().to_owned(),
             what: "manifest",
             code: None,
         };
@@ -290,13 +277,13 @@ impl PullService {
             return Err(not_found().into());
         }
         match req
-            .registry
+            .origin
+            .upstream
             .get_manifest(req.repo, req.reference, req.accept)
             .await
         {
             Err(e @ UpstreamError::NotFound { .. }) => {
-                self.misses
-                    .remember(key, req.registry.config().resilience.not_found_ttl);
+                self.misses.remember(key, req.origin.policy.not_found_ttl);
                 Err(e.into())
             }
             other => Ok(other?),
@@ -322,8 +309,8 @@ impl PullService {
             && claimed != &digest
         {
             return Err(PullError::DigestMismatch {
-                upstream: req.registry.name().to_owned(),
-                expected: claimed.clone(),
+                upstream: req.origin.name().to_owned(),
+                expected: *claimed,
                 actual: digest,
             });
         }
@@ -341,5 +328,16 @@ impl PullService {
             digest,
             outcome: Outcome::Miss,
         })
+    }
+}
+
+/// The key of a manifest request: for a tag, the key of its cached answer;
+/// for a digest, the same shape, which keys its remembered "not found".
+fn reference_key(req: &ManifestRequest<'_>) -> TagKey {
+    TagKey {
+        upstream: req.origin.name().to_owned(),
+        repo: req.repo.to_string(),
+        tag: req.reference.to_string(),
+        accept: accept_key(req.accept.iter().map(String::as_str)),
     }
 }

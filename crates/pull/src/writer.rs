@@ -1,13 +1,14 @@
 //! The blocking side of a fill: a thread of its own that receives body
-//! chunks in order, appends them to the spool and publishes progress to the
-//! readers tailing it, and one beside it that hashes the same chunks.
+//! chunks in order, appends them to the store's writer and publishes
+//! progress to the readers tailing it, and one beside it that hashes the
+//! same chunks.
 //!
 //! These are dedicated threads, not the runtime's blocking pool: readers
 //! of slow clients may take every thread of that pool, and the fills they
 //! wait on must still make progress.
 
 use crate::PullError;
-use berth_cache::{Progress, ProgressState, Spool};
+use berth_cache::{BlobWriter, Progress, ProgressState};
 use berth_oci::{Digest, DigestVerifier};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -25,7 +26,7 @@ pub(super) enum Piece {
 /// What the writer hands back once the download side said `End`.
 #[derive(Debug)]
 pub(super) struct Written {
-    pub(super) spool: Spool,
+    pub(super) writer: Box<dyn BlobWriter>,
     pub(super) bytes: u64,
     pub(super) verifier: DigestVerifier,
 }
@@ -39,7 +40,7 @@ const HASH_QUEUE: usize = 8;
 /// what is written before it is hashed: they hold back the last byte until
 /// the fill task, having checked the digest, reports the blob complete.
 pub(super) fn spawn(
-    spool: Spool,
+    writer: Box<dyn BlobWriter>,
     digest: Digest,
     progress: watch::Sender<Progress>,
 ) -> (mpsc::Sender<Piece>, JoinHandle<Result<Written, PullError>>) {
@@ -48,7 +49,7 @@ pub(super) fn spawn(
     let started = std::thread::Builder::new()
         .name("berth-fill".to_owned())
         .spawn(move || {
-            let _ = done_tx.send(write(spool, digest, &progress, rx));
+            let _ = done_tx.send(write(writer, digest, &progress, rx));
         });
     let handle = tokio::spawn(async move {
         started.map_err(|e| PullError::Internal(format!("cannot start a blob writer: {e}")))?;
@@ -62,7 +63,7 @@ pub(super) fn spawn(
 /// The writer thread: write and publish until `End`, with the hasher
 /// thread beside it.
 fn write(
-    spool: Spool,
+    writer: Box<dyn BlobWriter>,
     digest: Digest,
     progress: &watch::Sender<Progress>,
     mut rx: mpsc::Receiver<Piece>,
@@ -80,26 +81,26 @@ fn write(
             verifier
         })
         .map_err(|e| PullError::Internal(format!("cannot start a blob hasher: {e}")))?;
-    let written = write_spool(spool, &mut rx, &hash_tx, progress);
+    let written = write_all(writer, &mut rx, &hash_tx, progress);
     // Dropping `hash_tx` ends the hasher.
     drop(hash_tx);
     let verifier = hasher
         .join()
         .map_err(|_| PullError::Internal("blob hashing thread failed".into()))?;
-    let (spool, bytes) = written?;
+    let (writer, bytes) = written?;
     Ok(Written {
-        spool,
+        writer,
         bytes,
         verifier,
     })
 }
 
-fn write_spool(
-    mut spool: Spool,
+fn write_all(
+    mut writer: Box<dyn BlobWriter>,
     rx: &mut mpsc::Receiver<Piece>,
     hash_tx: &std::sync::mpsc::SyncSender<Vec<Bytes>>,
     progress: &watch::Sender<Progress>,
-) -> Result<(Spool, u64), PullError> {
+) -> Result<(Box<dyn BlobWriter>, u64), PullError> {
     let mut bytes = 0u64;
     while let Some(piece) = rx.blocking_recv() {
         match piece {
@@ -107,14 +108,14 @@ fn write_spool(
                 if hash_tx.send(chunks.clone()).is_err() {
                     break;
                 }
-                spool.write_chunks(&chunks)?;
+                writer.write(&chunks)?;
                 bytes += len;
                 progress.send_replace(Progress {
                     written: bytes,
                     state: ProgressState::Filling,
                 });
             }
-            Piece::End => return Ok((spool, bytes)),
+            Piece::End => return Ok((writer, bytes)),
         }
     }
     Err(PullError::Internal("blob download was abandoned".into()))
@@ -143,14 +144,16 @@ mod tests {
                 let _ = held.recv_timeout(Duration::from_secs(30));
             });
             taken.await.unwrap();
-            let dir = tempfile::tempdir().unwrap();
-            let spool = berth_cache::Spool::create(dir.path().join("spool")).unwrap();
             let data = Bytes::from_static(b"a blob somebody waits for");
+            let store = berth_cache::MemoryStore::new(1 << 20);
+            let store_writer = berth_cache::BlobStore::begin(&store, &Digest::of(&data), None)
+                .await
+                .unwrap();
             let (progress, mut seen) = watch::channel(Progress {
                 written: 0,
                 state: ProgressState::Filling,
             });
-            let (tx, writer) = spawn(spool, Digest::of(&data), progress);
+            let (tx, writer) = spawn(store_writer, Digest::of(&data), progress);
             tx.send(Piece::Chunks(vec![data.clone()], data.len() as u64))
                 .await
                 .unwrap();
@@ -165,7 +168,8 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(written.bytes, data.len() as u64);
-            written.verifier.finish().unwrap();
+            let proof = written.verifier.finish().unwrap();
+            written.writer.finish(proof).await.unwrap();
             release.send(()).unwrap();
             busy.await.unwrap();
         });

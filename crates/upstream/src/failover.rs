@@ -7,7 +7,7 @@
 
 use crate::mirror::{self, BreakerState, Verdict};
 use crate::request::Call;
-use crate::{Registry, UpstreamError, retry};
+use crate::{Upstream, UpstreamError, retry};
 use berth_metrics::MirrorLabels;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
@@ -38,7 +38,7 @@ pub(super) struct Answer {
     pub(super) sent_at: Instant,
 }
 
-impl Registry {
+impl Upstream {
     async fn slot(&self) -> Result<OwnedSemaphorePermit, UpstreamError> {
         let wait = self.config.resilience.queue_timeout;
         match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {

@@ -1,4 +1,4 @@
-//! Talking to upstream registries: one [`Registry`] per configured
+//! Talking to upstream registries: one [`Upstream`] per configured
 //! upstream, with token auth, manual redirect following (dropping
 //! `Authorization` when the host changes) and an error type that says
 //! whether upstream is down or gave a definite answer.
@@ -30,7 +30,7 @@ pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 /// One upstream registry: its mirrors, HTTP client and request slots.
 #[derive(Debug)]
-pub struct Registry {
+pub struct Upstream {
     config: UpstreamConfig,
     http: reqwest::Client,
     /// For blobs redirected away from a public upstream: resolves to
@@ -130,7 +130,7 @@ impl BlobBody {
     }
 }
 
-impl Registry {
+impl Upstream {
     /// A registry client for `config`, with its own connection pool and
     /// the configured connect and idle timeouts.
     pub fn new(config: UpstreamConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
@@ -369,8 +369,8 @@ fn header(response: &reqwest::Response, name: impl http::header::AsHeaderName) -
 /// Every configured upstream, by name.
 #[derive(Debug, Default)]
 pub struct UpstreamSet {
-    by_name: HashMap<String, Arc<Registry>>,
-    default: Option<Arc<Registry>>,
+    by_name: HashMap<String, Arc<Upstream>>,
+    default: Option<Arc<Upstream>>,
 }
 
 impl UpstreamSet {
@@ -378,7 +378,7 @@ impl UpstreamSet {
     pub fn new(configs: &[UpstreamConfig], metrics: &Arc<Metrics>) -> Result<Self, reqwest::Error> {
         let mut set = Self::default();
         for c in configs {
-            let registry = Arc::new(Registry::new(c.clone(), Arc::clone(metrics))?);
+            let registry = Arc::new(Upstream::new(c.clone(), Arc::clone(metrics))?);
             if c.default {
                 set.default = Some(Arc::clone(&registry));
             }
@@ -388,7 +388,7 @@ impl UpstreamSet {
     }
 
     /// The upstream named `name` (its configured name or an alias).
-    pub fn by_name(&self, name: &str) -> Option<&Arc<Registry>> {
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.by_name.get(name).or_else(|| {
             self.by_name
                 .values()
@@ -397,14 +397,14 @@ impl UpstreamSet {
     }
 
     /// The upstream whose `host_prefix` is `prefix`.
-    pub fn by_host_prefix(&self, prefix: &str) -> Option<&Arc<Registry>> {
+    pub fn by_host_prefix(&self, prefix: &str) -> Option<&Arc<Upstream>> {
         self.by_name
             .values()
             .find(|r| r.config.host_prefix.as_deref() == Some(prefix))
     }
 
     /// The default upstream, if one is configured.
-    pub fn default_upstream(&self) -> Option<&Arc<Registry>> {
+    pub fn default_upstream(&self) -> Option<&Arc<Upstream>> {
         self.default.as_ref()
     }
 }

@@ -6,7 +6,7 @@ use crate::auth::TokenRequest;
 use crate::challenge::parse_challenge;
 use crate::mirror::Mirror;
 use crate::redirect;
-use crate::{Registry, UpstreamError};
+use crate::{Upstream, UpstreamError};
 use berth_oci::RepoName;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -59,7 +59,7 @@ impl<'a> Call<'a> {
     }
 }
 
-impl Registry {
+impl Upstream {
     fn url_for(&self, mirror: &Mirror, path: &str) -> Result<url::Url, UpstreamError> {
         let base = mirror.label();
         url::Url::parse(&format!("{base}/v2/{path}"))

@@ -1,0 +1,111 @@
+//! The one place that spells the data directory's layout:
+//!
+//! ```text
+//! <data_dir>/berth.lock                      held (flock) by the serving process
+//! <data_dir>/blobs/sha256/<2 hex>/<64 hex>   committed blobs and manifests
+//! <data_dir>/index/tags/<sha256 of key>.json tag answers
+//! <data_dir>/index/manifests/<64 hex>        media type of each cached manifest
+//! <data_dir>/tmp/                            spools and index writes in progress
+//! <data_dir>/quarantine/<64 hex>             blobs `cache verify` found corrupt
+//! ```
+//!
+//! The store, the index, the verifier and the tests all ask this module
+//! for paths. No client-supplied string becomes a path: blob paths come
+//! from a [`Digest`] (32 bytes), tag files from the sha256 of their key.
+
+use crate::TagKey;
+use berth_oci::Digest;
+use std::path::{Path, PathBuf};
+
+/// Paths under one data directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// The layout under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The data directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The lock file a serving process holds.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("berth.lock")
+    }
+
+    /// The directory of committed blobs (`blobs/sha256`).
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
+    /// Where the committed blob `digest` lives.
+    pub fn blob(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.blobs().join(&hex[..2]).join(hex)
+    }
+
+    /// The digest a file under [`Layout::blobs`] is stored as, if its name
+    /// and shard directory are those of a blob path.
+    pub fn blob_digest(&self, path: &Path) -> Option<Digest> {
+        let name = path.file_name()?.to_str()?;
+        let digest: Digest = format!("sha256:{name}").parse().ok()?;
+        (self.blob(&digest) == path).then_some(digest)
+    }
+
+    /// Spools and index writes in progress; emptied at start-up.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Tag answers.
+    pub fn tags(&self) -> PathBuf {
+        self.root.join("index").join("tags")
+    }
+
+    /// The file of one tag answer: named by the sha256 of its key.
+    pub fn tag(&self, key: &TagKey) -> PathBuf {
+        let id = Digest::of(key.id().as_bytes());
+        self.tags().join(format!("{}.json", id.hex()))
+    }
+
+    /// Media types of cached manifests.
+    pub fn manifest_types(&self) -> PathBuf {
+        self.root.join("index").join("manifests")
+    }
+
+    /// The file holding the media type of the manifest `digest`.
+    pub fn manifest_type(&self, digest: &Digest) -> PathBuf {
+        self.manifest_types().join(digest.hex())
+    }
+
+    /// Where `cache verify --quarantine` moves corrupt blobs.
+    pub fn quarantine(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_paths_round_trip_and_nothing_else_does() {
+        let layout = Layout::new("/data");
+        let d = Digest::of(b"x");
+        let path = layout.blob(&d);
+        assert!(path.starts_with("/data/blobs/sha256"));
+        assert_eq!(layout.blob_digest(&path), Some(d));
+        let misplaced = layout.blobs().join("00").join(d.hex());
+        assert_eq!(layout.blob_digest(&misplaced), None);
+        assert_eq!(
+            layout.blob_digest(Path::new("/data/blobs/sha256/ab/cd")),
+            None
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! A store and an index held in memory, for in-process tests and for
+//! embedding berth where no cache should outlive the process.
+//!
+//! A blob being written goes to an anonymous memory file (`memfd`), so
+//! readers tail it exactly as they tail a spool on disk; finishing copies
+//! it into the map.
+
+use crate::store::{BlobStore, BlobWriter, Hit, Lookup};
+use crate::{CacheError, IndexStore, TagKey, TagRecord};
+use async_trait::async_trait;
+use berth_oci::{Digest, Verified};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{IoSlice, Write as _};
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Blobs in memory, up to a capacity in bytes.
+#[derive(Debug)]
+pub struct MemoryStore {
+    blobs: Arc<Mutex<HashMap<Digest, Bytes>>>,
+    capacity: u64,
+}
+
+impl MemoryStore {
+    /// An empty store that takes up to `capacity` bytes.
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            blobs: Arc::default(),
+            capacity,
+        }
+    }
+
+    /// Bytes stored.
+    pub fn used(&self) -> u64 {
+        lock(&self.blobs).values().map(|b| b.len() as u64).sum()
+    }
+
+    /// The digests stored.
+    pub fn digests(&self) -> Vec<Digest> {
+        lock(&self.blobs).keys().copied().collect()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn memory_io(op: &'static str, source: std::io::Error) -> CacheError {
+    CacheError::io(op, Path::new("(memory file)"), source)
+}
+
+#[async_trait]
+impl BlobStore for MemoryStore {
+    async fn lookup(&self, digest: &Digest) -> Result<Lookup, CacheError> {
+        Ok(match lock(&self.blobs).get(digest) {
+            Some(bytes) => Lookup::Hit(Hit::memory(bytes.clone())),
+            None => Lookup::Miss,
+        })
+    }
+
+    async fn reserve(&self, bytes: u64) -> Result<(), CacheError> {
+        let free = self.capacity.saturating_sub(self.used());
+        if bytes < free {
+            Ok(())
+        } else {
+            Err(CacheError::NoRoom(format!(
+                "{bytes} bytes do not fit in memory ({free} free)"
+            )))
+        }
+    }
+
+    async fn begin(
+        &self,
+        digest: &Digest,
+        _size: Option<u64>,
+    ) -> Result<Box<dyn BlobWriter>, CacheError> {
+        let fd = rustix::fs::memfd_create("berth-blob", rustix::fs::MemfdFlags::CLOEXEC)
+            .map_err(|e| memory_io("create", e.into()))?;
+        let file = File::from(fd);
+        let tail = file.try_clone().map_err(|e| memory_io("open", e))?;
+        Ok(Box::new(MemoryWriter {
+            file,
+            tail: Arc::new(tail),
+            written: 0,
+            digest: *digest,
+            blobs: Arc::clone(&self.blobs),
+        }))
+    }
+
+    async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError> {
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(CacheError::DigestMismatch {
+                expected: *digest,
+                actual,
+            });
+        }
+        self.reserve(bytes.len() as u64).await?;
+        lock(&self.blobs).insert(actual, bytes);
+        Ok(())
+    }
+}
+
+/// A blob being written to a memory file.
+#[derive(Debug)]
+struct MemoryWriter {
+    file: File,
+    tail: Arc<File>,
+    written: u64,
+    digest: Digest,
+    blobs: Arc<Mutex<HashMap<Digest, Bytes>>>,
+}
+
+#[async_trait]
+impl BlobWriter for MemoryWriter {
+    fn tail(&self) -> Arc<File> {
+        Arc::clone(&self.tail)
+    }
+
+    fn write(&mut self, chunks: &[Bytes]) -> Result<(), CacheError> {
+        let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = self
+                .file
+                .write_vectored(rest)
+                .map_err(|e| memory_io("write", e))?;
+            if n == 0 {
+                return Err(memory_io("write", std::io::ErrorKind::WriteZero.into()));
+            }
+            self.written += n as u64;
+            IoSlice::advance_slices(&mut rest, n);
+        }
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, proof: Verified) -> Result<(), CacheError> {
+        if proof.digest() != &self.digest {
+            return Err(CacheError::DigestMismatch {
+                expected: self.digest,
+                actual: *proof.digest(),
+            });
+        }
+        let len = usize::try_from(self.written).unwrap_or(usize::MAX);
+        let mut bytes = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut bytes, 0)
+            .map_err(|e| memory_io("read", e))?;
+        lock(&self.blobs).insert(self.digest, Bytes::from(bytes));
+        Ok(())
+    }
+
+    fn abort(self: Box<Self>) {}
+}
+
+/// Tag answers and manifest media types in memory.
+#[derive(Debug, Default)]
+pub struct MemoryIndex {
+    tags: Mutex<HashMap<TagKey, TagRecord>>,
+    types: Mutex<HashMap<Digest, String>>,
+}
+
+#[async_trait]
+impl IndexStore for MemoryIndex {
+    async fn tag(&self, key: &TagKey) -> Result<Option<TagRecord>, CacheError> {
+        Ok(lock(&self.tags).get(key).cloned())
+    }
+
+    async fn put_tag(&self, key: &TagKey, record: TagRecord) -> Result<(), CacheError> {
+        lock(&self.tags).insert(key.clone(), record);
+        Ok(())
+    }
+
+    async fn manifest_type(&self, digest: &Digest) -> Result<Option<String>, CacheError> {
+        Ok(lock(&self.types).get(digest).cloned())
+    }
+
+    async fn put_manifest_type(&self, digest: &Digest, media_type: &str) -> Result<(), CacheError> {
+        lock(&self.types).insert(*digest, media_type.to_owned());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_oci::DigestVerifier;
+
+    #[tokio::test]
+    async fn a_written_blob_is_tailed_then_stored_once_proven() {
+        let store = MemoryStore::new(1 << 20);
+        let data = b"some layer";
+        let d = Digest::of(data);
+        let mut writer = store.begin(&d, None).await.unwrap();
+        let tail = writer.tail();
+        writer.write(&[Bytes::from_static(data)]).unwrap();
+        let mut seen = [0u8; 10];
+        tail.read_exact_at(&mut seen, 0).unwrap();
+        assert_eq!(&seen, data);
+        assert!(matches!(store.lookup(&d).await.unwrap(), Lookup::Miss));
+        let mut v = DigestVerifier::new(d);
+        v.update(data);
+        writer.finish(v.finish().unwrap()).await.unwrap();
+        let Lookup::Hit(hit) = store.lookup(&d).await.unwrap() else {
+            panic!("finished, yet missed")
+        };
+        assert_eq!(hit.bytes().await.unwrap(), &data[..]);
+        assert!(store.reserve(1 << 20).await.is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! The storage seam, shaped after a lookup / hit / miss split:
+//! - [`BlobStore::lookup`] gives a [`Hit`] that holds what it needs to be
+//!   served (an open file, or the bytes), so an eviction after the lookup
+//!   cannot fail the response, and one hit serves any range;
+//! - on a miss, [`BlobStore::reserve`] makes room (where eviction plugs
+//!   in) and [`BlobStore::begin`] gives a [`BlobWriter`] that is written,
+//!   then finished (verified, then committed) or aborted;
+//! - [`IndexStore`] keeps tag answers and manifest media types, and says
+//!   when it fails rather than answering "not cached".
+//!
+//! The local disk (`FsStore`, `FsIndex`) and memory (`MemoryStore`,
+//! `MemoryIndex`) implement it; a remote object store would too.
+
+use crate::{BlobBytes, CacheError, FileSpan, SMALL_BLOB, TagRecord};
+use async_trait::async_trait;
+use berth_oci::{Digest, Verified};
+use bytes::Bytes;
+use std::fmt::Debug;
+use std::fs::File;
+use std::os::unix::fs::FileExt as _;
+use std::sync::Arc;
+
+/// What a lookup found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The blob is stored: serve it from here.
+    Hit(Hit),
+    /// It is not.
+    Miss,
+}
+
+/// A stored blob, held open: what it takes to serve it stays valid
+/// whatever happens to the store afterwards.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    size: u64,
+    content: Content,
+}
+
+#[derive(Debug, Clone)]
+enum Content {
+    /// An open local file; an unlink does not take its bytes away.
+    File(Arc<File>),
+    /// The bytes themselves.
+    Memory(Bytes),
+}
+
+impl Hit {
+    /// A hit on an open local file of `size` bytes.
+    pub fn file(file: Arc<File>, size: u64) -> Self {
+        Self {
+            size,
+            content: Content::File(file),
+        }
+    }
+
+    /// A hit on bytes held in memory.
+    pub fn memory(bytes: Bytes) -> Self {
+        Self {
+            size: bytes.len() as u64,
+            content: Content::Memory(bytes),
+        }
+    }
+
+    /// The blob's size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes `start..end` (clamped to the blob) to send. A span of a file
+    /// up to [`SMALL_BLOB`] is read right here, in one positional read,
+    /// which beats handing the file to another thread or to `sendfile`.
+    pub fn read(&self, start: u64, end: u64) -> Result<BlobBytes, CacheError> {
+        let end = end.min(self.size);
+        let start = start.min(end);
+        match &self.content {
+            Content::Memory(bytes) => {
+                Ok(BlobBytes::Memory(bytes.slice(start as usize..end as usize)))
+            }
+            Content::File(file) => {
+                let span = FileSpan::complete(Arc::clone(file), start, end);
+                if end - start > SMALL_BLOB {
+                    return Ok(BlobBytes::File(span));
+                }
+                span.read_now()
+                    .map(BlobBytes::Memory)
+                    .map_err(|source| CacheError::Io {
+                        op: "read",
+                        path: "a cached blob".to_owned(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    /// The whole blob in memory, for small objects such as manifests.
+    pub async fn bytes(&self) -> Result<Bytes, CacheError> {
+        match &self.content {
+            Content::Memory(bytes) => Ok(bytes.clone()),
+            Content::File(file) => {
+                let file = Arc::clone(file);
+                let size = usize::try_from(self.size).unwrap_or(usize::MAX);
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; size];
+                    file.read_exact_at(&mut buf, 0).map(|()| Bytes::from(buf))
+                })
+                .await;
+                let failed = |source| CacheError::Io {
+                    op: "read",
+                    path: "a cached blob".to_owned(),
+                    source,
+                };
+                read.map_err(|e| failed(std::io::Error::other(e)))?
+                    .map_err(failed)
+            }
+        }
+    }
+}
+
+/// Content-addressed blob storage shared by every upstream.
+///
+/// New content becomes visible only through [`BlobWriter::finish`], which
+/// takes the proof that it hashed to its digest, so a reader can never see
+/// a partial or corrupt blob.
+#[async_trait]
+pub trait BlobStore: Send + Sync + Debug {
+    /// Whether `digest` is stored, and if so, a hit to serve it from.
+    async fn lookup(&self, digest: &Digest) -> Result<Lookup, CacheError>;
+
+    /// Make sure `bytes` more fit in the store now; [`CacheError::NoRoom`]
+    /// when they do not.
+    async fn reserve(&self, bytes: u64) -> Result<(), CacheError>;
+
+    /// Start writing the blob `digest`, of `size` bytes when known.
+    async fn begin(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Box<dyn BlobWriter>, CacheError>;
+
+    /// Verify and store a small object held in memory, such as a manifest.
+    async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError>;
+}
+
+/// A blob being written. Readers tail it through [`BlobWriter::tail`]
+/// while it is written; it becomes part of the store only when finished.
+/// Dropping it unfinished is the same as [`BlobWriter::abort`].
+#[async_trait]
+pub trait BlobWriter: Send + Debug {
+    /// A read handle on the bytes written so far, valid after the writer
+    /// is finished or aborted too.
+    fn tail(&self) -> Arc<File>;
+
+    /// Append chunks in order. Blocking: call it from a thread of its own.
+    fn write(&mut self, chunks: &[Bytes]) -> Result<(), CacheError>;
+
+    /// Make the written bytes visible under their digest. `proof` must be
+    /// for the digest the writer was begun with.
+    async fn finish(self: Box<Self>, proof: Verified) -> Result<(), CacheError>;
+
+    /// Discard what was written.
+    fn abort(self: Box<Self>);
+}
+
+/// Small metadata next to the blobs: which digest a tag pointed to, and the
+/// media type of each cached manifest. Every read says whether it failed:
+/// an outage is never taken for "not cached".
+#[async_trait]
+pub trait IndexStore: Send + Sync + Debug {
+    /// The record for a tag answer, if any.
+    async fn tag(&self, key: &TagKey) -> Result<Option<TagRecord>, CacheError>;
+    /// Store or replace a tag answer.
+    async fn put_tag(&self, key: &TagKey, record: TagRecord) -> Result<(), CacheError>;
+    /// Media type of a cached manifest, if recorded.
+    async fn manifest_type(&self, digest: &Digest) -> Result<Option<String>, CacheError>;
+    /// Record the media type of a cached manifest.
+    async fn put_manifest_type(&self, digest: &Digest, media_type: &str) -> Result<(), CacheError>;
+}
+
+/// What identifies one cached tag answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TagKey {
+    /// Upstream name.
+    pub upstream: String,
+    /// Repository, after upstream routing.
+    pub repo: String,
+    /// The tag.
+    pub tag: String,
+    /// Normalised client `Accept` set (see `oci::accept_key`).
+    pub accept: String,
+}
+
+impl TagKey {
+    /// The key as one string: what the index file is named by the hash of,
+    /// and what concurrent requests for the same answer wait on.
+    pub fn id(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n{}",
+            self.upstream, self.repo, self.tag, self.accept
+        )
+    }
+}

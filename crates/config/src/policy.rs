@@ -1,0 +1,68 @@
+//! The cache policy of one upstream: how long its answers are trusted,
+//! what is served when it fails, and what a download from it may take.
+//! Kept apart from the transport settings (urls, mirrors, timeouts,
+//! credentials), which only the upstream client reads; the pull engine
+//! reads only this.
+
+use crate::file::RawUpstream;
+use crate::validate::{Problems, duration};
+use crate::{DEFAULT_TAG_TTL, FillLimits};
+use std::time::Duration;
+
+/// Default `not_found_ttl`.
+const DEFAULT_NOT_FOUND_TTL: Duration = Duration::from_secs(30);
+
+/// How berth caches what comes from one upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// How long a tag answer is trusted without asking upstream.
+    pub tag_ttl: Duration,
+    /// How long upstream's "not found" is remembered.
+    pub not_found_ttl: Duration,
+    /// Whether a cached manifest is served when upstream says it is gone.
+    pub stale_on_not_found: bool,
+    /// How often a broken blob download is resumed (the upstream's
+    /// `retries`).
+    pub resumes: u32,
+    /// Limits on blob downloads.
+    pub fills: FillLimits,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            tag_ttl: DEFAULT_TAG_TTL,
+            not_found_ttl: DEFAULT_NOT_FOUND_TTL,
+            stale_on_not_found: false,
+            resumes: crate::Resilience::default().retries,
+            fills: FillLimits::default(),
+        }
+    }
+}
+
+/// The policy of the upstream at `key`, reporting every bad value.
+pub(super) fn build(
+    p: &mut Problems,
+    key: &str,
+    u: &RawUpstream,
+    resilience: &crate::Resilience,
+) -> CachePolicy {
+    let d = CachePolicy::default();
+    CachePolicy {
+        tag_ttl: duration(
+            p,
+            &format!("{key}.tag_ttl"),
+            u.tag_ttl.as_deref(),
+            d.tag_ttl,
+        ),
+        not_found_ttl: duration(
+            p,
+            &format!("{key}.not_found_ttl"),
+            u.not_found_ttl.as_deref(),
+            d.not_found_ttl,
+        ),
+        stale_on_not_found: u.stale_on_not_found.unwrap_or(d.stale_on_not_found),
+        resumes: resilience.retries,
+        fills: crate::fills::build(p, key, u, resilience.max_concurrent),
+    }
+}

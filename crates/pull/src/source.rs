@@ -1,0 +1,99 @@
+//! Where a fill's bytes come from, and the upstream a pull goes to.
+//!
+//! A fill reads a [`FillSource`]: today an upstream registry; another store
+//! tier (an object store in front of local disk) or another replica can be
+//! one too. [`Origin`] is what admission hands the engine: the upstream to
+//! ask, and the cache policy for what comes from it.
+
+use async_trait::async_trait;
+use berth_config::CachePolicy;
+use berth_oci::{Digest, RepoName};
+use berth_upstream::{Upstream, UpstreamError};
+use bytes::Bytes;
+use futures_util::Stream;
+use std::fmt::Debug;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// The body of a download: chunks in order, or why it broke.
+pub type DownloadBody = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
+
+/// A blob download whose answer has arrived.
+pub struct Download {
+    /// The blob's total size, when the source said.
+    pub size: Option<u64>,
+    /// The bytes from the offset asked for.
+    pub body: DownloadBody,
+}
+
+impl Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+/// Something a blob can be filled from.
+#[async_trait]
+pub trait FillSource: Send + Sync + Debug {
+    /// Name for logs and metrics.
+    fn name(&self) -> &str;
+
+    /// Start downloading `digest` (of `repo`) from byte `offset`.
+    async fn fetch(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<Download, UpstreamError>;
+}
+
+#[async_trait]
+impl FillSource for Upstream {
+    fn name(&self) -> &str {
+        Upstream::name(self)
+    }
+
+    async fn fetch(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<Download, UpstreamError> {
+        let download = self.get_blob(repo, digest, offset).await?;
+        let size = download.size;
+        let body = futures_util::stream::unfold(download.into_body(), |mut body| async move {
+            body.next().await.map(|chunk| (chunk, body))
+        });
+        Ok(Download {
+            size,
+            body: Box::pin(body),
+        })
+    }
+}
+
+/// The upstream a request goes to, with the cache policy for what comes
+/// from it.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The upstream client.
+    pub upstream: Arc<Upstream>,
+    /// How its answers are cached.
+    pub policy: CachePolicy,
+}
+
+impl Origin {
+    /// The origin of `upstream`, with the policy configured for it.
+    pub fn of(upstream: &Arc<Upstream>) -> Self {
+        Self {
+            policy: upstream.config().policy.clone(),
+            upstream: Arc::clone(upstream),
+        }
+    }
+
+    /// The upstream's name.
+    pub fn name(&self) -> &str {
+        self.upstream.name()
+    }
+}
