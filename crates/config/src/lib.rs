@@ -3,7 +3,7 @@
 //!
 //! Parsing is pure: [`Config::from_toml`] takes the file text and an
 //! injectable environment lookup, so tests never touch the process
-//! environment. Uses only `oci` from this crate.
+//! environment. Depends on no other berth crate.
 
 mod builtin;
 mod file;

@@ -90,19 +90,19 @@ impl ApiError {
     fn upstream(e: &UpstreamError) -> Self {
         let status = match e {
             UpstreamError::NotFound {
-                what,
+                resource,
                 code,
                 upstream,
             } => {
-                let code = match (code.as_deref(), *what) {
-                    (Some("NAME_UNKNOWN"), _) => ErrorCode::NameUnknown,
-                    (_, "blob") => ErrorCode::BlobUnknown,
-                    _ => ErrorCode::ManifestUnknown,
+                // Upstream may say the whole repository is unknown.
+                let code = match code {
+                    Some(ErrorCode::NameUnknown) => ErrorCode::NameUnknown,
+                    _ => resource.unknown_code(),
                 };
                 return Self::new(
                     StatusCode::NOT_FOUND,
                     code,
-                    format!("{what} unknown to upstream {upstream}"),
+                    format!("{resource} unknown to upstream {upstream}"),
                 );
             }
             UpstreamError::Denied {
@@ -159,6 +159,16 @@ impl ApiError {
             other => other.to_string(),
         };
         Self::new(status, ErrorCode::Unavailable, message)
+    }
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> Self {
+        let api = Self::upstream(&e);
+        if api.status.is_server_error() {
+            tracing::error!(error = %e, "request failed");
+        }
+        api
     }
 }
 

@@ -2,7 +2,9 @@
 //! type that becomes a response. Each registry request goes parse → admit
 //! → pull → response, inside one tracing span, and ends in one log line.
 //!
-//! Uses `pull`, `upstream` (types only), `oci` and `metrics`.
+//! Uses `berth-pull`, `berth-cache` (the body types it sends),
+//! `berth-upstream` (the upstream set and tag lists), `berth-config`,
+//! `berth-oci` and `berth-metrics`.
 
 mod access_log;
 mod admit;

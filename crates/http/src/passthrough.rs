@@ -9,7 +9,7 @@ use crate::api_headers;
 use crate::error::ApiError;
 use axum::body::Body;
 use axum::response::Response;
-use berth_oci::{Digest, ErrorCode, Tag};
+use berth_oci::{Digest, ErrorCode, Resource, Tag};
 use berth_upstream::{Passthrough, UpstreamError};
 use http::{HeaderValue, StatusCode, header};
 
@@ -23,21 +23,19 @@ pub(crate) async fn tags(admitted: &Admitted, query: Option<&str>) -> Result<Res
     let answer = admitted
         .origin
         .upstream
-        .passthrough(&admitted.repo, &suffix, "tags")
-        .await
-        .map_err(berth_pull::PullError::from)?;
+        .passthrough(&admitted.repo, &suffix, Resource::Tags)
+        .await?;
     let invalid = |detail: String| {
-        berth_pull::PullError::from(UpstreamError::Invalid {
+        ApiError::from(UpstreamError::Invalid {
             upstream: admitted.origin.name().to_owned(),
             detail,
         })
     };
-    if answer.status == 404 {
-        // berth's own envelope for upstream's "not found".
-        return Ok(respond(answer));
-    }
     if answer.status != 200 {
-        return Err(invalid(format!("tag list answered with status {}", answer.status)).into());
+        return Err(invalid(format!(
+            "tag list answered with status {}",
+            answer.status
+        )));
     }
     let list = tag_list(&answer.body).map_err(|e| invalid(format!("tag list: {e}")))?;
     Ok(respond(Passthrough {
@@ -139,9 +137,8 @@ pub(crate) async fn referrers(
     let answer = admitted
         .origin
         .upstream
-        .passthrough(&admitted.repo, &suffix, "referrers")
-        .await
-        .map_err(berth_pull::PullError::from)?;
+        .passthrough(&admitted.repo, &suffix, Resource::Referrers)
+        .await?;
     Ok(respond(Passthrough {
         link: answer.link.as_deref().and_then(rewrite_link),
         ..answer

@@ -2,7 +2,7 @@
 //! own prometheus-client registry (no process globals), so several
 //! instances can live in one process.
 //!
-//! Imports nothing else from this crate.
+//! Depends on no other berth crate.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -56,6 +56,70 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// The code spelled `wire`, as another registry sends it.
+    pub fn from_wire(wire: &str) -> Option<Self> {
+        [
+            Self::BlobUnknown,
+            Self::DigestInvalid,
+            Self::ManifestInvalid,
+            Self::ManifestUnknown,
+            Self::NameInvalid,
+            Self::NameUnknown,
+            Self::Denied,
+            Self::Unauthorized,
+            Self::Unsupported,
+            Self::TooManyRequests,
+            Self::RangeInvalid,
+            Self::Unavailable,
+            Self::Unknown,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == wire)
+    }
+}
+
+/// What a registry request asks for: names it in messages and metrics, and
+/// picks the code of its "unknown" answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// A manifest, by tag or digest.
+    Manifest,
+    /// A blob.
+    Blob,
+    /// A repository's tag list.
+    Tags,
+    /// The referrers of a manifest.
+    Referrers,
+}
+
+impl Resource {
+    /// Lowercase name, as metrics label it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manifest => "manifest",
+            Self::Blob => "blob",
+            Self::Tags => "tags",
+            Self::Referrers => "referrers",
+        }
+    }
+
+    /// The error code that says it does not exist.
+    pub fn unknown_code(self) -> ErrorCode {
+        match self {
+            Self::Manifest => ErrorCode::ManifestUnknown,
+            Self::Blob => ErrorCode::BlobUnknown,
+            Self::Tags | Self::Referrers => ErrorCode::NameUnknown,
+        }
+    }
+}
+
+impl std::fmt::Display for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct ErrorEntry<'a> {
     code: &'a str,
@@ -88,6 +152,20 @@ impl<'a> ErrorEnvelope<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_round_trip_their_wire_spelling() {
+        for code in [
+            ErrorCode::BlobUnknown,
+            ErrorCode::NameUnknown,
+            ErrorCode::TooManyRequests,
+        ] {
+            assert_eq!(ErrorCode::from_wire(code.as_str()), Some(code));
+        }
+        assert_eq!(ErrorCode::from_wire("name_unknown"), None);
+        assert_eq!(Resource::Tags.unknown_code(), ErrorCode::NameUnknown);
+        assert_eq!(Resource::Blob.to_string(), "blob");
+    }
 
     #[test]
     fn envelope_shape() {

@@ -1,8 +1,9 @@
 //! Pure OCI distribution domain types: repository names, tags, references,
-//! digests, manifest media types and the OCI error envelope.
+//! digests, manifest media types, the resources a request asks for and the
+//! OCI error envelope.
 //!
-//! This layer performs no I/O and imports nothing else from the crate, so
-//! every other module can depend on it.
+//! This crate performs no I/O and depends on no other berth crate, so
+//! every other one can depend on it.
 
 mod digest;
 mod error;
@@ -11,7 +12,7 @@ mod media_type;
 mod name;
 
 pub use digest::{Digest, DigestError, DigestVerifier, Verified};
-pub use error::{ErrorCode, ErrorEnvelope};
+pub use error::{ErrorCode, ErrorEnvelope, Resource};
 pub use manifest_check::{NotAManifest, check_manifest};
 pub use media_type::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED,

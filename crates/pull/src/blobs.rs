@@ -8,7 +8,7 @@ use crate::fill::{FillHandle, FillJob, Joined};
 use crate::source::{Download, FillSource, Origin};
 use crate::{Outcome, PullError, PullService};
 use berth_cache::{BlobBytes, FileSpan, Hit, Lookup, SMALL_BLOB};
-use berth_oci::{Digest, RepoName};
+use berth_oci::{Digest, RepoName, Resource};
 use berth_upstream::UpstreamError;
 use bytes::Bytes;
 use std::sync::Arc;
@@ -199,7 +199,7 @@ impl PullService {
             self.metrics.cache("blob", "negative");
             return Err(UpstreamError::NotFound {
                 upstream: origin.name().to_owned(),
-                what: "blob",
+                resource: Resource::Blob,
                 code: None,
             }
             .into());

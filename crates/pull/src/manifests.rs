@@ -6,7 +6,7 @@ use crate::source::Origin;
 use crate::{Outcome, PullError, PullService};
 use berth_cache::{HotManifest, Lookup, TagKey, TagRecord};
 use berth_oci::{
-    Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, accept_key, known_accept_lines,
+    Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, Resource, accept_key, known_accept_lines,
     manifest_media_type,
 };
 use berth_upstream::{ManifestFetch, UpstreamError};
@@ -269,7 +269,7 @@ impl PullService {
         let key = reference_key(req).id();
         let not_found = || UpstreamError::NotFound {
             upstream: req.origin.name().to_owned(),
-            what: "manifest",
+            resource: Resource::Manifest,
             code: None,
         };
         if self.misses.contains(&key) {

@@ -2,6 +2,8 @@
 //! whether that is an outage (worth serving stale content or retrying) or a
 //! definite answer.
 
+use berth_oci::{ErrorCode, Resource};
+
 /// Why an upstream request failed. Cheap to clone, so one failure can be
 /// handed to every client waiting on the same fetch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,14 +30,14 @@ pub enum UpstreamError {
         detail: String,
     },
     /// The upstream answered 404.
-    #[error("upstream {upstream} has no such {what}")]
+    #[error("upstream {upstream} has no such {resource}")]
     NotFound {
         /// Upstream name.
         upstream: String,
-        /// What was asked for, such as `manifest` or `blob`.
-        what: &'static str,
-        /// The OCI code upstream sent, if any.
-        code: Option<String>,
+        /// What was asked for.
+        resource: Resource,
+        /// The OCI code upstream sent, if it sent a known one.
+        code: Option<ErrorCode>,
     },
     /// The upstream refused berth's credentials or anonymous access.
     #[error("upstream {upstream} denied access ({status}): {detail}")]

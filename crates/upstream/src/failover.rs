@@ -80,7 +80,8 @@ impl Upstream {
             .await;
             in_flight.ended = true;
             let Ok(result) = attempt_result else {
-                self.metrics.upstream_request(self.name(), call.kind, 0);
+                self.metrics
+                    .upstream_request(self.name(), call.kind.as_str(), 0);
                 self.record(i, Verdict::Unresponsive);
                 return Err(UpstreamError::Timeout {
                     upstream: self.name().to_owned(),

@@ -3,7 +3,7 @@
 //! `Authorization` when the host changes) and an error type that says
 //! whether upstream is down or gave a definite answer.
 //!
-//! Uses `config`, `oci` and `metrics` from this crate.
+//! Uses `berth-config` (transport settings), `berth-oci` and `berth-metrics`.
 
 mod auth;
 mod challenge;
@@ -20,7 +20,7 @@ pub use mirror::BreakerState;
 
 use berth_config::UpstreamConfig;
 use berth_metrics::Metrics;
-use berth_oci::{Digest, Reference, RepoName};
+use berth_oci::{Digest, Reference, RepoName, Resource};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -131,7 +131,7 @@ impl BlobBody {
 }
 
 impl Upstream {
-    /// A registry client for `config`, with its own connection pool and
+    /// A client for the upstream in `config`, with its own connection pool and
     /// the configured connect and idle timeouts.
     pub fn new(config: UpstreamConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
         let r = &config.resilience;
@@ -151,7 +151,7 @@ impl Upstream {
             .map(mirror::Mirror::new)
             .collect();
         let slots = Arc::new(tokio::sync::Semaphore::new(r.max_concurrent as usize));
-        let registry = Self {
+        let upstream = Self {
             config,
             http,
             public_http,
@@ -159,10 +159,10 @@ impl Upstream {
             slots,
             metrics,
         };
-        for i in 0..registry.mirrors.len() {
-            registry.publish_mirror_state(i);
+        for i in 0..upstream.mirrors.len() {
+            upstream.publish_mirror_state(i);
         }
-        Ok(registry)
+        Ok(upstream)
     }
 
     /// The configured upstream.
@@ -184,7 +184,7 @@ impl Upstream {
     ) -> Result<ManifestFetch, UpstreamError> {
         let path = format!("{repo}/manifests/{reference}");
         let answer = self
-            .send(request::Call::get(repo, &path, "manifest").accept(accept))
+            .send(request::Call::get(repo, &path, Resource::Manifest).accept(accept))
             .await?;
         let response = answer.response;
         let content_type =
@@ -221,7 +221,7 @@ impl Upstream {
     ) -> Result<ManifestHead, UpstreamError> {
         let path = format!("{repo}/manifests/{reference}");
         let response = self
-            .send(request::Call::head(repo, &path, "manifest").accept(accept))
+            .send(request::Call::head(repo, &path, Resource::Manifest).accept(accept))
             .await?
             .response;
         Ok(ManifestHead {
@@ -238,7 +238,7 @@ impl Upstream {
         offset: u64,
     ) -> Result<BlobDownload, UpstreamError> {
         let path = format!("{repo}/blobs/{digest}");
-        let call = request::Call::get(repo, &path, "blob").starting_at(offset);
+        let call = request::Call::get(repo, &path, Resource::Blob).starting_at(offset);
         let answer = self.send(call).await?;
         let response = answer.response;
         let partial = response.status() == http::StatusCode::PARTIAL_CONTENT;
@@ -275,19 +275,19 @@ impl Upstream {
     ) -> Result<Option<u64>, UpstreamError> {
         let path = format!("{repo}/blobs/{digest}");
         let response = self
-            .send(request::Call::head(repo, &path, "blob"))
+            .send(request::Call::head(repo, &path, Resource::Blob))
             .await?
             .response;
         Ok(header(&response, http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok()))
     }
 
     /// GET `/v2/<repo>/<suffix>` and hand the answer back as it is, for
-    /// tag lists and referrers. 404 is a normal answer here.
+    /// tag lists and referrers.
     pub async fn passthrough(
         &self,
         repo: &RepoName,
         suffix: &str,
-        kind: &'static str,
+        kind: Resource,
     ) -> Result<Passthrough, UpstreamError> {
         let path = format!("{repo}/{suffix}");
         let accept = [
@@ -295,22 +295,7 @@ impl Upstream {
             berth_oci::OCI_INDEX.to_owned(),
         ];
         let call = request::Call::get(repo, &path, kind).accept(&accept);
-        let answer = match self.send(call).await {
-            Err(UpstreamError::NotFound { code, .. }) => {
-                let body = berth_oci::ErrorEnvelope::new(
-                    berth_oci::ErrorCode::NameUnknown,
-                    &code.unwrap_or_else(|| "not found upstream".to_owned()),
-                )
-                .to_json();
-                return Ok(Passthrough {
-                    status: 404,
-                    content_type: Some("application/json".to_owned()),
-                    link: None,
-                    body: body.into(),
-                });
-            }
-            other => other?,
-        };
+        let answer = self.send(call).await?;
         let response = answer.response;
         let status = response.status().as_u16();
         let content_type = header(&response, http::header::CONTENT_TYPE);
@@ -374,15 +359,15 @@ pub struct UpstreamSet {
 }
 
 impl UpstreamSet {
-    /// Build registry clients for every configured upstream.
+    /// Build a client for every configured upstream.
     pub fn new(configs: &[UpstreamConfig], metrics: &Arc<Metrics>) -> Result<Self, reqwest::Error> {
         let mut set = Self::default();
         for c in configs {
-            let registry = Arc::new(Upstream::new(c.clone(), Arc::clone(metrics))?);
+            let upstream = Arc::new(Upstream::new(c.clone(), Arc::clone(metrics))?);
             if c.default {
-                set.default = Some(Arc::clone(&registry));
+                set.default = Some(Arc::clone(&upstream));
             }
-            set.by_name.insert(c.name.clone(), registry);
+            set.by_name.insert(c.name.clone(), upstream);
         }
         Ok(set)
     }

@@ -7,7 +7,7 @@ use crate::challenge::parse_challenge;
 use crate::mirror::Mirror;
 use crate::redirect;
 use crate::{Upstream, UpstreamError};
-use berth_oci::RepoName;
+use berth_oci::{ErrorCode, RepoName, Resource};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{Method, StatusCode};
@@ -16,19 +16,19 @@ use http::{Method, StatusCode};
 const MAX_REDIRECTS: usize = 5;
 
 /// One request to make: method, repository (for the token scope), the path
-/// below `/v2/`, a kind for metrics and the `Accept` lines to forward.
+/// below `/v2/`, what it asks for and the `Accept` lines to forward.
 #[derive(Debug)]
 pub(super) struct Call<'a> {
     method: Method,
     repo: &'a RepoName,
     path: &'a str,
-    pub(super) kind: &'static str,
+    pub(super) kind: Resource,
     accept: &'a [String],
     range_from: Option<u64>,
 }
 
 impl<'a> Call<'a> {
-    pub(super) fn get(repo: &'a RepoName, path: &'a str, kind: &'static str) -> Self {
+    pub(super) fn get(repo: &'a RepoName, path: &'a str, kind: Resource) -> Self {
         Self {
             method: Method::GET,
             repo,
@@ -39,7 +39,7 @@ impl<'a> Call<'a> {
         }
     }
 
-    pub(super) fn head(repo: &'a RepoName, path: &'a str, kind: &'static str) -> Self {
+    pub(super) fn head(repo: &'a RepoName, path: &'a str, kind: Resource) -> Self {
         Self {
             method: Method::HEAD,
             ..Self::get(repo, path, kind)
@@ -143,7 +143,8 @@ impl Upstream {
             }
             let timeout = self.config.resilience.header_timeout;
             let Ok(sent) = tokio::time::timeout(timeout, builder.send()).await else {
-                self.metrics.upstream_request(self.name(), call.kind, 0);
+                self.metrics
+                    .upstream_request(self.name(), call.kind.as_str(), 0);
                 return Err(UpstreamError::Timeout {
                     upstream: self.name().to_owned(),
                     detail: format!("no response headers within {timeout:?}"),
@@ -151,7 +152,7 @@ impl Upstream {
             };
             let status = sent.as_ref().map_or(0, |r| r.status().as_u16());
             self.metrics
-                .upstream_request(self.name(), call.kind, status);
+                .upstream_request(self.name(), call.kind.as_str(), status);
             let response = sent.map_err(|e| UpstreamError::from_transport(self.name(), &e))?;
             if !response.status().is_redirection() {
                 return Ok(response);
@@ -173,7 +174,7 @@ impl Upstream {
                     None => redirect::upstream_is_internal(&start).await,
                 };
                 upstream_internal = Some(internal);
-                redirect::check_hop(self.name(), call.kind, internal, &next).await?;
+                redirect::check_hop(self.name(), call.kind.as_str(), internal, &next).await?;
             }
             url = next;
         }
@@ -183,7 +184,7 @@ impl Upstream {
     async fn classify(
         &self,
         response: reqwest::Response,
-        what: &'static str,
+        resource: Resource,
     ) -> Result<reqwest::Response, UpstreamError> {
         let status = response.status().as_u16();
         if response.status().is_success() {
@@ -199,8 +200,8 @@ impl Upstream {
         Err(match status {
             404 => UpstreamError::NotFound {
                 upstream,
-                what,
-                code,
+                resource,
+                code: code.as_deref().and_then(ErrorCode::from_wire),
             },
             401 | 403 => UpstreamError::Denied {
                 upstream,
