@@ -3,6 +3,7 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use berth_cache::Layout;
 use berth_testkit as testkit;
 
 use berth_testkit::{Berth, Upstream, upstream_toml};
@@ -45,7 +46,7 @@ async fn embedded_defaults_run_without_a_config_file() {
     let _ = child.wait();
     assert_eq!(health.unwrap().status(), 200);
     // The default data directory was created in the working directory.
-    assert!(dir.path().join("berth-data/blobs/sha256").is_dir());
+    assert!(Layout::new(dir.path().join("berth-data")).blobs().is_dir());
 
     let out = berth().args(["check-config"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -118,13 +119,16 @@ fn a_taken_port_is_reported() {
 fn stale_spool_files_are_swept_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    std::fs::create_dir_all(data.join("tmp")).unwrap();
+    std::fs::create_dir_all(Layout::new(&data).tmp()).unwrap();
     std::fs::write(data.join("tmp/123-leftover"), b"half a blob").unwrap();
     let b = Berth::start_with_data(
         &upstream_toml("docker.io", "http://127.0.0.1:9", "default = true"),
         &data,
     );
-    assert_eq!(std::fs::read_dir(data.join("tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(Layout::new(&data).tmp()).unwrap().count(),
+        0
+    );
     assert!(
         b.log().contains("removed unfinished downloads"),
         "{}",

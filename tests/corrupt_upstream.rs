@@ -3,6 +3,7 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use berth_cache::Layout;
 use berth_testkit::checks::{pseudo_random, sha256 as sha};
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
 use berth_testkit::{Berth, upstream_toml};
@@ -16,17 +17,11 @@ async fn setup() -> (FakeUpstream, Berth) {
 }
 
 fn cached_blob_exists(berth: &Berth, digest: &str) -> bool {
-    let hex = digest.trim_start_matches("sha256:");
-    berth
-        .data_dir
-        .join("blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .exists()
+    berth_testkit::checks::cached(&berth.data_dir, digest)
 }
 
 fn tmp_is_empty(berth: &Berth) -> bool {
-    std::fs::read_dir(berth.data_dir.join("tmp"))
+    std::fs::read_dir(Layout::new(&berth.data_dir).tmp())
         .unwrap()
         .count()
         == 0

@@ -5,7 +5,9 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use berth_cache::Layout;
 use berth_testkit as testkit;
+use berth_testkit::checks::blob_path;
 
 use berth_testkit::checks::sha256;
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
@@ -18,7 +20,7 @@ use std::time::Duration;
 /// Every file under blobs/ hashes to its name.
 fn assert_store_consistent(data: &Path) -> usize {
     let mut count = 0;
-    for shard in std::fs::read_dir(data.join("blobs/sha256")).unwrap() {
+    for shard in std::fs::read_dir(Layout::new(data).blobs()).unwrap() {
         for file in std::fs::read_dir(shard.unwrap().path()).unwrap() {
             let path = file.unwrap().path();
             let name = path.file_name().unwrap().to_str().unwrap().to_owned();
@@ -76,12 +78,15 @@ async fn kill_9_mid_fill_loses_nothing_and_leaves_nothing_partial() {
     }
     assert_eq!(assert_store_consistent(&data), 0, "no fill had finished");
     assert!(
-        std::fs::read_dir(data.join("tmp")).unwrap().count() >= 10,
+        std::fs::read_dir(Layout::new(&data).tmp()).unwrap().count() >= 10,
         "spools were left behind"
     );
 
     let berth = Berth::start_with_data(&config, &data);
-    assert_eq!(std::fs::read_dir(data.join("tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(Layout::new(&data).tmp()).unwrap().count(),
+        0
+    );
     assert!(berth.log().contains("removed unfinished downloads"));
     let gets = futures_util::future::join_all(blobs.iter().map(|digest| {
         let url = format!("{}/v2/proj/app/blobs/{digest}", berth.url());
@@ -109,11 +114,7 @@ async fn kill_9_mid_fill_loses_nothing_and_leaves_nothing_partial() {
     // Tamper with one cached blob: verify reports it, then quarantines it.
     let victim = &blobs[3];
     let hex = victim.trim_start_matches("sha256:");
-    std::fs::write(
-        data.join("blobs/sha256").join(&hex[..2]).join(hex),
-        b"bit rot",
-    )
-    .unwrap();
+    std::fs::write(blob_path(&data, victim), b"bit rot").unwrap();
     let verify = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_berth"))
             .args(["cache", "verify", "--config"])
@@ -131,7 +132,7 @@ async fn kill_9_mid_fill_loses_nothing_and_leaves_nothing_partial() {
     );
     let out = verify(&["--quarantine"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 quarantined"));
-    assert!(data.join("quarantine").join(hex).exists());
+    assert!(Layout::new(&data).quarantine().join(hex).exists());
     assert!(verify(&[]).status.success());
     // The quarantined blob is fetched again, correctly.
     let again = client

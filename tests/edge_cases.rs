@@ -4,7 +4,7 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::checks::{assert_range, eventually_cached, oci_error, raw_get};
+use berth_testkit::checks::{assert_range, blob_path, eventually_cached, oci_error, raw_get};
 use berth_testkit::{Berth, Upstream, upstream_toml};
 
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -40,13 +40,7 @@ async fn small_blobs_are_answered_whole_and_in_ranges_from_memory() {
             b.size.to_string().as_str()
         );
         // Held in memory: answered even with the file gone from the disk.
-        let hex = b.digest.trim_start_matches("sha256:");
-        let file = berth
-            .data_dir
-            .join("blobs/sha256")
-            .join(&hex[..2])
-            .join(hex);
-        std::fs::remove_file(file).unwrap();
+        std::fs::remove_file(blob_path(&berth.data_dir, &b.digest)).unwrap();
         let r = client.get(&url).send().await.unwrap();
         assert_eq!(r.headers()["x-cache"], "HIT");
         assert_eq!(r.bytes().await.unwrap(), expected);

@@ -5,6 +5,7 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use berth_cache::Layout;
 use berth_testkit as testkit;
 
 use berth_testkit::checks::{pseudo_random, sha256};
@@ -121,7 +122,11 @@ async fn a_second_berth_on_the_same_data_dir_exits_and_leaves_the_first_alone() 
     let first = Berth::start_with_data(&config, &data_dir);
     let url = format!("{}/v2/proj/app/blobs/{digest}", first.url());
     let response = reqwest::get(&url).await.unwrap();
-    let spools = || std::fs::read_dir(data_dir.join("tmp")).unwrap().count();
+    let spools = || {
+        std::fs::read_dir(Layout::new(&data_dir).tmp())
+            .unwrap()
+            .count()
+    };
     assert_eq!(spools(), 1, "the cold blob is being spooled");
 
     let started = Instant::now();
@@ -178,7 +183,7 @@ async fn an_endless_blob_body_stops_at_max_blob_size_after_its_client_left() {
     assert_eq!(r.status(), 200);
     let _ = r.chunk().await;
     drop(r);
-    let tmp = berth.data_dir.join("tmp");
+    let tmp = Layout::new(&berth.data_dir).tmp();
     let spooled = || -> Vec<u64> {
         std::fs::read_dir(&tmp)
             .unwrap()

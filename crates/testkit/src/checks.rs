@@ -109,10 +109,11 @@ pub async fn eventually_cached(data_dir: &Path, digest: &str) -> bool {
 
 /// Whether berth's cache holds a committed blob.
 pub fn cached(data_dir: &Path, digest: &str) -> bool {
-    let hex = digest.trim_start_matches("sha256:");
-    data_dir
-        .join("blobs/sha256")
-        .join(&hex[..2])
-        .join(hex)
-        .exists()
+    blob_path(data_dir, digest).exists()
+}
+
+/// Where berth stores the committed blob `digest` under `data_dir`.
+pub fn blob_path(data_dir: &Path, digest: &str) -> std::path::PathBuf {
+    let digest: berth_oci::Digest = digest.parse().expect("a sha256 digest");
+    berth_cache::Layout::new(data_dir).blob(&digest)
 }

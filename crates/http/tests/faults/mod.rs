@@ -1,0 +1,150 @@
+//! Store faults injected through the store traits: a blob store over
+//! memory whose disk "fills" at a chosen byte, and an index that can go
+//! down.
+
+use async_trait::async_trait;
+use berth_cache::{
+    BlobStore, BlobWriter, CacheError, IndexStore, Lookup, MemoryIndex, MemoryStore, TagKey,
+    TagRecord,
+};
+use berth_oci::{Digest, Verified};
+use bytes::Bytes;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// A memory store whose writers fail with "no space left on device" once
+/// a blob reaches the byte set by [`FaultyStore::fill_at`].
+#[derive(Debug)]
+pub(crate) struct FaultyStore {
+    inner: MemoryStore,
+    full_at: Arc<AtomicU64>,
+}
+
+impl FaultyStore {
+    pub(crate) fn new(capacity: u64) -> Self {
+        Self {
+            inner: MemoryStore::new(capacity),
+            full_at: Arc::new(AtomicU64::new(u64::MAX)),
+        }
+    }
+
+    /// Writes past byte `n` of any blob fail from now on.
+    pub(crate) fn fill_at(&self, n: u64) {
+        self.full_at.store(n, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inner.digests().is_empty()
+    }
+}
+
+#[async_trait]
+impl BlobStore for FaultyStore {
+    async fn lookup(&self, digest: &Digest) -> Result<Lookup, CacheError> {
+        self.inner.lookup(digest).await
+    }
+
+    async fn reserve(&self, bytes: u64) -> Result<(), CacheError> {
+        self.inner.reserve(bytes).await
+    }
+
+    async fn begin(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Box<dyn BlobWriter>, CacheError> {
+        Ok(Box::new(FaultyWriter {
+            inner: self.inner.begin(digest, size).await?,
+            written: 0,
+            full_at: Arc::clone(&self.full_at),
+        }))
+    }
+
+    async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError> {
+        self.inner.put_small(digest, bytes).await
+    }
+}
+
+#[derive(Debug)]
+struct FaultyWriter {
+    inner: Box<dyn BlobWriter>,
+    written: u64,
+    full_at: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl BlobWriter for FaultyWriter {
+    fn tail(&self) -> Arc<File> {
+        self.inner.tail()
+    }
+
+    fn write(&mut self, chunks: &[Bytes]) -> Result<(), CacheError> {
+        let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        if self.written + len > self.full_at.load(Ordering::SeqCst) {
+            return Err(CacheError::Io {
+                op: "write",
+                path: Path::new("(faulty disk)").display().to_string(),
+                source: std::io::Error::from_raw_os_error(28), // ENOSPC
+            });
+        }
+        self.written += len;
+        self.inner.write(chunks)
+    }
+
+    async fn finish(self: Box<Self>, proof: Verified) -> Result<(), CacheError> {
+        self.inner.finish(proof).await
+    }
+
+    fn abort(self: Box<Self>) {
+        self.inner.abort();
+    }
+}
+
+/// An index in memory that can be taken down: every call then fails.
+#[derive(Debug, Default)]
+pub(crate) struct FaultyIndex {
+    inner: MemoryIndex,
+    down: AtomicBool,
+}
+
+impl FaultyIndex {
+    pub(crate) fn go_down(&self) {
+        self.down.store(true, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), CacheError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(CacheError::Io {
+                op: "read",
+                path: "(index)".to_owned(),
+                source: std::io::Error::other("the index is down"),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl IndexStore for FaultyIndex {
+    async fn tag(&self, key: &TagKey) -> Result<Option<TagRecord>, CacheError> {
+        self.check()?;
+        self.inner.tag(key).await
+    }
+
+    async fn put_tag(&self, key: &TagKey, record: TagRecord) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.put_tag(key, record).await
+    }
+
+    async fn manifest_type(&self, digest: &Digest) -> Result<Option<String>, CacheError> {
+        self.check()?;
+        self.inner.manifest_type(digest).await
+    }
+
+    async fn put_manifest_type(&self, digest: &Digest, media_type: &str) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.put_manifest_type(digest, media_type).await
+    }
+}
