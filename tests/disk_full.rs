@@ -7,10 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_cache::Layout;
-use berth_testkit::checks::{cached, eventually_cached, pseudo_random, sha256};
+use berth_testkit::checks::{cached, eventually_cached, pseudo_random};
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
 use berth_testkit::{Berth, upstream_toml};
-use bytes::Bytes;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -43,19 +42,13 @@ impl Drop for SmallDisk {
 
 fn blob(fake: &FakeUpstream, seed: u32, size: u32, chunked: bool) -> (String, Vec<u8>) {
     let data = pseudo_random(size, seed);
-    let digest = sha256(&data);
-    fake.route(
-        &format!("proj/app/blobs/{digest}"),
-        Canned {
-            body: Bytes::from(data.clone()),
-            content_type: "application/octet-stream",
-            chunked,
-            pieces: if chunked { 24 } else { 1 },
-            pause: Duration::from_millis(5),
-            ..Canned::default()
-        },
-    );
-    (digest, data)
+    let canned = Canned {
+        chunked,
+        pieces: if chunked { 24 } else { 1 },
+        pause: Duration::from_millis(5),
+        ..Canned::default()
+    };
+    (fake.blob(&data, canned), data)
 }
 
 async fn get(berth: &Berth, digest: &str) -> Result<Vec<u8>, usize> {

@@ -6,7 +6,7 @@
 
 use berth_testkit::Upstream;
 use berth_testkit::clients::isolated_skopeo;
-use berth_testkit::images::DOCKER_MANIFEST;
+use berth_testkit::images::{DOCKER_MANIFEST, built_once};
 use berth_testkit::proc::run;
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
@@ -89,25 +89,14 @@ pub(crate) async fn push(up: &Upstream) -> BigImage {
     }
 }
 
-/// The OCI layout holding tag `gib`, built once per recipe (serialised
-/// across processes with a file lock) under the cargo target dir.
+/// The OCI layout holding tag `gib`, built once per recipe under the
+/// cargo target dir.
 fn layout() -> PathBuf {
     let mut hasher = Sha256::new();
     hasher.update(SCRIPT.as_bytes());
     hasher.update(MIB.to_le_bytes());
     let key = &hex::encode(hasher.finalize())[..16];
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("berth-bench-images");
-    std::fs::create_dir_all(&root).expect("create bench image dir");
-    let lock = std::fs::File::create(root.join(format!("{key}.lock"))).expect("lock file");
-    lock.lock().expect("lock bench image dir");
-    let dir = root.join(key);
-    if !dir.join("ready").exists() {
-        remove_other_builds(&root, key);
-        let tmp = root.join(format!("{key}.tmp"));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).expect("remove stale build");
-        }
-        std::fs::create_dir_all(&tmp).expect("create build dir");
+    let dir = built_once("berth-bench-images", key, |tmp| {
         eprintln!("building the {MIB} MiB bench image (once)...");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/build-big-image.sh");
         run(std::process::Command::new("sh")
@@ -115,27 +104,6 @@ fn layout() -> PathBuf {
             .arg(tmp.join("layout"))
             .arg(MIB.to_string()))
         .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(tmp.join("ready"), key).expect("write marker");
-        std::fs::rename(&tmp, &dir).expect("publish build");
-    }
-    drop(lock);
+    });
     dir.join("layout")
-}
-
-/// Drops builds of older recipes (1 GiB each).
-fn remove_other_builds(root: &Path, key: &str) {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(key) {
-            continue;
-        }
-        let path = entry.path();
-        let _ = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-    }
 }

@@ -1,7 +1,7 @@
 //! Client `Accept` lines, normalised into tag cache keys.
 #![no_main]
 
-use berth::oci::{accept_key, is_manifest_media_type};
+use berth_oci::{accept_key, is_manifest_media_type};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|lines: Vec<&str>| {

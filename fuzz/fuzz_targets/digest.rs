@@ -1,7 +1,7 @@
 //! Digests from request paths and upstream headers.
 #![no_main]
 
-use berth::oci::Digest;
+use berth_oci::Digest;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &str| {

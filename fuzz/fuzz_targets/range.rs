@@ -1,7 +1,7 @@
 //! Client `Range` headers against blobs of any size.
 #![no_main]
 
-use berth::http::range::{RangeAnswer, parse_range};
+use berth_http::range::{RangeAnswer, parse_range};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: (u64, &str)| {

@@ -1,7 +1,7 @@
 //! Repository names and manifest references from request paths.
 #![no_main]
 
-use berth::oci::{Reference, RepoName};
+use berth_oci::{Reference, RepoName};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &str| {

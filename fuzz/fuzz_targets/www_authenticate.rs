@@ -1,7 +1,7 @@
 //! `WWW-Authenticate` challenges sent by upstreams.
 #![no_main]
 
-use berth::upstream::{Challenge, parse_challenge};
+use berth_upstream::{Challenge, parse_challenge};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &str| {

@@ -5,7 +5,7 @@
 //! directory is fsynced after the rename. A lookup opens the file, so the
 //! hit it returns survives the blob's removal.
 
-use crate::store::{BlobStore, BlobWriter, Hit, Lookup};
+use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
 use crate::{CacheError, DataDirLock, Layout, Spool, io_err};
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
@@ -100,18 +100,6 @@ async fn on_own_thread<T: Send + 'static>(
         .map_err(|_| CacheError::io(op, thread, std::io::Error::other("the thread failed")))?
 }
 
-/// The refusal to commit bytes proven to hash to something else.
-fn check_proof(expected: &Digest, proof: &Verified) -> Result<(), CacheError> {
-    if proof.digest() == expected {
-        Ok(())
-    } else {
-        Err(CacheError::DigestMismatch {
-            expected: *expected,
-            actual: *proof.digest(),
-        })
-    }
-}
-
 #[async_trait]
 impl BlobStore for FsStore {
     async fn lookup(&self, digest: &Digest) -> Result<Lookup, CacheError> {
@@ -152,13 +140,7 @@ impl BlobStore for FsStore {
     }
 
     async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError> {
-        let actual = Digest::of(&bytes);
-        if &actual != digest {
-            return Err(CacheError::DigestMismatch {
-                expected: *digest,
-                actual,
-            });
-        }
+        check_whole(digest, &bytes)?;
         let mut spool = self.spool()?;
         let layout = self.layout.clone();
         let digest = *digest;

@@ -5,7 +5,7 @@
 //! readers tail it exactly as they tail a spool on disk; finishing copies
 //! it into the map.
 
-use crate::store::{BlobStore, BlobWriter, Hit, Lookup};
+use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
 use crate::{CacheError, IndexStore, TagKey, TagRecord};
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
@@ -91,15 +91,9 @@ impl BlobStore for MemoryStore {
     }
 
     async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError> {
-        let actual = Digest::of(&bytes);
-        if &actual != digest {
-            return Err(CacheError::DigestMismatch {
-                expected: *digest,
-                actual,
-            });
-        }
+        check_whole(digest, &bytes)?;
         self.reserve(bytes.len() as u64).await?;
-        lock(&self.blobs).insert(actual, bytes);
+        lock(&self.blobs).insert(*digest, bytes);
         Ok(())
     }
 }
@@ -138,12 +132,7 @@ impl BlobWriter for MemoryWriter {
     }
 
     async fn finish(self: Box<Self>, proof: Verified) -> Result<(), CacheError> {
-        if proof.digest() != &self.digest {
-            return Err(CacheError::DigestMismatch {
-                expected: self.digest,
-                actual: *proof.digest(),
-            });
-        }
+        check_proof(&self.digest, &proof)?;
         let len = usize::try_from(self.written).unwrap_or(usize::MAX);
         let mut bytes = vec![0u8; len];
         self.file

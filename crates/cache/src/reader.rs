@@ -38,7 +38,7 @@ pub struct Progress {
     pub state: ProgressState,
 }
 
-/// A byte range of a local file to send: a committed blob, or a spool
+/// A byte range of a local file to send: a stored blob, or the tail of one
 /// still being written. Consumers either turn it into a stream of chunks
 /// ([`FileSpan::into_stream`]) or ask it for the next readable stretch and
 /// move those bytes themselves ([`FileSpan::next_readable`]), e.g. with

@@ -177,6 +177,31 @@ pub trait IndexStore: Send + Sync + Debug {
     async fn put_manifest_type(&self, digest: &Digest, media_type: &str) -> Result<(), CacheError>;
 }
 
+/// Refuse to commit bytes proven to hash to anything but `expected`.
+pub(crate) fn check_proof(expected: &Digest, proof: &Verified) -> Result<(), CacheError> {
+    if proof.digest() == expected {
+        Ok(())
+    } else {
+        Err(CacheError::DigestMismatch {
+            expected: *expected,
+            actual: *proof.digest(),
+        })
+    }
+}
+
+/// Refuse a small object put whole unless it hashes to `digest`.
+pub(crate) fn check_whole(digest: &Digest, bytes: &[u8]) -> Result<(), CacheError> {
+    let actual = Digest::of(bytes);
+    if &actual == digest {
+        Ok(())
+    } else {
+        Err(CacheError::DigestMismatch {
+            expected: *digest,
+            actual,
+        })
+    }
+}
+
 /// What identifies one cached tag answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TagKey {

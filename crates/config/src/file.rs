@@ -14,7 +14,7 @@ pub(super) struct RawConfig {
     pub(super) shutdown_grace: Option<String>,
     pub(super) log_format: Option<LogFormat>,
     pub(super) builtin_upstreams: Option<bool>,
-    pub(super) server: Option<crate::server::RawServer>,
+    pub(super) server: Option<RawServer>,
     #[serde(default)]
     pub(super) upstreams: Vec<RawUpstream>,
 }
@@ -34,7 +34,7 @@ pub(super) struct RawUpstream {
     pub(super) password: Option<String>,
     pub(super) password_file: Option<String>,
     pub(super) tag_ttl: Option<String>,
-    pub(super) max_blob_size: Option<super::fills::RawSize>,
+    pub(super) max_blob_size: Option<RawSize>,
     pub(super) unattended_fills: Option<u32>,
     pub(super) mirrors: Option<Vec<String>>,
     pub(super) connect_timeout: Option<String>,
@@ -59,4 +59,27 @@ pub(super) fn parse(text: &str) -> Result<RawConfig, ConfigError> {
         let key = if key == "." { "(file)".to_owned() } else { key };
         ConfigError::one(key, reason)
     })
+}
+
+/// A size as written: a number of bytes, or a string with a unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawSize {
+    /// Bytes.
+    Bytes(u64),
+    /// `"64GiB"`, `"500MB"`, `"1024"`.
+    Text(String),
+}
+
+/// The `[server]` table as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub(super) max_connections: Option<u32>,
+    pub(super) max_connections_per_ip: Option<u32>,
+    pub(super) header_read_timeout: Option<String>,
+    pub(super) idle_timeout: Option<String>,
+    pub(super) stall_timeout: Option<String>,
+    pub(super) max_streams_per_connection: Option<u32>,
+    pub(super) connection_buffer: Option<String>,
 }

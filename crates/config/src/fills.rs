@@ -2,9 +2,8 @@
 //! clients: the largest blob berth downloads, and how many fills with no
 //! client waiting may go on holding upstream request slots.
 
-use crate::file::RawUpstream;
-use crate::validate::Problems;
-use serde::Deserialize;
+use crate::checks::Problems;
+use crate::file::{RawSize, RawUpstream};
 
 /// Default largest blob: 64 GiB.
 pub const DEFAULT_MAX_BLOB_SIZE: u64 = 64 << 30;
@@ -33,16 +32,6 @@ impl Default for FillLimits {
 /// A quarter of the upstream's slots, at least one.
 fn unattended_share(max_concurrent: u32) -> u32 {
     (max_concurrent / 4).max(1)
-}
-
-/// A size as written: a number of bytes, or a string with a unit.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub(super) enum RawSize {
-    /// Bytes.
-    Bytes(u64),
-    /// `"64GiB"`, `"500MB"`, `"1024"`.
-    Text(String),
 }
 
 /// Bytes in `text`: digits, then optionally `B`, `KB`, `MB`, `GB`, `TB`

@@ -6,6 +6,7 @@
 //! environment. Depends on no other berth crate.
 
 mod builtin;
+mod checks;
 mod file;
 mod fills;
 mod policy;
@@ -65,7 +66,7 @@ pub enum LogFormat {
 /// One upstream registry.
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
-    /// Registry name clients use: `ns=` value and path prefix (`docker.io`).
+    /// The name clients use for this upstream: `ns=` value and path prefix (`docker.io`).
     pub name: String,
     /// Base URL berth dials, e.g. `https://registry-1.docker.io`.
     pub url: url::Url,

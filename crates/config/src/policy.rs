@@ -4,8 +4,8 @@
 //! credentials), which only the upstream client reads; the pull engine
 //! reads only this.
 
+use crate::checks::{Problems, duration};
 use crate::file::RawUpstream;
-use crate::validate::{Problems, duration};
 use crate::{DEFAULT_TAG_TTL, FillLimits};
 use std::time::Duration;
 

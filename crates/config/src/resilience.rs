@@ -2,8 +2,8 @@
 //! the concurrency cap and how misses are remembered. Defaults suit a slow
 //! link: a download that makes progress is never cut by a total-time limit.
 
+use crate::checks::{Problems, duration, parse_url};
 use crate::file::RawUpstream;
-use crate::validate::{Problems, duration, parse_url};
 use std::time::Duration;
 
 /// How berth copes with a slow, flaky or overloaded upstream.

@@ -5,8 +5,8 @@
 //! and how many HTTP/2 streams and buffered body bytes one connection may
 //! hold.
 
-use crate::validate::{Problems, duration};
-use serde::Deserialize;
+use crate::checks::{Problems, duration};
+use crate::file::RawServer;
 use std::time::Duration;
 
 /// Limits on client connections.
@@ -43,19 +43,6 @@ impl Default for ServerLimits {
             connection_buffer: 4 << 20,
         }
     }
-}
-
-/// The `[server]` table as written.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawServer {
-    max_connections: Option<u32>,
-    max_connections_per_ip: Option<u32>,
-    header_read_timeout: Option<String>,
-    idle_timeout: Option<String>,
-    stall_timeout: Option<String>,
-    max_streams_per_connection: Option<u32>,
-    connection_buffer: Option<String>,
 }
 
 /// Validate the `[server]` table, reporting every bad key.

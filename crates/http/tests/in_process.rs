@@ -16,7 +16,7 @@ use berth_config::Config;
 use berth_http::{HttpState, router};
 use berth_metrics::Metrics;
 use berth_pull::PullService;
-use berth_testkit::checks::{pseudo_random, sha256};
+use berth_testkit::checks::pseudo_random;
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
 use berth_upstream::UpstreamSet;
 use bytes::Bytes;
@@ -80,18 +80,12 @@ async fn get(mirror: &Router, path: &str, range: Option<&str>) -> Answer {
 /// Serve a blob of `size` pseudo-random bytes at `proj/app`, in pieces.
 fn blob(fake: &FakeUpstream, size: u32, seed: u32) -> (String, Vec<u8>) {
     let data = pseudo_random(size, seed);
-    let digest = sha256(&data);
-    fake.route(
-        &format!("proj/app/blobs/{digest}"),
-        Canned {
-            body: Bytes::from(data.clone()),
-            content_type: "application/octet-stream",
-            chunked: true,
-            pieces: 16,
-            ..Canned::default()
-        },
-    );
-    (digest, data)
+    let canned = Canned {
+        chunked: true,
+        pieces: 16,
+        ..Canned::default()
+    };
+    (fake.blob(&data, canned), data)
 }
 
 fn x_cache(answer: &Answer) -> &str {

@@ -5,6 +5,7 @@
 
 use crate::direct::verified_stream;
 use crate::fill::{FillHandle, FillJob, Joined};
+use crate::misses::blob_key;
 use crate::source::{Download, FillSource, Origin};
 use crate::{Outcome, PullError, PullService};
 use berth_cache::{BlobBytes, FileSpan, Hit, Lookup, SMALL_BLOB};
@@ -195,7 +196,7 @@ impl PullService {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<(), PullError> {
-        if self.misses.contains(&miss_key(origin.name(), repo, digest)) {
+        if self.misses.contains(&blob_key(origin.name(), repo, digest)) {
             self.metrics.cache("blob", "negative");
             return Err(UpstreamError::NotFound {
                 upstream: origin.name().to_owned(),
@@ -218,7 +219,7 @@ impl PullService {
         let result = result.map_err(Into::into);
         if let Err(PullError::Upstream(UpstreamError::NotFound { .. })) = &result {
             self.misses.remember(
-                miss_key(origin.name(), repo, digest),
+                blob_key(origin.name(), repo, digest),
                 origin.policy.not_found_ttl,
             );
         }
@@ -255,10 +256,4 @@ impl PullService {
             ))),
         }
     }
-}
-
-/// The remembered-miss key of a blob: upstream, repository and digest (three
-/// lines, where a manifest's key has four).
-pub(super) fn miss_key(upstream: &str, repo: &RepoName, digest: &Digest) -> String {
-    format!("{upstream}\n{repo}\nblob {digest}")
 }

@@ -9,11 +9,10 @@
 //! within the limits of `limits.rs`.
 
 use crate::PullError;
-use crate::blobs::miss_key;
 use crate::direct::DiskHealth;
 use crate::flight::FlightLock;
 use crate::limits::{SPACE_CHECK_EVERY, SPACE_RESERVE, Unattended};
-use crate::misses::Misses;
+use crate::misses::{Misses, blob_key};
 use crate::source::{Download, DownloadBody, FillSource};
 use crate::writer::{self, Piece, Written};
 use berth_cache::{BlobStore, BlobWriter, CacheError, Lookup, Progress, ProgressState};
@@ -203,7 +202,7 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>, progress_tx: watch::
                 // Before the fill leaves the table, so that no request can
                 // start another fill in between.
                 job.misses.remember(
-                    miss_key(job.source.name(), &job.repo, &job.digest),
+                    blob_key(job.source.name(), &job.repo, &job.digest),
                     job.policy.not_found_ttl,
                 );
             }

@@ -9,6 +9,8 @@
 mod blobs;
 mod direct;
 mod fill;
+#[cfg(test)]
+mod fill_tests;
 mod flight;
 mod limits;
 mod manifests;

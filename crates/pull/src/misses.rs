@@ -2,9 +2,16 @@
 //! manifest costs one upstream request per `not_found_ttl`. Bounded in
 //! bytes.
 
+use berth_oci::{Digest, RepoName};
 use moka::sync::Cache;
 use std::time::Duration;
 use tokio::time::Instant;
+
+/// The remembered-miss key of a blob: upstream, repository and digest
+/// (three lines, where a manifest's key, `TagKey::id`, has four).
+pub(super) fn blob_key(upstream: &str, repo: &RepoName, digest: &Digest) -> String {
+    format!("{upstream}\n{repo}\nblob {digest}")
+}
 
 /// Memory for remembered misses (bytes of keys, plus bookkeeping).
 const MEMORY: u64 = 4 << 20;

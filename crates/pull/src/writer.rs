@@ -35,7 +35,7 @@ pub(super) struct Written {
 const HASH_QUEUE: usize = 8;
 
 /// Start the writer for a blob expected to hash to `digest`. Hashing runs
-/// on a thread of its own, beside the one that writes the spool, so a cold
+/// on a thread of its own, beside the one that writes the blob, so a cold
 /// blob costs the slower of the two rather than their sum. Readers may send
 /// what is written before it is hashed: they hold back the last byte until
 /// the fill task, having checked the digest, reports the blob complete.

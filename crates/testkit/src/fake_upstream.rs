@@ -110,6 +110,21 @@ impl FakeUpstream {
             .insert(path.to_owned(), canned);
     }
 
+    /// Serve `data` as a blob of `proj/app`, answered as `canned` says
+    /// (its body and content type are set here). Returns the digest.
+    pub fn blob(&self, data: &[u8], canned: Canned) -> String {
+        let digest = crate::checks::sha256(data);
+        self.route(
+            &format!("proj/app/blobs/{digest}"),
+            Canned {
+                body: Bytes::copy_from_slice(data),
+                content_type: "application/octet-stream",
+                ..canned
+            },
+        );
+        digest
+    }
+
     /// Answer 401 with `challenge` unless `Authorization` equals `expected`.
     /// `/v2/` and paths starting with `/token` are exempt.
     pub fn require_auth(&self, expected: &str, challenge: &str) {

@@ -159,7 +159,15 @@ fn prepare() -> TestImages {
         hasher.update([0]);
     }
     let key = &hex::encode(hasher.finalize())[..16];
-    let root = crate::target_dir().join("tmp").join("berth-test-images");
+    load(&built_once("berth-test-images", key, build))
+}
+
+/// The directory `build` fills for `key`, built once per key under the
+/// cargo target dir (`<target>/tmp/<cache>/<key>`) and kept across runs.
+/// Processes that need it at once wait for one build (a file lock); a
+/// half-done build is redone, and builds of other keys are removed.
+pub fn built_once(cache: &str, key: &str, build: impl FnOnce(&Path)) -> PathBuf {
+    let root = crate::target_dir().join("tmp").join(cache);
     std::fs::create_dir_all(&root).expect("create image cache dir");
     let lock = std::fs::File::create(root.join(format!("{key}.lock"))).expect("create lock file");
     lock.lock().expect("lock image cache");
@@ -175,12 +183,10 @@ fn prepare() -> TestImages {
         std::fs::write(tmp.join("ready"), key).expect("write marker");
         std::fs::rename(&tmp, &dir).expect("publish build");
     }
-    let images = load(&dir);
-    drop(lock);
-    images
+    dir
 }
 
-/// Drops builds of older recipes (about 100 MiB each).
+/// Drops builds of older keys.
 fn remove_other_builds(root: &Path, key: &str) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;

@@ -287,7 +287,7 @@ async fn fetch_token(
         req.metrics.upstream_request(req.upstream, "token", status);
         let response = sent.map_err(|e| UpstreamError::from_transport(req.upstream, &e))?;
         token_status(req.upstream, status)?;
-        crate::request::read_limited(response, MAX_TOKEN_ANSWER, req.upstream).await
+        crate::body::read_limited(response, MAX_TOKEN_ANSWER, req.upstream).await
     };
     let body = tokio::time::timeout(req.timeout, answer)
         .await

@@ -6,6 +6,7 @@
 //! Uses `berth-config` (transport settings), `berth-oci` and `berth-metrics`.
 
 mod auth;
+mod body;
 mod challenge;
 mod error;
 mod failover;
@@ -317,7 +318,7 @@ impl Upstream {
         sent_at: tokio::time::Instant,
     ) -> Result<Bytes, UpstreamError> {
         let limit = self.config.resilience.manifest_timeout;
-        let read = request::read_limited(response, MAX_MANIFEST_BYTES, self.name());
+        let read = body::read_limited(response, MAX_MANIFEST_BYTES, self.name());
         tokio::time::timeout_at(sent_at + limit, read)
             .await
             .map_err(|_| UpstreamError::Timeout {

@@ -3,13 +3,12 @@
 //! status. Retries and failover across mirrors live in `failover.rs`.
 
 use crate::auth::TokenRequest;
+use crate::body::read_limited;
 use crate::challenge::parse_challenge;
 use crate::mirror::Mirror;
 use crate::redirect;
 use crate::{Upstream, UpstreamError};
 use berth_oci::{ErrorCode, RepoName, Resource};
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use http::{Method, StatusCode};
 
 /// Redirect hops followed before giving up.
@@ -230,25 +229,4 @@ async fn error_body(response: reqwest::Response) -> (Option<String>, Option<Stri
         first["code"].as_str().map(str::to_owned),
         first["message"].as_str().map(str::to_owned),
     )
-}
-
-/// Read a whole body, refusing more than `max` bytes.
-pub(super) async fn read_limited(
-    response: reqwest::Response,
-    max: usize,
-    upstream: &str,
-) -> Result<Bytes, UpstreamError> {
-    let mut out = BytesMut::new();
-    let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| UpstreamError::from_transport(upstream, &e))?;
-        if out.len() + chunk.len() > max {
-            return Err(UpstreamError::Invalid {
-                upstream: upstream.to_owned(),
-                detail: format!("answer is larger than {max} bytes"),
-            });
-        }
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out.freeze())
 }
