@@ -4,9 +4,9 @@
 //! been stored since the request looked), then begins a store writer,
 //! writes into it from a thread of its own (with a hashing thread beside
 //! it), publishes progress to every reader, and finishes the writer only
-//! with the proof that the digest matched. Readers tail the writer at their own pace, so the fill is never
-//! slowed by a slow client, and it goes on when its clients disconnect,
-//! within the limits of `limits.rs`.
+//! with the proof that the digest matched. Readers tail the writer at their
+//! own pace, so the fill is never slowed by a slow client, and it goes on
+//! when its clients disconnect, within the limits of `limits.rs`.
 
 use crate::PullError;
 use crate::direct::DiskHealth;
