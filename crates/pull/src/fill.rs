@@ -18,7 +18,7 @@ use crate::writer::{self, Piece, Written};
 use berth_cache::{BlobStore, BlobWriter, CacheError, Lookup, Progress, ProgressState};
 use berth_config::CachePolicy;
 use berth_metrics::{Metrics, UpstreamLabels};
-use berth_oci::{Digest, RepoName, Verified};
+use berth_oci::{Digest, RepoName, Resource, Verified};
 use berth_upstream::UpstreamError;
 use bytes::Bytes;
 use futures_util::{FutureExt as _, StreamExt as _};
@@ -98,6 +98,11 @@ pub(super) struct FillJob {
 }
 
 impl FillJob {
+    /// The key under which upstream's "not found" for this blob is kept.
+    fn miss_key(&self) -> String {
+        blob_key(self.source.name(), &self.repo, &self.digest)
+    }
+
     /// The cache disk failed a write: count it, and bypass the cache a while.
     fn disk_write_failed(&self) {
         self.disk.write_failed();
@@ -130,6 +135,18 @@ impl FillTable {
                 .map_err(|_| PullError::Internal("fill table poisoned".into()))?;
             match fills.get(&job.digest) {
                 Some(rx) => (rx.clone(), None),
+                None if job.misses.contains(&job.miss_key()) => {
+                    // A fill that just failed with "not found" remembered it
+                    // before it left the table; a request that looked
+                    // before then must not start another.
+                    job.metrics.cache("blob", "negative");
+                    return Err(UpstreamError::NotFound {
+                        upstream: job.source.name().to_owned(),
+                        resource: Resource::Blob,
+                        code: None,
+                    }
+                    .into());
+                }
                 None => {
                     let (tx, rx) = watch::channel(FillStart::Pending);
                     // The starter reads from the first moment, so the fill
@@ -201,10 +218,8 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>, progress_tx: watch::
             if matches!(e, UpstreamError::NotFound { .. }) {
                 // Before the fill leaves the table, so that no request can
                 // start another fill in between.
-                job.misses.remember(
-                    blob_key(job.source.name(), &job.repo, &job.digest),
-                    job.policy.not_found_ttl,
-                );
+                job.misses
+                    .remember(job.miss_key(), job.policy.not_found_ttl);
             }
             start.send_replace(FillStart::Failed(e.into()));
             return;

@@ -21,6 +21,8 @@ use tokio::sync::Semaphore;
 #[derive(Debug, Default)]
 struct Canned {
     chunks: Vec<Bytes>,
+    /// Answer "not found" instead.
+    missing: bool,
     fetches: AtomicUsize,
 }
 
@@ -38,6 +40,13 @@ impl FillSource for Canned {
     ) -> Result<Download, UpstreamError> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         assert_eq!(offset, 0, "nothing here breaks, so nothing resumes");
+        if self.missing {
+            return Err(UpstreamError::NotFound {
+                upstream: "canned".to_owned(),
+                resource: berth_oci::Resource::Blob,
+                code: None,
+            });
+        }
         let size = self.chunks.iter().map(|c| c.len() as u64).sum();
         let chunks: Vec<Result<Bytes, UpstreamError>> =
             self.chunks.iter().cloned().map(Ok).collect();
@@ -132,4 +141,33 @@ async fn a_fill_commits_what_hashed_to_its_digest_and_nothing_else() {
         Lookup::Miss
     ));
     assert_eq!(store.digests(), vec![digest]);
+}
+
+#[tokio::test]
+async fn a_request_that_looked_before_a_not_found_was_remembered_starts_no_second_fill() {
+    let store = Arc::new(MemoryStore::new(1 << 20));
+    let source = Arc::new(Canned {
+        missing: true,
+        ..Canned::default()
+    });
+    let digest = Digest::of(b"nowhere");
+    let table = FillTable::default();
+    let misses = Misses::default();
+    for _ in 0..2 {
+        // Both requests found no remembered miss before they came here.
+        let joined = table
+            .join_or_start(FillJob {
+                misses: misses.clone(),
+                ..job(&store, &source, digest)
+            })
+            .await;
+        assert!(
+            matches!(
+                joined,
+                Err(crate::PullError::Upstream(UpstreamError::NotFound { .. }))
+            ),
+            "{joined:?}"
+        );
+    }
+    assert_eq!(source.fetches.load(Ordering::SeqCst), 1);
 }
