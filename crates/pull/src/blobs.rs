@@ -52,7 +52,7 @@ impl PullService {
         digest: &Digest,
     ) -> Result<BlobSource, PullError> {
         if let Some(bytes) = self.hot_blobs.get(digest) {
-            return Ok(self.hit(digest, Body::Memory(bytes)));
+            return Ok(self.hit(digest, bytes.len() as u64, Body::Memory(bytes)));
         }
         if let Lookup::Hit(hit) = self.blobs.lookup(digest).await? {
             return self.stored(digest, hit).await;
@@ -105,20 +105,15 @@ impl PullService {
     /// memory from then on.
     async fn stored(&self, digest: &Digest, hit: Hit) -> Result<BlobSource, PullError> {
         if hit.size() > SMALL_BLOB {
-            return Ok(self.hit(digest, Body::Stored(hit)));
+            return Ok(self.hit(digest, hit.size(), Body::Stored(hit)));
         }
         let bytes = hit.bytes().await?;
         self.hot_blobs.insert(*digest, bytes.clone());
-        Ok(self.hit(digest, Body::Memory(bytes)))
+        Ok(self.hit(digest, bytes.len() as u64, Body::Memory(bytes)))
     }
 
-    /// A blob answered from the cache.
-    fn hit(&self, digest: &Digest, body: Body) -> BlobSource {
-        let size = match &body {
-            Body::Memory(bytes) => bytes.len() as u64,
-            Body::Stored(hit) => hit.size(),
-            Body::Fill(_) | Body::Upstream(_) => 0,
-        };
+    /// A blob of `size` bytes answered from the cache.
+    fn hit(&self, digest: &Digest, size: u64, body: Body) -> BlobSource {
         self.metrics.cache("blob", Outcome::Hit.as_str());
         BlobSource {
             size: Some(size),
