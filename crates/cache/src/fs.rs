@@ -116,6 +116,15 @@ impl BlobStore for FsStore {
         Ok(Lookup::Hit(Hit::file(Arc::new(file), size)))
     }
 
+    async fn size(&self, digest: &Digest) -> Result<Option<u64>, CacheError> {
+        let path = self.layout.blob(digest);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CacheError::io("stat", &path, e)),
+        }
+    }
+
     async fn reserve(&self, bytes: u64) -> Result<(), CacheError> {
         let tmp = self.layout.tmp();
         match rustix::fs::statvfs(&tmp) {

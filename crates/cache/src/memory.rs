@@ -61,6 +61,10 @@ impl BlobStore for MemoryStore {
         })
     }
 
+    async fn size(&self, digest: &Digest) -> Result<Option<u64>, CacheError> {
+        Ok(lock(&self.blobs).get(digest).map(|b| b.len() as u64))
+    }
+
     async fn reserve(&self, bytes: u64) -> Result<(), CacheError> {
         let free = self.capacity.saturating_sub(self.used());
         if bytes < free {

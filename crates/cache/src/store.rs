@@ -127,6 +127,10 @@ pub trait BlobStore: Send + Sync + Debug {
     /// Whether `digest` is stored, and if so, a hit to serve it from.
     async fn lookup(&self, digest: &Digest) -> Result<Lookup, CacheError>;
 
+    /// The size of a stored blob, without opening it (for a HEAD, which
+    /// serves no bytes); `None` when it is not stored.
+    async fn size(&self, digest: &Digest) -> Result<Option<u64>, CacheError>;
+
     /// Make sure `bytes` more fit in the store now; [`CacheError::NoRoom`]
     /// when they do not.
     async fn reserve(&self, bytes: u64) -> Result<(), CacheError>;

@@ -168,8 +168,8 @@ impl PullService {
         if let Some(bytes) = self.hot_blobs.get(digest) {
             return Ok((bytes.len() as u64, Outcome::Hit));
         }
-        if let Lookup::Hit(hit) = self.blobs.lookup(digest).await? {
-            return Ok((hit.size(), Outcome::Hit));
+        if let Some(size) = self.blobs.size(digest).await? {
+            return Ok((size, Outcome::Hit));
         }
         self.check_not_missing(origin, repo, digest)?;
         let head = origin.upstream.head_blob(repo, digest).await;

@@ -46,6 +46,10 @@ impl BlobStore for FaultyStore {
         self.inner.lookup(digest).await
     }
 
+    async fn size(&self, digest: &Digest) -> Result<Option<u64>, CacheError> {
+        self.inner.size(digest).await
+    }
+
     async fn reserve(&self, bytes: u64) -> Result<(), CacheError> {
         self.inner.reserve(bytes).await
     }
