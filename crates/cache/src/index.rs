@@ -1,4 +1,4 @@
-//! Tag answers and manifest media types, kept in memory (bounded in bytes)
+//! Tag answers (see `tags.rs`) and manifest media types, kept in memory (bounded in bytes)
 //! and persisted as small files under `index/` (paths: see `layout.rs`) so
 //! that a restart can still serve cached tags when upstream is down.
 //!
@@ -6,11 +6,10 @@
 //! missing is "not cached"; one that cannot be read is an error; one that
 //! does not parse counts as not cached, and the next answer replaces it.
 
-use crate::{CacheError, IndexStore, Layout, TagKey};
+use crate::{CacheError, IndexStore, Layout, TagKey, TagRecord};
 use async_trait::async_trait;
 use berth_oci::Digest;
 use moka::sync::Cache;
-use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,13 +22,12 @@ const TYPE_MEMORY: u64 = 8 << 20;
 const ENTRY_OVERHEAD: usize = 128;
 
 fn tag_weight(key: &TagKey, record: &TagRecord) -> u32 {
-    let bytes = ENTRY_OVERHEAD
-        + key.upstream.len()
-        + key.repo.len()
-        + key.tag.len()
-        + key.accept.len()
-        + record.digest.len()
-        + record.media_type.len();
+    let answers: usize = record
+        .answers
+        .iter()
+        .map(|a| ENTRY_OVERHEAD + a.accept.len() + a.digest.len() + a.media_type.len())
+        .sum();
+    let bytes = ENTRY_OVERHEAD + key.upstream.len() + key.repo.len() + key.tag.len() + answers;
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
@@ -39,19 +37,6 @@ fn tag_weight(key: &TagKey, record: &TagRecord) -> u32 {
 )]
 fn type_weight(_: &Digest, media_type: &String) -> u32 {
     u32::try_from(ENTRY_OVERHEAD + media_type.len()).unwrap_or(u32::MAX)
-}
-
-/// What a tag resolved to, and when that was last confirmed upstream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TagRecord {
-    /// Manifest digest.
-    pub digest: String,
-    /// Manifest media type as upstream sent it.
-    pub media_type: String,
-    /// Manifest size in bytes.
-    pub size: u64,
-    /// Unix time in milliseconds of the last upstream confirmation.
-    pub checked_at_ms: u64,
 }
 
 /// The index on local disk, with an in-memory copy of what was read.
@@ -156,6 +141,17 @@ impl IndexStore for FsIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TagAnswer;
+
+    fn answer(accept: &str) -> TagAnswer {
+        TagAnswer {
+            accept: accept.to_owned(),
+            digest: Digest::of(b"m").to_string(),
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            size: 1,
+            checked_at_ms: 42,
+        }
+    }
 
     #[tokio::test]
     async fn tag_records_survive_reopen() {
@@ -165,13 +161,9 @@ mod tests {
             upstream: "docker.io".into(),
             repo: "library/x".into(),
             tag: "latest".into(),
-            accept: "a,b".into(),
         };
         let record = TagRecord {
-            digest: Digest::of(b"m").to_string(),
-            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            size: 1,
-            checked_at_ms: 42,
+            answers: vec![answer("a,b")],
         };
         {
             let index = FsIndex::open(&layout).unwrap();
@@ -184,7 +176,7 @@ mod tests {
         let index = FsIndex::open(&layout).unwrap();
         assert_eq!(index.tag(&key).await.unwrap(), Some(record));
         let other = TagKey {
-            accept: "a".into(),
+            tag: "v1".into(),
             ..key
         };
         assert_eq!(index.tag(&other).await.unwrap(), None);
@@ -203,17 +195,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = FsIndex::open(&Layout::new(dir.path())).unwrap();
         let record = TagRecord {
-            digest: Digest::of(b"m").to_string(),
-            media_type: "t".into(),
-            size: 1,
-            checked_at_ms: 0,
+            answers: vec![answer(&"a".repeat(64 << 10))],
         };
         for i in 0..2_000 {
             let key = TagKey {
                 upstream: "u".into(),
                 repo: "r".into(),
                 tag: i.to_string(),
-                accept: "a".repeat(64 << 10),
             };
             index.tags.insert(key, record.clone());
         }

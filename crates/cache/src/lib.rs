@@ -1,7 +1,7 @@
 //! The cache: the storage seam (lookup → hit | miss → writer), its local
 //! filesystem and in-memory implementations, readers that stream a blob
-//! while it is still being written, the index of tag answers and manifest
-//! media types, and the one module that spells the on-disk layout.
+//! while it is still being written, the index of tag answers (several per
+//! tag, by `Accept` set) and manifest media types, and the one module that spells the on-disk layout.
 //!
 //! Uses only `berth-oci`. Everything above it sees the store through
 //! [`BlobStore`] and [`IndexStore`], and the bytes to send as
@@ -16,16 +16,18 @@ mod memory;
 mod reader;
 mod spool;
 mod store;
+mod tags;
 mod verify;
 
 pub use fs::FsStore;
 pub use hot::{HotBlobs, HotCache, HotManifest, HotManifests, Weighed};
-pub use index::{FsIndex, TagRecord};
+pub use index::FsIndex;
 pub use layout::Layout;
 pub use lock::DataDirLock;
 pub use memory::{MemoryIndex, MemoryStore};
 pub use reader::{FileSpan, Progress, ProgressState, stream_file};
-pub use store::{BlobStore, BlobWriter, Hit, IndexStore, Lookup, TagKey};
+pub use store::{BlobStore, BlobWriter, Hit, IndexStore, Lookup};
+pub use tags::{TagAnswer, TagKey, TagRecord};
 pub use verify::{VerifyReport, verify_store};
 
 use spool::Spool;

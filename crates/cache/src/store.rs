@@ -11,7 +11,7 @@
 //! The local disk (`FsStore`, `FsIndex`) and memory (`MemoryStore`,
 //! `MemoryIndex`) implement it; a remote object store would too.
 
-use crate::{BlobBytes, CacheError, FileSpan, SMALL_BLOB, TagRecord};
+use crate::{BlobBytes, CacheError, FileSpan, SMALL_BLOB, TagKey, TagRecord};
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
 use bytes::Bytes;
@@ -171,9 +171,9 @@ pub trait BlobWriter: Send + Debug {
 /// an outage is never taken for "not cached".
 #[async_trait]
 pub trait IndexStore: Send + Sync + Debug {
-    /// The record for a tag answer, if any.
+    /// The answers cached for a tag, if any.
     async fn tag(&self, key: &TagKey) -> Result<Option<TagRecord>, CacheError>;
-    /// Store or replace a tag answer.
+    /// Store or replace the answers for a tag.
     async fn put_tag(&self, key: &TagKey, record: TagRecord) -> Result<(), CacheError>;
     /// Media type of a cached manifest, if recorded.
     async fn manifest_type(&self, digest: &Digest) -> Result<Option<String>, CacheError>;
@@ -203,29 +203,5 @@ pub(crate) fn check_whole(digest: &Digest, bytes: &[u8]) -> Result<(), CacheErro
             expected: *digest,
             actual,
         })
-    }
-}
-
-/// What identifies one cached tag answer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TagKey {
-    /// Upstream name.
-    pub upstream: String,
-    /// Repository, after upstream routing.
-    pub repo: String,
-    /// The tag.
-    pub tag: String,
-    /// Normalised client `Accept` set (see `oci::accept_key`).
-    pub accept: String,
-}
-
-impl TagKey {
-    /// The key as one string: what the index file is named by the hash of,
-    /// and what concurrent requests for the same answer wait on.
-    pub fn id(&self) -> String {
-        format!(
-            "{}\n{}\n{}\n{}",
-            self.upstream, self.repo, self.tag, self.accept
-        )
     }
 }

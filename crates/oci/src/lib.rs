@@ -5,18 +5,20 @@
 //! This crate performs no I/O and depends on no other berth crate, so
 //! every other one can depend on it.
 
+mod accept;
 mod digest;
 mod error;
 mod manifest_check;
 mod media_type;
 mod name;
 
+pub use accept::{accept_key, answer_serves, is_whole_tag_answer, known_accept_lines};
 pub use digest::{Digest, DigestError, DigestVerifier, Verified};
 pub use error::{ErrorCode, ErrorEnvelope, Resource};
 pub use manifest_check::{NotAManifest, check_manifest};
 pub use media_type::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED,
-    MANIFEST_MEDIA_TYPES, ManifestTypeError, OCI_INDEX, OCI_MANIFEST, accept_key,
-    is_manifest_media_type, known_accept_lines, manifest_media_type, sniff_manifest_type,
+    MANIFEST_MEDIA_TYPES, ManifestTypeError, OCI_INDEX, OCI_MANIFEST, is_manifest_media_type,
+    manifest_media_type, sniff_manifest_type,
 };
 pub use name::{NameError, Reference, RepoName, Tag};

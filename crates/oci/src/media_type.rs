@@ -1,5 +1,5 @@
-//! Manifest media types: which type a manifest's own bytes give it, and the
-//! normalisation of client `Accept` headers into a cache key.
+//! Manifest media types: the known ones, and which type a manifest's own
+//! bytes give it.
 
 /// An OCI image index (a list of manifests, one per platform).
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -33,7 +33,7 @@ pub fn is_manifest_media_type(media_type: &str) -> bool {
         .any(|m| m.eq_ignore_ascii_case(bare))
 }
 
-fn strip_params(value: &str) -> &str {
+pub(crate) fn strip_params(value: &str) -> &str {
     value.split(';').next().unwrap_or("").trim()
 }
 
@@ -104,7 +104,7 @@ fn own_type(bytes: &[u8]) -> Result<Own, ManifestTypeError> {
 }
 
 /// The canonical spelling of a known manifest type (parameters ignored).
-fn known_type(media_type: &str) -> Option<&'static str> {
+pub(crate) fn known_type(media_type: &str) -> Option<&'static str> {
     let bare = strip_params(media_type);
     MANIFEST_MEDIA_TYPES
         .iter()
@@ -148,79 +148,9 @@ pub fn sniff_manifest_type(bytes: &[u8]) -> String {
         .to_owned()
 }
 
-/// The known manifest types among every `Accept` line a client sent, in
-/// their canonical spelling and without parameters: each line keeps only
-/// the types not named before it, and lines left empty are dropped. What
-/// a client adds besides them (other types, parameters) never reaches
-/// upstream or a cache key, so at most six types do, however long the
-/// header.
-pub fn known_accept_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<String> {
-    let mut seen: Vec<&'static str> = Vec::new();
-    let mut out = Vec::new();
-    for line in lines {
-        let mut kept: Vec<&'static str> = Vec::new();
-        for t in line.split(',').filter_map(known_type) {
-            if !seen.contains(&t) {
-                seen.push(t);
-                kept.push(t);
-            }
-        }
-        if !kept.is_empty() {
-            out.push(kept.join(", "));
-        }
-    }
-    out
-}
-
-/// Normalise every `Accept` line a client sent into one stable key: the set
-/// of media types, lowercased, parameters dropped, sorted and de-duplicated.
-///
-/// Two requests share a cached tag answer only when their keys are equal, so
-/// a client that accepts only single-platform manifests never receives an
-/// index that was fetched for a client that accepts indexes.
-pub fn accept_key<'a>(lines: impl IntoIterator<Item = &'a str>) -> String {
-    let mut types: Vec<String> = lines
-        .into_iter()
-        .flat_map(|line| line.split(','))
-        .map(|item| strip_params(item).to_ascii_lowercase())
-        .filter(|t| !t.is_empty())
-        .collect();
-    types.sort();
-    types.dedup();
-    types.join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accept_key_is_order_and_line_independent() {
-        let a = accept_key([
-            "application/vnd.oci.image.index.v1+json",
-            "application/vnd.docker.distribution.manifest.v2+json;q=0.9, */*",
-        ]);
-        let b = accept_key([
-            "*/*,application/vnd.docker.distribution.manifest.v2+json",
-            "Application/vnd.oci.image.index.v1+json",
-        ]);
-        assert_eq!(a, b);
-        assert_ne!(
-            a,
-            accept_key(["application/vnd.docker.distribution.manifest.v2+json"])
-        );
-        assert_eq!(accept_key([]), "");
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn accept_key_ignores_order(mut items in proptest::collection::vec("[a-z/.+*-]{1,20}(;q=0\\.[0-9])?", 0..6)) {
-            let forward = accept_key(items.iter().map(String::as_str));
-            items.reverse();
-            let joined = items.join(", ");
-            proptest::prop_assert_eq!(accept_key([joined.as_str()]), forward);
-        }
-    }
 
     #[test]
     fn sniffs_missing_content_types() {
@@ -313,25 +243,6 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             );
         }
-    }
-
-    #[test]
-    fn only_known_types_are_kept_from_accept_lines() {
-        let junk = format!("application/x-junk-{}", "a".repeat(10_000));
-        let lines = [
-            "application/vnd.oci.image.index.v1+json;q=0.5, */*",
-            junk.as_str(),
-            "Application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json",
-            "application/json",
-        ];
-        assert_eq!(
-            known_accept_lines(lines),
-            vec![
-                "application/vnd.oci.image.index.v1+json".to_owned(),
-                DOCKER_V2.to_owned()
-            ]
-        );
-        assert!(known_accept_lines(["*/*", junk.as_str()]).is_empty());
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod limits;
 mod manifests;
 mod misses;
 mod source;
+mod tags;
 mod writer;
 
 pub use blobs::BlobSource;

@@ -1,10 +1,11 @@
-//! Manifests: by digest they are immutable and verified before caching; by
-//! tag they are trusted for `tag_ttl`, then revalidated with a HEAD, and
-//! served stale when upstream is down.
+//! Manifests: by digest they are immutable and verified before caching.
+//! What both paths share is here too: the hot and stored manifests, the
+//! upstream fetch with its remembered "not found", and stale-if-error. By
+//! tag, see `tags.rs`.
 
 use crate::source::Origin;
 use crate::{Outcome, PullError, PullService};
-use berth_cache::{HotManifest, Lookup, TagKey, TagRecord};
+use berth_cache::{HotManifest, Lookup, TagKey};
 use berth_oci::{
     Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, Resource, accept_key, known_accept_lines,
     manifest_media_type,
@@ -38,7 +39,7 @@ pub struct ManifestAnswer {
     pub outcome: Outcome,
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -70,7 +71,7 @@ impl PullService {
         Ok(answer)
     }
 
-    async fn cached_manifest(
+    pub(super) async fn cached_manifest(
         &self,
         digest: &Digest,
         outcome: Outcome,
@@ -143,7 +144,7 @@ impl PullService {
     /// first type recorded for the digest stays, so no upstream can change
     /// what another upstream's clients get. A manifest whose
     /// `Content-Type` contradicts its bytes is refused and not cached.
-    async fn store_manifest(
+    pub(super) async fn store_manifest(
         &self,
         req: &ManifestRequest<'_>,
         fetch: &ManifestFetch,
@@ -176,97 +177,22 @@ impl PullService {
         Ok(media_type.to_owned())
     }
 
-    /// The cached answer for a tag key, if its manifest is still cached.
-    async fn cached_tag(
-        &self,
-        key: &TagKey,
-    ) -> Result<Option<(TagRecord, ManifestAnswer)>, PullError> {
-        let Some(record) = self.index.tag(key).await? else {
-            return Ok(None);
-        };
-        let Ok(digest) = record.digest.parse::<Digest>() else {
-            return Ok(None);
-        };
-        Ok(self
-            .cached_manifest(&digest, Outcome::Hit)
-            .await?
-            .map(|answer| (record, answer)))
-    }
-
-    async fn manifest_by_tag(
-        &self,
-        req: &ManifestRequest<'_>,
-    ) -> Result<ManifestAnswer, PullError> {
-        let key = reference_key(req);
-        let ttl_ms = req.origin.policy.tag_ttl.as_millis() as u64;
-        let fresh = |r: &TagRecord| now_ms().saturating_sub(r.checked_at_ms) < ttl_ms;
-        if let Some((record, answer)) = self.cached_tag(&key).await?
-            && fresh(&record)
-        {
-            return Ok(answer);
-        }
-        let flight = self.flights.lock(&key.id()).await;
-        let cached = self.cached_tag(&key).await?;
-        if let Some((record, answer)) = &cached
-            && fresh(record)
-        {
-            let outcome = if flight.waited {
-                Outcome::Coalesced
-            } else {
-                Outcome::Hit
-            };
-            return Ok(ManifestAnswer {
-                outcome,
-                ..answer.clone()
-            });
-        }
-        if let Some((record, answer)) = cached {
-            match req
-                .origin
-                .upstream
-                .head_manifest(req.repo, req.reference, req.accept)
-                .await
-            {
-                Ok(head) if head.digest.as_ref() == Some(&answer.digest) => {
-                    self.index
-                        .put_tag(
-                            &key,
-                            TagRecord {
-                                checked_at_ms: now_ms(),
-                                ..record
-                            },
-                        )
-                        .await?;
-                    return Ok(ManifestAnswer {
-                        outcome: Outcome::Revalidated,
-                        ..answer
-                    });
-                }
-                Ok(_) => {} // the tag moved: fetch it below
-                Err(e) if self.may_serve_stale(req, &e) => return Ok(self.stale(answer, &e)),
-                Err(e) => return Err(e.into()),
-            }
-            return match self.fetch_tag(req, &key).await {
-                Err(PullError::Upstream(e)) if self.may_serve_stale(req, &e) => {
-                    Ok(self.stale(answer, &e))
-                }
-                other => other,
-            };
-        }
-        self.fetch_tag(req, &key).await
-    }
-
     /// Stale-if-error: on an outage, or on "not found" when the upstream
     /// opted in (an image removed upstream keeps being served).
-    fn may_serve_stale(&self, req: &ManifestRequest<'_>, e: &UpstreamError) -> bool {
+    pub(super) fn may_serve_stale(&self, req: &ManifestRequest<'_>, e: &UpstreamError) -> bool {
         e.is_outage()
             || (matches!(e, UpstreamError::NotFound { .. }) && req.origin.policy.stale_on_not_found)
     }
 
     /// GET a manifest upstream, unless upstream said "not found" for it
     /// within `not_found_ttl`.
-    async fn fetch_manifest(&self, req: &ManifestRequest<'_>) -> Result<ManifestFetch, PullError> {
-        let key = reference_key(req).id();
+    pub(super) async fn fetch_manifest(
+        &self,
+        req: &ManifestRequest<'_>,
+    ) -> Result<ManifestFetch, PullError> {
+        // Upstream may say "not found" to one Accept set only (an index
+        // for a client that accepts no index).
+        let key = format!("{}\nmanifest {}", tag_key(req).id(), client_accept(req));
         let not_found = || UpstreamError::NotFound {
             upstream: req.origin.name().to_owned(),
             resource: Resource::Manifest,
@@ -290,54 +216,25 @@ impl PullService {
         }
     }
 
-    fn stale(&self, answer: ManifestAnswer, cause: &UpstreamError) -> ManifestAnswer {
+    pub(super) fn stale(&self, answer: ManifestAnswer, cause: &UpstreamError) -> ManifestAnswer {
         tracing::warn!(digest = %answer.digest, error = %cause, "upstream failed; serving cached manifest (stale-if-error)");
         ManifestAnswer {
             outcome: Outcome::Stale,
             ..answer
         }
     }
-
-    async fn fetch_tag(
-        &self,
-        req: &ManifestRequest<'_>,
-        key: &TagKey,
-    ) -> Result<ManifestAnswer, PullError> {
-        let fetch = self.fetch_manifest(req).await?;
-        let digest = Digest::of(&fetch.bytes);
-        if let Some(claimed) = &fetch.digest
-            && claimed != &digest
-        {
-            return Err(PullError::DigestMismatch {
-                upstream: req.origin.name().to_owned(),
-                expected: *claimed,
-                actual: digest,
-            });
-        }
-        let media_type = self.store_manifest(req, &fetch, &digest).await?;
-        let record = TagRecord {
-            digest: digest.to_string(),
-            media_type: media_type.clone(),
-            size: fetch.bytes.len() as u64,
-            checked_at_ms: now_ms(),
-        };
-        self.index.put_tag(key, record).await?;
-        Ok(ManifestAnswer {
-            bytes: fetch.bytes,
-            media_type,
-            digest,
-            outcome: Outcome::Miss,
-        })
-    }
 }
 
-/// The key of a manifest request: for a tag, the key of its cached answer;
-/// for a digest, the same shape, which keys its remembered "not found".
-fn reference_key(req: &ManifestRequest<'_>) -> TagKey {
+/// The key of a tag's cached answers (for a digest, the same shape).
+pub(super) fn tag_key(req: &ManifestRequest<'_>) -> TagKey {
     TagKey {
         upstream: req.origin.name().to_owned(),
         repo: req.repo.to_string(),
         tag: req.reference.to_string(),
-        accept: accept_key(req.accept.iter().map(String::as_str)),
     }
+}
+
+/// The client's `Accept` set as one key.
+pub(super) fn client_accept(req: &ManifestRequest<'_>) -> String {
+    accept_key(req.accept.iter().map(String::as_str))
 }

@@ -87,6 +87,27 @@ impl Containerd {
         hosts_dir: &Path,
         user: Option<&str>,
     ) -> Result<String, String> {
+        self.pull(image, hosts_dir, user, None).await
+    }
+
+    /// [`Containerd::ctr_pull`] as a node of another platform would
+    /// (`--platform linux/arm64`): it takes that platform's manifest.
+    pub async fn ctr_pull_platform(
+        &self,
+        image: &str,
+        hosts_dir: &Path,
+        platform: &str,
+    ) -> Result<String, String> {
+        self.pull(image, hosts_dir, None, Some(platform)).await
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        hosts_dir: &Path,
+        user: Option<&str>,
+        platform: Option<&str>,
+    ) -> Result<String, String> {
         let ns = format!("berth-test-{}", self.pulls.fetch_add(1, Ordering::SeqCst));
         let hosts = hosts_dir.display().to_string();
         let mut args = vec![
@@ -99,6 +120,9 @@ impl Containerd {
         ];
         if let Some(u) = user {
             args.extend(["--user", u]);
+        }
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
         }
         args.push(image);
         let mut pull = self.ctr(&ns, &args);

@@ -181,6 +181,26 @@ impl Upstream {
         self.registry = Some(registry);
     }
 
+    /// Point `repo:tag` at a new manifest, as a push to the registry would
+    /// (directly, not through the tap). The manifest's blobs must be in
+    /// the repository already.
+    pub async fn push_manifest(&self, repo: &str, tag: &str, media_type: &str, bytes: &[u8]) {
+        let token = self
+            .issuer
+            .mint(&[&format!("repository:{repo}:pull,push")], Some("pusher"));
+        let response = reqwest::Client::new()
+            .put(format!("{}/v2/{repo}/manifests/{tag}", self.registry_url()))
+            .bearer_auth(token)
+            .header("content-type", media_type)
+            .body(bytes.to_vec())
+            .send()
+            .await
+            .expect("PUT manifest");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status, 201, "push {repo}:{tag}: {body}");
+    }
+
     /// Whether the upstream is currently serving.
     pub fn is_running(&self) -> bool {
         self.tap.is_some()

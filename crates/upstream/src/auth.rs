@@ -1,5 +1,8 @@
 //! Upstream authentication state: the last challenge each upstream sent,
 //! and bearer tokens cached per scope so a warm pull costs no token request.
+//! Once an upstream has challenged, a request for a scope with no token
+//! fetches one first: a cold pull of a new repository costs one token
+//! request and no 401, which on a far link is a round trip saved.
 //!
 //! A token is refreshed ahead of its expiry, once: the request that finds it
 //! due fetches the next one while the other requests for that scope wait for
@@ -115,14 +118,11 @@ impl AuthState {
         self.challenge.lock().ok()?.clone()
     }
 
-    /// The token state of `scope`; created when `create` is set.
-    fn scope(&self, scope: &str, create: bool) -> Option<Arc<ScopeTokens>> {
+    /// The token state of `scope`, created on first use.
+    fn scope(&self, scope: &str) -> Option<Arc<ScopeTokens>> {
         let mut scopes = self.scopes.lock().ok()?;
         if let Some(s) = scopes.get(scope) {
             return Some(Arc::clone(s));
-        }
-        if !create {
-            return None;
         }
         if scopes.len() >= MAX_SCOPES {
             // Keep scopes in use or with a usable token; when all are,
@@ -152,10 +152,10 @@ impl AuthState {
     }
 
     /// The `Authorization` value to send first for `scope`: Basic
-    /// credentials for a Basic upstream; for a bearer upstream the cached
-    /// token, refreshed first when it is due. `None` before the upstream
-    /// challenged, and for a scope never authorised (the 401 says whether
-    /// it needs a token at all).
+    /// credentials for a Basic upstream; for a bearer upstream a token for
+    /// the scope, cached or fetched now (a scope new to berth gets its
+    /// token before its first request, not after a 401). `None` before the
+    /// upstream challenged at all.
     pub(super) async fn before_send(
         &self,
         scope: &str,
@@ -165,7 +165,7 @@ impl AuthState {
             Ok(bearer) => bearer,
             Err(header) => return Ok(header),
         };
-        let Some(tokens) = self.scope(scope, false) else {
+        let Some(tokens) = self.scope(scope) else {
             return Ok(None);
         };
         if let Some(header) = tokens.fresh() {
@@ -189,7 +189,7 @@ impl AuthState {
             Ok(bearer) => bearer,
             Err(header) => return Ok(header),
         };
-        let Some(tokens) = self.scope(scope, true) else {
+        let Some(tokens) = self.scope(scope) else {
             return Ok(None);
         };
         if let Some(refused) = refused {

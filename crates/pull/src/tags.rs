@@ -1,0 +1,128 @@
+//! Manifests by tag. Upstream's answer for a tag depends on the `Accept`
+//! set it is asked with, so the tag keeps one answer per set (see
+//! `berth_cache::TagRecord`), and each answer serves every client that
+//! upstream would give it to (`berth_oci::answer_serves`): docker,
+//! containerd, podman and skopeo share one fetch, and a client that
+//! accepts a list never gets one platform's manifest of it.
+//!
+//! An answer is trusted for `tag_ttl`, then revalidated with a HEAD; a
+//! confirmed list confirms every answer of the tag. When upstream fails,
+//! the freshest answer that fits the client is served stale.
+
+use crate::manifests::{ManifestAnswer, ManifestRequest, client_accept, now_ms, tag_key};
+use crate::{Outcome, PullError, PullService};
+use berth_cache::{TagAnswer, TagKey, TagRecord};
+use berth_oci::Digest;
+
+impl PullService {
+    pub(super) async fn manifest_by_tag(
+        &self,
+        req: &ManifestRequest<'_>,
+    ) -> Result<ManifestAnswer, PullError> {
+        let key = tag_key(req);
+        let client = client_accept(req);
+        let ttl_ms = req.origin.policy.tag_ttl.as_millis() as u64;
+        let fresh = |a: &TagAnswer| now_ms().saturating_sub(a.checked_at_ms) < ttl_ms;
+        if let Some(record) = self.index.tag(&key).await?
+            && let Some((answer, cached)) = self.fitting(&record, &client).await?
+            && fresh(&answer)
+        {
+            return Ok(cached);
+        }
+        // One upstream exchange per tag at a time, whatever the Accept
+        // sets: the clients behind the first usually share its answer.
+        let flight = self.flights.lock(&key.id()).await;
+        let mut record = self.index.tag(&key).await?.unwrap_or_default();
+        let Some((answer, cached)) = self.fitting(&record, &client).await? else {
+            return self.fetch_tag(req, &key, record).await;
+        };
+        if fresh(&answer) {
+            let outcome = if flight.waited {
+                Outcome::Coalesced
+            } else {
+                Outcome::Hit
+            };
+            return Ok(ManifestAnswer { outcome, ..cached });
+        }
+        match req
+            .origin
+            .upstream
+            .head_manifest(req.repo, req.reference, req.accept)
+            .await
+        {
+            Ok(head) if head.digest.as_ref() == Some(&cached.digest) => {
+                record.confirm(&answer.accept, now_ms());
+                self.index.put_tag(&key, record).await?;
+                return Ok(ManifestAnswer {
+                    outcome: Outcome::Revalidated,
+                    ..cached
+                });
+            }
+            // The tag moved: this answer no longer holds.
+            Ok(_) => record.forget(&answer.accept),
+            Err(e) if self.may_serve_stale(req, &e) => return Ok(self.stale(cached, &e)),
+            Err(e) => return Err(e.into()),
+        }
+        match self.fetch_tag(req, &key, record).await {
+            Err(PullError::Upstream(e)) if self.may_serve_stale(req, &e) => {
+                Ok(self.stale(cached, &e))
+            }
+            other => other,
+        }
+    }
+
+    /// The most recently confirmed answer of `record` that fits a client
+    /// whose `Accept` set is `client`, with its manifest (an answer whose
+    /// manifest is no longer cached does not count).
+    async fn fitting(
+        &self,
+        record: &TagRecord,
+        client: &str,
+    ) -> Result<Option<(TagAnswer, ManifestAnswer)>, PullError> {
+        for answer in record.serving(client) {
+            let Ok(digest) = answer.digest.parse::<Digest>() else {
+                continue;
+            };
+            if let Some(manifest) = self.cached_manifest(&digest, Outcome::Hit).await? {
+                return Ok(Some((answer.clone(), manifest)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// GET the tag upstream, cache the manifest, and add the answer to
+    /// the tag's `record`.
+    async fn fetch_tag(
+        &self,
+        req: &ManifestRequest<'_>,
+        key: &TagKey,
+        mut record: TagRecord,
+    ) -> Result<ManifestAnswer, PullError> {
+        let fetch = self.fetch_manifest(req).await?;
+        let digest = Digest::of(&fetch.bytes);
+        if let Some(claimed) = &fetch.digest
+            && claimed != &digest
+        {
+            return Err(PullError::DigestMismatch {
+                upstream: req.origin.name().to_owned(),
+                expected: *claimed,
+                actual: digest,
+            });
+        }
+        let media_type = self.store_manifest(req, &fetch, &digest).await?;
+        record.add(TagAnswer {
+            accept: client_accept(req),
+            digest: digest.to_string(),
+            media_type: media_type.clone(),
+            size: fetch.bytes.len() as u64,
+            checked_at_ms: now_ms(),
+        });
+        self.index.put_tag(key, record).await?;
+        Ok(ManifestAnswer {
+            bytes: fetch.bytes,
+            media_type,
+            digest,
+            outcome: Outcome::Miss,
+        })
+    }
+}
