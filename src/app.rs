@@ -44,11 +44,12 @@ impl App {
         let upstreams = UpstreamSet::new(&config.upstreams, &metrics)
             .context("cannot build the upstream HTTP clients")?;
         let upstreams = Arc::new(upstreams);
-        let pull = Arc::new(PullService::new(
+        let pull = PullService::new(
             Arc::new(blobs),
             Arc::new(index),
             Arc::clone(&metrics),
-        ));
+            config.cache.eager_bytes,
+        );
         let state = Arc::new(HttpState {
             pull,
             upstreams,

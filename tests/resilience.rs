@@ -33,7 +33,8 @@ async fn fails_over_to_a_healthy_mirror_and_opens_the_breaker() {
         "docker.io",
         &broken.url,
         &format!(
-            "default = true\nauto_library = true\nmirrors = [{:?}]",
+            // Counted requests are the client's own: no prefetches.
+            "default = true\nauto_library = true\neager_layers = false\nmirrors = [{:?}]",
             up.url()
         ),
     ));
@@ -61,7 +62,7 @@ async fn fails_over_to_a_healthy_mirror_and_opens_the_breaker() {
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_5xx_is_retried_and_404_is_not() {
     let up = Upstream::start().await;
-    let berth = Berth::hub(&up.url(), "");
+    let berth = Berth::hub(&up.url(), "eager_layers = false");
     assert_eq!(
         get_manifest(&berth, "small/manifests/v1").await.status(),
         200

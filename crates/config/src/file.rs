@@ -15,6 +15,7 @@ pub(super) struct RawConfig {
     pub(super) log_format: Option<LogFormat>,
     pub(super) builtin_upstreams: Option<bool>,
     pub(super) server: Option<RawServer>,
+    pub(super) cache: Option<RawCache>,
     #[serde(default)]
     pub(super) upstreams: Vec<RawUpstream>,
 }
@@ -47,6 +48,8 @@ pub(super) struct RawUpstream {
     pub(super) not_found_ttl: Option<String>,
     pub(super) manifest_timeout: Option<String>,
     pub(super) request_deadline: Option<String>,
+    pub(super) eager_layers: Option<bool>,
+    pub(super) prefetch_platforms: Option<Vec<String>>,
 }
 
 /// Parse TOML text into the raw shape. The error names the key path.
@@ -82,4 +85,11 @@ pub(super) struct RawServer {
     pub(super) stall_timeout: Option<String>,
     pub(super) max_streams_per_connection: Option<u32>,
     pub(super) connection_buffer: Option<String>,
+}
+
+/// The `[cache]` table as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCache {
+    pub(super) eager_bytes: Option<RawSize>,
 }

@@ -6,6 +6,7 @@
 //! environment. Depends on no other berth crate.
 
 mod builtin;
+mod cache;
 mod checks;
 mod file;
 mod fills;
@@ -15,6 +16,7 @@ mod secret;
 mod server;
 mod validate;
 
+pub use cache::CacheSettings;
 pub use fills::{DEFAULT_MAX_BLOB_SIZE, FillLimits};
 pub use policy::CachePolicy;
 pub use resilience::Resilience;
@@ -49,6 +51,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Limits on client connections.
     pub server: ServerLimits,
+    /// Settings of the cache as a whole.
+    pub cache: CacheSettings,
     /// Configured upstream registries; never empty.
     pub upstreams: Vec<UpstreamConfig>,
 }

@@ -26,6 +26,12 @@ pub struct CachePolicy {
     pub resumes: u32,
     /// Limits on blob downloads.
     pub fills: FillLimits,
+    /// Whether a manifest fetched from upstream starts downloads of its
+    /// config and layers before clients ask for them.
+    pub eager_layers: bool,
+    /// Platforms (`os/arch` or `os/arch/variant`) whose manifests, and
+    /// their layers, are fetched when an index is fetched from upstream.
+    pub prefetch_platforms: Vec<String>,
 }
 
 impl Default for CachePolicy {
@@ -36,6 +42,8 @@ impl Default for CachePolicy {
             stale_on_not_found: false,
             resumes: crate::Resilience::default().retries,
             fills: FillLimits::default(),
+            eager_layers: true,
+            prefetch_platforms: Vec::new(),
         }
     }
 }
@@ -64,5 +72,32 @@ pub(super) fn build(
         stale_on_not_found: u.stale_on_not_found.unwrap_or(d.stale_on_not_found),
         resumes: resilience.retries,
         fills: crate::fills::build(p, key, u, resilience.max_concurrent),
+        eager_layers: u.eager_layers.unwrap_or(d.eager_layers),
+        prefetch_platforms: platforms(p, key, u.prefetch_platforms.as_deref()),
     }
+}
+
+/// `prefetch_platforms`, each `os/arch` or `os/arch/variant` in lowercase
+/// letters, digits, `_` and `-`.
+fn platforms(p: &mut Problems, key: &str, given: Option<&[String]>) -> Vec<String> {
+    let given = given.unwrap_or_default();
+    let well_formed = |platform: &str| {
+        let parts: Vec<&str> = platform.split('/').collect();
+        (2..=3).contains(&parts.len())
+            && parts.iter().all(|part| {
+                !part.is_empty()
+                    && part.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
+                    })
+            })
+    };
+    for (i, platform) in given.iter().enumerate() {
+        if !well_formed(platform) {
+            p.add(
+                format!("{key}.prefetch_platforms[{i}]"),
+                format!("{platform:?} is not a platform like \"linux/amd64\" or \"linux/arm/v7\""),
+            );
+        }
+    }
+    given.to_vec()
 }

@@ -83,6 +83,7 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
         None => raw.log_format.unwrap_or(LogFormat::Text),
     };
     let server = crate::server::build(&mut p, raw.server.as_ref());
+    let cache = crate::cache::build(&mut p, raw.cache.as_ref());
     let upstreams = upstreams(&mut p, &raw, env);
     if p.0.is_empty() {
         Ok(Config {
@@ -92,6 +93,7 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
             shutdown_grace,
             log_format,
             server,
+            cache,
             upstreams,
         })
     } else {

@@ -37,7 +37,7 @@ fn mirror(fake: &FakeUpstream, blobs: Arc<dyn BlobStore>, index: Arc<dyn IndexSt
     let config = Config::from_toml(&text, &|_| None).unwrap();
     let metrics = Arc::new(Metrics::new());
     let upstreams = Arc::new(UpstreamSet::new(&config.upstreams, &metrics).unwrap());
-    let pull = Arc::new(PullService::new(blobs, index, Arc::clone(&metrics)));
+    let pull = PullService::new(blobs, index, Arc::clone(&metrics), config.cache.eager_bytes);
     router(Arc::new(HttpState {
         pull,
         upstreams,

@@ -24,7 +24,9 @@ pub struct RouteLabels {
 pub struct CacheLabels {
     /// `manifest` or `blob`.
     pub kind: &'static str,
-    /// `hit`, `miss`, `stale`, `coalesced` or `revalidated`.
+    /// `hit`, `miss`, `stale`, `coalesced`, `revalidated`, `negative`,
+    /// `direct`; for blobs also `eager` (a prefetch started) and
+    /// `eager_skipped` (one not started for want of budget or room).
     pub outcome: &'static str,
 }
 
@@ -102,7 +104,7 @@ impl Metrics {
         let cache_events = Family::default();
         registry.register(
             "cache_events",
-            "Cache outcomes: hit, miss, stale, coalesced, revalidated",
+            "Cache outcomes: hit, miss, stale, coalesced, revalidated, negative, direct, eager, eager_skipped",
             cache_events.clone(),
         );
         let served_bytes = Counter::default();

@@ -11,6 +11,7 @@ mod error;
 mod manifest_check;
 mod media_type;
 mod name;
+mod references;
 
 pub use accept::{accept_key, answer_serves, is_whole_tag_answer, known_accept_lines};
 pub use digest::{Digest, DigestError, DigestVerifier, Verified};
@@ -22,3 +23,4 @@ pub use media_type::{
     manifest_media_type, sniff_manifest_type,
 };
 pub use name::{NameError, Reference, RepoName, Tag};
+pub use references::{BlobRef, PlatformManifest, References, references};

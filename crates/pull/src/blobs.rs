@@ -10,7 +10,7 @@ use crate::source::{Download, FillSource, Origin};
 use crate::{Outcome, PullError, PullService};
 use berth_cache::{BlobBytes, FileSpan, Hit, Lookup, SMALL_BLOB};
 use berth_oci::{Digest, RepoName, Resource};
-use berth_upstream::UpstreamError;
+use berth_upstream::{UpstreamError, Urgency};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -44,6 +44,24 @@ impl BlobSource {
 }
 
 impl PullService {
+    /// A fill of `digest` from `origin` that a client waits for.
+    pub(super) fn fill_job(&self, origin: &Origin, repo: &RepoName, digest: &Digest) -> FillJob {
+        FillJob {
+            blobs: Arc::clone(&self.blobs),
+            source: Arc::clone(&origin.upstream) as Arc<dyn FillSource>,
+            policy: origin.policy.clone(),
+            flights: Arc::clone(&self.flights),
+            repo: repo.clone(),
+            digest: *digest,
+            metrics: Arc::clone(&self.metrics),
+            disk: Arc::clone(&self.disk),
+            misses: self.misses.clone(),
+            unattended: self.unattended_permits(origin),
+            urgency: Urgency::now(),
+            eager: None,
+        }
+    }
+
     /// Open a blob for reading, starting or joining its download on a miss.
     pub async fn open_blob(
         &self,
@@ -61,18 +79,7 @@ impl PullService {
         if self.disk.bypass() {
             return self.direct(origin, repo, digest, None).await;
         }
-        let job = FillJob {
-            blobs: Arc::clone(&self.blobs),
-            source: Arc::clone(&origin.upstream) as Arc<dyn FillSource>,
-            policy: origin.policy.clone(),
-            flights: Arc::clone(&self.flights),
-            repo: repo.clone(),
-            digest: *digest,
-            metrics: Arc::clone(&self.metrics),
-            disk: Arc::clone(&self.disk),
-            misses: self.misses.clone(),
-            unattended: self.unattended_permits(origin),
-        };
+        let job = self.fill_job(origin, repo, digest);
         let joined = self.fills.join_or_start(job).await;
         let (handle, coalesced) = match self.remember_missing(origin, repo, digest, joined)? {
             Joined::Fill { handle, coalesced } => (handle, coalesced),
@@ -135,7 +142,10 @@ impl PullService {
         let download = match download {
             Some(d) => d,
             None => {
-                let fetched = origin.upstream.fetch(repo, digest, 0).await;
+                let fetched = origin
+                    .upstream
+                    .fetch(repo, digest, 0, &Urgency::now())
+                    .await;
                 self.remember_missing(origin, repo, digest, fetched)?
             }
         };

@@ -19,13 +19,13 @@ use berth_cache::{BlobStore, BlobWriter, CacheError, Lookup, Progress, ProgressS
 use berth_config::CachePolicy;
 use berth_metrics::{Metrics, UpstreamLabels};
 use berth_oci::{Digest, RepoName, Resource, Verified};
-use berth_upstream::UpstreamError;
+use berth_upstream::{UpstreamError, Urgency};
 use bytes::Bytes;
 use futures_util::{FutureExt as _, StreamExt as _};
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// A fill whose download has started: readers open this.
 #[derive(Debug, Clone)]
@@ -75,10 +75,20 @@ pub(super) enum Joined {
     Stored,
 }
 
+/// A fill in the table: where it stands, and how urgent its upstream
+/// request is (raised when a client joins a prefetch).
+#[derive(Debug, Clone)]
+struct Entry {
+    start: watch::Receiver<FillStart>,
+    urgency: Urgency,
+}
+
+type Fills = Arc<Mutex<HashMap<Digest, Entry>>>;
+
 /// In-flight fills by digest.
 #[derive(Debug, Default)]
 pub(super) struct FillTable {
-    fills: Arc<Mutex<HashMap<Digest, watch::Receiver<FillStart>>>>,
+    fills: Fills,
 }
 
 /// Everything a fill task needs.
@@ -95,6 +105,11 @@ pub(super) struct FillJob {
     pub(super) misses: Misses,
     /// The upstream's share of fills that may go on with no client.
     pub(super) unattended: Arc<Semaphore>,
+    /// Whether a client waits for the download (a prefetch: not yet).
+    pub(super) urgency: Urgency,
+    /// A prefetch's share of the eager byte budget, which lets it go on
+    /// with no client in place of an unattended permit.
+    pub(super) eager: Option<OwnedSemaphorePermit>,
 }
 
 impl FillJob {
@@ -112,7 +127,7 @@ impl FillJob {
 
 /// Removes the table entry when the fill task ends, however it ends.
 struct Deregister {
-    fills: Arc<Mutex<HashMap<Digest, watch::Receiver<FillStart>>>>,
+    fills: Fills,
     digest: Digest,
 }
 
@@ -134,7 +149,10 @@ impl FillTable {
                 .lock()
                 .map_err(|_| PullError::Internal("fill table poisoned".into()))?;
             match fills.get(&job.digest) {
-                Some(rx) => (rx.clone(), None),
+                Some(entry) => {
+                    entry.urgency.raise();
+                    (entry.start.clone(), None)
+                }
                 None if job.misses.contains(&job.miss_key()) => {
                     // A fill that just failed with "not found" remembered it
                     // before it left the table; a request that looked
@@ -148,22 +166,7 @@ impl FillTable {
                     .into());
                 }
                 None => {
-                    let (tx, rx) = watch::channel(FillStart::Pending);
-                    // The starter reads from the first moment, so the fill
-                    // never sees itself abandoned before it began.
-                    let (progress, reader) = watch::channel(Progress {
-                        written: 0,
-                        state: ProgressState::Filling,
-                    });
-                    fills.insert(job.digest, rx.clone());
-                    let deregister = Deregister {
-                        fills: Arc::clone(&self.fills),
-                        digest: job.digest,
-                    };
-                    tokio::spawn(async move {
-                        let _deregister = deregister;
-                        run(job, tx, progress).await;
-                    });
+                    let (rx, reader) = self.start(&mut fills, job);
                     (rx, Some(reader))
                 }
             }
@@ -197,7 +200,58 @@ impl FillTable {
     }
 }
 
-async fn run(job: FillJob, start: watch::Sender<FillStart>, progress_tx: watch::Sender<Progress>) {
+impl FillTable {
+    /// Register and spawn a fill; the caller holds the table's lock.
+    /// Returns where it stands and its first reader: the starter reads
+    /// from the first moment, so the fill never sees itself abandoned
+    /// before it began.
+    fn start(
+        &self,
+        fills: &mut HashMap<Digest, Entry>,
+        job: FillJob,
+    ) -> (watch::Receiver<FillStart>, watch::Receiver<Progress>) {
+        let (tx, rx) = watch::channel(FillStart::Pending);
+        let (progress, reader) = watch::channel(Progress {
+            written: 0,
+            state: ProgressState::Filling,
+        });
+        fills.insert(
+            job.digest,
+            Entry {
+                start: rx.clone(),
+                urgency: job.urgency.clone(),
+            },
+        );
+        let deregister = Deregister {
+            fills: Arc::clone(&self.fills),
+            digest: job.digest,
+        };
+        tokio::spawn(async move {
+            let _deregister = deregister;
+            run(job, tx, progress).await;
+        });
+        (rx, reader)
+    }
+
+    /// Start a prefetch: a fill nobody waits for yet. Nothing happens when
+    /// the blob is being fetched already or was just "not found".
+    pub(super) fn start_eager(&self, job: FillJob) -> bool {
+        let Ok(mut fills) = self.fills.lock() else {
+            return false;
+        };
+        if fills.contains_key(&job.digest) || job.misses.contains(&job.miss_key()) {
+            return false;
+        }
+        drop(self.start(&mut fills, job));
+        true
+    }
+}
+
+async fn run(
+    mut job: FillJob,
+    start: watch::Sender<FillStart>,
+    progress_tx: watch::Sender<Progress>,
+) {
     let _flight = job.flights.lock(&format!("blob {}", job.digest)).await;
     // The blob may have been stored between the request's lookup and this
     // fill's start; then there is nothing to download.
@@ -212,7 +266,11 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>, progress_tx: watch::
             return;
         }
     }
-    let download = match job.source.fetch(&job.repo, &job.digest, 0).await {
+    let download = match job
+        .source
+        .fetch(&job.repo, &job.digest, 0, &job.urgency)
+        .await
+    {
         Ok(d) => d,
         Err(e) => {
             if matches!(e, UpstreamError::NotFound { .. }) {
@@ -272,7 +330,8 @@ async fn run(job: FillJob, start: watch::Sender<FillStart>, progress_tx: watch::
     let labels = UpstreamLabels {
         upstream: job.source.name().to_owned(),
     };
-    match copy(&job, download, writer, &progress_tx).await {
+    let eager = job.eager.take();
+    match copy(&job, download, writer, &progress_tx, eager).await {
         Ok((writer, proof)) => {
             // Verified: readers may have the last byte now, without waiting
             // for the commit that makes the blob visible to others.
@@ -383,6 +442,7 @@ async fn copy(
     first: Download,
     store_writer: Box<dyn BlobWriter>,
     progress: &watch::Sender<Progress>,
+    eager: Option<OwnedSemaphorePermit>,
 ) -> Result<(Box<dyn BlobWriter>, Verified), Stop> {
     let (tx, writer) = writer::spawn(store_writer, job.digest, progress.clone());
     let upstream = UpstreamLabels {
@@ -390,7 +450,7 @@ async fn copy(
     };
     let upstream_bytes = job.metrics.upstream_bytes.get_or_create(&upstream).clone();
     let max = job.policy.fills.max_blob_size;
-    let mut unattended = Unattended::new(Arc::clone(&job.unattended));
+    let mut unattended = Unattended::new(Arc::clone(&job.unattended), eager);
     let size = first.size;
     let mut download = first;
     let mut received = 0u64;
@@ -454,7 +514,11 @@ async fn copy(
         resumes_left -= 1;
         job.metrics.resumes.get_or_create(&upstream).inc();
         tracing::warn!(digest = %job.digest, received, error = %broke, "blob download broke off; resuming");
-        download = match job.source.fetch(&job.repo, &job.digest, received).await {
+        download = match job
+            .source
+            .fetch(&job.repo, &job.digest, received, &job.urgency)
+            .await
+        {
             Ok(d) if d.size.is_some() && size.is_some() && d.size != size => {
                 break Err(UpstreamError::Invalid {
                     upstream: upstream.upstream.clone(),

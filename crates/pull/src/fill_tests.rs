@@ -11,7 +11,7 @@ use berth_cache::{BlobStore, Lookup, MemoryStore, ProgressState};
 use berth_config::CachePolicy;
 use berth_metrics::Metrics;
 use berth_oci::{Digest, RepoName};
-use berth_upstream::UpstreamError;
+use berth_upstream::{UpstreamError, Urgency};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +37,7 @@ impl FillSource for Canned {
         _repo: &RepoName,
         _digest: &Digest,
         offset: u64,
+        _urgency: &Urgency,
     ) -> Result<Download, UpstreamError> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
         assert_eq!(offset, 0, "nothing here breaks, so nothing resumes");
@@ -69,6 +70,8 @@ fn job(store: &Arc<MemoryStore>, source: &Arc<Canned>, digest: Digest) -> FillJo
         disk: Arc::new(DiskHealth::default()),
         misses: Misses::default(),
         unattended: Arc::new(Semaphore::new(1)),
+        urgency: Urgency::now(),
+        eager: None,
     }
 }
 

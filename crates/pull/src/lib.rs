@@ -15,6 +15,7 @@ mod flight;
 mod limits;
 mod manifests;
 mod misses;
+mod prefetch;
 mod source;
 mod tags;
 mod writer;
@@ -120,17 +121,24 @@ pub struct PullService {
     flights: Arc<dyn FlightLock>,
     /// Per upstream: permits for fills that go on with no client waiting.
     unattended: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// The eager byte budget, over every upstream (see `prefetch.rs`).
+    eager: prefetch::EagerBudget,
+    /// The engine itself, for the prefetch tasks it spawns.
+    me: std::sync::Weak<PullService>,
 }
 
 impl PullService {
     /// An engine over the given stores, with single flight within this
-    /// process.
+    /// process, and at most `eager_bytes` of layers fetched ahead of
+    /// clients in flight at once.
     pub fn new(
         blobs: Arc<dyn BlobStore>,
         index: Arc<dyn IndexStore>,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Self::with_flights(blobs, index, metrics, Arc::new(LocalFlights::default()))
+        eager_bytes: u64,
+    ) -> Arc<Self> {
+        let flights = Arc::new(LocalFlights::default());
+        Self::with_flights(blobs, index, metrics, eager_bytes, flights)
     }
 
     /// An engine over the given stores, with `flights` keeping each
@@ -139,9 +147,10 @@ impl PullService {
         blobs: Arc<dyn BlobStore>,
         index: Arc<dyn IndexStore>,
         metrics: Arc<Metrics>,
+        eager_bytes: u64,
         flights: Arc<dyn FlightLock>,
-    ) -> Self {
-        Self {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             blobs,
             index,
             metrics,
@@ -152,7 +161,9 @@ impl PullService {
             fills: fill::FillTable::default(),
             flights,
             unattended: std::sync::Mutex::default(),
-        }
+            eager: prefetch::EagerBudget::new(eager_bytes),
+            me: me.clone(),
+        })
     }
 
     /// The permits for `origin`'s fills that go on with no client.

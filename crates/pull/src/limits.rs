@@ -39,11 +39,13 @@ pub(super) struct Unattended {
 
 impl Unattended {
     /// A watch over a fill starting now, drawing on `permits` (its
-    /// upstream's share of unattended fills).
-    pub(super) fn new(permits: Arc<Semaphore>) -> Self {
+    /// upstream's share of unattended fills), unless it holds a permit
+    /// already (a prefetch's share of the eager byte budget) until a
+    /// client comes.
+    pub(super) fn new(permits: Arc<Semaphore>, held: Option<OwnedSemaphorePermit>) -> Self {
         Self {
             permits,
-            permit: None,
+            permit: held,
             started: Instant::now(),
         }
     }
@@ -106,8 +108,8 @@ mod tests {
         let permits = Arc::new(Semaphore::new(1));
         let (first, second) = (progress(), progress());
         let reader = first.subscribe();
-        let mut kept = Unattended::new(Arc::clone(&permits));
-        let mut extra = Unattended::new(Arc::clone(&permits));
+        let mut kept = Unattended::new(Arc::clone(&permits), None);
+        let mut extra = Unattended::new(Arc::clone(&permits), None);
         let waiting = tokio::time::timeout(Duration::from_secs(300), kept.must_stop(&first, 0));
         drop(reader);
         // The first abandoned fill takes the one permit and goes on...
@@ -125,7 +127,7 @@ mod tests {
         // A fill with a reader is never stopped, and holds no permit.
         let third = progress();
         let _reader = third.subscribe();
-        let mut attended = Unattended::new(Arc::clone(&permits));
+        let mut attended = Unattended::new(Arc::clone(&permits), None);
         drop(kept);
         let waiting =
             tokio::time::timeout(Duration::from_secs(100_000), attended.must_stop(&third, 0));

@@ -131,6 +131,7 @@ impl PullService {
             });
         }
         let media_type = self.store_manifest(req, &fetch, digest).await?;
+        self.prefetch(req.origin, req.repo, &fetch.bytes);
         Ok(ManifestAnswer {
             bytes: fetch.bytes,
             media_type,

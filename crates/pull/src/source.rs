@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use berth_config::CachePolicy;
 use berth_oci::{Digest, RepoName};
-use berth_upstream::{Upstream, UpstreamError};
+use berth_upstream::{Upstream, UpstreamError, Urgency};
 use bytes::Bytes;
 use futures_util::Stream;
 use std::fmt::Debug;
@@ -40,12 +40,14 @@ pub trait FillSource: Send + Sync + Debug {
     /// Name for logs and metrics.
     fn name(&self) -> &str;
 
-    /// Start downloading `digest` (of `repo`) from byte `offset`.
+    /// Start downloading `digest` (of `repo`) from byte `offset`; a
+    /// download that `urgency` says nobody waits for yet goes last.
     async fn fetch(
         &self,
         repo: &RepoName,
         digest: &Digest,
         offset: u64,
+        urgency: &Urgency,
     ) -> Result<Download, UpstreamError>;
 }
 
@@ -60,8 +62,9 @@ impl FillSource for Upstream {
         repo: &RepoName,
         digest: &Digest,
         offset: u64,
+        urgency: &Urgency,
     ) -> Result<Download, UpstreamError> {
-        let download = self.get_blob(repo, digest, offset).await?;
+        let download = self.get_blob(repo, digest, offset, urgency).await?;
         let size = download.size;
         let body = futures_util::stream::unfold(download.into_body(), |mut body| async move {
             body.next().await.map(|chunk| (chunk, body))

@@ -110,6 +110,7 @@ impl PullService {
             });
         }
         let media_type = self.store_manifest(req, &fetch, &digest).await?;
+        self.prefetch(req.origin, req.repo, &fetch.bytes);
         record.add(TagAnswer {
             accept: client_accept(req),
             digest: digest.to_string(),

@@ -7,10 +7,9 @@
 
 use crate::mirror::{self, BreakerState, Verdict};
 use crate::request::Call;
-use crate::{Upstream, UpstreamError, retry};
+use crate::{Slot, Upstream, UpstreamError, Urgency, retry};
 use berth_metrics::MirrorLabels;
 use std::time::Duration;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 /// An attempt on a mirror that is still running. If the request is
@@ -33,28 +32,46 @@ impl Drop for InFlight<'_> {
 #[derive(Debug)]
 pub(super) struct Answer {
     pub(super) response: reqwest::Response,
-    pub(super) slot: OwnedSemaphorePermit,
+    pub(super) slot: Slot,
     /// When the attempt that got this answer was sent.
     pub(super) sent_at: Instant,
 }
 
 impl Upstream {
-    async fn slot(&self) -> Result<OwnedSemaphorePermit, UpstreamError> {
+    /// A request slot within `queue_timeout`. A prefetch waits without a
+    /// limit until a client waits for it too; from then on, it waits as
+    /// long as a client's request would.
+    async fn slot(&self, urgency: Option<&Urgency>) -> Result<Slot, UpstreamError> {
         let wait = self.config.resilience.queue_timeout;
-        match tokio::time::timeout(wait, self.slots.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => Ok(permit),
-            _ => Err(UpstreamError::Busy {
-                upstream: self.name().to_owned(),
-                waited: wait,
-            }),
+        let busy = || UpstreamError::Busy {
+            upstream: self.name().to_owned(),
+            waited: wait,
+        };
+        let Some(urgency) = urgency else {
+            let now = Urgency::now();
+            return tokio::time::timeout(wait, self.slots.acquire(&now))
+                .await
+                .map_err(|_| busy());
+        };
+        let acquire = self.slots.acquire(urgency);
+        tokio::pin!(acquire);
+        let mut raised = urgency.watch();
+        if !urgency.is_urgent() {
+            tokio::select! {
+                slot = &mut acquire => return Ok(slot),
+                _ = raised.wait_for(|urgent| *urgent) => {}
+            }
         }
+        tokio::time::timeout(wait, acquire)
+            .await
+            .map_err(|_| busy())
     }
 
     /// Send `call` with retries and mirror failover, within
     /// `request_deadline` once a slot is held. While every mirror's breaker
     /// refuses, fail at once with a circuit-open error.
     pub(super) async fn send(&self, call: Call<'_>) -> Result<Answer, UpstreamError> {
-        let slot = self.slot().await?;
+        let slot = self.slot(call.urgency).await?;
         let limit = self.config.resilience.request_deadline;
         let deadline = Instant::now() + limit;
         let mut tried: Vec<usize> = Vec::new();

@@ -14,10 +14,12 @@ mod mirror;
 mod redirect;
 mod request;
 mod retry;
+mod slots;
 
 pub use challenge::{Challenge, parse_challenge, realm_allowed};
 pub use error::UpstreamError;
 pub use mirror::BreakerState;
+pub use slots::{Slot, Urgency};
 
 use berth_config::UpstreamConfig;
 use berth_metrics::Metrics;
@@ -38,7 +40,7 @@ pub struct Upstream {
     /// public addresses only.
     public_http: reqwest::Client,
     mirrors: Vec<mirror::Mirror>,
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: Arc<slots::Slots>,
     metrics: Arc<Metrics>,
 }
 
@@ -84,7 +86,7 @@ pub struct BlobDownload {
     skip: u64,
     upstream: String,
     response: reqwest::Response,
-    slot: tokio::sync::OwnedSemaphorePermit,
+    slot: Slot,
 }
 
 /// The body of a blob download: chunks in order, holding the upstream
@@ -94,7 +96,7 @@ pub struct BlobBody {
     response: reqwest::Response,
     skip: u64,
     upstream: String,
-    _slot: tokio::sync::OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 impl BlobDownload {
@@ -151,7 +153,7 @@ impl Upstream {
             .chain(r.mirrors.iter().cloned())
             .map(mirror::Mirror::new)
             .collect();
-        let slots = Arc::new(tokio::sync::Semaphore::new(r.max_concurrent as usize));
+        let slots = slots::Slots::new(r.max_concurrent as usize);
         let upstream = Self {
             config,
             http,
@@ -231,15 +233,19 @@ impl Upstream {
     }
 
     /// Start downloading a blob from byte `offset` (0: the whole blob);
-    /// follows redirects to a CDN.
+    /// follows redirects to a CDN. A download of `urgency` "later" (a
+    /// prefetch) waits behind every request a client waits for.
     pub async fn get_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
         offset: u64,
+        urgency: &Urgency,
     ) -> Result<BlobDownload, UpstreamError> {
         let path = format!("{repo}/blobs/{digest}");
-        let call = request::Call::get(repo, &path, Resource::Blob).starting_at(offset);
+        let call = request::Call::get(repo, &path, Resource::Blob)
+            .starting_at(offset)
+            .urgency(urgency);
         let answer = self.send(call).await?;
         let response = answer.response;
         let partial = response.status() == http::StatusCode::PARTIAL_CONTENT;

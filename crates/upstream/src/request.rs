@@ -7,7 +7,7 @@ use crate::body::read_limited;
 use crate::challenge::parse_challenge;
 use crate::mirror::Mirror;
 use crate::redirect;
-use crate::{Upstream, UpstreamError};
+use crate::{Upstream, UpstreamError, Urgency};
 use berth_oci::{ErrorCode, RepoName, Resource};
 use http::{Method, StatusCode};
 
@@ -24,6 +24,8 @@ pub(super) struct Call<'a> {
     pub(super) kind: Resource,
     accept: &'a [String],
     range_from: Option<u64>,
+    /// `None`: a client waits for it.
+    pub(super) urgency: Option<&'a Urgency>,
 }
 
 impl<'a> Call<'a> {
@@ -35,6 +37,7 @@ impl<'a> Call<'a> {
             kind,
             accept: &[],
             range_from: None,
+            urgency: None,
         }
     }
 
@@ -47,6 +50,14 @@ impl<'a> Call<'a> {
 
     pub(super) fn accept(self, accept: &'a [String]) -> Self {
         Self { accept, ..self }
+    }
+
+    /// Wait for a request slot with `urgency` (see `slots.rs`).
+    pub(super) fn urgency(self, urgency: &'a Urgency) -> Self {
+        Self {
+            urgency: Some(urgency),
+            ..self
+        }
     }
 
     /// Ask for the body from byte `offset` on (`Range: bytes=<offset>-`).
