@@ -215,7 +215,12 @@ async fn a_missing_blob_is_asked_for_once_within_not_found_ttl() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tag_lists_must_be_json_and_keep_only_relative_next_links() {
     let fake = FakeUpstream::start().await;
-    let berth = Berth::start(&upstream_toml("fake.test", &fake.url, "default = true"));
+    // Each request sees upstream's current answer: nothing is kept.
+    let berth = Berth::start(&upstream_toml(
+        "fake.test",
+        &fake.url,
+        "default = true\nlist_ttl = \"0s\"",
+    ));
     let url = format!("{}/v2/proj/app/tags/list", berth.url());
     let serve = |body: &'static str, link: Option<&str>| {
         fake.route(

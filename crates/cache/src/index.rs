@@ -1,4 +1,5 @@
-//! Tag answers (see `tags.rs`) and manifest media types, kept in memory (bounded in bytes)
+//! Tag answers (see `tags.rs`), listings (`listings.rs`) and manifest
+//! media types, kept in memory (bounded in bytes)
 //! and persisted as small files under `index/` (paths: see `layout.rs`) so
 //! that a restart can still serve cached tags when upstream is down.
 //!
@@ -6,7 +7,7 @@
 //! missing is "not cached"; one that cannot be read is an error; one that
 //! does not parse counts as not cached, and the next answer replaces it.
 
-use crate::{CacheError, IndexStore, Layout, TagKey, TagRecord};
+use crate::{CacheError, IndexStore, Layout, ListingKey, ListingRecord, TagKey, TagRecord};
 use async_trait::async_trait;
 use berth_oci::Digest;
 use moka::sync::Cache;
@@ -16,6 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Memory for tag answers kept in memory (bytes); the rest are read from
 /// disk.
 const TAG_MEMORY: u64 = 32 << 20;
+/// Memory for listings kept in memory (bytes).
+const LISTING_MEMORY: u64 = 16 << 20;
 /// Memory for manifest media types kept in memory (bytes).
 const TYPE_MEMORY: u64 = 8 << 20;
 /// What an entry costs besides its strings (map and cache bookkeeping).
@@ -28,6 +31,17 @@ fn tag_weight(key: &TagKey, record: &TagRecord) -> u32 {
         .map(|a| ENTRY_OVERHEAD + a.accept.len() + a.digest.len() + a.media_type.len())
         .sum();
     let bytes = ENTRY_OVERHEAD + key.upstream.len() + key.repo.len() + key.tag.len() + answers;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+fn listing_weight(key: &ListingKey, record: &ListingRecord) -> u32 {
+    let bytes = ENTRY_OVERHEAD
+        + key.upstream.len()
+        + key.repo.len()
+        + key.request.len()
+        + record.content_type.len()
+        + record.link.as_ref().map_or(0, String::len)
+        + record.body.len();
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
@@ -46,12 +60,18 @@ pub struct FsIndex {
     next_tmp: AtomicU64,
     tags: Cache<TagKey, TagRecord>,
     types: Cache<Digest, String>,
+    listings: Cache<ListingKey, ListingRecord>,
 }
 
 impl FsIndex {
     /// Open (creating if needed) the index in the data directory `layout`.
     pub fn open(layout: &Layout) -> Result<Self, CacheError> {
-        for dir in [layout.tags(), layout.manifest_types(), layout.tmp()] {
+        for dir in [
+            layout.tags(),
+            layout.listings(),
+            layout.manifest_types(),
+            layout.tmp(),
+        ] {
             std::fs::create_dir_all(&dir).map_err(|e| CacheError::io("create", &dir, e))?;
         }
         Ok(Self {
@@ -64,6 +84,10 @@ impl FsIndex {
             types: Cache::builder()
                 .max_capacity(TYPE_MEMORY)
                 .weigher(type_weight)
+                .build(),
+            listings: Cache::builder()
+                .max_capacity(LISTING_MEMORY)
+                .weigher(listing_weight)
                 .build(),
         })
     }
@@ -135,6 +159,26 @@ impl IndexStore for FsIndex {
             media_type.as_bytes().to_vec(),
         )
         .await
+    }
+
+    async fn listing(&self, key: &ListingKey) -> Result<Option<ListingRecord>, CacheError> {
+        if let Some(r) = self.listings.get(key) {
+            return Ok(Some(r));
+        }
+        let Some(bytes) = read_file(&self.layout.listing(key)).await? else {
+            return Ok(None);
+        };
+        let Ok(record) = serde_json::from_slice::<ListingRecord>(&bytes) else {
+            return Ok(None);
+        };
+        self.listings.insert(key.clone(), record.clone());
+        Ok(Some(record))
+    }
+
+    async fn put_listing(&self, key: &ListingKey, record: ListingRecord) -> Result<(), CacheError> {
+        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+        self.listings.insert(key.clone(), record);
+        self.write_atomic(self.layout.listing(key), bytes).await
     }
 }
 

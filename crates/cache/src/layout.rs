@@ -4,6 +4,7 @@
 //! <data_dir>/berth.lock                      held (flock) by the serving process
 //! <data_dir>/blobs/sha256/<2 hex>/<64 hex>   committed blobs and manifests
 //! <data_dir>/index/tags/<sha256 of key>.json tag answers
+//! <data_dir>/index/lists/<sha256 of key>.json tag lists and referrers
 //! <data_dir>/index/manifests/<64 hex>        media type of each cached manifest
 //! <data_dir>/tmp/                            spools and index writes in progress
 //! <data_dir>/quarantine/<64 hex>             blobs `cache verify` found corrupt
@@ -13,7 +14,7 @@
 //! for paths. No client-supplied string becomes a path: blob paths come
 //! from a [`Digest`] (32 bytes), tag files from the sha256 of their key.
 
-use crate::TagKey;
+use crate::{ListingKey, TagKey};
 use berth_oci::Digest;
 use std::path::{Path, PathBuf};
 
@@ -72,6 +73,17 @@ impl Layout {
     pub fn tag(&self, key: &TagKey) -> PathBuf {
         let id = Digest::of(key.id().as_bytes());
         self.tags().join(format!("{}.json", id.hex()))
+    }
+
+    /// Tag lists and referrers.
+    pub fn listings(&self) -> PathBuf {
+        self.root.join("index").join("lists")
+    }
+
+    /// The file of one listing: named by the sha256 of its key.
+    pub fn listing(&self, key: &ListingKey) -> PathBuf {
+        let id = Digest::of(key.id().as_bytes());
+        self.listings().join(format!("{}.json", id.hex()))
     }
 
     /// Media types of cached manifests.

@@ -1,7 +1,7 @@
 //! The cache: the storage seam (lookup → hit | miss → writer), its local
 //! filesystem and in-memory implementations, readers that stream a blob
 //! while it is still being written, the index of tag answers (several per
-//! tag, by `Accept` set) and manifest media types, and the one module that spells the on-disk layout.
+//! tag, by `Accept` set), tag lists and referrers, and manifest media types, and the one module that spells the on-disk layout.
 //!
 //! Uses only `berth-oci`. Everything above it sees the store through
 //! [`BlobStore`] and [`IndexStore`], and the bytes to send as
@@ -11,6 +11,7 @@ mod fs;
 mod hot;
 mod index;
 mod layout;
+mod listings;
 mod lock;
 mod memory;
 mod reader;
@@ -23,6 +24,7 @@ pub use fs::FsStore;
 pub use hot::{HotBlobs, HotCache, HotManifest, HotManifests, Weighed};
 pub use index::FsIndex;
 pub use layout::Layout;
+pub use listings::{ListingKey, ListingRecord};
 pub use lock::DataDirLock;
 pub use memory::{MemoryIndex, MemoryStore};
 pub use reader::{FileSpan, Progress, ProgressState, stream_file};

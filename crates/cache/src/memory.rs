@@ -6,7 +6,7 @@
 //! it into the map.
 
 use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
-use crate::{CacheError, IndexStore, TagKey, TagRecord};
+use crate::{CacheError, IndexStore, ListingKey, ListingRecord, TagKey, TagRecord};
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
 use bytes::Bytes;
@@ -154,6 +154,7 @@ impl BlobWriter for MemoryWriter {
 pub struct MemoryIndex {
     tags: Mutex<HashMap<TagKey, TagRecord>>,
     types: Mutex<HashMap<Digest, String>>,
+    listings: Mutex<HashMap<ListingKey, ListingRecord>>,
 }
 
 #[async_trait]
@@ -173,6 +174,15 @@ impl IndexStore for MemoryIndex {
 
     async fn put_manifest_type(&self, digest: &Digest, media_type: &str) -> Result<(), CacheError> {
         lock(&self.types).insert(*digest, media_type.to_owned());
+        Ok(())
+    }
+
+    async fn listing(&self, key: &ListingKey) -> Result<Option<ListingRecord>, CacheError> {
+        Ok(lock(&self.listings).get(key).cloned())
+    }
+
+    async fn put_listing(&self, key: &ListingKey, record: ListingRecord) -> Result<(), CacheError> {
+        lock(&self.listings).insert(key.clone(), record);
         Ok(())
     }
 }

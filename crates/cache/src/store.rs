@@ -5,13 +5,15 @@
 //! - on a miss, [`BlobStore::reserve`] makes room (where eviction plugs
 //!   in) and [`BlobStore::begin`] gives a [`BlobWriter`] that is written,
 //!   then finished (verified, then committed) or aborted;
-//! - [`IndexStore`] keeps tag answers and manifest media types, and says
+//! - [`IndexStore`] keeps tag answers, listings and manifest media types, and says
 //!   when it fails rather than answering "not cached".
 //!
 //! The local disk (`FsStore`, `FsIndex`) and memory (`MemoryStore`,
 //! `MemoryIndex`) implement it; a remote object store would too.
 
-use crate::{BlobBytes, CacheError, FileSpan, SMALL_BLOB, TagKey, TagRecord};
+use crate::{
+    BlobBytes, CacheError, FileSpan, ListingKey, ListingRecord, SMALL_BLOB, TagKey, TagRecord,
+};
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
 use bytes::Bytes;
@@ -179,6 +181,10 @@ pub trait IndexStore: Send + Sync + Debug {
     async fn manifest_type(&self, digest: &Digest) -> Result<Option<String>, CacheError>;
     /// Record the media type of a cached manifest.
     async fn put_manifest_type(&self, digest: &Digest, media_type: &str) -> Result<(), CacheError>;
+    /// A cached tag list or referrers answer, if any.
+    async fn listing(&self, key: &ListingKey) -> Result<Option<ListingRecord>, CacheError>;
+    /// Store or replace a tag list or referrers answer.
+    async fn put_listing(&self, key: &ListingKey, record: ListingRecord) -> Result<(), CacheError>;
 }
 
 /// Refuse to commit bytes proven to hash to anything but `expected`.

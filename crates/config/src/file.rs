@@ -35,6 +35,7 @@ pub(super) struct RawUpstream {
     pub(super) password: Option<String>,
     pub(super) password_file: Option<String>,
     pub(super) tag_ttl: Option<String>,
+    pub(super) list_ttl: Option<String>,
     pub(super) max_blob_size: Option<RawSize>,
     pub(super) unattended_fills: Option<u32>,
     pub(super) mirrors: Option<Vec<String>>,

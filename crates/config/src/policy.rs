@@ -9,6 +9,8 @@ use crate::file::RawUpstream;
 use crate::{DEFAULT_TAG_TTL, FillLimits};
 use std::time::Duration;
 
+/// Default `list_ttl`.
+const DEFAULT_LIST_TTL: Duration = Duration::from_secs(60);
 /// Default `not_found_ttl`.
 const DEFAULT_NOT_FOUND_TTL: Duration = Duration::from_secs(30);
 
@@ -17,6 +19,9 @@ const DEFAULT_NOT_FOUND_TTL: Duration = Duration::from_secs(30);
 pub struct CachePolicy {
     /// How long a tag answer is trusted without asking upstream.
     pub tag_ttl: Duration,
+    /// How long a tag list or referrers answer is served without asking
+    /// upstream.
+    pub list_ttl: Duration,
     /// How long upstream's "not found" is remembered.
     pub not_found_ttl: Duration,
     /// Whether a cached manifest is served when upstream says it is gone.
@@ -38,6 +43,7 @@ impl Default for CachePolicy {
     fn default() -> Self {
         Self {
             tag_ttl: DEFAULT_TAG_TTL,
+            list_ttl: DEFAULT_LIST_TTL,
             not_found_ttl: DEFAULT_NOT_FOUND_TTL,
             stale_on_not_found: false,
             resumes: crate::Resilience::default().retries,
@@ -62,6 +68,12 @@ pub(super) fn build(
             &format!("{key}.tag_ttl"),
             u.tag_ttl.as_deref(),
             d.tag_ttl,
+        ),
+        list_ttl: duration(
+            p,
+            &format!("{key}.list_ttl"),
+            u.list_ttl.as_deref(),
+            d.list_ttl,
         ),
         not_found_ttl: duration(
             p,

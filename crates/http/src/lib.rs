@@ -11,8 +11,8 @@ mod admit;
 mod blobs;
 mod budget;
 mod error;
+mod listings;
 mod manifests;
-mod passthrough;
 pub mod range;
 mod route;
 mod server;
@@ -181,9 +181,9 @@ async fn dispatch(
         route::Endpoint::Blob(digest) => {
             blobs::serve(state, &admitted, digest, &incoming, trail).await
         }
-        route::Endpoint::Tags => passthrough::tags(&admitted, query).await,
+        route::Endpoint::Tags => listings::tags(state, &admitted, query).await,
         route::Endpoint::Referrers(digest) => {
-            passthrough::referrers(&admitted, digest, query).await
+            listings::referrers(state, &admitted, digest, query).await
         }
         route::Endpoint::Upload => Err(ApiError::read_only()),
     }

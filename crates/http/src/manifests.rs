@@ -55,13 +55,14 @@ pub(crate) async fn serve(
         HeaderValue::from_static(cache_header(answer.outcome)),
     );
     if answer.outcome == Outcome::Stale {
-        headers.insert(
-            header::WARNING,
-            HeaderValue::from_static("110 berth \"Response is stale: upstream unavailable\""),
-        );
+        headers.insert(header::WARNING, HeaderValue::from_static(STALE_WARNING));
     }
     Ok(response)
 }
+
+/// The `Warning` of an answer served from the cache because upstream
+/// failed.
+pub(crate) const STALE_WARNING: &str = "110 berth \"Response is stale: upstream unavailable\"";
 
 pub(crate) fn cache_header(outcome: Outcome) -> &'static str {
     match outcome {

@@ -13,6 +13,7 @@ mod fill;
 mod fill_tests;
 mod flight;
 mod limits;
+mod listings;
 mod manifests;
 mod misses;
 mod prefetch;
@@ -22,6 +23,7 @@ mod writer;
 
 pub use blobs::BlobSource;
 pub use flight::{Flight, FlightLock, LocalFlights};
+pub use listings::{Listing, ListingAnswer, ListingRequest};
 pub use manifests::{ManifestAnswer, ManifestRequest};
 pub use source::{Download, DownloadBody, FillSource, Origin};
 

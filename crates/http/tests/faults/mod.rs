@@ -4,8 +4,8 @@
 
 use async_trait::async_trait;
 use berth_cache::{
-    BlobStore, BlobWriter, CacheError, IndexStore, Lookup, MemoryIndex, MemoryStore, TagKey,
-    TagRecord,
+    BlobStore, BlobWriter, CacheError, IndexStore, ListingKey, ListingRecord, Lookup, MemoryIndex,
+    MemoryStore, TagKey, TagRecord,
 };
 use berth_oci::{Digest, Verified};
 use bytes::Bytes;
@@ -150,5 +150,15 @@ impl IndexStore for FaultyIndex {
     async fn put_manifest_type(&self, digest: &Digest, media_type: &str) -> Result<(), CacheError> {
         self.check()?;
         self.inner.put_manifest_type(digest, media_type).await
+    }
+
+    async fn listing(&self, key: &ListingKey) -> Result<Option<ListingRecord>, CacheError> {
+        self.check()?;
+        self.inner.listing(key).await
+    }
+
+    async fn put_listing(&self, key: &ListingKey, record: ListingRecord) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.put_listing(key, record).await
     }
 }

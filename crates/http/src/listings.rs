@@ -1,15 +1,18 @@
-//! Tag lists and referrers: validated, then passed to upstream and back
-//! (they are small and change often, so they are not cached). A tag list
+//! Tag lists and referrers: the query is checked and forwarded, and the
+//! answer checked before the engine caches it (for the upstream's
+//! `list_ttl`; stale, with a `Warning`, when upstream fails). A tag list
 //! must be JSON of the registry's shape and is served as
 //! `application/json`; of its `Link` headers only a relative `rel="next"`
 //! survives, rebuilt from its `n` and `last`.
 
 use crate::admit::Admitted;
-use crate::api_headers;
 use crate::error::ApiError;
+use crate::manifests::{STALE_WARNING, cache_header};
+use crate::{HttpState, api_headers};
 use axum::body::Body;
 use axum::response::Response;
 use berth_oci::{Digest, ErrorCode, Resource, Tag};
+use berth_pull::{Listing, ListingAnswer, ListingRequest, Outcome};
 use berth_upstream::{Passthrough, UpstreamError};
 use http::{HeaderValue, StatusCode, header};
 
@@ -18,32 +21,31 @@ fn bad_query(message: String) -> ApiError {
 }
 
 /// `GET /v2/<name>/tags/list?n=&last=`
-pub(crate) async fn tags(admitted: &Admitted, query: Option<&str>) -> Result<Response, ApiError> {
-    let suffix = tags_suffix(query)?;
-    let answer = admitted
-        .origin
-        .upstream
-        .passthrough(&admitted.repo, &suffix, Resource::Tags)
-        .await?;
-    let invalid = |detail: String| {
-        ApiError::from(UpstreamError::Invalid {
-            upstream: admitted.origin.name().to_owned(),
-            detail,
+pub(crate) async fn tags(
+    state: &HttpState,
+    admitted: &Admitted,
+    query: Option<&str>,
+) -> Result<Response, ApiError> {
+    let request = tags_suffix(query)?;
+    let upstream = admitted.origin.name().to_owned();
+    let check = |answer: Passthrough| {
+        let list = tag_list(&answer.body).map_err(|e| UpstreamError::Invalid {
+            upstream: upstream.clone(),
+            detail: format!("tag list: {e}"),
+        })?;
+        Ok(Listing {
+            content_type: "application/json".to_owned(),
+            link: answer.link.as_deref().and_then(next_link),
+            body: list.into(),
         })
     };
-    if answer.status != 200 {
-        return Err(invalid(format!(
-            "tag list answered with status {}",
-            answer.status
-        )));
-    }
-    let list = tag_list(&answer.body).map_err(|e| invalid(format!("tag list: {e}")))?;
-    Ok(respond(Passthrough {
-        content_type: Some("application/json".to_owned()),
-        link: answer.link.as_deref().and_then(next_link),
-        body: list.into(),
-        ..answer
-    }))
+    let req = ListingRequest {
+        origin: &admitted.origin,
+        repo: &admitted.repo,
+        request: &request,
+        kind: Resource::Tags,
+    };
+    Ok(respond(state.pull.listing(&req, check).await?))
 }
 
 /// A tag list as the distribution API defines it.
@@ -129,20 +131,28 @@ fn tags_suffix(query: Option<&str>) -> Result<String, ApiError> {
 
 /// `GET /v2/<name>/referrers/<digest>?artifactType=`
 pub(crate) async fn referrers(
+    state: &HttpState,
     admitted: &Admitted,
     digest: &Digest,
     query: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let suffix = referrers_suffix(digest, query)?;
-    let answer = admitted
-        .origin
-        .upstream
-        .passthrough(&admitted.repo, &suffix, Resource::Referrers)
-        .await?;
-    Ok(respond(Passthrough {
-        link: answer.link.as_deref().and_then(rewrite_link),
-        ..answer
-    }))
+    let request = referrers_suffix(digest, query)?;
+    let check = |answer: Passthrough| {
+        Ok(Listing {
+            content_type: answer
+                .content_type
+                .unwrap_or_else(|| berth_oci::OCI_INDEX.to_owned()),
+            link: answer.link.as_deref().and_then(rewrite_link),
+            body: answer.body,
+        })
+    };
+    let req = ListingRequest {
+        origin: &admitted.origin,
+        repo: &admitted.repo,
+        request: &request,
+        kind: Resource::Referrers,
+    };
+    Ok(respond(state.pull.listing(&req, check).await?))
 }
 
 fn referrers_suffix(digest: &Digest, query: Option<&str>) -> Result<String, ApiError> {
@@ -171,23 +181,27 @@ fn referrers_suffix(digest: &Digest, query: Option<&str>) -> Result<String, ApiE
     Ok(suffix)
 }
 
-fn respond(answer: Passthrough) -> Response {
-    let len = answer.body.len();
-    let mut response = Response::new(Body::from(answer.body));
-    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+fn respond(answer: ListingAnswer) -> Response {
+    let listing = answer.listing;
+    let len = listing.body.len();
+    let mut response = Response::new(Body::from(listing.body));
     let headers = response.headers_mut();
     api_headers(headers);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let content_type = answer
-        .content_type
-        .unwrap_or_else(|| "application/json".to_owned());
-    if let Ok(v) = HeaderValue::from_str(&content_type) {
+    if let Ok(v) = HeaderValue::from_str(&listing.content_type) {
         headers.insert(header::CONTENT_TYPE, v);
     }
-    if let Some(link) = answer.link
+    if let Some(link) = listing.link
         && let Ok(v) = HeaderValue::from_str(&link)
     {
         headers.insert(header::LINK, v);
+    }
+    headers.insert(
+        "x-cache",
+        HeaderValue::from_static(cache_header(answer.outcome)),
+    );
+    if answer.outcome == Outcome::Stale {
+        headers.insert(header::WARNING, HeaderValue::from_static(STALE_WARNING));
     }
     response
 }

@@ -1,0 +1,110 @@
+//! Tag lists and referrers are cached per upstream for `list_ttl`: clients
+//! within it cost no upstream request, each page (`n`, `last`) is its own
+//! entry, and when upstream fails the cached answer is served with a
+//! `Warning`. Tag lists against the real upstream; referrers against a
+//! scripted one, since distribution 2.8 has no referrers API.
+// Test code reports failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use berth_testkit::checks::sha256;
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, Upstream, upstream_toml};
+use bytes::Bytes;
+use std::time::Duration;
+
+/// Status, `Warning` and body of a GET.
+async fn get(url: &str) -> (u16, Option<String>, Vec<u8>) {
+    let r = reqwest::get(url).await.unwrap();
+    let warning = r
+        .headers()
+        .get("warning")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        r.status().as_u16(),
+        warning,
+        r.bytes().await.unwrap().to_vec(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_lists_are_cached_per_page_and_served_stale_in_an_outage() {
+    let mut up = Upstream::start().await;
+    let berth = Berth::hub(&up.url(), "list_ttl = \"1s\"");
+    let all = format!("{}/v2/library/small/tags/list", berth.url());
+    let page = format!("{all}?n=1&last=latest");
+    let (status, _, all_body) = get(&all).await;
+    assert_eq!(status, 200);
+    let listed: serde_json::Value = serde_json::from_slice(&all_body).unwrap();
+    assert_eq!(listed["tags"], serde_json::json!(["latest", "v1"]));
+    let (_, _, page_body) = get(&page).await;
+    let paged: serde_json::Value = serde_json::from_slice(&page_body).unwrap();
+    assert_eq!(paged["name"], "library/small");
+    // Within list_ttl, clients cost nothing upstream.
+    for _ in 0..5 {
+        assert_eq!(get(&all).await.2, all_body);
+        assert_eq!(get(&page).await.2, page_body);
+    }
+    let fetched = |up: &Upstream| {
+        up.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/tags/list") && r.status == 200)
+            .count()
+    };
+    // One fetch per page, each with its own query.
+    assert_eq!(fetched(&up), 2, "{:?}", up.requests());
+    let queries: Vec<Option<String>> = up
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/tags/list") && r.status == 200)
+        .map(|r| r.query)
+        .collect();
+    assert_eq!(queries, [None, Some("n=1&last=latest".to_owned())]);
+
+    // Upstream down, past list_ttl: each page as last seen, marked stale.
+    up.stop();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    for (url, body) in [(&all, &all_body), (&page, &page_body)] {
+        let (status, warning, served) = get(url).await;
+        assert_eq!(status, 200, "{url}");
+        assert_eq!(&served, body);
+        assert!(warning.is_some_and(|w| w.starts_with("110 ")), "{url}");
+    }
+    // A page never fetched has nothing to fall back on.
+    let (status, _, _) = get(&format!("{all}?n=5")).await;
+    assert!(status >= 500, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn referrers_are_cached_and_served_stale_when_upstream_fails() {
+    let fake = FakeUpstream::start().await;
+    let subject = sha256(b"subject");
+    let index = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+    fake.route(
+        &format!("proj/app/referrers/{subject}"),
+        Canned {
+            body: Bytes::from_static(index.as_bytes()),
+            content_type: "application/vnd.oci.image.index.v1+json",
+            ..Canned::default()
+        },
+    );
+    let berth = Berth::start(&upstream_toml(
+        "fake.test",
+        &fake.url,
+        "default = true\nlist_ttl = \"1s\"",
+    ));
+    let url = format!("{}/v2/proj/app/referrers/{subject}", berth.url());
+    for _ in 0..3 {
+        let (status, warning, body) = get(&url).await;
+        assert_eq!(
+            (status, warning, body.as_slice()),
+            (200, None, index.as_bytes())
+        );
+    }
+    assert_eq!(fake.count("/referrers/"), 1, "{:?}", fake.requests());
+    fake.set_status_all(Some(503));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, warning, body) = get(&url).await;
+    assert_eq!((status, body.as_slice()), (200, index.as_bytes()));
+    assert!(warning.is_some_and(|w| w.starts_with("110 ")));
+    assert!(fake.count("/referrers/") > 1, "upstream was asked again");
+}
