@@ -8,6 +8,7 @@
 //! failures by panicking, like the tests do.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod bench_image;
 pub mod berth;
 pub mod checks;
 pub mod clients;

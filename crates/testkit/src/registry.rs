@@ -138,6 +138,11 @@ impl Upstream {
         self.tap_state.set_throttle(per_frame);
     }
 
+    /// Cap each response body at `bytes_per_sec` (None: full speed).
+    pub fn set_rate(&self, bytes_per_sec: Option<u64>) {
+        self.tap_state.set_rate(bytes_per_sec);
+    }
+
     /// Answer the next `count` requests with `status` without forwarding them.
     pub fn fail_next(&self, count: usize, status: u16) {
         self.tap_state.fail_next(count, status);

@@ -3,7 +3,10 @@
 //! is (repeated `Accept` lines, `WWW-Authenticate`, `Location`; only
 //! hop-by-hop headers are dropped), and records each request. It also owns
 //! the fault knobs tests use against the upstream: a delay before forwarding,
-//! a per-frame body throttle, and "answer the next N requests with status S".
+//! a per-frame body throttle, a rate cap on each response body, and "answer
+//! the next N requests with status S". A delay plus a rate cap make the
+//! upstream look far away: each request costs a round trip, and each
+//! connection is slow while many together are fast.
 
 use super::proc::Background;
 use bytes::Bytes;
@@ -40,6 +43,7 @@ pub struct Recorded {
 struct Faults {
     delay: Option<Duration>,
     throttle: Option<Duration>,
+    rate: Option<u64>,
     fail_next: Option<(usize, u16)>,
 }
 
@@ -65,6 +69,13 @@ impl TapState {
 
     pub fn set_throttle(&self, per_frame: Option<Duration>) {
         self.faults.lock().expect("faults lock").throttle = per_frame;
+    }
+
+    /// Cap each response body at `bytes_per_sec` (None: full speed). An
+    /// HTTP/1.1 connection carries one response at a time, so this is a
+    /// per-connection cap.
+    pub fn set_rate(&self, bytes_per_sec: Option<u64>) {
+        self.faults.lock().expect("faults lock").rate = bytes_per_sec.filter(|r| *r > 0);
     }
 
     pub fn fail_next(&self, count: usize, status: u16) {
@@ -136,9 +147,9 @@ async fn forward(
         authorized: req.headers().contains_key(header::AUTHORIZATION),
         status: 0,
     };
-    let (delay, throttle) = {
+    let (delay, throttle, rate) = {
         let f = state.faults.lock().expect("faults lock");
-        (f.delay, f.throttle)
+        (f.delay, f.throttle, f.rate)
     };
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
@@ -149,7 +160,7 @@ async fn forward(
             "injected failure",
         ),
         None => match send_upstream(upstream, req).await {
-            Ok(resp) => resp.map(|b| throttled(b, throttle)),
+            Ok(resp) => resp.map(|b| paced(throttled(b, throttle), rate)),
             Err(e) => plain(StatusCode::BAD_GATEWAY, &format!("tap: upstream: {e}")),
         },
     };
@@ -219,6 +230,28 @@ fn throttled(body: Incoming, per_frame: Option<Duration>) -> Body {
         let frame = body.frame().await?;
         tokio::time::sleep(pause).await;
         Some((frame, body))
+    });
+    StreamBody::new(frames).boxed()
+}
+
+/// `body`, each frame held back until its bytes and those before it have
+/// had their time at `rate` bytes per second, counted from the head.
+fn paced(body: Body, rate: Option<u64>) -> Body {
+    let Some(rate) = rate else {
+        return body;
+    };
+    let start = tokio::time::Instant::now();
+    let frames = stream::unfold((body, 0u64), move |(mut body, sent)| async move {
+        let frame = body.frame().await?;
+        let len = frame
+            .as_ref()
+            .ok()
+            .and_then(|f| f.data_ref())
+            .map_or(0, |d| d.len() as u64);
+        let sent = sent + len;
+        let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
+        tokio::time::sleep_until(due).await;
+        Some((frame, (body, sent)))
     });
     StreamBody::new(frames).boxed()
 }
