@@ -1,5 +1,5 @@
 //! Protocol edge cases against a real upstream: ranges, HEAD lengths,
-//! routing by path prefix, Host and `ns`, `library/`, Accept keying, tag
+//! routing by path prefix, Host and `ns`, `library/`, tag answers by Accept set, tag
 //! lists, and refusal of malformed or hostile input.
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -209,7 +209,7 @@ async fn routing_by_prefix_host_ns_and_library() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn tag_answers_are_keyed_by_accept() {
+async fn each_client_gets_the_tag_answer_for_its_accept_set() {
     let up = Upstream::start().await;
     let list = &up.images().multi_docker;
     let amd64 = list

@@ -122,8 +122,21 @@ impl Skopeo {
     }
 
     /// `skopeo copy docker://SRC dir:DEST`; `src_ref` is "host:port/repo:tag"
-    /// (or an image name in mirror mode).
+    /// (or an image name in mirror mode). skopeo copies into a `dir:` one
+    /// blob at a time.
     pub async fn copy_to_dir(&self, src_ref: &str, dest_dir: &Path) -> Result<(), String> {
+        self.copy(src_ref, &format!("dir:{}", dest_dir.display()))
+            .await
+    }
+
+    /// `skopeo copy docker://SRC oci:DEST:image`: into an OCI layout, which
+    /// skopeo fills with several blobs at once.
+    pub async fn copy_to_oci(&self, src_ref: &str, dest_dir: &Path) -> Result<(), String> {
+        self.copy(src_ref, &format!("oci:{}:image", dest_dir.display()))
+            .await
+    }
+
+    async fn copy(&self, src_ref: &str, dest: &str) -> Result<(), String> {
         let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut cmd = self.command(scratch.path(), src_ref);
         cmd.args(["copy", "--quiet", "--src-tls-verify=false"]);
@@ -133,8 +146,7 @@ impl Skopeo {
         if self.all {
             cmd.arg("--all");
         }
-        cmd.arg(format!("docker://{src_ref}"))
-            .arg(format!("dir:{}", dest_dir.display()));
+        cmd.arg(format!("docker://{src_ref}")).arg(dest);
         run_async(&mut Command::from(cmd), CLIENT_TIMEOUT)
             .await
             .map(drop)
