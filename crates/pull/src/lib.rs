@@ -8,6 +8,7 @@
 
 mod blobs;
 mod direct;
+mod download;
 mod fill;
 #[cfg(test)]
 mod fill_tests;
