@@ -7,8 +7,10 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::checks::{cached, eventually_cached, sha256};
-use berth_testkit::{Berth, Skopeo, Upstream};
+use berth_testkit::checks::{cached, eventually_cached, pseudo_random, sha256};
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, Skopeo, Upstream, upstream_toml};
+use bytes::Bytes;
 
 /// The token requests the issuer answered for `scope`.
 fn token_requests(up: &Upstream, scope: &str) -> usize {
@@ -196,4 +198,91 @@ async fn an_index_prefetches_only_the_platforms_configured() {
     let r = get_manifest(&berth, &format!("library/multi/manifests/{}", arm64.digest)).await;
     assert_eq!(r.bytes().await.unwrap(), arm64.manifest);
     assert_eq!(up.requests().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_a_client_waits_for_goes_before_queued_prefetches() {
+    let fake = FakeUpstream::start().await;
+    // Six blobs, each taking about a second to send.
+    let slow = || Canned {
+        pieces: 10,
+        pause: std::time::Duration::from_millis(100),
+        ..Canned::default()
+    };
+    let digests: Vec<String> = (1..=6u32)
+        .map(|seed| fake.blob(&pseudo_random(64 << 10, seed), slow()))
+        .collect();
+    let descriptor = |d: &String| {
+        format!(
+            r#"{{"mediaType":"application/octet-stream","digest":"{d}","size":{}}}"#,
+            64 << 10
+        )
+    };
+    let layers: Vec<String> = digests[1..].iter().map(descriptor).collect();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[{}]}}"#,
+        descriptor(&digests[0]),
+        layers.join(",")
+    );
+    fake.route(
+        "proj/app/manifests/latest",
+        Canned {
+            body: Bytes::from(manifest),
+            content_type: "application/vnd.oci.image.manifest.v1+json",
+            ..Canned::default()
+        },
+    );
+    // Two upstream slots: prefetches may hold one, the other is kept for
+    // clients.
+    let berth = Berth::start(&upstream_toml(
+        "fake.test",
+        &fake.url,
+        "default = true\nmax_concurrent = 2",
+    ));
+    let base = format!("{}/v2/proj/app", berth.url());
+    let r = reqwest::get(format!("{base}/manifests/latest"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let blob_requests = || -> Vec<String> {
+        fake.requests()
+            .into_iter()
+            .filter_map(|r| digests.iter().find(|d| r.contains(d.as_str())).cloned())
+            .collect()
+    };
+    for _ in 0..100 {
+        if !blob_requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // One prefetch holds the slot prefetches may use; five wait. A client
+    // asks for one of those: it goes next, ahead of the four queued with it.
+    let holder = blob_requests()
+        .first()
+        .cloned()
+        .expect("a prefetch started");
+    let wanted = digests.iter().rev().find(|d| **d != holder).unwrap();
+    let r = reqwest::get(format!("{base}/blobs/{wanted}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(&sha256(&r.bytes().await.unwrap()), wanted);
+    let order = blob_requests();
+    assert_eq!(
+        order[..2],
+        [holder, wanted.clone()],
+        "{:?}",
+        fake.requests()
+    );
+    // Every blob ends up cached, each fetched once.
+    for d in &digests {
+        assert!(eventually_cached(&berth.data_dir, d).await, "{d}");
+    }
+    assert_eq!(
+        blob_requests().len(),
+        digests.len(),
+        "{:?}",
+        fake.requests()
+    );
 }
