@@ -279,7 +279,8 @@ async fn each_client_gets_the_tag_answer_for_its_accept_set() {
         again.headers()["docker-content-digest"],
         list.digest.as_str()
     );
-    assert!(up.requests().is_empty());
+    // (The amd64 manifest's layers may still be prefetching.)
+    assert_eq!(up.count_path("/manifests/"), 0, "{:?}", up.requests());
 }
 
 #[tokio::test(flavor = "multi_thread")]

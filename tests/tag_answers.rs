@@ -8,8 +8,7 @@
 
 use berth_testkit::checks::eventually_cached;
 use berth_testkit::{
-    Berth, ChildManifest, Containerd, Skopeo, TestImage, Upstream, podman_pull, upstream_toml,
-    write_hosts_toml,
+    Berth, ChildManifest, Containerd, Skopeo, TestImage, Upstream, podman_pull, write_hosts_toml,
 };
 use std::time::Duration;
 
@@ -82,11 +81,7 @@ fn tag_requests(up: &Upstream, repo: &str, tag: &str) -> Vec<String> {
 async fn every_kind_of_client_shares_one_tag_fetch() {
     let up = Upstream::start().await;
     let small = &up.images().small;
-    let berth = Berth::start(&upstream_toml(
-        "docker.io",
-        &up.url(),
-        "default = true\nauto_library = true",
-    ));
+    let berth = Berth::hub(&up.url(), "");
     let image = "docker.io/library/small:latest";
 
     let copied = tempfile::tempdir().unwrap();

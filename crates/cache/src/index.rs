@@ -105,6 +105,47 @@ impl FsIndex {
             .await
             .map_err(|e| CacheError::io("rename", &dest, e))
     }
+
+    /// The JSON record under `key`: from `memory`, else from the file at
+    /// `path` (then kept in `memory`).
+    async fn read_record<K, V>(
+        memory: &Cache<K, V>,
+        key: &K,
+        path: PathBuf,
+    ) -> Result<Option<V>, CacheError>
+    where
+        K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+        V: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        if let Some(r) = memory.get(key) {
+            return Ok(Some(r));
+        }
+        let Some(bytes) = read_file(&path).await? else {
+            return Ok(None);
+        };
+        let Ok(record) = serde_json::from_slice::<V>(&bytes) else {
+            return Ok(None);
+        };
+        memory.insert(key.clone(), record.clone());
+        Ok(Some(record))
+    }
+
+    /// Keep `record` under `key` in `memory` and as JSON at `path`.
+    async fn write_record<K, V>(
+        &self,
+        memory: &Cache<K, V>,
+        key: &K,
+        record: V,
+        path: PathBuf,
+    ) -> Result<(), CacheError>
+    where
+        K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+        V: serde::Serialize + Clone + Send + Sync + 'static,
+    {
+        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+        memory.insert(key.clone(), record);
+        self.write_atomic(path, bytes).await
+    }
 }
 
 /// The contents of an index file; `None` when there is none.
@@ -119,23 +160,12 @@ async fn read_file(path: &PathBuf) -> Result<Option<Vec<u8>>, CacheError> {
 #[async_trait]
 impl IndexStore for FsIndex {
     async fn tag(&self, key: &TagKey) -> Result<Option<TagRecord>, CacheError> {
-        if let Some(r) = self.tags.get(key) {
-            return Ok(Some(r));
-        }
-        let Some(bytes) = read_file(&self.layout.tag(key)).await? else {
-            return Ok(None);
-        };
-        let Ok(record) = serde_json::from_slice::<TagRecord>(&bytes) else {
-            return Ok(None);
-        };
-        self.tags.insert(key.clone(), record.clone());
-        Ok(Some(record))
+        Self::read_record(&self.tags, key, self.layout.tag(key)).await
     }
 
     async fn put_tag(&self, key: &TagKey, record: TagRecord) -> Result<(), CacheError> {
-        let bytes = serde_json::to_vec(&record).unwrap_or_default();
-        self.tags.insert(key.clone(), record);
-        self.write_atomic(self.layout.tag(key), bytes).await
+        self.write_record(&self.tags, key, record, self.layout.tag(key))
+            .await
     }
 
     async fn manifest_type(&self, digest: &Digest) -> Result<Option<String>, CacheError> {
@@ -162,23 +192,12 @@ impl IndexStore for FsIndex {
     }
 
     async fn listing(&self, key: &ListingKey) -> Result<Option<ListingRecord>, CacheError> {
-        if let Some(r) = self.listings.get(key) {
-            return Ok(Some(r));
-        }
-        let Some(bytes) = read_file(&self.layout.listing(key)).await? else {
-            return Ok(None);
-        };
-        let Ok(record) = serde_json::from_slice::<ListingRecord>(&bytes) else {
-            return Ok(None);
-        };
-        self.listings.insert(key.clone(), record.clone());
-        Ok(Some(record))
+        Self::read_record(&self.listings, key, self.layout.listing(key)).await
     }
 
     async fn put_listing(&self, key: &ListingKey, record: ListingRecord) -> Result<(), CacheError> {
-        let bytes = serde_json::to_vec(&record).unwrap_or_default();
-        self.listings.insert(key.clone(), record);
-        self.write_atomic(self.layout.listing(key), bytes).await
+        self.write_record(&self.listings, key, record, self.layout.listing(key))
+            .await
     }
 }
 

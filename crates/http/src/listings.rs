@@ -7,12 +7,12 @@
 
 use crate::admit::Admitted;
 use crate::error::ApiError;
-use crate::manifests::{STALE_WARNING, cache_header};
+use crate::manifests::cache_headers;
 use crate::{HttpState, api_headers};
 use axum::body::Body;
 use axum::response::Response;
 use berth_oci::{Digest, ErrorCode, Resource, Tag};
-use berth_pull::{Listing, ListingAnswer, ListingRequest, Outcome};
+use berth_pull::{Listing, ListingAnswer, ListingRequest};
 use berth_upstream::{Passthrough, UpstreamError};
 use http::{HeaderValue, StatusCode, header};
 
@@ -196,13 +196,7 @@ fn respond(answer: ListingAnswer) -> Response {
     {
         headers.insert(header::LINK, v);
     }
-    headers.insert(
-        "x-cache",
-        HeaderValue::from_static(cache_header(answer.outcome)),
-    );
-    if answer.outcome == Outcome::Stale {
-        headers.insert(header::WARNING, HeaderValue::from_static(STALE_WARNING));
-    }
+    cache_headers(headers, answer.outcome);
     response
 }
 

@@ -50,19 +50,21 @@ pub(crate) async fn serve(
     if let Ok(v) = HeaderValue::from_str(&format!("\"{digest}\"")) {
         headers.insert(header::ETAG, v);
     }
-    headers.insert(
-        "x-cache",
-        HeaderValue::from_static(cache_header(answer.outcome)),
-    );
-    if answer.outcome == Outcome::Stale {
-        headers.insert(header::WARNING, HeaderValue::from_static(STALE_WARNING));
-    }
+    cache_headers(headers, answer.outcome);
     Ok(response)
 }
 
-/// The `Warning` of an answer served from the cache because upstream
-/// failed.
-pub(crate) const STALE_WARNING: &str = "110 berth \"Response is stale: upstream unavailable\"";
+/// `X-Cache`, and for an answer served from the cache because upstream
+/// failed, `Warning: 110`.
+pub(crate) fn cache_headers(headers: &mut http::HeaderMap, outcome: Outcome) {
+    headers.insert("x-cache", HeaderValue::from_static(cache_header(outcome)));
+    if outcome == Outcome::Stale {
+        headers.insert(
+            header::WARNING,
+            HeaderValue::from_static("110 berth \"Response is stale: upstream unavailable\""),
+        );
+    }
+}
 
 pub(crate) fn cache_header(outcome: Outcome) -> &'static str {
     match outcome {
