@@ -5,7 +5,7 @@
 //! Nothing imports this module except `main` and the CLI.
 
 use anyhow::Context as _;
-use berth_cache::{FsIndex, FsStore};
+use berth_cache::{FsIndex, FsStore, Lifecycle, PinPattern};
 use berth_config::Config;
 use berth_config::ServerLimits;
 use berth_http::{HttpState, Server, router};
@@ -38,6 +38,7 @@ impl App {
                 "removed unfinished downloads left by a previous run"
             );
         }
+        blobs.keep(lifecycle(config)?);
         let index = FsIndex::open(blobs.layout())
             .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
         let metrics = Arc::new(Metrics::new());
@@ -124,4 +125,19 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// The store's lifecycle as `[cache]` configures it.
+fn lifecycle(config: &Config) -> anyhow::Result<Lifecycle> {
+    let pins = config
+        .cache
+        .pin
+        .iter()
+        .map(|p| PinPattern::parse(p).with_context(|| format!("cache.pin: {p:?} is not a pattern")))
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Lifecycle {
+        max_size: config.cache.max_size,
+        max_age: config.cache.max_age,
+        pins,
+    })
 }

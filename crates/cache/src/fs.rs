@@ -3,14 +3,16 @@
 //! A blob is written to a spool in `tmp/` and reaches its final path only
 //! by `rename`, after its digest was verified and its data fsynced; the
 //! directory is fsynced after the rename. A lookup opens the file, so the
-//! hit it returns survives the blob's removal.
+//! hit it returns survives the blob's removal (by eviction: `keep`).
 
+use crate::lifecycle::Keeper;
 use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
-use crate::{CacheError, DataDirLock, Layout, Spool, io_err};
+use crate::{CacheError, DataDirLock, Layout, Lifecycle, RemovalHook, Spool, io_err};
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
 use bytes::Bytes;
 use std::fs::File;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct FsStore {
     layout: Layout,
     next_spool: AtomicU64,
+    keeper: Arc<Keeper>,
     _lock: DataDirLock,
 }
 
@@ -45,9 +48,17 @@ impl FsStore {
         let store = Self {
             layout,
             next_spool: AtomicU64::new(0),
+            keeper: Arc::default(),
             _lock: lock,
         };
         Ok((store, swept))
+    }
+
+    /// Keep the store within `lifecycle` from now on (see `lifecycle/`),
+    /// and write noted accesses to file times. Runs in tasks of the
+    /// current tokio runtime.
+    pub fn keep(&self, lifecycle: Lifecycle) {
+        self.keeper.start(self.layout.clone(), lifecycle);
     }
 
     /// The layout of the data directory this store lives in.
@@ -68,7 +79,12 @@ impl FsStore {
     }
 }
 
-fn commit_blocking(layout: &Layout, spool: Spool, digest: &Digest) -> Result<(), CacheError> {
+fn commit_blocking(
+    layout: &Layout,
+    keeper: &Keeper,
+    spool: Spool,
+    digest: &Digest,
+) -> Result<(), CacheError> {
     spool.sync()?;
     let dest = layout.blob(digest);
     let blobs = layout.blobs();
@@ -78,7 +94,11 @@ fn commit_blocking(layout: &Layout, spool: Spool, digest: &Digest) -> Result<(),
     spool.disarm();
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync", dir))
+        .map_err(io_err("fsync", dir))?;
+    if let Ok(meta) = std::fs::metadata(&dest) {
+        keeper.committed(meta.blocks() * 512);
+    }
+    Ok(())
 }
 
 /// Run blocking store work (fsync, rename) on a thread of its own rather
@@ -113,6 +133,7 @@ impl BlobStore for FsStore {
             Err(e) => return Err(CacheError::io("open", &path, e)),
         };
         let size = file.metadata().map_err(io_err("stat", &path))?.len();
+        self.keeper.access.note(digest);
         Ok(Lookup::Hit(Hit::file(Arc::new(file), size)))
     }
 
@@ -145,6 +166,7 @@ impl BlobStore for FsStore {
             spool: self.spool()?,
             digest: *digest,
             layout: self.layout.clone(),
+            keeper: Arc::clone(&self.keeper),
         }))
     }
 
@@ -152,12 +174,21 @@ impl BlobStore for FsStore {
         check_whole(digest, &bytes)?;
         let mut spool = self.spool()?;
         let layout = self.layout.clone();
+        let keeper = Arc::clone(&self.keeper);
         let digest = *digest;
         on_own_thread("write", move || {
             spool.write_chunks(&[bytes])?;
-            commit_blocking(&layout, spool, &digest)
+            commit_blocking(&layout, &keeper, spool, &digest)
         })
         .await
+    }
+
+    fn record_access(&self, digest: &Digest) {
+        self.keeper.access.note(digest);
+    }
+
+    fn on_removal(&self, hook: RemovalHook) {
+        self.keeper.on_removal(hook);
     }
 }
 
@@ -167,6 +198,7 @@ struct FsWriter {
     spool: Spool,
     digest: Digest,
     layout: Layout,
+    keeper: Arc<Keeper>,
 }
 
 #[async_trait]
@@ -185,8 +217,12 @@ impl BlobWriter for FsWriter {
             spool,
             digest,
             layout,
+            keeper,
         } = *self;
-        on_own_thread("commit", move || commit_blocking(&layout, spool, &digest)).await
+        on_own_thread("commit", move || {
+            commit_blocking(&layout, &keeper, spool, &digest)
+        })
+        .await
     }
 
     fn abort(self: Box<Self>) {

@@ -61,6 +61,11 @@ impl<V: Weighed + Clone + Send + Sync + 'static> HotCache<V> {
         self.cache.get(digest)
     }
 
+    /// Forget `digest` (the store removed it).
+    pub fn remove(&self, digest: &Digest) {
+        self.cache.invalidate(digest);
+    }
+
     /// Remember an object whose bytes hash to `digest`.
     pub fn insert(&self, digest: Digest, value: V) {
         self.cache.insert(digest, value);

@@ -11,6 +11,8 @@ use crate::{CacheError, IndexStore, Layout, ListingKey, ListingRecord, TagKey, T
 use async_trait::async_trait;
 use berth_oci::Digest;
 use moka::sync::Cache;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -106,16 +108,17 @@ impl FsIndex {
             .map_err(|e| CacheError::io("rename", &dest, e))
     }
 
-    /// The JSON record under `key`: from `memory`, else from the file at
-    /// `path` (then kept in `memory`).
+    /// The record under `key`: from `memory`, else from the file at `path`
+    /// (then kept in `memory`). A file written for another key (a hash
+    /// collision) or of another shape counts as none.
     async fn read_record<K, V>(
         memory: &Cache<K, V>,
         key: &K,
         path: PathBuf,
     ) -> Result<Option<V>, CacheError>
     where
-        K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-        V: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+        K: std::hash::Hash + Eq + Clone + Send + Sync + DeserializeOwned + 'static,
+        V: Clone + Send + Sync + DeserializeOwned + 'static,
     {
         if let Some(r) = memory.get(key) {
             return Ok(Some(r));
@@ -123,14 +126,18 @@ impl FsIndex {
         let Some(bytes) = read_file(&path).await? else {
             return Ok(None);
         };
-        let Ok(record) = serde_json::from_slice::<V>(&bytes) else {
+        let Ok(stored) = serde_json::from_slice::<Stored<K, V>>(&bytes) else {
             return Ok(None);
         };
-        memory.insert(key.clone(), record.clone());
-        Ok(Some(record))
+        if &stored.key != key {
+            return Ok(None);
+        }
+        memory.insert(key.clone(), stored.record.clone());
+        Ok(Some(stored.record))
     }
 
-    /// Keep `record` under `key` in `memory` and as JSON at `path`.
+    /// Keep `record` under `key` in `memory` and, with its key, as JSON at
+    /// `path`.
     async fn write_record<K, V>(
         &self,
         memory: &Cache<K, V>,
@@ -139,13 +146,26 @@ impl FsIndex {
         path: PathBuf,
     ) -> Result<(), CacheError>
     where
-        K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
-        V: serde::Serialize + Clone + Send + Sync + 'static,
+        K: std::hash::Hash + Eq + Clone + Send + Sync + Serialize + 'static,
+        V: Clone + Send + Sync + Serialize + 'static,
     {
-        let bytes = serde_json::to_vec(&record).unwrap_or_default();
+        let stored = Stored {
+            key,
+            record: &record,
+        };
+        let bytes = serde_json::to_vec(&stored).unwrap_or_default();
         memory.insert(key.clone(), record);
         self.write_atomic(path, bytes).await
     }
+}
+
+/// An index file: a record and the key it is for, so that the files can be
+/// listed by what they hold (pins, `cache ls`) although they are named by
+/// a hash.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Stored<K, V> {
+    pub(crate) key: K,
+    pub(crate) record: V,
 }
 
 /// The contents of an index file; `None` when there is none.

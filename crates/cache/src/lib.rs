@@ -11,6 +11,7 @@ mod fs;
 mod hot;
 mod index;
 mod layout;
+mod lifecycle;
 mod listings;
 mod lock;
 mod memory;
@@ -24,6 +25,7 @@ pub use fs::FsStore;
 pub use hot::{HotBlobs, HotCache, HotManifest, HotManifests, Weighed};
 pub use index::FsIndex;
 pub use layout::Layout;
+pub use lifecycle::{Lifecycle, PinPattern};
 pub use listings::{ListingKey, ListingRecord};
 pub use lock::DataDirLock;
 pub use memory::{MemoryIndex, MemoryStore};
@@ -43,6 +45,10 @@ use std::pin::Pin;
 /// Blobs up to this size count as small: they are kept in memory once
 /// served, and a span this short is read in place rather than streamed.
 pub const SMALL_BLOB: u64 = 64 << 10;
+
+/// Told the digest of each blob the store removes (eviction), so that
+/// copies held elsewhere (in memory) go too.
+pub type RemovalHook = std::sync::Arc<dyn Fn(&Digest) + Send + Sync>;
 
 /// A stream of body chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// What identifies one listing: the repository and the request below it
 /// (`tags/list?n=10&last=a`, `referrers/<digest>?artifactType=...`), as
 /// berth forwards it upstream.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ListingKey {
     /// Upstream name.
     pub upstream: String,

@@ -146,6 +146,13 @@ pub trait BlobStore: Send + Sync + Debug {
 
     /// Verify and store a small object held in memory, such as a manifest.
     async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError>;
+
+    /// `digest` was served from a copy outside the store (memory): count
+    /// it as used, for eviction by last use.
+    fn record_access(&self, _digest: &Digest) {}
+
+    /// Call `hook` with the digest of each blob the store removes.
+    fn on_removal(&self, _hook: crate::RemovalHook) {}
 }
 
 /// A blob being written. Readers tail it through [`BlobWriter::tail`]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 const MAX_ANSWERS: usize = 8;
 
 /// What identifies a tag: its answers are kept together.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TagKey {
     /// Upstream name.
     pub upstream: String,

@@ -1,9 +1,12 @@
-//! Settings of the cache as a whole (`[cache]`): how many bytes of layers
-//! fetched before any client asked for them may be downloading at once.
+//! Settings of the cache as a whole (`[cache]`): the size cap and age limit
+//! that keep the disk store bounded, the repositories pinned against them,
+//! and how many bytes of layers fetched before any client asked for them
+//! may be downloading at once.
 
-use crate::checks::Problems;
+use crate::checks::{Problems, duration};
 use crate::file::{RawCache, RawSize};
 use crate::fills::parse_size;
+use std::time::Duration;
 
 /// Default `eager_bytes`: 2 GiB.
 const DEFAULT_EAGER_BYTES: u64 = 2 << 30;
@@ -15,31 +18,82 @@ pub struct CacheSettings {
     /// at once, over every upstream; a layer that would pass it is not
     /// fetched ahead. 0 turns eager downloads off everywhere.
     pub eager_bytes: u64,
+    /// Bytes on disk the blob store is kept under, evicting the least
+    /// recently used; `None`: unbounded.
+    pub max_size: Option<u64>,
+    /// Blobs nobody used for this long are evicted; `None`: no limit.
+    pub max_age: Option<Duration>,
+    /// `upstream/repository` patterns (`*` one segment, `**` any) whose
+    /// manifests and layers are never evicted.
+    pub pin: Vec<String>,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
         Self {
             eager_bytes: DEFAULT_EAGER_BYTES,
+            max_size: None,
+            max_age: None,
+            pin: Vec::new(),
         }
     }
+}
+
+/// A size at `key`, or the problem with it.
+fn size(p: &mut Problems, key: &str, raw: &RawSize) -> Option<u64> {
+    match raw {
+        RawSize::Bytes(n) => Some(*n),
+        RawSize::Text(text) => parse_size(text).or_else(|| {
+            p.add(
+                key,
+                format!("{text:?} is not a size like \"2GiB\", \"500MB\" or 1048576"),
+            );
+            None
+        }),
+    }
+}
+
+/// Whether `pattern` is `upstream/repository` with no empty segment.
+fn well_formed_pin(pattern: &str) -> bool {
+    let segments: Vec<&str> = pattern.split('/').collect();
+    segments.len() >= 2 && segments.iter().all(|s| !s.is_empty())
 }
 
 pub(super) fn build(p: &mut Problems, raw: Option<&RawCache>) -> CacheSettings {
     let d = CacheSettings::default();
     let Some(raw) = raw else { return d };
-    let eager_bytes = match &raw.eager_bytes {
-        None => d.eager_bytes,
-        Some(RawSize::Bytes(n)) => *n,
-        Some(RawSize::Text(text)) => parse_size(text).unwrap_or_else(|| {
+    let eager_bytes = raw
+        .eager_bytes
+        .as_ref()
+        .and_then(|r| size(p, "cache.eager_bytes", r))
+        .unwrap_or(d.eager_bytes);
+    let max_size = raw
+        .max_size
+        .as_ref()
+        .and_then(|r| size(p, "cache.max_size", r));
+    if max_size == Some(0) {
+        p.add("cache.max_size", "must be larger than zero");
+    }
+    let max_age = raw
+        .max_age
+        .as_deref()
+        .map(|text| duration(p, "cache.max_age", Some(text), Duration::ZERO))
+        .filter(|age| !age.is_zero());
+    let pin = raw.pin.clone().unwrap_or_default();
+    for (i, pattern) in pin.iter().enumerate() {
+        if !well_formed_pin(pattern) {
             p.add(
-                "cache.eager_bytes",
-                format!("{text:?} is not a size like \"2GiB\", \"500MB\" or 1048576"),
+                format!("cache.pin[{i}]"),
+                format!("{pattern:?} is not a pattern like \"docker.io/library/*\" or \"ghcr.io/myorg/**\""),
             );
-            d.eager_bytes
-        }),
-    };
-    CacheSettings { eager_bytes }
+        }
+    }
+    CacheSettings {
+        eager_bytes,
+        max_size,
+        max_age,
+        pin,
+    }
 }
 
 #[cfg(test)]
@@ -81,6 +135,36 @@ mod tests {
                 "upstreams[0].prefetch_platforms[0]",
                 "upstreams[0].prefetch_platforms[1]"
             ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn lifecycle_settings_are_off_by_default_and_checked() {
+        let c = Config::from_toml(UPSTREAM, &no_env).unwrap();
+        assert_eq!((c.cache.max_size, c.cache.max_age), (None, None));
+        let c = Config::from_toml(
+            &format!("[cache]\nmax_size = \"200GiB\"\nmax_age = \"30d\"\npin = [\"docker.io/library/*\", \"ghcr.io/myorg/**\"]\n{UPSTREAM}"),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.cache.max_size, Some(200 << 30));
+        assert_eq!(
+            c.cache.max_age,
+            Some(std::time::Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(c.cache.pin.len(), 2);
+        let e = Config::from_toml(
+            &format!(
+                "[cache]\nmax_size = \"big\"\nmax_age = \"soon\"\npin = [\"nginx\"]\n{UPSTREAM}"
+            ),
+            &no_env,
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.0.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["cache.max_size", "cache.max_age", "cache.pin[0]"],
             "{e}"
         );
     }

@@ -93,4 +93,7 @@ pub(super) struct RawServer {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCache {
     pub(super) eager_bytes: Option<RawSize>,
+    pub(super) max_size: Option<RawSize>,
+    pub(super) max_age: Option<String>,
+    pub(super) pin: Option<Vec<String>>,
 }

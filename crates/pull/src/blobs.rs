@@ -70,6 +70,7 @@ impl PullService {
         digest: &Digest,
     ) -> Result<BlobSource, PullError> {
         if let Some(bytes) = self.hot_blobs.get(digest) {
+            self.blobs.record_access(digest);
             return Ok(self.hit(digest, bytes.len() as u64, Body::Memory(bytes)));
         }
         if let Lookup::Hit(hit) = self.blobs.lookup(digest).await? {
@@ -176,6 +177,7 @@ impl PullService {
         digest: &Digest,
     ) -> Result<(u64, Outcome), PullError> {
         if let Some(bytes) = self.hot_blobs.get(digest) {
+            self.blobs.record_access(digest);
             return Ok((bytes.len() as u64, Outcome::Hit));
         }
         if let Some(size) = self.blobs.size(digest).await? {

@@ -153,12 +153,20 @@ impl PullService {
         eager_bytes: u64,
         flights: Arc<dyn FlightLock>,
     ) -> Arc<Self> {
+        let hot = HotManifests::new(HOT_MANIFEST_BYTES);
+        let hot_blobs = HotBlobs::new(HOT_BLOB_BYTES);
+        // What the store removes is never served from memory afterwards.
+        let (manifests, small) = (hot.clone(), hot_blobs.clone());
+        blobs.on_removal(Arc::new(move |digest: &Digest| {
+            manifests.remove(digest);
+            small.remove(digest);
+        }));
         Arc::new_cyclic(|me| Self {
             blobs,
             index,
             metrics,
-            hot: HotManifests::new(HOT_MANIFEST_BYTES),
-            hot_blobs: HotBlobs::new(HOT_BLOB_BYTES),
+            hot,
+            hot_blobs,
             misses: misses::Misses::default(),
             disk: Arc::default(),
             fills: fill::FillTable::default(),

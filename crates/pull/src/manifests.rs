@@ -83,6 +83,7 @@ impl PullService {
             outcome,
         };
         if let Some(hot) = self.hot.get(digest) {
+            self.blobs.record_access(digest);
             return Ok(Some(answer(hot)));
         }
         let Some(stored) = self.index.manifest_type(digest).await? else {

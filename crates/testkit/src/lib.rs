@@ -29,7 +29,7 @@ pub use clients::{
     write_hosts_toml,
 };
 pub use images::{Blob, ChildManifest, TestImage, TestImages, test_images};
-pub use registry::Upstream;
+pub use registry::{PushedImage, Upstream};
 pub use tap::Recorded;
 pub use token::{TokenIssuer, TokenRequest};
 

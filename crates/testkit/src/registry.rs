@@ -13,6 +13,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// An image a test pushed ([`Upstream::push_image`]).
+#[derive(Debug, Clone)]
+pub struct PushedImage {
+    /// Digest of its manifest.
+    pub digest: String,
+    /// The manifest's bytes.
+    pub manifest: Vec<u8>,
+    /// Config first, then layers.
+    pub blobs: Vec<String>,
+}
+
 /// A running upstream registry behind a counting tap.
 #[derive(Debug)]
 pub struct Upstream {
@@ -204,6 +215,82 @@ impl Upstream {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         assert_eq!(status, 201, "push {repo}:{tag}: {body}");
+    }
+
+    /// Push an image of the given layers (each stored as it is given) with
+    /// a small config of its own as `repo:tag` (directly, not through the
+    /// tap), and describe it.
+    pub async fn push_image(&self, repo: &str, tag: &str, layers: &[Vec<u8>]) -> PushedImage {
+        let token = self
+            .issuer
+            .mint(&[&format!("repository:{repo}:pull,push")], Some("pusher"));
+        let client = reqwest::Client::new();
+        let base = self.registry_url();
+        let upload = |bytes: Vec<u8>| {
+            let (client, token, base) = (client.clone(), token.clone(), base.clone());
+            async move {
+                let digest = crate::checks::sha256(&bytes);
+                let started = client
+                    .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("start a blob upload");
+                assert_eq!(started.status(), 202, "start a blob upload");
+                let location = started.headers()["location"].to_str().unwrap().to_owned();
+                let url = url::Url::parse(&base).unwrap().join(&location).unwrap();
+                let sep = if url.query().is_some() { '&' } else { '?' };
+                let size = bytes.len() as u64;
+                let done = client
+                    .put(format!("{url}{sep}digest={digest}"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/octet-stream")
+                    .body(bytes)
+                    .send()
+                    .await
+                    .expect("finish a blob upload");
+                assert_eq!(done.status(), 201, "finish a blob upload");
+                (digest, size)
+            }
+        };
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","config":{{"Labels":{{"org.berth.test":"{repo}:{tag}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        );
+        let (config_digest, config_size) = upload(config.into_bytes()).await;
+        let mut pushed = Vec::new();
+        for layer in layers {
+            pushed.push(upload(layer.clone()).await);
+        }
+        let descriptor = |media_type: &str, (digest, size): &(String, u64)| {
+            format!(r#"{{"mediaType":"{media_type}","digest":"{digest}","size":{size}}}"#)
+        };
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","config":{},"layers":[{}]}}"#,
+            crate::images::DOCKER_MANIFEST,
+            descriptor(
+                "application/vnd.docker.container.image.v1+json",
+                &(config_digest.clone(), config_size)
+            ),
+            pushed
+                .iter()
+                .map(|l| descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", l))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        self.push_manifest(
+            repo,
+            tag,
+            crate::images::DOCKER_MANIFEST,
+            manifest.as_bytes(),
+        )
+        .await;
+        PushedImage {
+            digest: crate::checks::sha256(manifest.as_bytes()),
+            manifest: manifest.into_bytes(),
+            blobs: std::iter::once(config_digest)
+                .chain(pushed.into_iter().map(|(d, _)| d))
+                .collect(),
+        }
     }
 
     /// Whether the upstream is currently serving.

@@ -1,0 +1,172 @@
+//! The cache's lifecycle on local disk: a size cap kept by evicting the
+//! least recently used blobs, an age limit, and pins that keep chosen
+//! repositories whatever their age.
+//!
+//! - Last access is the blob file's modification time. A hit does not
+//!   write it: it is noted in memory (`access.rs`) and written for many
+//!   blobs at once, every half minute and before each eviction pass. After
+//!   a restart the file times are the record.
+//! - The bytes on disk are counted in memory (`Usage`): added at each
+//!   commit, and set to the exact total by each pass, which scans the
+//!   store. The first pass runs at start-up, in the background; eviction
+//!   waits for it.
+//! - A pass (`evict.rs`) runs on a thread of its own when a commit takes
+//!   the store over `max_size`, and every minute. It removes blobs older
+//!   than `max_age`, then, above `max_size`, the least recently used ones
+//!   until the store is under a low watermark (90 % of `max_size`), so it
+//!   does not run at every commit. Blobs of pinned repositories stay. A
+//!   blob being filled is not in the store yet, and one being served keeps
+//!   its bytes (its reader holds the open file).
+//! - What a pass removes is told to the hooks registered with
+//!   `BlobStore::on_removal` (the engine's in-memory copies).
+
+mod access;
+mod evict;
+mod pins;
+
+use access::AccessLog;
+pub use pins::PinPattern;
+
+use crate::{Layout, RemovalHook};
+use berth_oci::Digest;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How long noted accesses wait before they are written to file times.
+const FLUSH_EVERY: Duration = Duration::from_secs(30);
+/// How often a pass runs when nothing wakes it (for `max_age`).
+const PASS_EVERY: Duration = Duration::from_secs(60);
+
+/// What keeps the store bounded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Bytes on disk the store is kept under.
+    pub max_size: Option<u64>,
+    /// Blobs unused for this long are removed.
+    pub max_age: Option<Duration>,
+    /// Repositories (`upstream/repository` patterns) never evicted.
+    pub pins: Vec<PinPattern>,
+}
+
+impl Lifecycle {
+    /// Whether anything is ever evicted.
+    pub fn bounded(&self) -> bool {
+        self.max_size.is_some() || self.max_age.is_some()
+    }
+
+    /// Where a pass above `max_size` stops.
+    fn low_watermark(&self) -> Option<u64> {
+        self.max_size.map(|max| max / 10 * 9)
+    }
+}
+
+/// Bytes on disk of the committed blobs, as far as this process knows.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    bytes: AtomicU64,
+}
+
+impl Usage {
+    pub(crate) fn add(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, bytes: u64) {
+        self.bytes.store(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The running lifecycle of one store: what wakes a pass, and who hears
+/// of removals.
+#[derive(Default)]
+pub(crate) struct Keeper {
+    pub(crate) usage: Usage,
+    pub(crate) access: AccessLog,
+    limit: Mutex<Option<u64>>,
+    wake: Notify,
+    hooks: Mutex<Vec<RemovalHook>>,
+}
+
+impl std::fmt::Debug for Keeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keeper")
+            .field("usage", &self.usage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Keeper {
+    /// A blob of `bytes` on disk was committed.
+    pub(crate) fn committed(&self, bytes: u64) {
+        self.usage.add(bytes);
+        let limit = *self
+            .limit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if limit.is_some_and(|max| self.usage.get() > max) {
+            self.wake.notify_one();
+        }
+    }
+
+    pub(crate) fn on_removal(&self, hook: RemovalHook) {
+        self.hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(hook);
+    }
+
+    fn removed(&self, digest: &Digest) {
+        let hooks = self
+            .hooks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for hook in hooks {
+            hook(digest);
+        }
+    }
+
+    /// Run the lifecycle of the store at `layout` until the process ends:
+    /// write noted accesses every [`FLUSH_EVERY`], and, when `lifecycle`
+    /// bounds the store, run a pass at once and then whenever a commit
+    /// passes `max_size` or [`PASS_EVERY`] went by.
+    pub(crate) fn start(self: &Arc<Self>, layout: Layout, lifecycle: Lifecycle) {
+        *self
+            .limit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = lifecycle.max_size;
+        let keeper = Arc::clone(self);
+        let flush_layout = layout.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FLUSH_EVERY).await;
+                let (keeper, layout) = (Arc::clone(&keeper), flush_layout.clone());
+                let _ = tokio::task::spawn_blocking(move || keeper.access.flush(&layout)).await;
+            }
+        });
+        if !lifecycle.bounded() {
+            return;
+        }
+        let keeper = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let (k, l, c) = (Arc::clone(&keeper), layout.clone(), lifecycle.clone());
+                match tokio::task::spawn_blocking(move || evict::pass(&k, &l, &c)).await {
+                    Ok(Ok(report)) => report.log(),
+                    Ok(Err(e)) => tracing::error!(error = %e, "eviction pass failed"),
+                    Err(e) => tracing::error!(error = %e, "eviction pass ended unexpectedly"),
+                }
+                tokio::select! {
+                    () = keeper.wake.notified() => {}
+                    () = tokio::time::sleep(PASS_EVERY) => {}
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,110 @@
+//! Pins: repositories whose manifests and layers are never evicted.
+//! A pattern names `upstream/repository`: `*` stands for one path
+//! segment, `**` for any number of them (`docker.io/library/*`,
+//! `ghcr.io/myorg/**`). A pinned tag keeps every manifest it answers with,
+//! the platform manifests of an index, and the config and layers of each:
+//! a layer shared with other images stays too.
+
+use crate::index::Stored;
+use crate::{Layout, TagKey, TagRecord};
+use berth_oci::{Digest, references};
+use std::collections::HashSet;
+
+/// One pin pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinPattern(Vec<String>);
+
+impl PinPattern {
+    /// Parse `upstream/repository` with `*` and `**` segments; `None` for
+    /// an empty pattern or an empty segment.
+    pub fn parse(text: &str) -> Option<Self> {
+        let segments: Vec<String> = text.split('/').map(str::to_owned).collect();
+        (segments.len() >= 2 && segments.iter().all(|s| !s.is_empty())).then_some(Self(segments))
+    }
+
+    /// Whether the repository `name` (`upstream/repository`) is pinned.
+    pub fn matches(&self, name: &str) -> bool {
+        let name: Vec<&str> = name.split('/').collect();
+        matches(&self.0, &name)
+    }
+}
+
+fn matches(pattern: &[String], name: &[&str]) -> bool {
+    match (pattern.split_first(), name.split_first()) {
+        (None, None) => true,
+        (Some((p, rest)), _) if p == "**" => {
+            (0..=name.len()).any(|skip| matches(rest, &name[skip..]))
+        }
+        (Some((p, rest)), Some((n, names))) => (p == "*" || p == n) && matches(rest, names),
+        _ => false,
+    }
+}
+
+/// Every blob (manifests included) that a pinned tag in the index under
+/// `layout` keeps. Blocking: reads the tag files and the manifests.
+pub(super) fn pinned_blobs(layout: &Layout, pins: &[PinPattern]) -> HashSet<Digest> {
+    let mut kept = HashSet::new();
+    if pins.is_empty() {
+        return kept;
+    }
+    let Ok(files) = std::fs::read_dir(layout.tags()) else {
+        return kept;
+    };
+    for file in files.flatten() {
+        let Ok(bytes) = std::fs::read(file.path()) else {
+            continue;
+        };
+        let Ok(stored) = serde_json::from_slice::<Stored<TagKey, TagRecord>>(&bytes) else {
+            continue;
+        };
+        let name = format!("{}/{}", stored.key.upstream, stored.key.repo);
+        if !pins.iter().any(|p| p.matches(&name)) {
+            continue;
+        }
+        for answer in &stored.record.answers {
+            if let Ok(digest) = answer.digest.parse() {
+                keep_manifest(layout, digest, &mut kept, 2);
+            }
+        }
+    }
+    kept
+}
+
+/// Keep the manifest `digest`, what it names, and (`depth` levels down)
+/// the manifests an index names.
+fn keep_manifest(layout: &Layout, digest: Digest, kept: &mut HashSet<Digest>, depth: u8) {
+    kept.insert(digest);
+    let Ok(bytes) = std::fs::read(layout.blob(&digest)) else {
+        return;
+    };
+    let named = references(&bytes);
+    kept.extend(named.blobs.iter().map(|b| b.digest));
+    if depth > 0 {
+        for child in named.manifests {
+            keep_manifest(layout, child.digest, kept, depth - 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_by_segment() {
+        let one = PinPattern::parse("docker.io/library/*").unwrap();
+        assert!(one.matches("docker.io/library/nginx"));
+        assert!(!one.matches("docker.io/library/a/b"));
+        assert!(!one.matches("ghcr.io/library/nginx"));
+        let any = PinPattern::parse("ghcr.io/myorg/**").unwrap();
+        assert!(any.matches("ghcr.io/myorg/a"));
+        assert!(any.matches("ghcr.io/myorg/a/b/c"));
+        assert!(!any.matches("ghcr.io/other/a"));
+        let exact = PinPattern::parse("quay.io/x/y").unwrap();
+        assert!(exact.matches("quay.io/x/y"));
+        assert!(!exact.matches("quay.io/x/yz"));
+        for bad in ["", "docker.io", "docker.io//x", "/x"] {
+            assert_eq!(PinPattern::parse(bad), None, "{bad}");
+        }
+    }
+}
