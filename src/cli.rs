@@ -1,6 +1,8 @@
-//! Command-line interface: `serve`, `check-config` and `cache verify`.
+//! Command-line interface: `serve`, `check-config` and `cache ...` (see
+//! `cache_cli.rs`).
 
 use crate::app::{App, shutdown_signal};
+use crate::cache_cli;
 use crate::telemetry;
 use berth_config::Config;
 use clap::{Parser, Subcommand};
@@ -49,6 +51,27 @@ enum CacheCommand {
         #[arg(long)]
         quarantine: bool,
     },
+    /// Show the bytes on disk by upstream and repository.
+    Du {
+        /// TOML configuration file (for `data_dir`).
+        #[arg(long, short, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// List cached tags with their size and last use.
+    Ls {
+        /// TOML configuration file (for `data_dir`).
+        #[arg(long, short, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Only repositories matching `upstream/repository` (`*` one
+        /// segment, `**` any).
+        pattern: Option<String>,
+    },
+    /// Remove index records whose manifests are no longer cached.
+    Gc {
+        /// TOML configuration file (for `data_dir`).
+        #[arg(long, short, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn env_lookup(key: &str) -> Option<String> {
@@ -85,10 +108,24 @@ impl Cli {
                 }
                 Err(code) => code,
             },
-            Command::Cache(CacheCommand::Verify { config, quarantine }) => {
-                match load(config.as_ref()) {
-                    Ok(c) => verify(&c, quarantine),
-                    Err(code) => code,
+            Command::Cache(command) => {
+                let config = match &command {
+                    CacheCommand::Verify { config, .. }
+                    | CacheCommand::Du { config }
+                    | CacheCommand::Ls { config, .. }
+                    | CacheCommand::Gc { config } => config.clone(),
+                };
+                let config = match load(config.as_ref()) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                };
+                match command {
+                    CacheCommand::Verify { quarantine, .. } => {
+                        cache_cli::verify(&config, quarantine)
+                    }
+                    CacheCommand::Du { .. } => cache_cli::du(&config),
+                    CacheCommand::Ls { pattern, .. } => cache_cli::ls(&config, pattern.as_deref()),
+                    CacheCommand::Gc { .. } => cache_cli::gc(&config),
                 }
             }
             Command::Serve { config } => {
@@ -138,29 +175,4 @@ fn serve(config: &Config) -> anyhow::Result<()> {
     // Reader threads end once their responses are gone; don't wait forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     result
-}
-
-fn verify(config: &Config, quarantine: bool) -> ExitCode {
-    match berth_cache::verify_store(&config.data_dir, quarantine) {
-        Err(e) => {
-            eprintln!("berth: {e}");
-            ExitCode::FAILURE
-        }
-        Ok(report) => {
-            for (path, problem) in &report.corrupt {
-                println!("corrupt: {}: {problem}", path.display());
-            }
-            println!(
-                "{} blobs verified, {} corrupt, {} quarantined",
-                report.ok,
-                report.corrupt.len(),
-                report.quarantined
-            );
-            if report.corrupt.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-    }
 }

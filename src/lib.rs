@@ -6,12 +6,13 @@
 //! 2. `berth-cache`, `berth-upstream`: storage and upstream registries;
 //! 3. `berth-pull`: the cache-or-fetch engine;
 //! 4. `berth-http`: the server loop and the registry API;
-//! 5. here: `app` (building everything from the config), `cli` and
-//!    `telemetry`.
+//! 5. here: `app` (building everything from the config), `cli` (with
+//!    `cache_cli`, the commands on the data directory) and `telemetry`.
 //!
 //! See ARCHITECTURE.md for the request path.
 
 pub mod app;
+mod cache_cli;
 pub mod cli;
 pub mod telemetry;
 

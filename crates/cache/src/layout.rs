@@ -35,6 +35,11 @@ impl Layout {
         &self.root
     }
 
+    /// Whether a berth store lives here (its blob directory exists).
+    pub fn is_store(&self) -> bool {
+        self.blobs().is_dir()
+    }
+
     /// The lock file a serving process holds.
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("berth.lock")

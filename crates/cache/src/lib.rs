@@ -7,7 +7,9 @@
 //! [`BlobStore`] and [`IndexStore`], and the bytes to send as
 //! [`BlobBytes`].
 
+mod catalog;
 mod fs;
+mod gc;
 mod hot;
 mod index;
 mod layout;
@@ -21,7 +23,9 @@ mod store;
 mod tags;
 mod verify;
 
+pub use catalog::{Catalog, CatalogBlob, CatalogTag};
 pub use fs::FsStore;
+pub use gc::{GcReport, collect_garbage};
 pub use hot::{HotBlobs, HotCache, HotManifest, HotManifests, Weighed};
 pub use index::FsIndex;
 pub use layout::Layout;

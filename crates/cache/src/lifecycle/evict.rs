@@ -5,9 +5,8 @@
 //! used since the last flush stay. Blocking; runs on a thread of its own.
 
 use super::{Keeper, Lifecycle, pins};
-use crate::{CacheError, Layout, io_err};
-use berth_oci::Digest;
-use std::os::unix::fs::MetadataExt as _;
+use crate::catalog::scan;
+use crate::{CacheError, Layout};
 use std::time::{Duration, SystemTime};
 
 /// What a pass did.
@@ -43,41 +42,6 @@ impl Report {
             );
         }
     }
-}
-
-/// A committed blob as a pass sees it.
-struct Entry {
-    digest: Digest,
-    bytes: u64,
-    used: SystemTime,
-}
-
-/// Every committed blob under `layout`.
-fn scan(layout: &Layout) -> Result<Vec<Entry>, CacheError> {
-    let blobs = layout.blobs();
-    let mut entries = Vec::new();
-    for shard in std::fs::read_dir(&blobs).map_err(io_err("list", &blobs))? {
-        let shard = shard.map_err(io_err("list", &blobs))?.path();
-        let Ok(files) = std::fs::read_dir(&shard) else {
-            continue;
-        };
-        for file in files.flatten() {
-            let path = file.path();
-            let Some(digest) = layout.blob_digest(&path) else {
-                continue;
-            };
-            // Removed since it was listed: nothing to count.
-            let Ok(meta) = file.metadata() else {
-                continue;
-            };
-            entries.push(Entry {
-                digest,
-                bytes: meta.blocks() * 512,
-                used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            });
-        }
-    }
-    Ok(entries)
 }
 
 pub(super) fn pass(
@@ -140,6 +104,8 @@ pub(super) fn pass(
 mod tests {
     use super::*;
     use crate::lifecycle::PinPattern;
+    use berth_oci::Digest;
+    use std::os::unix::fs::MetadataExt as _;
 
     fn blob(layout: &Layout, data: &[u8], age_secs: u64) -> Digest {
         let digest = Digest::of(data);

@@ -1,13 +1,14 @@
 //! Pins: repositories whose manifests and layers are never evicted.
-//! A pattern names `upstream/repository`: `*` stands for one path
-//! segment, `**` for any number of them (`docker.io/library/*`,
-//! `ghcr.io/myorg/**`). A pinned tag keeps every manifest it answers with,
+//! A pattern names `upstream/repository`: `*` stands for any characters
+//! within one path segment, `**` for any number of segments
+//! (`docker.io/library/*`, `ghcr.io/myorg/**`, `docker.io/library/ng*`). A pinned tag keeps every manifest it answers with,
 //! the platform manifests of an index, and the config and layers of each:
 //! a layer shared with other images stays too.
 
+use crate::catalog::manifest_closure;
 use crate::index::Stored;
 use crate::{Layout, TagKey, TagRecord};
-use berth_oci::{Digest, references};
+use berth_oci::Digest;
 use std::collections::HashSet;
 
 /// One pin pattern.
@@ -35,8 +36,21 @@ fn matches(pattern: &[String], name: &[&str]) -> bool {
         (Some((p, rest)), _) if p == "**" => {
             (0..=name.len()).any(|skip| matches(rest, &name[skip..]))
         }
-        (Some((p, rest)), Some((n, names))) => (p == "*" || p == n) && matches(rest, names),
+        (Some((p, rest)), Some((n, names))) => segment_matches(p, n) && matches(rest, names),
         _ => false,
+    }
+}
+
+/// One segment against a pattern segment in which `*` stands for any run
+/// of characters.
+fn segment_matches(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, tail)) => {
+            text.starts_with(head)
+                && (head.len()..=text.len())
+                    .any(|i| text.is_char_boundary(i) && segment_matches(tail, &text[i..]))
+        }
     }
 }
 
@@ -63,27 +77,11 @@ pub(super) fn pinned_blobs(layout: &Layout, pins: &[PinPattern]) -> HashSet<Dige
         }
         for answer in &stored.record.answers {
             if let Ok(digest) = answer.digest.parse() {
-                keep_manifest(layout, digest, &mut kept, 2);
+                manifest_closure(layout, digest, &mut kept, 2);
             }
         }
     }
     kept
-}
-
-/// Keep the manifest `digest`, what it names, and (`depth` levels down)
-/// the manifests an index names.
-fn keep_manifest(layout: &Layout, digest: Digest, kept: &mut HashSet<Digest>, depth: u8) {
-    kept.insert(digest);
-    let Ok(bytes) = std::fs::read(layout.blob(&digest)) else {
-        return;
-    };
-    let named = references(&bytes);
-    kept.extend(named.blobs.iter().map(|b| b.digest));
-    if depth > 0 {
-        for child in named.manifests {
-            keep_manifest(layout, child.digest, kept, depth - 1);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -100,6 +98,9 @@ mod tests {
         assert!(any.matches("ghcr.io/myorg/a"));
         assert!(any.matches("ghcr.io/myorg/a/b/c"));
         assert!(!any.matches("ghcr.io/other/a"));
+        let part = PinPattern::parse("docker.io/library/ng*x").unwrap();
+        assert!(part.matches("docker.io/library/nginx"));
+        assert!(!part.matches("docker.io/library/nginy"));
         let exact = PinPattern::parse("quay.io/x/y").unwrap();
         assert!(exact.matches("quay.io/x/y"));
         assert!(!exact.matches("quay.io/x/yz"));

@@ -1,0 +1,196 @@
+//! `berth cache ...`: commands on the data directory, safe while berth
+//! serves it. Each refuses a directory that is not a berth store, and the
+//! exit status says what happened:
+//!
+//! | status | meaning |
+//! |---|---|
+//! | 0 | done |
+//! | 1 | `verify` found corrupt blobs |
+//! | 66 | the directory is not a berth store (EX_NOINPUT) |
+//! | 74 | the store could not be read or changed (EX_IOERR) |
+//! | 78 | the configuration is invalid (EX_CONFIG) |
+
+use berth_cache::{Catalog, Layout, collect_garbage, verify_store};
+use berth_config::Config;
+use std::collections::{BTreeMap, HashSet};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+/// Exit status: `verify` found corrupt blobs.
+const EXIT_CORRUPT: u8 = 1;
+/// Exit status: not a berth store (EX_NOINPUT).
+const EXIT_NOT_A_STORE: u8 = 66;
+/// Exit status: the store could not be read or changed (EX_IOERR).
+const EXIT_IO: u8 = 74;
+
+/// The store of `config`, or the exit status for a directory that is not
+/// one.
+fn store(config: &Config) -> Result<Layout, ExitCode> {
+    let layout = Layout::new(&config.data_dir);
+    if layout.is_store() {
+        Ok(layout)
+    } else {
+        eprintln!(
+            "berth: {} is not a berth store (no blobs/sha256 in it); check data_dir",
+            config.data_dir.display()
+        );
+        Err(ExitCode::from(EXIT_NOT_A_STORE))
+    }
+}
+
+fn io_failure(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("berth: cannot read the store: {e}");
+    ExitCode::from(EXIT_IO)
+}
+
+fn catalog(config: &Config) -> Result<Catalog, ExitCode> {
+    let layout = store(config)?;
+    Catalog::read(&layout).map_err(|e| io_failure(&e))
+}
+
+/// `berth cache verify`.
+pub(crate) fn verify(config: &Config, quarantine: bool) -> ExitCode {
+    if let Err(code) = store(config) {
+        return code;
+    }
+    match verify_store(&config.data_dir, quarantine) {
+        Err(e) => io_failure(&e),
+        Ok(report) => {
+            for (path, problem) in &report.corrupt {
+                println!("corrupt: {}: {problem}", path.display());
+            }
+            println!(
+                "{} blobs verified, {} corrupt, {} quarantined",
+                report.ok,
+                report.corrupt.len(),
+                report.quarantined
+            );
+            if report.corrupt.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_CORRUPT)
+            }
+        }
+    }
+}
+
+/// Bytes in a unit a person reads.
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// How long ago `at` was, in a unit a person reads.
+fn ago(at: Option<SystemTime>) -> String {
+    let Some(secs) = at.and_then(|t| t.elapsed().ok()).map(|d| d.as_secs()) else {
+        return "-".to_owned();
+    };
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3_600 => format!("{}m ago", secs / 60),
+        3_600..86_400 => format!("{}h ago", secs / 3_600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
+/// `berth cache du`: bytes on disk by upstream and repository. A blob
+/// shared by several repositories counts in each; the total counts it
+/// once.
+pub(crate) fn du(config: &Config) -> ExitCode {
+    let catalog = match catalog(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut repos: BTreeMap<(String, String), HashSet<berth_oci::Digest>> = BTreeMap::new();
+    for tag in &catalog.tags {
+        repos
+            .entry((tag.key.upstream.clone(), tag.key.repo.clone()))
+            .or_default()
+            .extend(tag.blobs.iter().copied());
+    }
+    let mut attributed: HashSet<&berth_oci::Digest> = HashSet::new();
+    println!("{:>10}  {:>6}  repository", "size", "blobs");
+    for ((upstream, repo), blobs) in &repos {
+        let present: Vec<_> = blobs
+            .iter()
+            .filter(|d| catalog.blobs.contains_key(d))
+            .collect();
+        attributed.extend(present.iter().copied());
+        println!(
+            "{:>10}  {:>6}  {upstream}/{repo}",
+            human(catalog.bytes_of(present.iter().copied())),
+            present.len()
+        );
+    }
+    let total = catalog.bytes_of(catalog.blobs.keys());
+    let other = catalog.bytes_of(catalog.blobs.keys().filter(|d| !attributed.contains(d)));
+    println!(
+        "{:>10}  {:>6}  (no cached tag names them)",
+        human(other),
+        catalog.blobs.len() - attributed.len()
+    );
+    println!("{:>10}  {:>6}  total", human(total), catalog.blobs.len());
+    ExitCode::SUCCESS
+}
+
+/// `berth cache ls [PATTERN]`: cached tags (of repositories matching
+/// `PATTERN`, `upstream/repository` with `*` and `**`), with the bytes of
+/// what they need and their last use.
+pub(crate) fn ls(config: &Config, pattern: Option<&str>) -> ExitCode {
+    let pattern = match pattern.map(|p| berth_cache::PinPattern::parse(p).ok_or(p)) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(p)) => {
+            eprintln!(
+                "berth: {p:?} is not a pattern like \"docker.io/library/*\" or \"ghcr.io/myorg/**\""
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let catalog = match catalog(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    println!("{:>10}  {:>10}  tag", "size", "last use");
+    for tag in &catalog.tags {
+        let name = format!("{}/{}", tag.key.upstream, tag.key.repo);
+        if pattern.as_ref().is_some_and(|p| !p.matches(&name)) {
+            continue;
+        }
+        println!(
+            "{:>10}  {:>10}  {name}:{}",
+            human(catalog.bytes_of(&tag.blobs)),
+            ago(catalog.last_use(&tag.blobs)),
+            tag.key.tag
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// `berth cache gc`.
+pub(crate) fn gc(config: &Config) -> ExitCode {
+    let layout = match store(config) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    match collect_garbage(&layout) {
+        Ok(report) => {
+            println!(
+                "removed {} tag records and {} media-type records whose manifests are gone",
+                report.tags, report.manifest_types
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => io_failure(&e),
+    }
+}
