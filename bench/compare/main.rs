@@ -6,7 +6,8 @@
 //!   request-counting tap (upstream requests and bytes are counted there,
 //!   never from berth's own metrics);
 //! - distribution 2.8 in proxy mode in front of that upstream (`proxy`);
-//! - nginx with `sendfile on` serving the same blob files (`nginx`).
+//! - nginx with `sendfile on` serving the same blob files (`nginx`);
+//! - berth itself with no size cap, for the cost of eviction (`lifecycle`).
 //!
 //! Load comes from wrk, skopeo, curl and in-process reqwest clients. Run it
 //! with `bench/run compare` (a release build).
@@ -15,6 +16,7 @@
 
 mod big_image;
 mod cold;
+mod lifecycle;
 mod memory;
 mod nginx;
 mod proxy;
@@ -99,7 +101,8 @@ macro_rules! step {
 }
 
 /// Whether `BENCH_ONLY` (comma-separated step names: throughput,
-/// manifests, small, cold, concurrent, tag, rss, startup) is unset or names `step`.
+/// manifests, small, cold, concurrent, tag, rss, startup, eviction,
+/// million) is unset or names `step`.
 fn selected(step: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == step))
 }
@@ -159,6 +162,15 @@ async fn main() {
     drop(dist);
     if selected("startup") {
         step!("start-up", memory::startup(&ctx, &mut t).await);
+    }
+    if selected("eviction") {
+        step!(
+            "warm serving with eviction running",
+            lifecycle::eviction(&mut t).await
+        );
+    }
+    if selected("million") {
+        step!("1,000,000 blobs", lifecycle::million(&mut t).await);
     }
 
     t.note(format!(

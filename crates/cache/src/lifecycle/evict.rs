@@ -22,7 +22,17 @@ pub(super) struct Report {
 }
 
 impl Report {
-    pub(super) fn log(&self) {
+    /// Log what the pass did; the `first` one also says that the store
+    /// is accounted (eviction could not start before).
+    pub(super) fn log(&self, first: bool) {
+        if first {
+            tracing::info!(
+                blobs = self.scanned,
+                bytes = self.before,
+                took_ms = self.took.as_millis() as u64,
+                "cache store accounted"
+            );
+        }
         if self.removed > 0 {
             tracing::info!(
                 blobs = self.scanned,

@@ -155,10 +155,14 @@ impl Keeper {
         }
         let keeper = Arc::clone(self);
         tokio::spawn(async move {
+            let mut first = true;
             loop {
                 let (k, l, c) = (Arc::clone(&keeper), layout.clone(), lifecycle.clone());
                 match tokio::task::spawn_blocking(move || evict::pass(&k, &l, &c)).await {
-                    Ok(Ok(report)) => report.log(),
+                    Ok(Ok(report)) => {
+                        report.log(first);
+                        first = false;
+                    }
                     Ok(Err(e)) => tracing::error!(error = %e, "eviction pass failed"),
                     Err(e) => tracing::error!(error = %e, "eviction pass ended unexpectedly"),
                 }
