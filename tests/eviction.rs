@@ -174,3 +174,53 @@ async fn the_least_recently_pulled_go_and_a_pinned_image_stays() {
         assert_eq!(up.count("GET", d), 1, "{d}: {:?}", up.requests());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_evicted_while_a_client_reads_it_still_arrives_whole() {
+    let up = Upstream::start().await;
+    let pushed = images(&up).await;
+    let big = &up.images().big;
+    let layer = big.largest_blob();
+    // Room for the big layer and two of the small images, not three.
+    let small: u64 = (u64::from(LAYER) + (64 << 10)) * 2;
+    let config = format!(
+        "[cache]\nmax_size = {}\n{}",
+        layer.size + small,
+        upstream_toml(
+            "docker.io",
+            &up.url(),
+            "default = true\nauto_library = true"
+        )
+    );
+    let berth = Berth::start(&config);
+    let url = format!("{}{}", berth.url(), big.blob_path(layer));
+    let first = reqwest::get(&url).await.unwrap();
+    assert_eq!(&sha256(&first.bytes().await.unwrap()), &layer.digest);
+    assert!(berth_testkit::checks::eventually_cached(&berth.data_dir, &layer.digest).await);
+
+    // A client starts reading the cached layer, and stops after 4 MiB.
+    let mut reading = reqwest::get(&url).await.unwrap();
+    let mut received = Vec::new();
+    while received.len() < 4 << 20 {
+        received.extend_from_slice(&reading.chunk().await.unwrap().unwrap());
+    }
+    // Meanwhile three images are pulled: the layer, the least recently
+    // used, is evicted.
+    for (name, image) in ["a", "b", "c"].iter().zip(&pushed) {
+        pull(&berth, name, image).await;
+    }
+    let path = berth_testkit::checks::blob_path(&berth.data_dir, &layer.digest);
+    for _ in 0..100 {
+        if !path.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!path.exists(), "the layer was not evicted: {}", berth.log());
+    // The reader gets the rest, every byte right.
+    while let Some(chunk) = reading.chunk().await.unwrap() {
+        received.extend_from_slice(&chunk);
+    }
+    assert_eq!(received.len() as u64, layer.size);
+    assert_eq!(sha256(&received), layer.digest);
+}
