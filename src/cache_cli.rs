@@ -10,7 +10,9 @@
 //! | 74 | the store could not be read or changed (EX_IOERR) |
 //! | 78 | the configuration is invalid (EX_CONFIG) |
 
-use berth_cache::{Catalog, Layout, collect_garbage, verify_store};
+use berth_cache::{
+    Catalog, Layout, PinPattern, collect_garbage, store_pins, stored_pins, verify_store,
+};
 use berth_config::Config;
 use std::collections::{BTreeMap, HashSet};
 use std::process::ExitCode;
@@ -146,16 +148,10 @@ pub(crate) fn du(config: &Config) -> ExitCode {
 /// `berth cache ls [PATTERN]`: cached tags (of repositories matching
 /// `PATTERN`, `upstream/repository` with `*` and `**`), with the bytes of
 /// what they need and their last use.
-pub(crate) fn ls(config: &Config, pattern: Option<&str>) -> ExitCode {
-    let pattern = match pattern.map(|p| berth_cache::PinPattern::parse(p).ok_or(p)) {
-        None => None,
-        Some(Ok(p)) => Some(p),
-        Some(Err(p)) => {
-            eprintln!(
-                "berth: {p:?} is not a pattern like \"docker.io/library/*\" or \"ghcr.io/myorg/**\""
-            );
-            return ExitCode::from(2);
-        }
+pub(crate) fn ls(config: &Config, text: Option<&str>) -> ExitCode {
+    let pattern = match text.map(pattern).transpose() {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let catalog = match catalog(config) {
         Ok(c) => c,
@@ -193,4 +189,49 @@ pub(crate) fn gc(config: &Config) -> ExitCode {
         }
         Err(e) => io_failure(&e),
     }
+}
+
+/// A pattern from the command line, or exit status 2.
+fn pattern(text: &str) -> Result<PinPattern, ExitCode> {
+    PinPattern::parse(text).ok_or_else(|| {
+        eprintln!(
+            "berth: {text:?} is not a pattern like \"docker.io/library/*\" or \"ghcr.io/myorg/**\""
+        );
+        ExitCode::from(2)
+    })
+}
+
+/// `berth cache pin PATTERN` (`add`) and `unpin PATTERN`: change the pins
+/// kept in the data directory, and print them with the configured ones.
+/// The next eviction pass of a running berth reads them.
+pub(crate) fn pin(config: &Config, text: &str, add: bool) -> ExitCode {
+    let layout = match store(config) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let wanted = match pattern(text) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let mut pins = match stored_pins(&layout) {
+        Ok(p) => p,
+        Err(e) => return io_failure(&e),
+    };
+    let had = pins.contains(&wanted);
+    pins.retain(|p| *p != wanted);
+    if add {
+        pins.push(wanted.clone());
+    } else if !had {
+        eprintln!("berth: {wanted} was not pinned with `berth cache pin`");
+    }
+    if let Err(e) = store_pins(&layout, &pins) {
+        return io_failure(&e);
+    }
+    for p in &pins {
+        println!("pinned  {p}");
+    }
+    for p in &config.cache.pin {
+        println!("pinned  {p}  (configuration)");
+    }
+    ExitCode::SUCCESS
 }

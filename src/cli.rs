@@ -72,6 +72,23 @@ enum CacheCommand {
         #[arg(long, short, env = "BERTH_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Keep a repository's images from eviction (`upstream/repository`,
+    /// `*` and `**` allowed); kept in the data directory.
+    Pin {
+        /// TOML configuration file (for `data_dir`).
+        #[arg(long, short, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// The pattern to pin.
+        pattern: String,
+    },
+    /// Undo `berth cache pin`.
+    Unpin {
+        /// TOML configuration file (for `data_dir`).
+        #[arg(long, short, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// The pattern to unpin.
+        pattern: String,
+    },
 }
 
 fn env_lookup(key: &str) -> Option<String> {
@@ -113,7 +130,9 @@ impl Cli {
                     CacheCommand::Verify { config, .. }
                     | CacheCommand::Du { config }
                     | CacheCommand::Ls { config, .. }
-                    | CacheCommand::Gc { config } => config.clone(),
+                    | CacheCommand::Gc { config }
+                    | CacheCommand::Pin { config, .. }
+                    | CacheCommand::Unpin { config, .. } => config.clone(),
                 };
                 let config = match load(config.as_ref()) {
                     Ok(c) => c,
@@ -126,6 +145,8 @@ impl Cli {
                     CacheCommand::Du { .. } => cache_cli::du(&config),
                     CacheCommand::Ls { pattern, .. } => cache_cli::ls(&config, pattern.as_deref()),
                     CacheCommand::Gc { .. } => cache_cli::gc(&config),
+                    CacheCommand::Pin { pattern, .. } => cache_cli::pin(&config, &pattern, true),
+                    CacheCommand::Unpin { pattern, .. } => cache_cli::pin(&config, &pattern, false),
                 }
             }
             Command::Serve { config } => {

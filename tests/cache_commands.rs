@@ -32,7 +32,14 @@ fn every_cache_command_refuses_a_directory_that_is_not_a_store() {
         format!("data_dir = {:?}\n", missing.display().to_string()),
     )
     .unwrap();
-    for command in [&["verify"][..], &["du"], &["ls"], &["gc"]] {
+    for command in [
+        &["verify"][..],
+        &["du"],
+        &["ls"],
+        &["gc"],
+        &["pin", "docker.io/library/*"],
+        &["unpin", "docker.io/library/*"],
+    ] {
         let out = cache(&config, command);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(66), "{command:?}: {err}");

@@ -96,24 +96,34 @@ async fn evicted(data: &Path, image: &PushedImage) -> bool {
     false
 }
 
-/// Pulls a, b, c through a berth with `extra` config, in that order, and
-/// returns it.
-async fn pull_all(up: &Upstream, pushed: &[PushedImage], extra: &str) -> Berth {
-    let berth = Berth::start(&format!(
+/// A berth in front of `up` with `extra` config.
+fn start(up: &Upstream, extra: &str) -> Berth {
+    Berth::start(&format!(
         "{extra}\n{}",
         upstream_toml(
             "docker.io",
             &up.url(),
             "default = true\nauto_library = true"
         )
-    ));
+    ))
+}
+
+/// Pulls a, b, c through `berth`, in that order.
+async fn pull_in_order(berth: &Berth, pushed: &[PushedImage]) {
     for (name, image) in ["a", "b", "c"].iter().zip(pushed) {
-        pull(&berth, name, image).await;
+        pull(berth, name, image).await;
         for d in files(image) {
             assert!(berth_testkit::checks::eventually_cached(&berth.data_dir, &d).await);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Pulls a, b, c through a berth with `extra` config, in that order, and
+/// returns it.
+async fn pull_all(up: &Upstream, pushed: &[PushedImage], extra: &str) -> Berth {
+    let berth = start(up, extra);
+    pull_in_order(&berth, pushed).await;
     berth
 }
 
@@ -163,6 +173,31 @@ async fn the_least_recently_pulled_go_and_a_pinned_image_stays() {
     );
     assert!(store_bytes(&pinned.data_dir) <= cap);
     drop(pinned);
+
+    // The same with the pin added while berth serves, by the CLI.
+    let served = start(&up, &config);
+    let pin = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["cache", "pin", "docker.io/library/a", "--config"])
+        .arg(served.config_path())
+        .output()
+        .unwrap();
+    assert!(pin.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&pin.stdout).trim(),
+        "pinned  docker.io/library/a"
+    );
+    pull_in_order(&served, &pushed).await;
+    assert!(
+        evicted(&served.data_dir, &pushed[1]).await,
+        "{}",
+        served.log()
+    );
+    assert!(
+        files(&pushed[0])
+            .iter()
+            .all(|d| cached(&served.data_dir, d))
+    );
+    drop(served);
 
     // The evicted image pulls again, from upstream: its manifest and its
     // config, which were served from memory before, too. One fetch each.

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <data_dir>/berth.lock                      held (flock) by the serving process
+//! <data_dir>/pins                            pins added by `berth cache pin`, one per line
 //! <data_dir>/blobs/sha256/<2 hex>/<64 hex>   committed blobs and manifests
 //! <data_dir>/index/tags/<sha256 of key>.json tag answers
 //! <data_dir>/index/lists/<sha256 of key>.json tag lists and referrers
@@ -38,6 +39,11 @@ impl Layout {
     /// Whether a berth store lives here (its blob directory exists).
     pub fn is_store(&self) -> bool {
         self.blobs().is_dir()
+    }
+
+    /// The pins `berth cache pin` keeps, one pattern per line.
+    pub fn pins(&self) -> PathBuf {
+        self.root.join("pins")
     }
 
     /// The lock file a serving process holds.

@@ -29,7 +29,7 @@ pub use gc::{GcReport, collect_garbage};
 pub use hot::{HotBlobs, HotCache, HotManifest, HotManifests, Weighed};
 pub use index::FsIndex;
 pub use layout::Layout;
-pub use lifecycle::{Lifecycle, PinPattern};
+pub use lifecycle::{Lifecycle, PinPattern, store_pins, stored_pins};
 pub use listings::{ListingKey, ListingRecord};
 pub use lock::DataDirLock;
 pub use memory::{MemoryIndex, MemoryStore};

@@ -25,7 +25,7 @@ mod evict;
 mod pins;
 
 use access::AccessLog;
-pub use pins::PinPattern;
+pub use pins::{PinPattern, store_pins, stored_pins};
 
 use crate::{Layout, RemovalHook};
 use berth_oci::Digest;

@@ -4,16 +4,50 @@
 //! (`docker.io/library/*`, `ghcr.io/myorg/**`, `docker.io/library/ng*`). A pinned tag keeps every manifest it answers with,
 //! the platform manifests of an index, and the config and layers of each:
 //! a layer shared with other images stays too.
+//!
+//! Pins come from the configuration and from `<data_dir>/pins` (one
+//! pattern per line), which `berth cache pin` / `unpin` change while berth
+//! serves; each eviction pass reads it again.
 
 use crate::catalog::manifest_closure;
 use crate::index::Stored;
-use crate::{Layout, TagKey, TagRecord};
+use crate::{CacheError, Layout, TagKey, TagRecord};
 use berth_oci::Digest;
 use std::collections::HashSet;
 
 /// One pin pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PinPattern(Vec<String>);
+
+impl std::fmt::Display for PinPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("/"))
+    }
+}
+
+/// The pins kept in the data directory under `layout`, in file order.
+/// Lines that are not patterns are skipped; no file is no pins.
+pub fn stored_pins(layout: &Layout) -> Result<Vec<PinPattern>, CacheError> {
+    let path = layout.pins();
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter_map(|l| PinPattern::parse(l.trim()))
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(CacheError::io("read", &path, e)),
+    }
+}
+
+/// Replace the pins kept in the data directory under `layout` (written to
+/// `tmp/` and renamed into place).
+pub fn store_pins(layout: &Layout, pins: &[PinPattern]) -> Result<(), CacheError> {
+    let path = layout.pins();
+    let tmp = layout.tmp().join(format!("pins-{}", std::process::id()));
+    let text: String = pins.iter().map(|p| format!("{p}\n")).collect();
+    std::fs::write(&tmp, text).map_err(|e| CacheError::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| CacheError::io("rename", &path, e))
+}
 
 impl PinPattern {
     /// Parse `upstream/repository` with `*` and `**` segments; `None` for
@@ -56,8 +90,15 @@ fn segment_matches(pattern: &str, text: &str) -> bool {
 
 /// Every blob (manifests included) that a pinned tag in the index under
 /// `layout` keeps. Blocking: reads the tag files and the manifests.
-pub(super) fn pinned_blobs(layout: &Layout, pins: &[PinPattern]) -> HashSet<Digest> {
+pub(super) fn pinned_blobs(layout: &Layout, configured: &[PinPattern]) -> HashSet<Digest> {
     let mut kept = HashSet::new();
+    let mut pins = configured.to_vec();
+    match stored_pins(layout) {
+        Ok(stored) => pins.extend(stored),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the stored pins; using the configured ones")
+        }
+    }
     if pins.is_empty() {
         return kept;
     }
