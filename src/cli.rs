@@ -2,8 +2,8 @@
 //! `cache_cli.rs`).
 
 use crate::app::{App, shutdown_signal};
-use crate::cache_cli;
 use crate::telemetry;
+use crate::{cache_cli, prefetch};
 use berth_config::Config;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -37,6 +37,24 @@ enum Command {
     /// Work on the cache directory.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Warm a running berth: pull images through it as a client would.
+    Prefetch {
+        /// berth's URL [default: from the `listen` of --config, on 127.0.0.1]
+        #[arg(long, env = "BERTH_SERVER")]
+        server: Option<String>,
+        /// TOML configuration file (for `listen`).
+        #[arg(long, short, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// Platforms to take from an index, e.g. linux/arm64 (repeatable)
+        /// [default: linux/amd64]
+        #[arg(long = "platform")]
+        platforms: Vec<String>,
+        /// A file of image references, one per line (`#` comments).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Image references: nginx, ghcr.io/org/img:tag, quay.io/a/b@sha256:...
+        images: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +167,22 @@ impl Cli {
                     CacheCommand::Unpin { pattern, .. } => cache_cli::pin(&config, &pattern, false),
                 }
             }
+            Command::Prefetch {
+                server,
+                config,
+                platforms,
+                file,
+                images,
+            } => {
+                let server = match server {
+                    Some(s) => s,
+                    None => match load(config.as_ref()) {
+                        Ok(c) => local_url(c.listen),
+                        Err(code) => return code,
+                    },
+                };
+                prefetch::run(&server, &images, file.as_deref(), &platforms)
+            }
             Command::Serve { config } => {
                 let config = match load(config.as_ref()) {
                     Ok(c) => c,
@@ -196,4 +230,14 @@ fn serve(config: &Config) -> anyhow::Result<()> {
     // Reader threads end once their responses are gone; don't wait forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     result
+}
+
+/// The URL this machine reaches a berth listening on `listen` at.
+fn local_url(listen: std::net::SocketAddr) -> String {
+    let host = if listen.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        listen.ip()
+    };
+    format!("http://{}", std::net::SocketAddr::new(host, listen.port()))
 }

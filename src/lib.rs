@@ -7,13 +7,15 @@
 //! 3. `berth-pull`: the cache-or-fetch engine;
 //! 4. `berth-http`: the server loop and the registry API;
 //! 5. here: `app` (building everything from the config), `cli` (with
-//!    `cache_cli`, the commands on the data directory) and `telemetry`.
+//!    `cache_cli`, the commands on the data directory, and `prefetch`,
+//!    which warms a running berth as a client) and `telemetry`.
 //!
 //! See ARCHITECTURE.md for the request path.
 
 pub mod app;
 mod cache_cli;
 pub mod cli;
+mod prefetch;
 pub mod telemetry;
 
 pub use app::App;

@@ -1,0 +1,356 @@
+//! `berth prefetch`: warm a running berth the way a client would. Each
+//! image's manifest is fetched through berth (for an index, the manifests
+//! of the platforms asked for), then its config and layers, three at a
+//! time, so the same single flight and verification apply as for any pull.
+//!
+//! On a terminal it draws a bar per image and per layer (bytes, rate, time
+//! left); otherwise it prints one line per layer. It ends with a summary,
+//! and exits non-zero when any image failed.
+
+use berth_oci::{MANIFEST_MEDIA_TYPES, Reference, RepoName, references};
+use futures_util::StreamExt as _;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Blobs downloaded at once per image.
+const DOWNLOADS: usize = 3;
+
+/// An image to warm, as berth routes it.
+#[derive(Debug, Clone)]
+struct Target {
+    /// As the user wrote it.
+    shown: String,
+    registry: String,
+    repo: RepoName,
+    reference: Reference,
+}
+
+/// `[registry/]repository[:tag|@digest]`, Docker Hub by default (with
+/// `library/` for single names).
+fn parse_target(text: &str) -> Result<Target, String> {
+    let (rest, reference) = match text.split_once('@') {
+        Some((rest, digest)) => (rest, digest.to_owned()),
+        None => match text.rsplit_once(':') {
+            Some((rest, tag)) if !tag.contains('/') => (rest, tag.to_owned()),
+            _ => (text, "latest".to_owned()),
+        },
+    };
+    let (registry, repo) = match rest.split_once('/') {
+        Some((first, repo))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            (first.to_owned(), repo.to_owned())
+        }
+        _ => ("docker.io".to_owned(), rest.to_owned()),
+    };
+    let repo = if registry == "docker.io" && !repo.contains('/') {
+        format!("library/{repo}")
+    } else {
+        repo
+    };
+    Ok(Target {
+        shown: text.to_owned(),
+        registry,
+        repo: repo
+            .parse()
+            .map_err(|e| format!("{text:?}: not a repository name: {e}"))?,
+        reference: reference
+            .parse()
+            .map_err(|e| format!("{text:?}: not a tag or digest: {e}"))?,
+    })
+}
+
+/// What warming took, over every image.
+#[derive(Debug, Default)]
+struct Totals {
+    fetched: AtomicU64,
+    cached: AtomicU64,
+}
+
+/// How the run reports: bars on a terminal, lines elsewhere.
+struct Report {
+    bars: Option<MultiProgress>,
+}
+
+impl Report {
+    fn image_bar(&self, target: &Target, blobs: usize) -> Option<ProgressBar> {
+        let bars = self.bars.as_ref()?;
+        let bar = bars.add(ProgressBar::new(blobs as u64));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} blobs {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(target.shown.clone());
+        Some(bar)
+    }
+
+    fn blob_bar(&self, digest: &str, size: u64) -> Option<ProgressBar> {
+        let bars = self.bars.as_ref()?;
+        let bar = bars.add(ProgressBar::new(size));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "  {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(short(digest));
+        Some(bar)
+    }
+
+    fn line(&self, text: String) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(text);
+            }
+            None => println!("{text}"),
+        }
+    }
+}
+
+fn short(digest: &str) -> String {
+    digest.chars().take(19).collect()
+}
+
+fn human(bytes: u64) -> String {
+    indicatif::HumanBytes(bytes).to_string()
+}
+
+/// Run the prefetch of `images` (and the references listed in `file`)
+/// against the berth at `server`, for `platforms` of an index.
+pub(crate) fn run(
+    server: &str,
+    images: &[String],
+    file: Option<&std::path::Path>,
+    platforms: &[String],
+) -> ExitCode {
+    let mut texts: Vec<String> = images.to_vec();
+    if let Some(path) = file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => texts.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned),
+            ),
+            Err(e) => {
+                eprintln!("berth: cannot read {}: {e}", path.display());
+                return ExitCode::from(66);
+            }
+        }
+    }
+    if texts.is_empty() {
+        eprintln!("berth: no image to prefetch; name some, or a --file");
+        return ExitCode::from(2);
+    }
+    let mut targets = Vec::new();
+    for text in &texts {
+        match parse_target(text) {
+            Ok(t) => targets.push(t),
+            Err(e) => {
+                eprintln!("berth: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let platforms: Vec<String> = if platforms.is_empty() {
+        vec!["linux/amd64".to_owned()]
+    } else {
+        platforms.to_vec()
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = Report {
+        bars: std::io::stderr().is_terminal().then(MultiProgress::new),
+    };
+    let totals = Totals::default();
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    let server = server.trim_end_matches('/');
+    let mut failed = Vec::new();
+    runtime.block_on(async {
+        for target in &targets {
+            if let Err(e) = warm(&client, server, target, &platforms, &report, &totals).await {
+                report.line(format!("{}: failed: {e}", target.shown));
+                failed.push(target.shown.clone());
+            }
+        }
+    });
+    println!(
+        "prefetched {} of {} images in {:.1} s: {} fetched from upstream, {} already cached, {} failed{}",
+        targets.len() - failed.len(),
+        targets.len(),
+        started.elapsed().as_secs_f64(),
+        human(totals.fetched.load(Ordering::Relaxed)),
+        human(totals.cached.load(Ordering::Relaxed)),
+        failed.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", failed.join(", "))
+        }
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// GET a manifest through berth: its bytes.
+async fn manifest(
+    client: &reqwest::Client,
+    server: &str,
+    target: &Target,
+    reference: &str,
+) -> Result<Vec<u8>, String> {
+    let url = format!(
+        "{server}/v2/{}/manifests/{reference}?ns={}",
+        target.repo, target.registry
+    );
+    let mut request = client.get(&url);
+    for t in MANIFEST_MEDIA_TYPES {
+        request = request.header(http::header::ACCEPT, t);
+    }
+    let response = request.send().await.map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
+        return Err(format!("manifest {reference}: {status}: {}", text.trim()));
+    }
+    Ok(body.to_vec())
+}
+
+/// Warm one image: its manifest(s), then its blobs.
+async fn warm(
+    client: &reqwest::Client,
+    server: &str,
+    target: &Target,
+    platforms: &[String],
+    report: &Report,
+    totals: &Totals,
+) -> Result<(), String> {
+    let top = manifest(client, server, target, &target.reference.to_string()).await?;
+    let named = references(&top);
+    let mut blobs = named.blobs;
+    for child in named.manifests {
+        if platforms.contains(&child.platform) {
+            let bytes = manifest(client, server, target, &child.digest.to_string()).await?;
+            blobs.extend(references(&bytes).blobs);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    blobs.retain(|b| seen.insert(b.digest));
+    let image_bar = report.image_bar(target, blobs.len());
+    let results: Vec<Result<(), String>> = futures_util::stream::iter(&blobs)
+        .map(|blob| {
+            let digest = blob.digest.to_string();
+            let url = format!(
+                "{server}/v2/{}/blobs/{digest}?ns={}",
+                target.repo, target.registry
+            );
+            let bar = report.blob_bar(&digest, blob.size);
+            let image_bar = image_bar.clone();
+            async move {
+                let started = Instant::now();
+                let response = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("{digest}: {e}"))?;
+                if !response.status().is_success() {
+                    return Err(format!("{digest}: {}", response.status()));
+                }
+                let hit = response
+                    .headers()
+                    .get("x-cache")
+                    .is_some_and(|v| v.as_bytes() == b"HIT");
+                let mut body = response.bytes_stream();
+                let mut received = 0u64;
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(|e| format!("{digest}: {e}"))?;
+                    received += chunk.len() as u64;
+                    if let Some(bar) = &bar {
+                        bar.set_position(received);
+                    }
+                }
+                if received != blob.size {
+                    return Err(format!("{digest}: {received} of {} bytes", blob.size));
+                }
+                let counter = if hit { &totals.cached } else { &totals.fetched };
+                counter.fetch_add(received, Ordering::Relaxed);
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                if let Some(bar) = &image_bar {
+                    bar.inc(1);
+                }
+                report.line(format!(
+                    "{}: {} {} {} in {:.1} s",
+                    target.shown,
+                    short(&digest),
+                    human(received),
+                    if hit { "already cached" } else { "fetched" },
+                    started.elapsed().as_secs_f64()
+                ));
+                Ok(())
+            }
+        })
+        .buffer_unordered(DOWNLOADS)
+        .collect()
+        .await;
+    if let Some(bar) = image_bar {
+        bar.finish_with_message("done");
+    }
+    results.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_names_route_as_docker_does() {
+        let t = parse_target("nginx").unwrap();
+        assert_eq!(
+            (
+                t.registry.as_str(),
+                t.repo.to_string(),
+                t.reference.to_string()
+            ),
+            ("docker.io", "library/nginx".to_owned(), "latest".to_owned())
+        );
+        let t = parse_target("ghcr.io/org/img:v1").unwrap();
+        assert_eq!(
+            (
+                t.registry.as_str(),
+                t.repo.to_string(),
+                t.reference.to_string()
+            ),
+            ("ghcr.io", "org/img".to_owned(), "v1".to_owned())
+        );
+        let t = parse_target("localhost:5000/x/y").unwrap();
+        assert_eq!(
+            (t.registry.as_str(), t.repo.to_string()),
+            ("localhost:5000", "x/y".to_owned())
+        );
+        let digest = berth_oci::Digest::of(b"m");
+        let t = parse_target(&format!("quay.io/a/b@{digest}")).unwrap();
+        assert_eq!(t.reference.to_string(), digest.to_string());
+        assert!(parse_target("UPPER/case").is_err());
+        assert!(parse_target("x:bad tag").is_err());
+    }
+}
