@@ -59,6 +59,11 @@ impl App {
             next_request_id: 0.into(),
         });
         let listener = bind(config.listen).await?;
+        if let Some(file) = &config.cache.prefetch_file {
+            let server = crate::prefetch::local_url(listener.local_addr()?);
+            let every = config.cache.prefetch_interval;
+            tokio::spawn(crate::prefetch::schedule(server, file.clone(), every));
+        }
         Ok(Self {
             listener,
             router: router(state),

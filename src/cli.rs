@@ -177,7 +177,7 @@ impl Cli {
                 let server = match server {
                     Some(s) => s,
                     None => match load(config.as_ref()) {
-                        Ok(c) => local_url(c.listen),
+                        Ok(c) => prefetch::local_url(c.listen),
                         Err(code) => return code,
                     },
                 };
@@ -230,14 +230,4 @@ fn serve(config: &Config) -> anyhow::Result<()> {
     // Reader threads end once their responses are gone; don't wait forever.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     result
-}
-
-/// The URL this machine reaches a berth listening on `listen` at.
-fn local_url(listen: std::net::SocketAddr) -> String {
-    let host = if listen.ip().is_unspecified() {
-        std::net::IpAddr::from([127, 0, 0, 1])
-    } else {
-        listen.ip()
-    };
-    format!("http://{}", std::net::SocketAddr::new(host, listen.port()))
 }

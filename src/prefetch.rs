@@ -5,7 +5,8 @@
 //!
 //! On a terminal it draws a bar per image and per layer (bytes, rate, time
 //! left); otherwise it prints one line per layer. It ends with a summary,
-//! and exits non-zero when any image failed.
+//! and exits non-zero when any image failed. Inside the server,
+//! `[cache] prefetch_file` runs the same warming on a schedule and logs.
 
 use berth_oci::{MANIFEST_MEDIA_TYPES, Reference, RepoName, references};
 use futures_util::StreamExt as _;
@@ -70,14 +71,27 @@ struct Totals {
     cached: AtomicU64,
 }
 
-/// How the run reports: bars on a terminal, lines elsewhere.
-struct Report {
-    bars: Option<MultiProgress>,
+/// How a run reports each layer: bars on a terminal, lines on standard
+/// output elsewhere, log lines inside the server.
+pub(crate) enum Report {
+    /// indicatif bars on standard error.
+    Bars(MultiProgress),
+    /// A line per layer on standard output.
+    Lines,
+    /// A log line per layer.
+    Log,
 }
 
 impl Report {
+    fn bars(&self) -> Option<&MultiProgress> {
+        match self {
+            Self::Bars(bars) => Some(bars),
+            Self::Lines | Self::Log => None,
+        }
+    }
+
     fn image_bar(&self, target: &Target, blobs: usize) -> Option<ProgressBar> {
-        let bars = self.bars.as_ref()?;
+        let bars = self.bars()?;
         let bar = bars.add(ProgressBar::new(blobs as u64));
         bar.set_style(
             ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} blobs {msg}")
@@ -89,7 +103,7 @@ impl Report {
     }
 
     fn blob_bar(&self, digest: &str, size: u64) -> Option<ProgressBar> {
-        let bars = self.bars.as_ref()?;
+        let bars = self.bars()?;
         let bar = bars.add(ProgressBar::new(size));
         bar.set_style(
             ProgressStyle::with_template(
@@ -103,11 +117,12 @@ impl Report {
     }
 
     fn line(&self, text: String) {
-        match &self.bars {
-            Some(bars) => {
+        match self {
+            Self::Bars(bars) => {
                 let _ = bars.println(text);
             }
-            None => println!("{text}"),
+            Self::Lines => println!("{text}"),
+            Self::Log => tracing::info!("prefetch: {text}"),
         }
     }
 }
@@ -120,8 +135,88 @@ fn human(bytes: u64) -> String {
     indicatif::HumanBytes(bytes).to_string()
 }
 
-/// Run the prefetch of `images` (and the references listed in `file`)
-/// against the berth at `server`, for `platforms` of an index.
+/// The image references listed in `path`, one per line; blank lines and
+/// `#` comments are skipped.
+pub(crate) fn read_list(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// What a run did.
+#[derive(Debug)]
+pub(crate) struct Summary {
+    images: usize,
+    failed: Vec<String>,
+    fetched: u64,
+    cached: u64,
+    took: std::time::Duration,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "prefetched {} of {} images in {:.1} s: {} fetched from upstream, {} already cached, {} failed",
+            self.images - self.failed.len(),
+            self.images,
+            self.took.as_secs_f64(),
+            human(self.fetched),
+            human(self.cached),
+            self.failed.len(),
+        )?;
+        if !self.failed.is_empty() {
+            write!(f, " ({})", self.failed.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Warm `images` (references; a malformed one counts as failed) through
+/// the berth at `server`, for `platforms` of an index (none:
+/// linux/amd64).
+pub(crate) async fn warm_all(
+    server: &str,
+    images: &[String],
+    platforms: &[String],
+    report: &Report,
+) -> Summary {
+    let platforms: Vec<String> = if platforms.is_empty() {
+        vec!["linux/amd64".to_owned()]
+    } else {
+        platforms.to_vec()
+    };
+    let totals = Totals::default();
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    let server = server.trim_end_matches('/');
+    let mut failed = Vec::new();
+    for text in images {
+        let warmed = match parse_target(text) {
+            Ok(target) => warm(&client, server, &target, &platforms, report, &totals).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = warmed {
+            report.line(format!("{text}: failed: {e}"));
+            failed.push(text.clone());
+        }
+    }
+    Summary {
+        images: images.len(),
+        failed,
+        fetched: totals.fetched.load(Ordering::Relaxed),
+        cached: totals.cached.load(Ordering::Relaxed),
+        took: started.elapsed(),
+    }
+}
+
+/// `berth prefetch`: warm `images` and those listed in `file` through the
+/// berth at `server`, for `platforms` of an index.
 pub(crate) fn run(
     server: &str,
     images: &[String],
@@ -130,15 +225,10 @@ pub(crate) fn run(
 ) -> ExitCode {
     let mut texts: Vec<String> = images.to_vec();
     if let Some(path) = file {
-        match std::fs::read_to_string(path) {
-            Ok(text) => texts.extend(
-                text.lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                    .map(str::to_owned),
-            ),
+        match read_list(path) {
+            Ok(listed) => texts.extend(listed),
             Err(e) => {
-                eprintln!("berth: cannot read {}: {e}", path.display());
+                eprintln!("berth: {e}");
                 return ExitCode::from(66);
             }
         }
@@ -147,21 +237,12 @@ pub(crate) fn run(
         eprintln!("berth: no image to prefetch; name some, or a --file");
         return ExitCode::from(2);
     }
-    let mut targets = Vec::new();
     for text in &texts {
-        match parse_target(text) {
-            Ok(t) => targets.push(t),
-            Err(e) => {
-                eprintln!("berth: {e}");
-                return ExitCode::from(2);
-            }
+        if let Err(e) = parse_target(text) {
+            eprintln!("berth: {e}");
+            return ExitCode::from(2);
         }
     }
-    let platforms: Vec<String> = if platforms.is_empty() {
-        vec!["linux/amd64".to_owned()]
-    } else {
-        platforms.to_vec()
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -172,37 +253,14 @@ pub(crate) fn run(
             return ExitCode::FAILURE;
         }
     };
-    let report = Report {
-        bars: std::io::stderr().is_terminal().then(MultiProgress::new),
+    let report = if std::io::stderr().is_terminal() {
+        Report::Bars(MultiProgress::new())
+    } else {
+        Report::Lines
     };
-    let totals = Totals::default();
-    let started = Instant::now();
-    let client = reqwest::Client::new();
-    let server = server.trim_end_matches('/');
-    let mut failed = Vec::new();
-    runtime.block_on(async {
-        for target in &targets {
-            if let Err(e) = warm(&client, server, target, &platforms, &report, &totals).await {
-                report.line(format!("{}: failed: {e}", target.shown));
-                failed.push(target.shown.clone());
-            }
-        }
-    });
-    println!(
-        "prefetched {} of {} images in {:.1} s: {} fetched from upstream, {} already cached, {} failed{}",
-        targets.len() - failed.len(),
-        targets.len(),
-        started.elapsed().as_secs_f64(),
-        human(totals.fetched.load(Ordering::Relaxed)),
-        human(totals.cached.load(Ordering::Relaxed)),
-        failed.len(),
-        if failed.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", failed.join(", "))
-        }
-    );
-    if failed.is_empty() {
+    let summary = runtime.block_on(warm_all(server, &texts, platforms, &report));
+    println!("{summary}");
+    if summary.failed.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -255,7 +313,7 @@ async fn warm(
     let mut seen = std::collections::HashSet::new();
     blobs.retain(|b| seen.insert(b.digest));
     let image_bar = report.image_bar(target, blobs.len());
-    let results: Vec<Result<(), String>> = futures_util::stream::iter(&blobs)
+    let results: Vec<Result<(), String>> = futures_util::stream::iter(blobs)
         .map(|blob| {
             let digest = blob.digest.to_string();
             let url = format!(
@@ -316,6 +374,34 @@ async fn warm(
         bar.finish_with_message("done");
     }
     results.into_iter().collect()
+}
+
+/// The URL this machine reaches a berth listening on `listen` at.
+pub(crate) fn local_url(listen: std::net::SocketAddr) -> String {
+    let host = if listen.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        listen.ip()
+    };
+    format!("http://{}", std::net::SocketAddr::new(host, listen.port()))
+}
+
+/// `[cache] prefetch_file` inside the server: warm the images it lists
+/// through `server` (berth itself) now and every `every`, reading the
+/// file again each time, and log what each run did.
+pub(crate) async fn schedule(server: String, file: std::path::PathBuf, every: std::time::Duration) {
+    loop {
+        match read_list(&file) {
+            Ok(images) => {
+                let summary = warm_all(&server, &images, &[], &Report::Log).await;
+                tracing::info!(file = %file.display(), "{summary}");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "prefetch_file not read; trying again at the next interval")
+            }
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! `berth prefetch` warms a running berth from the real upstream as a
 //! client would: one upstream fetch per blob, a line per layer and a
-//! summary without a terminal, progress bars under a pseudo-terminal, and
-//! a non-zero exit when an image fails.
+//! summary without a terminal, progress bars under a pseudo-terminal, a
+//! non-zero exit when an image fails; and `[cache] prefetch_file`, warmed
+//! by the server itself.
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -113,4 +114,37 @@ async fn prefetch_draws_progress_bars_on_a_terminal() {
     );
     assert!(drawn.contains('\u{1b}'), "no terminal drawing: {drawn}");
     assert!(drawn.contains("prefetched 1 of 1 images"), "{drawn}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prefetch_file_is_warmed_by_the_server_at_start() {
+    let up = Upstream::start().await;
+    let small = &up.images().small;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("prefetch.txt");
+    std::fs::write(&list, "# warmed at start\nsmall\n\nNot/A/Name\n").unwrap();
+    let berth = Berth::hub(
+        &up.url(),
+        &format!(
+            "eager_layers = false\n[cache]\nprefetch_file = {:?}\nprefetch_interval = \"1h\"",
+            list.display().to_string()
+        ),
+    );
+    for blob in &small.blobs {
+        assert!(
+            berth_testkit::checks::eventually_cached(&berth.data_dir, &blob.digest).await,
+            "{}",
+            berth.log()
+        );
+        assert_eq!(up.count("GET", &blob.digest), 1);
+    }
+    let mut log = String::new();
+    for _ in 0..100 {
+        log = berth.log();
+        if log.contains("prefetched 1 of 2 images") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(log.contains("1 failed (Not/A/Name)"), "{log}");
 }

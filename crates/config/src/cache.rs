@@ -1,13 +1,15 @@
 //! Settings of the cache as a whole (`[cache]`): the size cap and age limit
 //! that keep the disk store bounded, the repositories pinned against them,
 //! and how many bytes of layers fetched before any client asked for them
-//! may be downloading at once.
+//! may be downloading at once, and the list of images warmed on a schedule.
 
 use crate::checks::{Problems, duration};
 use crate::file::{RawCache, RawSize};
 use crate::fills::parse_size;
 use std::time::Duration;
 
+/// Default `prefetch_interval`.
+const DEFAULT_PREFETCH_INTERVAL: Duration = Duration::from_secs(6 * 3600);
 /// Default `eager_bytes`: 2 GiB.
 const DEFAULT_EAGER_BYTES: u64 = 2 << 30;
 
@@ -26,6 +28,11 @@ pub struct CacheSettings {
     /// `upstream/repository` patterns (`*` one segment, `**` any) whose
     /// manifests and layers are never evicted.
     pub pin: Vec<String>,
+    /// Image references (one per line) the server warms at start and
+    /// every `prefetch_interval`.
+    pub prefetch_file: Option<std::path::PathBuf>,
+    /// How often `prefetch_file` is warmed.
+    pub prefetch_interval: Duration,
 }
 
 impl Default for CacheSettings {
@@ -35,6 +42,8 @@ impl Default for CacheSettings {
             max_size: None,
             max_age: None,
             pin: Vec::new(),
+            prefetch_file: None,
+            prefetch_interval: DEFAULT_PREFETCH_INTERVAL,
         }
     }
 }
@@ -88,11 +97,22 @@ pub(super) fn build(p: &mut Problems, raw: Option<&RawCache>) -> CacheSettings {
             );
         }
     }
+    let prefetch_interval = duration(
+        p,
+        "cache.prefetch_interval",
+        raw.prefetch_interval.as_deref(),
+        d.prefetch_interval,
+    );
+    if prefetch_interval.is_zero() {
+        p.add("cache.prefetch_interval", "must be longer than zero");
+    }
     CacheSettings {
         eager_bytes,
         max_size,
         max_age,
         pin,
+        prefetch_file: raw.prefetch_file.as_deref().map(std::path::PathBuf::from),
+        prefetch_interval,
     }
 }
 

@@ -96,4 +96,6 @@ pub(super) struct RawCache {
     pub(super) max_size: Option<RawSize>,
     pub(super) max_age: Option<String>,
     pub(super) pin: Option<Vec<String>>,
+    pub(super) prefetch_file: Option<String>,
+    pub(super) prefetch_interval: Option<String>,
 }
