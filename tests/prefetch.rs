@@ -6,7 +6,7 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::checks::cached;
+use berth_testkit::checks::eventually_cached;
 use berth_testkit::{Berth, Upstream};
 use std::process::Output;
 
@@ -44,7 +44,13 @@ async fn prefetch_warms_images_once_and_reports_each_layer() {
         .find(|c| c.platform == "linux/arm64")
         .unwrap();
     for blob in images.small.blobs.iter().chain(&arm64.blobs) {
-        assert!(cached(&berth.data_dir, &blob.digest), "{}", blob.digest);
+        // The last byte reaches the client once verified, a moment
+        // before the commit.
+        assert!(
+            eventually_cached(&berth.data_dir, &blob.digest).await,
+            "{}",
+            blob.digest
+        );
         assert_eq!(up.count("GET", &blob.digest), 1);
         let short: String = blob.digest.chars().take(19).collect();
         assert!(
@@ -132,7 +138,7 @@ async fn prefetch_file_is_warmed_by_the_server_at_start() {
     );
     for blob in &small.blobs {
         assert!(
-            berth_testkit::checks::eventually_cached(&berth.data_dir, &blob.digest).await,
+            eventually_cached(&berth.data_dir, &blob.digest).await,
             "{}",
             berth.log()
         );
