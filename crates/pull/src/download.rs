@@ -5,7 +5,7 @@
 //! deadline). Ends with the writer and the proof that the digest matched.
 
 use crate::PullError;
-use crate::fill::FillJob;
+use crate::job::FillJob;
 use crate::limits::{SPACE_CHECK_EVERY, SPACE_RESERVE, Unattended};
 use crate::source::{Download, DownloadBody};
 use crate::writer::{self, Piece, Written};

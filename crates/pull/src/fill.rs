@@ -12,20 +12,17 @@
 //! raises its urgency.
 
 use crate::PullError;
-use crate::direct::DiskHealth;
 use crate::download::{Stop, copy};
-use crate::flight::FlightLock;
-use crate::misses::{Misses, blob_key};
-use crate::source::{Download, FillSource};
-use berth_cache::{BlobStore, CacheError, Lookup, Progress, ProgressState};
-use berth_config::CachePolicy;
-use berth_metrics::{Metrics, UpstreamLabels};
-use berth_oci::{Digest, RepoName, Resource};
+pub(super) use crate::job::FillJob;
+use crate::source::Download;
+use berth_cache::{CacheError, Lookup, Progress, ProgressState};
+use berth_metrics::UpstreamLabels;
+use berth_oci::{Digest, Resource};
 use berth_upstream::{UpstreamError, Urgency};
 use std::collections::HashMap;
 use std::fs::File;
 use std::sync::{Arc, Mutex};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::watch;
 
 /// A fill whose download has started: readers open this.
 #[derive(Debug, Clone)]
@@ -89,40 +86,6 @@ type Fills = Arc<Mutex<HashMap<Digest, Entry>>>;
 #[derive(Debug, Default)]
 pub(super) struct FillTable {
     fills: Fills,
-}
-
-/// Everything a fill task needs.
-#[derive(Debug)]
-pub(super) struct FillJob {
-    pub(super) blobs: Arc<dyn BlobStore>,
-    pub(super) source: Arc<dyn FillSource>,
-    pub(super) policy: CachePolicy,
-    pub(super) flights: Arc<dyn FlightLock>,
-    pub(super) repo: RepoName,
-    pub(super) digest: Digest,
-    pub(super) metrics: Arc<Metrics>,
-    pub(super) disk: Arc<DiskHealth>,
-    pub(super) misses: Misses,
-    /// The upstream's share of fills that may go on with no client.
-    pub(super) unattended: Arc<Semaphore>,
-    /// Whether a client waits for the download (a prefetch: not yet).
-    pub(super) urgency: Urgency,
-    /// A prefetch's share of the eager byte budget, which lets it go on
-    /// with no client in place of an unattended permit.
-    pub(super) eager: Option<OwnedSemaphorePermit>,
-}
-
-impl FillJob {
-    /// The key under which upstream's "not found" for this blob is kept.
-    fn miss_key(&self) -> String {
-        blob_key(self.source.name(), &self.repo, &self.digest)
-    }
-
-    /// The cache disk failed a write: count it, and bypass the cache a while.
-    fn disk_write_failed(&self) {
-        self.disk.write_failed();
-        self.metrics.cache_write_failures.inc();
-    }
 }
 
 /// Removes the table entry when the fill task ends, however it ends.

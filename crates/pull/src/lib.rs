@@ -13,6 +13,7 @@ mod fill;
 #[cfg(test)]
 mod fill_tests;
 mod flight;
+mod job;
 mod limits;
 mod listings;
 mod manifests;
