@@ -151,35 +151,14 @@ impl AuthState {
         }
     }
 
-    /// The `Authorization` value to send first for `scope`: Basic
-    /// credentials for a Basic upstream; for a bearer upstream a token for
-    /// the scope, cached or fetched now (a scope new to berth gets its
-    /// token before its first request, not after a 401). `None` before the
-    /// upstream challenged at all.
-    pub(super) async fn before_send(
-        &self,
-        scope: &str,
-        req: &TokenRequest<'_>,
-    ) -> Result<Option<String>, UpstreamError> {
-        let (realm, service) = match self.bearer_realm(req) {
-            Ok(bearer) => bearer,
-            Err(header) => return Ok(header),
-        };
-        let Some(tokens) = self.scope(scope) else {
-            return Ok(None);
-        };
-        if let Some(header) = tokens.fresh() {
-            return Ok(Some(header));
-        }
-        let header = fetch_once(&tokens, req, &realm, service.as_deref(), scope).await?;
-        Ok(Some(header))
-    }
-
-    /// The `Authorization` value to retry with after upstream refused
-    /// `refused` (`None`: nothing was sent) with the challenge remembered
-    /// last. Forgets `refused` only, and shares a token another request
-    /// fetched meanwhile. `None` when the upstream never challenged.
-    pub(super) async fn after_refusal(
+    /// The `Authorization` value to send for `scope`: Basic credentials
+    /// for a Basic upstream; for a bearer upstream a token for the scope,
+    /// cached or fetched now (a scope new to berth gets its token before
+    /// its first request, not after a 401). After upstream refused
+    /// `refused`, that token is forgotten first (only it: a token another
+    /// request fetched meanwhile is shared). `None` before the upstream
+    /// challenged at all.
+    pub(super) async fn authorization(
         &self,
         scope: &str,
         refused: Option<&str>,

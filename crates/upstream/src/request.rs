@@ -94,7 +94,7 @@ impl Upstream {
             timeout: self.config.resilience.manifest_timeout,
         };
         let url = self.url_for(mirror, call.path)?;
-        let mut authorization = mirror.auth.before_send(&scope, &tokens).await?;
+        let mut authorization = mirror.auth.authorization(&scope, None, &tokens).await?;
         let mut answered_challenge = false;
         loop {
             let response = self
@@ -116,7 +116,7 @@ impl Upstream {
             mirror.auth.remember(challenge);
             authorization = mirror
                 .auth
-                .after_refusal(&scope, authorization.as_deref(), &tokens)
+                .authorization(&scope, authorization.as_deref(), &tokens)
                 .await?;
             if authorization.is_none() {
                 return self.classify(response, call.kind).await;
