@@ -45,12 +45,13 @@ impl App {
         let upstreams = UpstreamSet::new(&config.upstreams, &metrics)
             .context("cannot build the upstream HTTP clients")?;
         let upstreams = Arc::new(upstreams);
-        let pull = PullService::new(
-            Arc::new(blobs),
-            Arc::new(index),
-            Arc::clone(&metrics),
-            config.cache.eager_bytes,
-        );
+        let (blobs, index) = (Arc::new(blobs), Arc::new(index));
+        if let Err(e) =
+            crate::control::serve(blobs.layout(), Arc::clone(&blobs), Arc::clone(&index))
+        {
+            tracing::warn!(error = %format!("{e:#}"), "no control socket: `berth cache purge` will refuse while this berth serves");
+        }
+        let pull = PullService::new(blobs, index, Arc::clone(&metrics), config.cache.eager_bytes);
         let state = Arc::new(HttpState {
             pull,
             upstreams,

@@ -1,5 +1,6 @@
 //! `berth cache ...`: commands on the data directory, safe while berth
-//! serves it. Each refuses a directory that is not a berth store, and the
+//! serves it (`purge` asks the serving berth to do it, through the control
+//! socket, so its in-memory copies go too). Each refuses a directory that is not a berth store, and the
 //! exit status says what happened:
 //!
 //! | status | meaning |
@@ -234,4 +235,41 @@ pub(crate) fn pin(config: &Config, text: &str, add: bool) -> ExitCode {
         println!("pinned  {p}  (configuration)");
     }
     ExitCode::SUCCESS
+}
+
+/// `berth cache purge PATTERN`: remove the cached tags of the matching
+/// repositories and the blobs only they need. A berth serving the
+/// directory does it itself (its in-memory copies go too); without one,
+/// it is done here.
+pub(crate) fn purge(config: &Config, text: &str) -> ExitCode {
+    let layout = match store(config) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let wanted = match pattern(text) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let done = match crate::control::ask(&layout, &format!("purge {wanted}")) {
+        Some(answer) => answer.map(|summary| format!("{summary} (by the serving berth)")),
+        // No berth answers. Holding the directory's lock proves none
+        // serves it (and keeps one from starting meanwhile).
+        None => match berth_cache::DataDirLock::acquire(&layout) {
+            Ok(_lock) => berth_cache::purge_store(&layout, &wanted)
+                .map(|report| report.to_string())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!(
+                "{e}; its control socket {} did not answer, so it cannot purge its memory: \
+                 try again, or stop it first",
+                layout.control_socket().display()
+            )),
+        },
+    };
+    match done {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => io_failure(&e),
+    }
 }

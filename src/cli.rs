@@ -99,6 +99,15 @@ enum CacheCommand {
         /// The pattern to pin.
         pattern: String,
     },
+    /// Remove the cached tags of the repositories matching a pattern, and
+    /// the blobs only they need.
+    Purge {
+        /// TOML configuration file (for `data_dir`).
+        #[arg(long, short, env = "BERTH_CONFIG")]
+        config: Option<PathBuf>,
+        /// `upstream/repository`, `*` and `**` allowed.
+        pattern: String,
+    },
     /// Undo `berth cache pin`.
     Unpin {
         /// TOML configuration file (for `data_dir`).
@@ -150,6 +159,7 @@ impl Cli {
                     | CacheCommand::Ls { config, .. }
                     | CacheCommand::Gc { config }
                     | CacheCommand::Pin { config, .. }
+                    | CacheCommand::Purge { config, .. }
                     | CacheCommand::Unpin { config, .. } => config.clone(),
                 };
                 let config = match load(config.as_ref()) {
@@ -164,6 +174,7 @@ impl Cli {
                     CacheCommand::Ls { pattern, .. } => cache_cli::ls(&config, pattern.as_deref()),
                     CacheCommand::Gc { .. } => cache_cli::gc(&config),
                     CacheCommand::Pin { pattern, .. } => cache_cli::pin(&config, &pattern, true),
+                    CacheCommand::Purge { pattern, .. } => cache_cli::purge(&config, &pattern),
                     CacheCommand::Unpin { pattern, .. } => cache_cli::pin(&config, &pattern, false),
                 }
             }

@@ -15,6 +15,7 @@
 pub mod app;
 mod cache_cli;
 pub mod cli;
+mod control;
 mod prefetch;
 pub mod telemetry;
 

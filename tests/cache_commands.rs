@@ -1,6 +1,7 @@
-//! `berth cache du`, `ls` and `gc` against a store filled through berth
-//! from the real upstream, run while berth serves it; and the exit status
-//! of every cache command on a directory that is not a store.
+//! `berth cache du`, `ls`, `gc` and `purge` against a store filled through
+//! berth from the real upstream, run while berth serves it (and `purge`
+//! without it); and the exit status of every cache command on a directory
+//! that is not a store.
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -39,6 +40,7 @@ fn every_cache_command_refuses_a_directory_that_is_not_a_store() {
         &["gc"],
         &["pin", "docker.io/library/*"],
         &["unpin", "docker.io/library/*"],
+        &["purge", "docker.io/library/*"],
     ] {
         let out = cache(&config, command);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -122,4 +124,90 @@ async fn du_ls_and_gc_describe_and_tidy_a_store_while_berth_serves_it() {
     .await
     .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_removes_a_repository_from_disk_and_from_the_serving_berth() {
+    let mut up = Upstream::start().await;
+    let images = up.images();
+    let (small, multi) = (&images.small, &images.multi);
+    let mut berth = Berth::hub(&up.url(), "");
+    for image in [
+        "docker.io/library/small:latest",
+        "docker.io/library/multi:latest",
+    ] {
+        let dest = tempfile::tempdir().unwrap();
+        Skopeo::new()
+            .mirror(&berth.addr)
+            .copy_to_dir(image, &dest.path().join("image"))
+            .await
+            .unwrap();
+    }
+    for blob in &small.blobs {
+        assert!(eventually_cached(&berth.data_dir, &blob.digest).await);
+    }
+    let base = format!("{}/v2/library", berth.url());
+    let small_urls = [
+        format!("{base}/small/manifests/latest"),
+        format!("{base}/small/manifests/{}", small.digest),
+        format!("{base}/small/blobs/{}", small.blobs[0].digest),
+    ];
+    // Served once more, from memory: the manifest and the config are hot.
+    for url in &small_urls {
+        assert_eq!(reqwest::get(url).await.unwrap().status(), 200, "{url}");
+    }
+
+    let out = cache(&berth.config_path(), &["purge", "docker.io/library/small"]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let files = 1 + small.blobs.len();
+    assert!(
+        text.starts_with(&format!("purged 1 tags and {files} blobs ("))
+            && text.trim_end().ends_with("(by the serving berth)"),
+        "{text}"
+    );
+    assert!(
+        small
+            .blobs
+            .iter()
+            .all(|b| !berth_testkit::checks::cached(&berth.data_dir, &b.digest))
+    );
+    assert!(berth_testkit::checks::cached(
+        &berth.data_dir,
+        &multi.digest
+    ));
+
+    // With upstream gone, nothing of it is served, from disk or memory;
+    // the other repository still is.
+    up.stop();
+    for url in &small_urls {
+        let status = reqwest::get(url).await.unwrap().status().as_u16();
+        assert!(status >= 500, "{url}: {status}");
+    }
+    let kept = reqwest::get(format!("{base}/multi/manifests/latest"))
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 200);
+
+    // With no berth serving, the command does it itself.
+    assert!(
+        berth
+            .terminate(std::time::Duration::from_secs(10))
+            .is_some()
+    );
+    let out = cache(&berth.config_path(), &["purge", "docker.io/library/*"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.starts_with("purged 1 tags and ") && !text.contains("serving"),
+        "{text}"
+    );
+    assert!(!berth_testkit::checks::cached(
+        &berth.data_dir,
+        &multi.digest
+    ));
 }

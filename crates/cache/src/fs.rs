@@ -7,7 +7,9 @@
 
 use crate::lifecycle::Keeper;
 use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
-use crate::{CacheError, DataDirLock, Layout, Lifecycle, RemovalHook, Spool, io_err};
+use crate::{
+    CacheError, DataDirLock, Layout, Lifecycle, PinPattern, PurgeReport, RemovalHook, Spool, io_err,
+};
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
 use bytes::Bytes;
@@ -59,6 +61,13 @@ impl FsStore {
     /// current tokio runtime.
     pub fn keep(&self, lifecycle: Lifecycle) {
         self.keeper.start(self.layout.clone(), lifecycle);
+    }
+
+    /// Remove the cached tags of the repositories matching `pattern` and
+    /// the blobs only they need, telling the removal hooks (so in-memory
+    /// copies go too). Blocking.
+    pub fn purge(&self, pattern: &PinPattern) -> Result<PurgeReport, CacheError> {
+        crate::purge::purge(&self.layout, pattern, &|d| self.keeper.removed(d))
     }
 
     /// The layout of the data directory this store lives in.

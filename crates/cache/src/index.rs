@@ -108,6 +108,14 @@ impl FsIndex {
             .map_err(|e| CacheError::io("rename", &dest, e))
     }
 
+    /// Forget the in-memory copies of the answers of `tags` (their files
+    /// were removed).
+    pub fn forget_tags(&self, tags: &[TagKey]) {
+        for key in tags {
+            self.tags.invalidate(key);
+        }
+    }
+
     /// The record under `key`: from `memory`, else from the file at `path`
     /// (then kept in `memory`). A file written for another key (a hash
     /// collision) or of another shape counts as none.

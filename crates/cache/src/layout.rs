@@ -3,6 +3,7 @@
 //! ```text
 //! <data_dir>/berth.lock                      held (flock) by the serving process
 //! <data_dir>/pins                            pins added by `berth cache pin`, one per line
+//! <data_dir>/control.sock                    commands to the serving process (`cache purge`)
 //! <data_dir>/blobs/sha256/<2 hex>/<64 hex>   committed blobs and manifests
 //! <data_dir>/index/tags/<sha256 of key>.json tag answers
 //! <data_dir>/index/lists/<sha256 of key>.json tag lists and referrers
@@ -44,6 +45,11 @@ impl Layout {
     /// The pins `berth cache pin` keeps, one pattern per line.
     pub fn pins(&self) -> PathBuf {
         self.root.join("pins")
+    }
+
+    /// The socket a serving process takes commands on (`cache purge`).
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
     }
 
     /// The lock file a serving process holds.

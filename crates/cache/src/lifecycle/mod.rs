@@ -121,7 +121,7 @@ impl Keeper {
             .push(hook);
     }
 
-    fn removed(&self, digest: &Digest) {
+    pub(crate) fn removed(&self, digest: &Digest) {
         let hooks = self
             .hooks
             .lock()
