@@ -202,16 +202,18 @@ fn pattern(text: &str) -> Result<PinPattern, ExitCode> {
     })
 }
 
+/// The store of `config` and the pattern `text`, or the exit status for
+/// whichever is wrong.
+fn store_and_pattern(config: &Config, text: &str) -> Result<(Layout, PinPattern), ExitCode> {
+    Ok((store(config)?, pattern(text)?))
+}
+
 /// `berth cache pin PATTERN` (`add`) and `unpin PATTERN`: change the pins
 /// kept in the data directory, and print them with the configured ones.
 /// The next eviction pass of a running berth reads them.
 pub(crate) fn pin(config: &Config, text: &str, add: bool) -> ExitCode {
-    let layout = match store(config) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let wanted = match pattern(text) {
-        Ok(p) => p,
+    let (layout, wanted) = match store_and_pattern(config, text) {
+        Ok(both) => both,
         Err(code) => return code,
     };
     let mut pins = match stored_pins(&layout) {
@@ -242,12 +244,8 @@ pub(crate) fn pin(config: &Config, text: &str, add: bool) -> ExitCode {
 /// directory does it itself (its in-memory copies go too); without one,
 /// it is done here.
 pub(crate) fn purge(config: &Config, text: &str) -> ExitCode {
-    let layout = match store(config) {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    let wanted = match pattern(text) {
-        Ok(p) => p,
+    let (layout, wanted) = match store_and_pattern(config, text) {
+        Ok(both) => both,
         Err(code) => return code,
     };
     let done = match crate::control::ask(&layout, &format!("purge {wanted}")) {

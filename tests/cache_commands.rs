@@ -19,6 +19,21 @@ fn cache(config: &std::path::Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// skopeo pulls library/small and library/multi through `berth`.
+async fn pull_small_and_multi(berth: &Berth) {
+    for image in [
+        "docker.io/library/small:latest",
+        "docker.io/library/multi:latest",
+    ] {
+        let dest = tempfile::tempdir().unwrap();
+        Skopeo::new()
+            .mirror(&berth.addr)
+            .copy_to_dir(image, &dest.path().join("image"))
+            .await
+            .unwrap();
+    }
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -56,17 +71,7 @@ async fn du_ls_and_gc_describe_and_tidy_a_store_while_berth_serves_it() {
     let up = Upstream::start().await;
     let images = up.images();
     let berth = Berth::hub(&up.url(), "");
-    for image in [
-        "docker.io/library/small:latest",
-        "docker.io/library/multi:latest",
-    ] {
-        let dest = tempfile::tempdir().unwrap();
-        Skopeo::new()
-            .mirror(&berth.addr)
-            .copy_to_dir(image, &dest.path().join("image"))
-            .await
-            .unwrap();
-    }
+    pull_small_and_multi(&berth).await;
     for blob in &images.small.blobs {
         assert!(eventually_cached(&berth.data_dir, &blob.digest).await);
     }
@@ -132,17 +137,7 @@ async fn purge_removes_a_repository_from_disk_and_from_the_serving_berth() {
     let images = up.images();
     let (small, multi) = (&images.small, &images.multi);
     let mut berth = Berth::hub(&up.url(), "");
-    for image in [
-        "docker.io/library/small:latest",
-        "docker.io/library/multi:latest",
-    ] {
-        let dest = tempfile::tempdir().unwrap();
-        Skopeo::new()
-            .mirror(&berth.addr)
-            .copy_to_dir(image, &dest.path().join("image"))
-            .await
-            .unwrap();
-    }
+    pull_small_and_multi(&berth).await;
     for blob in &small.blobs {
         assert!(eventually_cached(&berth.data_dir, &blob.digest).await);
     }
