@@ -5,10 +5,10 @@
 //! Nothing imports this module except `main` and the CLI.
 
 use anyhow::Context as _;
-use berth_cache::{FsIndex, FsStore, Lifecycle, PinPattern};
+use berth_cache::{FsIndex, FsStore, Lifecycle, Maintenance, PinPattern};
 use berth_config::Config;
 use berth_config::ServerLimits;
-use berth_http::{HttpState, Server, router};
+use berth_http::{HttpState, Server, admin_listener_router, admin_router, metrics_routes, router};
 use berth_metrics::Metrics;
 use berth_pull::PullService;
 use berth_upstream::UpstreamSet;
@@ -24,6 +24,8 @@ pub struct App {
     grace: std::time::Duration,
     limits: ServerLimits,
     metrics: Arc<Metrics>,
+    /// The admin listener and what it serves, when one is configured.
+    admin: Option<(TcpListener, axum::Router)>,
 }
 
 impl App {
@@ -46,9 +48,8 @@ impl App {
             .context("cannot build the upstream HTTP clients")?;
         let upstreams = Arc::new(upstreams);
         let (blobs, index) = (Arc::new(blobs), Arc::new(index));
-        if let Err(e) =
-            crate::control::serve(blobs.layout(), Arc::clone(&blobs), Arc::clone(&index))
-        {
+        let maintenance = Maintenance::new(Arc::clone(&blobs), Arc::clone(&index));
+        if let Err(e) = crate::control::serve(blobs.layout(), maintenance.clone()) {
             tracing::warn!(error = %format!("{e:#}"), "no control socket: `berth cache purge` will refuse while this berth serves");
         }
         let pull = PullService::new(blobs, index, Arc::clone(&metrics), config.cache.eager_bytes);
@@ -59,7 +60,24 @@ impl App {
             domain: config.domain.clone(),
             next_request_id: 0.into(),
         });
-        let listener = bind(config.listen).await?;
+        let listener = bind(config.listen, "`listen` in the config or BERTH_LISTEN").await?;
+        let mut public = router(state);
+        let admin_token = config.admin.token.clone();
+        let admin = match config.admin.listen {
+            Some(addr) => {
+                let admin =
+                    bind(addr, "`admin.listen` in the config or BERTH_ADMIN_LISTEN").await?;
+                let routes = admin_listener_router(maintenance, admin_token, Arc::clone(&metrics));
+                Some((admin, routes))
+            }
+            None => {
+                public = public.merge(metrics_routes(Arc::clone(&metrics)));
+                if admin_token.is_some() {
+                    public = public.merge(admin_router(maintenance, admin_token));
+                }
+                None
+            }
+        };
         if let Some(file) = &config.cache.prefetch_file {
             let server = crate::prefetch::local_url(listener.local_addr()?);
             let every = config.cache.prefetch_interval;
@@ -67,10 +85,11 @@ impl App {
         }
         Ok(Self {
             listener,
-            router: router(state),
+            router: public,
             grace: config.shutdown_grace,
             limits: config.server.clone(),
             metrics,
+            admin,
         })
     }
 
@@ -87,6 +106,20 @@ impl App {
         let addr = self.local_addr()?;
         tracing::info!(%addr, "berth listening on http://{addr}");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let admin = match self.admin {
+            Some((listener, routes)) => {
+                let addr = listener.local_addr()?;
+                tracing::info!(%addr, "admin listener on http://{addr} serves /metrics, /health and the admin endpoints");
+                let server = Server::new(
+                    listener,
+                    routes,
+                    self.limits.clone(),
+                    Arc::clone(&self.metrics),
+                );
+                Some(tokio::spawn(server.run(stop_rx.clone(), self.grace)))
+            }
+            None => None,
+        };
         let server = Server::new(self.listener, self.router, self.limits, self.metrics);
         let mut server = tokio::spawn(server.run(stop_rx, self.grace));
         tokio::select! {
@@ -94,16 +127,21 @@ impl App {
             () = shutdown => {}
         }
         let _ = stop_tx.send(true);
+        if let Some(admin) = admin {
+            admin.await.context("admin server task failed")?;
+        }
         server.await.context("server task failed")
     }
 }
 
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+/// Bind `addr`; `setting` names where it is configured, for the message
+/// when the port is taken.
+async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             anyhow::anyhow!(
                 "cannot listen on {addr}: the port is already in use by another process; \
-                 stop it or choose another address with `listen` in the config or BERTH_LISTEN"
+                 stop it or choose another address with {setting}"
             )
         } else {
             anyhow::anyhow!("cannot listen on {addr}: {e}")

@@ -148,6 +148,20 @@ impl Cli {
                         let default = if u.default { " (default)" } else { "" };
                         println!("  upstream {} -> {}{default}", u.name, u.url);
                     }
+                    match (&c.admin.listen, &c.admin.token) {
+                        (Some(addr), token) => println!(
+                            "  admin endpoints and /metrics on {addr}{}",
+                            if token.is_some() {
+                                ", behind the token"
+                            } else {
+                                ", no token"
+                            }
+                        ),
+                        (None, Some(_)) => {
+                            println!("  admin endpoints on the public port, behind the token");
+                        }
+                        (None, None) => println!("  admin endpoints off"),
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(code) => code,

@@ -6,9 +6,8 @@
 //! way: `purge PATTERN` → `ok SUMMARY` or `error REASON`.
 
 use anyhow::Context as _;
-use berth_cache::{FsIndex, FsStore, Layout, PinPattern};
+use berth_cache::{Layout, Maintenance, PinPattern};
 use std::os::unix::fs::PermissionsExt as _;
-use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// Longest command line accepted.
@@ -16,11 +15,7 @@ const MAX_LINE: u64 = 4096;
 
 /// Listen on the control socket of `layout` for as long as the process
 /// runs.
-pub(crate) fn serve(
-    layout: &Layout,
-    store: Arc<FsStore>,
-    index: Arc<FsIndex>,
-) -> anyhow::Result<()> {
+pub(crate) fn serve(layout: &Layout, maintenance: Maintenance) -> anyhow::Result<()> {
     let path = layout.control_socket();
     // A socket left by a run that ended: this process holds the data
     // directory's lock, so nobody else listens on it.
@@ -34,7 +29,7 @@ pub(crate) fn serve(
             let Ok((conn, _)) = listener.accept().await else {
                 continue;
             };
-            let (store, index) = (Arc::clone(&store), Arc::clone(&index));
+            let maintenance = maintenance.clone();
             tokio::spawn(async move {
                 let (read, mut write) = conn.into_split();
                 let mut line = String::new();
@@ -42,7 +37,7 @@ pub(crate) fn serve(
                 if reader.read_line(&mut line).await.is_err() {
                     return;
                 }
-                let answer = command(line.trim(), store, index).await;
+                let answer = command(line.trim(), &maintenance).await;
                 let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
             });
         }
@@ -50,27 +45,15 @@ pub(crate) fn serve(
     Ok(())
 }
 
-async fn command(line: &str, store: Arc<FsStore>, index: Arc<FsIndex>) -> String {
+async fn command(line: &str, maintenance: &Maintenance) -> String {
     let Some(text) = line.strip_prefix("purge ") else {
         return format!("error unknown command {line:?}");
     };
     let Some(pattern) = PinPattern::parse(text) else {
         return format!("error {text:?} is not a pattern");
     };
-    let purged = tokio::task::spawn_blocking(move || store.purge(&pattern)).await;
-    match purged {
-        Ok(Ok(report)) => {
-            index.forget_tags(&report.tags);
-            tracing::info!(
-                pattern = text,
-                tags = report.tags.len(),
-                blobs = report.blobs.len(),
-                bytes = report.bytes,
-                "purged"
-            );
-            format!("ok {report}")
-        }
-        Ok(Err(e)) => format!("error {e}"),
+    match maintenance.purge(pattern).await {
+        Ok(report) => format!("ok {report}"),
         Err(e) => format!("error {e}"),
     }
 }

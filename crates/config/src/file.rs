@@ -16,6 +16,7 @@ pub(super) struct RawConfig {
     pub(super) builtin_upstreams: Option<bool>,
     pub(super) server: Option<RawServer>,
     pub(super) cache: Option<RawCache>,
+    pub(super) admin: Option<RawAdmin>,
     #[serde(default)]
     pub(super) upstreams: Vec<RawUpstream>,
 }
@@ -98,4 +99,13 @@ pub(super) struct RawCache {
     pub(super) pin: Option<Vec<String>>,
     pub(super) prefetch_file: Option<String>,
     pub(super) prefetch_interval: Option<String>,
+}
+
+/// The `[admin]` table as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) listen: Option<String>,
+    pub(super) token: Option<String>,
+    pub(super) token_file: Option<String>,
 }

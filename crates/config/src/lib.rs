@@ -5,6 +5,7 @@
 //! injectable environment lookup, so tests never touch the process
 //! environment. Depends on no other berth crate.
 
+mod admin;
 mod builtin;
 mod cache;
 mod checks;
@@ -16,6 +17,7 @@ mod secret;
 mod server;
 mod validate;
 
+pub use admin::AdminSettings;
 pub use cache::CacheSettings;
 pub use fills::{DEFAULT_MAX_BLOB_SIZE, FillLimits};
 pub use policy::CachePolicy;
@@ -53,6 +55,8 @@ pub struct Config {
     pub server: ServerLimits,
     /// Settings of the cache as a whole.
     pub cache: CacheSettings,
+    /// The admin listener and token.
+    pub admin: AdminSettings,
     /// Configured upstream registries; never empty.
     pub upstreams: Vec<UpstreamConfig>,
 }

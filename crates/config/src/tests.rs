@@ -250,3 +250,33 @@ fn request_deadline_defaults_and_refuses_zero() {
     let err = deadline("request_deadline = \"0s\"\n").unwrap_err();
     assert_eq!(err.0[0].key, "upstreams[0].request_deadline", "{err}");
 }
+
+#[test]
+fn admin_is_off_by_default_and_checks_its_listener_and_token() {
+    let base = "listen = \"127.0.0.1:5000\"\nbuiltin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+    let admin = |extra: &str, env: &dyn Fn(&str) -> Option<String>| {
+        Config::from_toml(&format!("{base}[admin]\n{extra}"), env).map(|c| c.admin)
+    };
+    let off = Config::from_toml(base, &no_env).unwrap().admin;
+    assert!(!off.endpoints_on());
+    let on = admin(
+        "listen = \"127.0.0.1:5090\"\ntoken = \"0123456789abcdef\"\n",
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(on.listen, Some("127.0.0.1:5090".parse().unwrap()));
+    assert_eq!(on.token.unwrap().expose(), "0123456789abcdef");
+    let env = |k: &str| (k == "BERTH_ADMIN_TOKEN").then(|| "from-the-environment".to_owned());
+    let from_env = admin("", &env).unwrap();
+    assert!(from_env.endpoints_on() && from_env.listen.is_none());
+    let err = admin(
+        "listen = \"127.0.0.1:5000\"\ntoken = \"short\"\ntoken_file = \"/x\"\n",
+        &no_env,
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["admin.listen", "admin.token_file"], "{err}");
+    let err = admin("token = \"short\"\n", &no_env).unwrap_err();
+    assert_eq!(err.0[0].key, "admin.token", "{err}");
+    assert!(err.0[0].reason.contains("at least 16"), "{err}");
+}

@@ -7,6 +7,7 @@
 //! `berth-oci` and `berth-metrics`.
 
 mod access_log;
+mod admin;
 mod admit;
 mod blobs;
 mod budget;
@@ -19,6 +20,7 @@ mod server;
 mod zero_copy;
 
 use access_log::{LoggedBody, Trail};
+pub use admin::{admin_listener_router, admin_router};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -53,17 +55,31 @@ pub struct HttpState {
     pub next_request_id: AtomicU64,
 }
 
-/// The registry API, health and metrics routes.
+/// The registry API and the health routes, with the fallback every
+/// unknown path gets.
 pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/v2", any(base))
         .route("/v2/", any(base))
         .route("/v2/{*rest}", any(api))
-        .route("/health", get(health))
-        .route("/healthz", get(health))
-        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found_route() })
         .with_state(state)
+        .merge(health_routes())
+}
+
+/// `/health` and `/healthz`.
+pub fn health_routes() -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/healthz", get(health))
+}
+
+/// `/metrics`: on the public port, or on the admin listener when there is
+/// one.
+pub fn metrics_routes(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .with_state(metrics)
 }
 
 const API_VERSION: &str = "registry/2.0";
@@ -88,13 +104,13 @@ async fn health() -> Response {
         .into_response()
 }
 
-async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        metrics.encode(),
     )
         .into_response()
 }

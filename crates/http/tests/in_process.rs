@@ -13,7 +13,7 @@ use axum::Router;
 use axum::body::Body;
 use berth_cache::{BlobStore, IndexStore, MemoryIndex, MemoryStore};
 use berth_config::Config;
-use berth_http::{HttpState, router};
+use berth_http::{HttpState, metrics_routes, router};
 use berth_metrics::Metrics;
 use berth_pull::PullService;
 use berth_testkit::checks::pseudo_random;
@@ -41,10 +41,11 @@ fn mirror(fake: &FakeUpstream, blobs: Arc<dyn BlobStore>, index: Arc<dyn IndexSt
     router(Arc::new(HttpState {
         pull,
         upstreams,
-        metrics,
+        metrics: Arc::clone(&metrics),
         domain: None,
         next_request_id: AtomicU64::new(0),
     }))
+    .merge(metrics_routes(metrics))
 }
 
 /// What a client sees: status, headers, and the body or why it broke off.

@@ -86,6 +86,26 @@ impl Berth {
         format!("http://{}", self.addr)
     }
 
+    /// `http://ADDR` of the admin listener, once berth has logged it.
+    pub async fn admin_url(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = self.log().lines().find_map(|line| {
+                let rest = line.split("admin listener on http://").nth(1)?;
+                Some(rest.split_whitespace().next()?.to_owned())
+            });
+            if let Some(addr) = found {
+                return format!("http://{addr}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no admin listener:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The config file the harness wrote for this instance.
     pub fn config_path(&self) -> PathBuf {
         self.data_dir.with_extension("toml")
