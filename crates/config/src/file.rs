@@ -17,6 +17,7 @@ pub(super) struct RawConfig {
     pub(super) server: Option<RawServer>,
     pub(super) cache: Option<RawCache>,
     pub(super) admin: Option<RawAdmin>,
+    pub(super) tls: Option<RawTls>,
     #[serde(default)]
     pub(super) upstreams: Vec<RawUpstream>,
 }
@@ -108,4 +109,55 @@ pub(super) struct RawAdmin {
     pub(super) listen: Option<String>,
     pub(super) token: Option<String>,
     pub(super) token_file: Option<String>,
+}
+
+/// The `[tls]` table as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub(super) cert_file: Option<String>,
+    pub(super) key_file: Option<String>,
+    pub(super) redirect_listen: Option<String>,
+    #[serde(default)]
+    pub(super) certs: Vec<RawCert>,
+    pub(super) acme: Option<RawAcme>,
+}
+
+/// One `[[tls.certs]]` entry as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCert {
+    pub(super) cert_file: Option<String>,
+    pub(super) key_file: Option<String>,
+    pub(super) names: Option<Vec<String>>,
+}
+
+/// One string or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    /// `"mailto:a@b"`
+    One(String),
+    /// `["mailto:a@b", "mailto:c@d"]`
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(super) fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(one) => vec![one],
+            Self::Many(many) => many,
+        }
+    }
+}
+
+/// The `[tls.acme]` table as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAcme {
+    pub(super) domains: Option<Vec<String>>,
+    pub(super) contact: Option<OneOrMany>,
+    pub(super) directory_url: Option<String>,
+    pub(super) challenge: Option<String>,
+    pub(super) ca_file: Option<String>,
 }

@@ -15,6 +15,7 @@ mod policy;
 mod resilience;
 mod secret;
 mod server;
+mod tls;
 mod validate;
 
 pub use admin::AdminSettings;
@@ -24,6 +25,7 @@ pub use policy::CachePolicy;
 pub use resilience::Resilience;
 pub use secret::Secret;
 pub use server::{ServerLimits, byte_size};
+pub use tls::{AcmeSettings, CertFiles, Challenge, LETS_ENCRYPT, TlsSettings, well_formed_name};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +59,8 @@ pub struct Config {
     pub cache: CacheSettings,
     /// The admin listener and token.
     pub admin: AdminSettings,
+    /// HTTPS on `listen`, when `[tls]` is present.
+    pub tls: Option<TlsSettings>,
     /// Configured upstream registries; never empty.
     pub upstreams: Vec<UpstreamConfig>,
 }

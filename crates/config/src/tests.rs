@@ -280,3 +280,41 @@ fn admin_is_off_by_default_and_checks_its_listener_and_token() {
     assert_eq!(err.0[0].key, "admin.token", "{err}");
     assert!(err.0[0].reason.contains("at least 16"), "{err}");
 }
+
+#[test]
+fn tls_takes_files_or_acme_and_names_each_problem() {
+    let base = "listen = \"127.0.0.1:5443\"\nbuiltin_upstreams = false\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\n";
+    let tls = |extra: &str| Config::from_toml(&format!("{base}{extra}"), &no_env).map(|c| c.tls);
+    assert_eq!(tls("").unwrap(), None);
+    let files = tls("[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\nredirect_listen = \"127.0.0.1:8080\"\n[[tls.certs]]\ncert_file = \"o.pem\"\nkey_file = \"ok.pem\"\nnames = [\"Other.Example\", \"*.other.example\"]\n")
+        .unwrap()
+        .unwrap();
+    assert_eq!(files.certs.len(), 2);
+    assert_eq!(files.certs[1].names, ["other.example", "*.other.example"]);
+    assert_eq!(files.redirect_listen, Some("127.0.0.1:8080".parse().unwrap()));
+    let acme = tls("[tls]\nredirect_listen = \"127.0.0.1:8080\"\n[tls.acme]\ndomains = [\"m.example\"]\ncontact = \"mailto:ops@example.com\"\nchallenge = \"http-01\"\n")
+        .unwrap()
+        .unwrap()
+        .acme
+        .unwrap();
+    assert_eq!(acme.directory_url.as_str(), LETS_ENCRYPT);
+    assert_eq!(acme.challenge, Challenge::Http01);
+    assert_eq!(acme.contact, ["mailto:ops@example.com"]);
+
+    let err = tls("[tls]\ncert_file = \"c.pem\"\n[[tls.certs]]\ncert_file = \"o.pem\"\nkey_file = \"k\"\nnames = [\"bad name\"]\n[tls.acme]\ndomains = [\"*.m.example\"]\nchallenge = \"http-01\"\n").unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "tls.key_file",
+            "tls.certs[0].names[0]",
+            "tls.acme.domains[0]",
+            "tls.acme.challenge",
+            "tls.acme"
+        ],
+        "{err}"
+    );
+    assert!(err.to_string().contains("DNS-01"), "{err}");
+    let err = tls("[tls]\n").unwrap_err();
+    assert_eq!(err.0[0].key, "tls", "{err}");
+}

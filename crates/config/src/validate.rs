@@ -85,6 +85,7 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
     let server = crate::server::build(&mut p, raw.server.as_ref());
     let cache = crate::cache::build(&mut p, raw.cache.as_ref());
     let admin = crate::admin::build(&mut p, raw.admin.as_ref(), env, listen);
+    let tls = crate::tls::build(&mut p, raw.tls.as_ref(), listen);
     let upstreams = upstreams(&mut p, &raw, env);
     if p.0.is_empty() {
         Ok(Config {
@@ -96,6 +97,7 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
             server,
             cache,
             admin,
+            tls,
             upstreams,
         })
     } else {
