@@ -291,7 +291,10 @@ fn tls_takes_files_or_acme_and_names_each_problem() {
         .unwrap();
     assert_eq!(files.certs.len(), 2);
     assert_eq!(files.certs[1].names, ["other.example", "*.other.example"]);
-    assert_eq!(files.redirect_listen, Some("127.0.0.1:8080".parse().unwrap()));
+    assert_eq!(
+        files.redirect_listen,
+        Some("127.0.0.1:8080".parse().unwrap())
+    );
     let acme = tls("[tls]\nredirect_listen = \"127.0.0.1:8080\"\n[tls.acme]\ndomains = [\"m.example\"]\ncontact = \"mailto:ops@example.com\"\nchallenge = \"http-01\"\n")
         .unwrap()
         .unwrap()

@@ -87,7 +87,9 @@ fn names(p: &mut Problems, key: &str, list: &[String]) -> Vec<String> {
             } else {
                 p.add(
                     format!("{key}[{i}]"),
-                    format!("{name:?} is not a DNS name like mirror.example.com or *.mirror.example.com"),
+                    format!(
+                        "{name:?} is not a DNS name like mirror.example.com or *.mirror.example.com"
+                    ),
                 );
                 None
             }
@@ -96,7 +98,11 @@ fn names(p: &mut Problems, key: &str, list: &[String]) -> Vec<String> {
 }
 
 fn acme(p: &mut Problems, raw: &RawAcme, redirect: bool) -> Option<AcmeSettings> {
-    let domains = names(p, "tls.acme.domains", raw.domains.as_deref().unwrap_or_default());
+    let domains = names(
+        p,
+        "tls.acme.domains",
+        raw.domains.as_deref().unwrap_or_default(),
+    );
     if raw.domains.as_ref().is_none_or(Vec::is_empty) {
         p.add("tls.acme.domains", "list the names the certificate is for");
     }
@@ -108,7 +114,11 @@ fn acme(p: &mut Problems, raw: &RawAcme, redirect: bool) -> Option<AcmeSettings>
             );
         }
     }
-    let contact = raw.contact.clone().map(|c| c.into_vec()).unwrap_or_default();
+    let contact = raw
+        .contact
+        .clone()
+        .map(|c| c.into_vec())
+        .unwrap_or_default();
     for c in &contact {
         if !c.starts_with("mailto:") {
             p.add("tls.acme.contact", format!("{c:?} is not a mailto: URL"));
@@ -170,7 +180,11 @@ pub(super) fn build(
             p.add(key, "needs cert_file and key_file");
             continue;
         };
-        let listed = names(p, &format!("{key}.names"), c.names.as_deref().unwrap_or_default());
+        let listed = names(
+            p,
+            &format!("{key}.names"),
+            c.names.as_deref().unwrap_or_default(),
+        );
         if c.names.as_ref().is_none_or(Vec::is_empty) {
             p.add(
                 format!("{key}.names"),

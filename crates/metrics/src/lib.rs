@@ -10,6 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+mod tls;
+pub use tls::{CertLoadLabels, CertificateLabels, TlsMetrics};
+
 /// Labels of `berth_http_requests`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
@@ -83,6 +86,8 @@ pub struct Metrics {
     pub cache_write_failures: Counter,
     /// Client connections: open, refused and closed by berth.
     pub connections: ConnectionMetrics,
+    /// HTTPS: certificate expiry, loads and failed handshakes.
+    pub tls: TlsMetrics,
 }
 
 impl Default for Metrics {
@@ -156,8 +161,10 @@ impl Metrics {
             cache_write_failures.clone(),
         );
         let connections = ConnectionMetrics::register(&mut registry);
+        let tls = TlsMetrics::register(&mut registry);
         Self {
             registry,
+            tls,
             connections,
             cache_write_failures,
             mirror_state,
