@@ -8,9 +8,12 @@ use anyhow::Context as _;
 use berth_cache::{FsIndex, FsStore, Lifecycle, Maintenance, PinPattern};
 use berth_config::Config;
 use berth_config::ServerLimits;
-use berth_http::{HttpState, Server, admin_listener_router, admin_router, metrics_routes, router};
+use berth_http::{
+    HttpState, Server, admin_listener_router, admin_router, metrics_routes, redirect_router, router,
+};
 use berth_metrics::Metrics;
 use berth_pull::PullService;
+use berth_tls::Tls;
 use berth_upstream::UpstreamSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,8 +27,19 @@ pub struct App {
     grace: std::time::Duration,
     limits: ServerLimits,
     metrics: Arc<Metrics>,
-    /// The admin listener and what it serves, when one is configured.
-    admin: Option<(TcpListener, axum::Router)>,
+    /// HTTPS on the public listener, when `[tls]` is configured.
+    tls: Option<Arc<Tls>>,
+    /// The listeners beside the public one: admin, redirect to HTTPS.
+    side: Vec<Side>,
+}
+
+/// A listener beside the public one.
+#[derive(Debug)]
+struct Side {
+    listener: TcpListener,
+    router: axum::Router,
+    /// What it is and serves, for the log line.
+    what: &'static str,
 }
 
 impl App {
@@ -60,26 +74,43 @@ impl App {
             domain: config.domain.clone(),
             next_request_id: 0.into(),
         });
+        let tls = match &config.tls {
+            Some(settings) => Some(Arc::new(
+                Tls::start(settings, Arc::clone(&metrics)).context("cannot serve HTTPS")?,
+            )),
+            None => None,
+        };
         let listener = bind(config.listen, "`listen` in the config or BERTH_LISTEN").await?;
+        let mut side = Vec::new();
+        if let (Some(tls), Some(addr)) = (&tls, config.tls.as_ref().and_then(|t| t.redirect_listen))
+        {
+            side.push(Side {
+                listener: bind(addr, "`tls.redirect_listen` in the config").await?,
+                router: redirect_router(
+                    Arc::clone(tls),
+                    config.domain.clone(),
+                    listener.local_addr()?.port(),
+                ),
+                what: "redirect listener",
+            });
+        }
         let mut public = router(state);
         let admin_token = config.admin.token.clone();
-        let admin = match config.admin.listen {
-            Some(addr) => {
-                let admin =
-                    bind(addr, "`admin.listen` in the config or BERTH_ADMIN_LISTEN").await?;
-                let routes = admin_listener_router(maintenance, admin_token, Arc::clone(&metrics));
-                Some((admin, routes))
-            }
+        match config.admin.listen {
+            Some(addr) => side.push(Side {
+                listener: bind(addr, "`admin.listen` in the config or BERTH_ADMIN_LISTEN").await?,
+                router: admin_listener_router(maintenance, admin_token, Arc::clone(&metrics)),
+                what: "admin listener",
+            }),
             None => {
                 public = public.merge(metrics_routes(Arc::clone(&metrics)));
                 if admin_token.is_some() {
                     public = public.merge(admin_router(maintenance, admin_token));
                 }
-                None
             }
-        };
+        }
         if let Some(file) = &config.cache.prefetch_file {
-            let server = crate::prefetch::local_url(listener.local_addr()?);
+            let server = crate::prefetch::local_url(listener.local_addr()?, tls.is_some());
             let every = config.cache.prefetch_interval;
             tokio::spawn(crate::prefetch::schedule(server, file.clone(), every));
         }
@@ -89,7 +120,8 @@ impl App {
             grace: config.shutdown_grace,
             limits: config.server.clone(),
             metrics,
-            admin,
+            tls,
+            side,
         })
     }
 
@@ -104,31 +136,35 @@ impl App {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
-        tracing::info!(%addr, "berth listening on http://{addr}");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, "berth listening on {scheme}://{addr}");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let admin = match self.admin {
-            Some((listener, routes)) => {
-                let addr = listener.local_addr()?;
-                tracing::info!(%addr, "admin listener on http://{addr} serves /metrics, /health and the admin endpoints");
-                let server = Server::new(
-                    listener,
-                    routes,
-                    self.limits.clone(),
-                    Arc::clone(&self.metrics),
-                );
-                Some(tokio::spawn(server.run(stop_rx.clone(), self.grace)))
-            }
-            None => None,
-        };
-        let server = Server::new(self.listener, self.router, self.limits, self.metrics);
+        let mut sides = Vec::new();
+        for side in self.side {
+            let addr = side.listener.local_addr()?;
+            tracing::info!(%addr, "{} on http://{addr}", side.what);
+            let server = Server::new(
+                side.listener,
+                side.router,
+                self.limits.clone(),
+                Arc::clone(&self.metrics),
+            );
+            sides.push(tokio::spawn(server.run(stop_rx.clone(), self.grace)));
+        }
+        let mut server = Server::new(self.listener, self.router, self.limits, self.metrics);
+        if let Some(tls) = &self.tls {
+            server = server.with_tls(tls.server_config());
+            tls.watch();
+            tokio::spawn(reload_on_hangup(Arc::clone(tls)));
+        }
         let mut server = tokio::spawn(server.run(stop_rx, self.grace));
         tokio::select! {
             result = &mut server => return result.context("server task failed"),
             () = shutdown => {}
         }
         let _ = stop_tx.send(true);
-        if let Some(admin) = admin {
-            admin.await.context("admin server task failed")?;
+        for side in sides {
+            side.await.context("server task failed")?;
         }
         server.await.context("server task failed")
     }
@@ -147,6 +183,20 @@ async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
             anyhow::anyhow!("cannot listen on {addr}: {e}")
         }
     })
+}
+
+/// Reload the certificate files on each SIGHUP.
+async fn reload_on_hangup(tls: Arc<Tls>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!(
+            "cannot listen for SIGHUP: certificates reload only when their files change"
+        );
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        tls.reload("SIGHUP");
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

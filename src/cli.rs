@@ -202,7 +202,7 @@ impl Cli {
                 let server = match server {
                     Some(s) => s,
                     None => match load(config.as_ref()) {
-                        Ok(c) => prefetch::local_url(c.listen),
+                        Ok(c) => prefetch::local_url(c.listen, c.tls.is_some()),
                         Err(code) => return code,
                     },
                 };
@@ -219,7 +219,12 @@ impl Cli {
                     Err(e) => {
                         tracing::error!("{e:#}");
                         eprintln!("berth: {e:#}");
-                        ExitCode::FAILURE
+                        // An unusable certificate is a configuration fault.
+                        if e.downcast_ref::<berth_tls::TlsError>().is_some() {
+                            ExitCode::from(EXIT_CONFIG)
+                        } else {
+                            ExitCode::FAILURE
+                        }
                     }
                 }
             }

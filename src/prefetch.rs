@@ -193,7 +193,7 @@ pub(crate) async fn warm_all(
     };
     let totals = Totals::default();
     let started = Instant::now();
-    let client = reqwest::Client::new();
+    let client = client_for(server);
     let server = server.trim_end_matches('/');
     let mut failed = Vec::new();
     for text in images {
@@ -376,14 +376,39 @@ async fn warm(
     results.into_iter().collect()
 }
 
-/// The URL this machine reaches a berth listening on `listen` at.
-pub(crate) fn local_url(listen: std::net::SocketAddr) -> String {
+/// The HTTP client for `server`. Over HTTPS to a loopback address (this
+/// machine's own berth, whose certificate names its public name, not the
+/// loopback address) the certificate is not checked: nothing leaves the
+/// machine.
+fn client_for(server: &str) -> reqwest::Client {
+    let loopback = reqwest::Url::parse(server).is_ok_and(|url| {
+        url.scheme() == "https"
+            && url.host_str().is_some_and(|host| {
+                host == "localhost"
+                    || host
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            })
+    });
+    reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(loopback)
+        .build()
+        .unwrap_or_default()
+}
+
+/// The URL of the berth listening on `listen`, as this machine reaches it.
+pub(crate) fn local_url(listen: std::net::SocketAddr, tls: bool) -> String {
     let host = if listen.ip().is_unspecified() {
         std::net::IpAddr::from([127, 0, 0, 1])
     } else {
         listen.ip()
     };
-    format!("http://{}", std::net::SocketAddr::new(host, listen.port()))
+    let scheme = if tls { "https" } else { "http" };
+    format!(
+        "{scheme}://{}",
+        std::net::SocketAddr::new(host, listen.port())
+    )
 }
 
 /// `[cache] prefetch_file` inside the server: warm the images it lists

@@ -15,6 +15,7 @@ mod error;
 mod listings;
 mod manifests;
 pub mod range;
+mod redirect;
 mod route;
 mod server;
 mod zero_copy;
@@ -32,6 +33,7 @@ use berth_upstream::UpstreamSet;
 use budget::BodyBudget;
 use error::ApiError;
 use http::{HeaderMap, HeaderValue, Method, header};
+pub use redirect::redirect_router;
 use server::ConnInfo;
 pub use server::Server;
 use std::sync::Arc;
@@ -135,7 +137,7 @@ async fn api(State(state): State<Arc<HttpState>>, request: Request) -> Response 
     // Zero-copy bodies only on HTTP/1: HTTP/2 frames body chunks itself.
     let outbox = conn
         .filter(|_| request.version <= http::Version::HTTP_11)
-        .map(|info| Arc::clone(&info.outbox));
+        .and_then(|info| info.outbox.clone());
     let budget = conn.map(|info| info.budget.clone());
     let method = request.method.clone();
     let path = request.uri.path().to_owned();

@@ -13,6 +13,8 @@ pub struct Berth {
     child: Child,
     /// `127.0.0.1:PORT`
     pub addr: String,
+    /// `http://127.0.0.1:PORT`, or `https://` when it serves HTTPS.
+    url: String,
     /// Its data directory (kept across restarts when reused).
     pub data_dir: PathBuf,
     log: Arc<Mutex<String>>,
@@ -41,22 +43,24 @@ impl Berth {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send(addr);
+                if let Some(rest) = line.split("berth listening on ").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(url);
                 }
                 let mut l = sink.lock().unwrap();
                 l.push_str(&line);
                 l.push('\n');
             }
         });
-        let Ok(addr) = rx.recv_timeout(Duration::from_secs(20)) else {
+        let Ok(url) = rx.recv_timeout(Duration::from_secs(20)) else {
             let _ = child.kill();
             panic!("berth did not start:\n{}", log.lock().unwrap());
         };
+        let addr = url.split_once("://").map_or(&*url, |(_, a)| a).to_owned();
         Berth {
             child,
             addr,
+            url,
             data_dir: data_dir.to_path_buf(),
             log,
             _dir: None,
@@ -81,29 +85,41 @@ impl Berth {
         response.text().await.unwrap()
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` when it serves HTTPS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url.clone()
     }
 
-    /// `http://ADDR` of the admin listener, once berth has logged it.
-    pub async fn admin_url(&self) -> String {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap()
+    }
+
+    /// `http://ADDR` of the listener logged as `what` (`admin listener`,
+    /// `redirect listener`), once berth has logged it.
+    pub async fn side_url(&self, what: &str) -> String {
+        let marker = format!("{what} on http://");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let found = self.log().lines().find_map(|line| {
-                let rest = line.split("admin listener on http://").nth(1)?;
+                let rest = line.split(&marker).nth(1)?;
                 Some(rest.split_whitespace().next()?.to_owned())
             });
             if let Some(addr) = found {
                 return format!("http://{addr}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "no admin listener:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < deadline, "no {what}:\n{}", self.log());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// `http://ADDR` of the admin listener, once berth has logged it.
+    pub async fn admin_url(&self) -> String {
+        self.side_url("admin listener").await
     }
 
     /// The config file the harness wrote for this instance.

@@ -11,7 +11,7 @@ use std::process::Command as StdCommand;
 use std::time::Duration;
 use tokio::process::Command;
 
-pub use super::containerd::{Containerd, write_hosts_toml};
+pub use super::containerd::{Containerd, write_hosts_toml, write_hosts_toml_ca};
 
 /// How long one client invocation may take.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -29,12 +29,25 @@ pub fn write_containers_config(
     mirror: Option<&str>,
     creds: Option<(&str, &str)>,
 ) {
+    write_containers_config_tls(dir, image, mirror, creds, false);
+}
+
+/// [`write_containers_config`], with the mirror on verified HTTPS when
+/// `verified` (the CA then comes from the client's `--cert-dir`).
+pub fn write_containers_config_tls(
+    dir: &Path,
+    image: &str,
+    mirror: Option<&str>,
+    creds: Option<(&str, &str)>,
+    verified: bool,
+) {
+    let insecure = !verified;
     let registries = match mirror {
         None => String::new(),
         Some(location) => format!(
             "unqualified-search-registries = []\n\n\
              [[registry]]\nprefix = \"{}\"\nlocation = \"{CLOSED}\"\ninsecure = true\n\n\
-             [[registry.mirror]]\nlocation = \"{location}\"\ninsecure = true\n",
+             [[registry.mirror]]\nlocation = \"{location}\"\ninsecure = {insecure}\n",
             registry_of(image)
         ),
     };
@@ -94,6 +107,7 @@ pub struct Skopeo {
     creds: Option<(String, String)>,
     all: bool,
     mirror: Option<String>,
+    cert_dir: Option<std::path::PathBuf>,
 }
 
 impl Skopeo {
@@ -121,6 +135,13 @@ impl Skopeo {
         self
     }
 
+    /// Reach the mirror over HTTPS, verified against the CA certificates
+    /// in `dir` (`--src-cert-dir`), never insecurely.
+    pub fn verify_with(mut self, dir: &Path) -> Self {
+        self.cert_dir = Some(dir.to_owned());
+        self
+    }
+
     /// `skopeo copy docker://SRC dir:DEST`; `src_ref` is "host:port/repo:tag"
     /// (or an image name in mirror mode). skopeo copies into a `dir:` one
     /// blob at a time.
@@ -139,7 +160,15 @@ impl Skopeo {
     async fn copy(&self, src_ref: &str, dest: &str) -> Result<(), String> {
         let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut cmd = self.command(scratch.path(), src_ref);
-        cmd.args(["copy", "--quiet", "--src-tls-verify=false"]);
+        cmd.args(["copy", "--quiet"]);
+        match &self.cert_dir {
+            Some(dir) => {
+                cmd.arg("--src-cert-dir").arg(dir);
+            }
+            None => {
+                cmd.arg("--src-tls-verify=false");
+            }
+        }
         if let Some(flag) = self.creds_flag("--src-creds", "--src-no-creds") {
             cmd.args(flag);
         }
@@ -166,7 +195,8 @@ impl Skopeo {
 
     fn command(&self, scratch: &Path, src_ref: &str) -> StdCommand {
         let creds = self.creds.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
-        write_containers_config(scratch, src_ref, self.mirror.as_deref(), creds);
+        let verified = self.cert_dir.is_some();
+        write_containers_config_tls(scratch, src_ref, self.mirror.as_deref(), creds, verified);
         isolated_skopeo(scratch)
     }
 
@@ -207,9 +237,21 @@ pub async fn podman_pull_with(
     image: &str,
     creds: Option<(&str, &str)>,
 ) -> Result<String, String> {
+    podman_pull_tls(mirror_location, image, creds, None).await
+}
+
+/// [`podman_pull_with`]; with `cert_dir`, the mirror is on HTTPS verified
+/// against the CA certificates in it (`--cert-dir`).
+pub async fn podman_pull_tls(
+    mirror_location: &str,
+    image: &str,
+    creds: Option<(&str, &str)>,
+    cert_dir: Option<&Path>,
+) -> Result<String, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let d = dir.path();
-    write_containers_config(d, image, Some(mirror_location), creds);
+    let verified = cert_dir.is_some();
+    write_containers_config_tls(d, image, Some(mirror_location), creds, verified);
     std::fs::write(d.join("containers.conf"), "").map_err(|e| e.to_string())?;
     let storage = format!(
         "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
@@ -237,7 +279,12 @@ pub async fn podman_pull_with(
         cmd
     };
     let policy = d.join("policy.json").display().to_string();
-    let pull = ["pull", "--quiet", "--signature-policy", &policy, image];
+    let certs = cert_dir.map(|c| c.display().to_string());
+    let mut pull = vec!["pull", "--quiet", "--signature-policy", &policy];
+    if let Some(certs) = &certs {
+        pull.extend(["--cert-dir", certs]);
+    }
+    pull.push(image);
     run_async(&mut podman(&pull), CLIENT_TIMEOUT).await?;
     let inspect = ["image", "inspect", "--format", "{{.Digest}}", image];
     let out = run_async(&mut podman(&inspect), CLIENT_TIMEOUT).await?;

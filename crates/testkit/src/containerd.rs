@@ -166,6 +166,18 @@ pub fn write_hosts_toml(
     mirror_url: &str,
     override_path: bool,
 ) -> PathBuf {
+    write_hosts_toml_ca(dir, registry, mirror_url, override_path, None)
+}
+
+/// [`write_hosts_toml`] with `ca = "<file>"`: an HTTPS mirror verified
+/// against that CA certificate.
+pub fn write_hosts_toml_ca(
+    dir: &Path,
+    registry: &str,
+    mirror_url: &str,
+    override_path: bool,
+    ca: Option<&Path>,
+) -> PathBuf {
     let reg_dir = dir.join(registry);
     std::fs::create_dir_all(&reg_dir).expect("create hosts dir");
     let mut toml = format!(
@@ -173,6 +185,9 @@ pub fn write_hosts_toml(
     );
     if override_path {
         toml.push_str("  override_path = true\n");
+    }
+    if let Some(ca) = ca {
+        toml.push_str(&format!("  ca = {:?}\n", ca.display().to_string()));
     }
     std::fs::write(reg_dir.join("hosts.toml"), toml).expect("write hosts.toml");
     dir.to_owned()

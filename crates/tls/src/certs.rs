@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct Served {
     /// The chain and the signing key.
     pub key: Arc<CertifiedKey>,
-    /// The DNS names the leaf certificate is for (`*.` wildcards kept),
-    /// lowercased.
+    /// The DNS names (`*.` wildcards kept, lowercased) and IP addresses
+    /// the leaf certificate is for.
     pub names: Vec<String>,
     /// When the leaf expires, as Unix time in seconds.
     pub not_after: i64,
@@ -79,6 +79,16 @@ fn private_key(file: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
+/// An IP address SAN as text (4 or 16 bytes).
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    let ip: std::net::IpAddr = match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok()?.into(),
+        16 => <[u8; 16]>::try_from(bytes).ok()?.into(),
+        _ => return None,
+    };
+    Some(ip.to_string())
+}
+
 /// What berth reads of a leaf certificate.
 struct Leaf {
     not_before: i64,
@@ -100,6 +110,7 @@ impl Leaf {
                     x509_parser::extensions::GeneralName::DNSName(dns) => {
                         Some(dns.to_ascii_lowercase())
                     }
+                    x509_parser::extensions::GeneralName::IPAddress(ip) => ip_text(ip),
                     _ => None,
                 })
                 .collect(),

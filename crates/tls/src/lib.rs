@@ -15,7 +15,6 @@ mod tests;
 
 pub use certs::{Served, load};
 pub use table::{CertTable, Certificates, name_matches};
-pub use tokio_rustls::TlsAcceptor;
 pub use watch::Reloader;
 
 use berth_config::TlsSettings;
@@ -84,9 +83,9 @@ impl Tls {
         })
     }
 
-    /// What accepts TLS connections with these certificates.
-    pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(Arc::clone(&self.config))
+    /// The server side of TLS with these certificates, for a listener.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        Arc::clone(&self.config)
     }
 
     /// Reload the certificate files (SIGHUP).

@@ -3,8 +3,11 @@
 //! connection builder configured here: vectored writes (which zero-copy
 //! bodies rely on), a header-read timeout, keep-alive, and the HTTP/2
 //! stream limits. Every connection carries a [`ConnInfo`] to its requests:
-//! the peer address, the zero-copy outbox and the streamed-body budget.
-//! Idle connections are closed after `idle_timeout`, stalled ones after
+//! the peer address, the zero-copy outbox (plain listeners only) and the
+//! streamed-body budget. On an HTTPS listener each connection first
+//! completes its TLS handshake within `header_read_timeout`; its bodies are
+//! then always streamed, since encryption happens here and `sendfile`
+//! cannot do it. Idle connections are closed after `idle_timeout`, stalled ones after
 //! `stall_timeout`, and shutdown drains every connection gracefully.
 
 mod connections;
@@ -26,6 +29,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
 use tower::ServiceExt as _;
 use watched::{Watched, WatchedBody};
 
@@ -34,14 +39,23 @@ use watched::{Watched, WatchedBody};
 pub(crate) struct ConnInfo {
     /// The client's address.
     pub(crate) peer: SocketAddr,
-    /// Where zero-copy bodies load their file stretches.
-    pub(crate) outbox: Arc<Outbox>,
+    /// Where zero-copy bodies load their file stretches; `None` on TLS
+    /// connections, which must never be handed a file span.
+    pub(crate) outbox: Option<Arc<Outbox>>,
     /// Memory the connection's streamed bodies may hold.
     pub(crate) budget: BodyBudget,
 }
 
 /// How long a shed or idle connection gets to close by itself.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// HTTP/2 receive window per stream.
+const H2_STREAM_WINDOW: u32 = 4 << 20;
+/// HTTP/2 receive window of the whole connection.
+const H2_CONNECTION_WINDOW: u32 = 16 << 20;
+/// Largest HTTP/2 frame berth accepts.
+const H2_FRAME: u32 = 64 << 10;
+/// Bytes one HTTP/2 stream may queue for sending.
+const H2_SEND_BUFFER: usize = 1 << 20;
 
 /// A bound listener with the router and limits it serves.
 #[derive(Debug)]
@@ -50,6 +64,7 @@ pub struct Server {
     router: Router,
     limits: ServerLimits,
     metrics: Arc<Metrics>,
+    tls: Option<Arc<ServerConfig>>,
 }
 
 /// The phases a connection task follows.
@@ -74,7 +89,15 @@ impl Server {
             router,
             limits,
             metrics,
+            tls: None,
         }
+    }
+
+    /// Serve HTTPS: every connection starts with a TLS handshake.
+    #[must_use]
+    pub fn with_tls(mut self, config: Arc<ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
     }
 
     fn builder(&self) -> auto::Builder<TokioExecutor> {
@@ -84,17 +107,25 @@ impl Server {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .keep_alive(true)
+            .keep_alive(true);
+        if self.tls.is_none() {
             // Body chunks must reach the connection uncopied: zero-copy
             // bodies are recognised there by address.
-            .writev(true);
+            builder.http1().writev(true);
+        }
         builder
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(limits.max_streams_per_connection)
             .keep_alive_interval(Some(limits.idle_timeout / 2))
             .keep_alive_timeout(limits.header_read_timeout)
-            .max_send_buf_size(256 << 10);
+            // Registry traffic is large bodies: a window that covers a
+            // far link's bandwidth-delay product, whole 16 KiB frames
+            // (TLS records), and a send buffer of a few chunks per stream.
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .max_frame_size(H2_FRAME)
+            .max_send_buf_size(H2_SEND_BUFFER);
         builder
     }
 
@@ -109,6 +140,7 @@ impl Server {
             self.metrics.connections.clone(),
         ));
         let builder = Arc::new(self.builder());
+        let tls = self.tls.clone().map(TlsAcceptor::from);
         let (phase_tx, phase) = watch::channel(Phase::Serving);
         loop {
             let accepted = tokio::select! {
@@ -145,7 +177,7 @@ impl Server {
                 metrics: Arc::clone(&self.metrics),
                 phase: phase.clone(),
             };
-            tokio::spawn(conn.serve(tcp));
+            tokio::spawn(conn.accept(tcp, tls.clone()));
         }
         drop(self.listener);
         let open = connections.len();
@@ -180,15 +212,38 @@ struct Conn {
 }
 
 impl Conn {
-    async fn serve(mut self, tcp: tokio::net::TcpStream) {
+    /// Complete the TLS handshake, if this is an HTTPS listener, then serve.
+    async fn accept(self, tcp: tokio::net::TcpStream, tls: Option<TlsAcceptor>) {
+        let Some(tls) = tls else {
+            let outbox = Arc::new(Outbox::new(self.metrics.served_zero_copy_bytes.clone()));
+            let socket = ZeroCopyConn::new(tcp, Arc::clone(&outbox));
+            return self.serve(socket, Some(outbox)).await;
+        };
+        let handshake = tokio::time::timeout(self.limits.header_read_timeout, tls.accept(tcp));
+        match handshake.await {
+            Ok(Ok(stream)) => self.serve(stream, None).await,
+            Ok(Err(e)) => {
+                self.metrics.tls.handshake_failures.inc();
+                tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed");
+            }
+            Err(_) => {
+                self.metrics.tls.handshake_failures.inc();
+                tracing::debug!(peer = %self.peer, "TLS handshake timed out");
+            }
+        }
+    }
+
+    async fn serve<S>(mut self, socket: S, outbox: Option<Arc<Outbox>>)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let activity = Arc::clone(self.slot.activity());
-        let outbox = Arc::new(Outbox::new(self.metrics.served_zero_copy_bytes.clone()));
         let info = ConnInfo {
             peer: self.peer,
-            outbox: Arc::clone(&outbox),
+            outbox,
             budget: BodyBudget::new(self.limits.connection_buffer),
         };
-        let io = Watched::new(ZeroCopyConn::new(tcp, outbox), Arc::clone(&activity));
+        let io = Watched::new(socket, Arc::clone(&activity));
         let router = self.router.clone();
         let requests = Arc::clone(&activity);
         let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
