@@ -39,6 +39,9 @@ pub enum TlsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A part of `[tls]` this build cannot serve.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// rustls refused the configuration.
     #[error("cannot set up TLS: {0}")]
     Setup(#[from] rustls::Error),
@@ -60,6 +63,11 @@ pub struct Tls {
 impl Tls {
     /// Load and check every certificate `settings` names.
     pub fn start(settings: &TlsSettings, metrics: Arc<Metrics>) -> Result<Self, TlsError> {
+        if settings.acme.is_some() {
+            return Err(TlsError::Unsupported(
+                "tls.acme: berth cannot obtain certificates automatically yet; give cert_file and key_file",
+            ));
+        }
         let provider = provider();
         let certificates = Arc::new(Certificates::default());
         let reloader = Reloader::new(
