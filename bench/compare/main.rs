@@ -7,7 +7,9 @@
 //!   never from berth's own metrics);
 //! - distribution 2.8 in proxy mode in front of that upstream (`proxy`);
 //! - nginx with `sendfile on` serving the same blob files (`nginx`);
-//! - berth itself with no size cap, for the cost of eviction (`lifecycle`).
+//! - berth itself with no size cap, for the cost of eviction (`lifecycle`);
+//! - nginx over HTTPS with the same certificate, and berth's plain listener
+//!   (`https`).
 //!
 //! Load comes from wrk, skopeo, curl and in-process reqwest clients. Run it
 //! with `bench/run compare` (a release build).
@@ -16,6 +18,7 @@
 
 mod big_image;
 mod cold;
+mod https;
 mod lifecycle;
 mod memory;
 mod nginx;
@@ -101,8 +104,8 @@ macro_rules! step {
 }
 
 /// Whether `BENCH_ONLY` (comma-separated step names: throughput,
-/// manifests, small, cold, concurrent, tag, rss, startup, eviction,
-/// million) is unset or names `step`.
+/// manifests, small, cold, concurrent, tag, rss, startup, https,
+/// eviction, million) is unset or names `step`.
 fn selected(step: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == step))
 }
@@ -162,6 +165,9 @@ async fn main() {
     drop(dist);
     if selected("startup") {
         step!("start-up", memory::startup(&ctx, &mut t).await);
+    }
+    if selected("https") {
+        step!("HTTPS", https::https(&ctx, &mut t).await);
     }
     if selected("eviction") {
         step!(

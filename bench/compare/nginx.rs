@@ -21,6 +21,16 @@ impl Nginx {
     /// Serves each `(url_path, file)`: the file is hard-linked (or copied)
     /// into the document root at `url_path`.
     pub(crate) fn start(files: &[(String, &Path)]) -> Nginx {
+        Self::start_with(files, None)
+    }
+
+    /// [`Nginx::start`] over HTTPS with this certificate and key (TLS 1.3,
+    /// session cache and tickets on), for `https://localhost:PORT`.
+    pub(crate) fn start_tls(files: &[(String, &Path)], cert: &Path, key: &Path) -> Nginx {
+        Self::start_with(files, Some((cert, key)))
+    }
+
+    fn start_with(files: &[(String, &Path)], tls: Option<(&Path, &Path)>) -> Nginx {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("root");
         for (url_path, src) in files {
@@ -33,6 +43,16 @@ impl Nginx {
         let port = free_port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let d = dir.path().display();
+        let listen = match tls {
+            None => addr.to_string(),
+            Some((cert, key)) => format!(
+                "{addr} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};\n    \
+                 ssl_protocols TLSv1.3;\n    ssl_session_cache shared:SSL:10m;\n    \
+                 ssl_session_tickets on",
+                cert.display(),
+                key.display()
+            ),
+        };
         let conf = format!(
             "user root;\ndaemon off;\nworker_processes auto;\npid {d}/nginx.pid;\n\
              error_log {d}/error.log warn;\nevents {{ worker_connections 1024; }}\n\
@@ -41,7 +61,7 @@ impl Nginx {
              \x20 client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
              \x20 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
              \x20 scgi_temp_path {d}/scgi;\n\
-             \x20 server {{\n    listen {addr};\n    root {};\n  }}\n}}\n",
+             \x20 server {{\n    listen {listen};\n    root {};\n  }}\n}}\n",
             root.display()
         );
         let conf_path = dir.path().join("nginx.conf");
@@ -61,8 +81,9 @@ impl Nginx {
             .unwrap_or_else(|e| panic!("spawn nginx: {e} (apt-get install nginx)"));
         let mut nginx = Nginx { child, addr, dir };
         let probe = files.first().map_or("/", |(p, _)| p.as_str()).to_owned();
-        let up = wait_until(Duration::from_secs(10), || {
-            http_status(addr, &probe) == Some(200)
+        let up = wait_until(Duration::from_secs(10), || match tls {
+            None => http_status(addr, &probe) == Some(200),
+            Some(_) => std::net::TcpStream::connect(addr).is_ok(),
         });
         if !up {
             let log = std::fs::read_to_string(nginx.dir.path().join("error.log"));
@@ -75,6 +96,21 @@ impl Nginx {
     /// `http://127.0.0.1:PORT`
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `https://localhost:PORT` (when started with TLS).
+    pub(crate) fn tls_url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    /// The port it listens on.
+    pub(crate) fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The master's PID (its workers are its children).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn stop(&mut self) {

@@ -85,6 +85,23 @@ pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
     Some(ticks as f64 / clock_ticks())
 }
 
+/// [`cpu_seconds`] of `pid` and of its children (nginx's workers).
+pub(crate) fn tree_cpu_seconds(pid: u32) -> f64 {
+    let children = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                stat.rfind(')')
+                    .and_then(|i| stat[i + 2..].split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(pid)
+            })
+        });
+    cpu_seconds(pid).unwrap_or(0.0) + children.filter_map(cpu_seconds).sum::<f64>()
+}
+
 fn clock_ticks() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")

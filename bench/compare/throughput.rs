@@ -53,7 +53,7 @@ pub(crate) async fn blobs(ctx: &Ctx, table: &mut Table) {
                         errors += w.errors;
                         w.bytes_per_sec()
                     }
-                    Load::Curl => curl_rate(&url, blob.size, CURL_GETS).await,
+                    Load::Curl => curl_rate(&url, blob.size, CURL_GETS, &[]).await,
                     Load::Sink(conns) => sink::rate(&url, blob.size, *conns, DURATION).await,
                 };
                 results[li][si].push(rate);
@@ -107,13 +107,14 @@ enum Load {
 }
 
 /// Transfers per curl run.
-const CURL_GETS: usize = 20;
+pub(crate) const CURL_GETS: usize = 20;
 
 /// One curl process GETting `url` `n` times over one connection into
 /// /dev/null; bytes/s over the sum of curl's per-transfer times.
-async fn curl_rate(url: &str, size: u64, n: usize) -> f64 {
+pub(crate) async fn curl_rate(url: &str, size: u64, n: usize, options: &[&str]) -> f64 {
     let mut cmd = tokio::process::Command::new("curl");
     cmd.args(["-sS", "-w", "%{http_code} %{size_download} %{time_total}\n"]);
+    cmd.args(options);
     for _ in 0..n {
         cmd.args(["-o", "/dev/null", url]);
     }
