@@ -10,6 +10,7 @@
 //! cannot do it. Idle connections are closed after `idle_timeout`, stalled ones after
 //! `stall_timeout`, and shutdown drains every connection gracefully.
 
+mod coalesce;
 mod connections;
 mod watched;
 
@@ -19,6 +20,7 @@ use axum::Router;
 use axum::body::Body;
 use berth_config::ServerLimits;
 use berth_metrics::Metrics;
+use coalesce::Coalesce;
 use connections::{Caps, Connections, Slot, Verdict};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -55,7 +57,7 @@ const H2_CONNECTION_WINDOW: u32 = 16 << 20;
 /// Largest HTTP/2 frame berth accepts.
 const H2_FRAME: u32 = 64 << 10;
 /// Bytes one HTTP/2 stream may queue for sending.
-const H2_SEND_BUFFER: usize = 1 << 20;
+const H2_SEND_BUFFER: usize = 256 << 10;
 
 /// A bound listener with the router and limits it serves.
 #[derive(Debug)]
@@ -119,9 +121,10 @@ impl Server {
             .max_concurrent_streams(limits.max_streams_per_connection)
             .keep_alive_interval(Some(limits.idle_timeout / 2))
             .keep_alive_timeout(limits.header_read_timeout)
-            // Registry traffic is large bodies: a window that covers a
-            // far link's bandwidth-delay product, whole 16 KiB frames
-            // (TLS records), and a send buffer of a few chunks per stream.
+            // Registry traffic is large bodies: receive windows that cover
+            // a far link's bandwidth-delay product (what clients upload is
+            // small, but a window too small stalls it), and a send buffer
+            // of one file chunk per stream.
             .initial_stream_window_size(H2_STREAM_WINDOW)
             .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .max_frame_size(H2_FRAME)
@@ -221,6 +224,9 @@ impl Conn {
         };
         let handshake = tokio::time::timeout(self.limits.header_read_timeout, tls.accept(tcp));
         match handshake.await {
+            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                self.serve(Coalesce::new(stream), None).await;
+            }
             Ok(Ok(stream)) => self.serve(stream, None).await,
             Ok(Err(e)) => {
                 self.metrics.tls.handshake_failures.inc();
