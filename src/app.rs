@@ -66,6 +66,7 @@ impl App {
         if let Err(e) = crate::control::serve(blobs.layout(), maintenance.clone()) {
             tracing::warn!(error = %format!("{e:#}"), "no control socket: `berth cache purge` will refuse while this berth serves");
         }
+        let acme_root = blobs.layout().acme();
         let pull = PullService::new(blobs, index, Arc::clone(&metrics), config.cache.eager_bytes);
         let state = Arc::new(HttpState {
             pull,
@@ -76,7 +77,8 @@ impl App {
         });
         let tls = match &config.tls {
             Some(settings) => Some(Arc::new(
-                Tls::start(settings, Arc::clone(&metrics)).context("cannot serve HTTPS")?,
+                Tls::start(settings, &acme_root, Arc::clone(&metrics))
+                    .context("cannot serve HTTPS")?,
             )),
             None => None,
         };
@@ -154,7 +156,7 @@ impl App {
         let mut server = Server::new(self.listener, self.router, self.limits, self.metrics);
         if let Some(tls) = &self.tls {
             server = server.with_tls(tls.server_config());
-            tls.watch();
+            tls.keep_current();
             tokio::spawn(reload_on_hangup(Arc::clone(tls)));
         }
         let mut server = tokio::spawn(server.run(stop_rx, self.grace));

@@ -47,6 +47,11 @@ impl Layout {
         self.root.join("pins")
     }
 
+    /// ACME accounts and certificates, one directory per ACME directory.
+    pub fn acme(&self) -> PathBuf {
+        self.root.join("acme")
+    }
+
     /// The socket a serving process takes commands on (`cache purge`).
     pub fn control_socket(&self) -> PathBuf {
         self.root.join("control.sock")

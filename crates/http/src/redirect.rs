@@ -3,11 +3,13 @@
 //! configured one: the request's `Host` only chooses among the names the
 //! served certificates (or `domain`) cover, and anything else goes to the
 //! first of them, so a forged `Host` can never send a client elsewhere.
+//! It also answers ACME HTTP-01 challenges while an order is open.
 
 use crate::error::ApiError;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use berth_oci::ErrorCode;
 use berth_tls::{Tls, name_matches};
 use http::{HeaderValue, StatusCode, header};
@@ -25,6 +27,7 @@ struct Target {
 /// HTTPS listener is on `https_port`.
 pub fn redirect_router(tls: Arc<Tls>, domain: Option<String>, https_port: u16) -> Router {
     Router::new()
+        .route("/.well-known/acme-challenge/{token}", get(acme_challenge))
         .fallback(redirect)
         .with_state(Arc::new(Target {
             tls,
@@ -61,6 +64,21 @@ impl Target {
         self.domain
             .clone()
             .or_else(|| patterns.into_iter().find(|p| !p.starts_with("*.")))
+    }
+}
+
+/// The key authorization of an open ACME HTTP-01 challenge.
+async fn acme_challenge(State(target): State<Arc<Target>>, Path(token): Path<String>) -> Response {
+    match target.tls.http_challenge(&token) {
+        Some(answer) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], answer).into_response()
+        }
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::Unsupported,
+            "no ACME challenge is open under this token",
+        )
+        .into_response(),
     }
 }
 

@@ -206,8 +206,14 @@ pub fn serve_until_exit(
 /// with the extension `ext`), listening on a free loopback port.
 fn spawn_serve(body: &str, data_dir: &Path, ext: &str) -> std::process::Child {
     let config_path = data_dir.with_extension(ext);
+    // A body that names its own `listen` (at the top) keeps it.
+    let listen = if body.starts_with("listen = ") {
+        ""
+    } else {
+        "listen = \"127.0.0.1:0\"\n"
+    };
     let config = format!(
-        "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nshutdown_grace = \"2s\"\nbuiltin_upstreams = false\n{body}",
+        "{listen}data_dir = {:?}\nshutdown_grace = \"2s\"\nbuiltin_upstreams = false\n{body}",
         data_dir.display().to_string()
     );
     std::fs::write(&config_path, config).unwrap();

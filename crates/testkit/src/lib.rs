@@ -17,6 +17,7 @@ pub mod distribution;
 pub mod fake_upstream;
 pub mod images;
 pub mod jwt;
+pub mod pebble;
 pub mod proc;
 pub mod registry;
 pub mod report;

@@ -22,6 +22,8 @@ pub struct Served {
     /// The DNS names (`*.` wildcards kept, lowercased) and IP addresses
     /// the leaf certificate is for.
     pub names: Vec<String>,
+    /// When the leaf became valid, as Unix time in seconds.
+    pub not_before: i64,
     /// When the leaf expires, as Unix time in seconds.
     pub not_after: i64,
 }
@@ -171,6 +173,7 @@ pub fn load(
     Ok(Served {
         key: Arc::new(key),
         names: leaf.names,
+        not_before: leaf.not_before,
         not_after: leaf.not_after,
     })
 }

@@ -1,11 +1,13 @@
 //! HTTPS for berth's listeners: certificates read from PEM files and
 //! checked at start (`certs`), chosen per handshake by the name the client
 //! asks for (`table`), and reloaded when the files change or on SIGHUP
-//! (`watch`); the rustls server configuration that offers HTTP/2 and
+//! (`watch`), or ordered and renewed from an ACME directory (`acme`); the
+//! rustls server configuration that offers HTTP/2 and
 //! HTTP/1.1 by ALPN, with session resumption.
 //!
 //! Uses `berth-config` (what `[tls]` says) and `berth-metrics`.
 
+mod acme;
 mod certs;
 mod table;
 mod watch;
@@ -13,15 +15,16 @@ mod watch;
 #[cfg(test)]
 mod tests;
 
+pub use acme::{ACME_TLS_ALPN, Acme, Challenges, backoff, renew_at};
 pub use certs::{Served, load};
 pub use table::{CertTable, Certificates, name_matches};
 pub use watch::Reloader;
 
-use berth_config::TlsSettings;
+use berth_config::{Challenge, TlsSettings};
 use berth_metrics::Metrics;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Sessions a listener remembers for resumption by id (TLS 1.2); TLS 1.3
@@ -39,9 +42,6 @@ pub enum TlsError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A part of `[tls]` this build cannot serve.
-    #[error("{0}")]
-    Unsupported(&'static str),
     /// rustls refused the configuration.
     #[error("cannot set up TLS: {0}")]
     Setup(#[from] rustls::Error),
@@ -52,41 +52,72 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// HTTPS as configured: the served certificates and the acceptor.
+/// HTTPS as configured: the served certificates and the server settings.
 #[derive(Debug)]
 pub struct Tls {
     certificates: Arc<Certificates>,
-    reloader: Arc<Reloader>,
+    /// Certificate files, when they are the source.
+    reloader: Option<Arc<Reloader>>,
+    /// The ACME manager and the certificate it found stored, when ACME is
+    /// the source.
+    acme: Option<(Arc<Acme>, Option<Served>)>,
     config: Arc<ServerConfig>,
 }
 
 impl Tls {
-    /// Load and check every certificate `settings` names.
-    pub fn start(settings: &TlsSettings, metrics: Arc<Metrics>) -> Result<Self, TlsError> {
-        if settings.acme.is_some() {
-            return Err(TlsError::Unsupported(
-                "tls.acme: berth cannot obtain certificates automatically yet; give cert_file and key_file",
-            ));
-        }
+    /// Load and check every certificate `settings` names; with ACME, the
+    /// certificate stored under `acme_root`, if any.
+    pub fn start(
+        settings: &TlsSettings,
+        acme_root: &Path,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, TlsError> {
         let provider = provider();
         let certificates = Arc::new(Certificates::default());
-        let reloader = Reloader::new(
-            settings.certs.clone(),
-            Arc::clone(&certificates),
-            Arc::clone(&provider),
-            metrics,
-        );
-        reloader.install(reloader.load_all()?);
+        let (reloader, acme) = match &settings.acme {
+            None => {
+                let reloader = Reloader::new(
+                    settings.certs.clone(),
+                    Arc::clone(&certificates),
+                    Arc::clone(&provider),
+                    metrics,
+                );
+                reloader.install(reloader.load_all()?);
+                (Some(Arc::new(reloader)), None)
+            }
+            Some(acme) => {
+                let acme = Acme::new(
+                    acme.clone(),
+                    acme_root,
+                    Arc::clone(&certificates),
+                    Arc::clone(&provider),
+                    metrics,
+                );
+                let stored = acme.stored();
+                if let Some(served) = &stored {
+                    acme.install(served);
+                }
+                (None, Some((Arc::new(acme), stored)))
+            }
+        };
         let mut config = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&certificates) as _);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        if settings
+            .acme
+            .as_ref()
+            .is_some_and(|a| a.challenge == Challenge::TlsAlpn01)
+        {
+            config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+        }
         config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
         config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
         Ok(Self {
             certificates,
-            reloader: Arc::new(reloader),
+            reloader,
+            acme,
             config: Arc::new(config),
         })
     }
@@ -96,14 +127,33 @@ impl Tls {
         Arc::clone(&self.config)
     }
 
-    /// Reload the certificate files (SIGHUP).
+    /// Reload the certificate files (SIGHUP). ACME certificates are
+    /// berth's own and need no reload.
     pub fn reload(&self, why: &str) -> bool {
-        self.reloader.reload(why)
+        match &self.reloader {
+            Some(reloader) => reloader.reload(why),
+            None => {
+                tracing::info!(why, "certificates come from ACME: nothing to reload");
+                false
+            }
+        }
     }
 
-    /// Reload whenever the files change.
-    pub fn watch(&self) {
-        Arc::clone(&self.reloader).watch();
+    /// Keep the certificates current for as long as the process runs:
+    /// watch the files, or order and renew through ACME. Call once the
+    /// listeners are up, since ACME's challenges are answered on them.
+    pub fn keep_current(&self) {
+        if let Some(reloader) = &self.reloader {
+            Arc::clone(reloader).watch();
+        }
+        if let Some((acme, stored)) = &self.acme {
+            tokio::spawn(Arc::clone(acme).run(stored.clone()));
+        }
+    }
+
+    /// The key authorization for an ACME HTTP-01 `token`.
+    pub fn http_challenge(&self, token: &str) -> Option<String> {
+        self.certificates.challenges().http(token)
     }
 
     /// The certificates served now.

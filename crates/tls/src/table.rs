@@ -3,6 +3,7 @@
 //! the default pair. The table is swapped whole on reload, so a handshake
 //! sees the old table or the new one, never half of each.
 
+use crate::acme::{ACME_TLS_ALPN, Challenges};
 use crate::certs::Served;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -70,6 +71,7 @@ impl CertTable {
 #[derive(Debug, Default)]
 pub struct Certificates {
     table: RwLock<Arc<CertTable>>,
+    challenges: Challenges,
 }
 
 impl Certificates {
@@ -80,6 +82,11 @@ impl Certificates {
             Ok(mut current) => *current = table,
             Err(poisoned) => *poisoned.into_inner() = table,
         }
+    }
+
+    /// The ACME challenge answers in force.
+    pub fn challenges(&self) -> &Challenges {
+        &self.challenges
     }
 
     /// The table served now.
@@ -93,6 +100,13 @@ impl Certificates {
 
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let validation = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        if validation {
+            // A TLS-ALPN-01 check: only the challenge's certificate.
+            return hello.server_name().and_then(|n| self.challenges.alpn(n));
+        }
         self.current().pick(hello.server_name())
     }
 }

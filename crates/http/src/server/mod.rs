@@ -20,6 +20,7 @@ use axum::Router;
 use axum::body::Body;
 use berth_config::ServerLimits;
 use berth_metrics::Metrics;
+use berth_tls::ACME_TLS_ALPN;
 use coalesce::Coalesce;
 use connections::{Caps, Connections, Slot, Verdict};
 use hyper::body::Incoming;
@@ -224,6 +225,8 @@ impl Conn {
         };
         let handshake = tokio::time::timeout(self.limits.header_read_timeout, tls.accept(tcp));
         match handshake.await {
+            // A TLS-ALPN-01 validation: the handshake was the answer.
+            Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => {}
             Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(b"h2") => {
                 self.serve(Coalesce::new(stream), None).await;
             }
