@@ -50,6 +50,25 @@ async fn wait_for_log(berth: &Berth, pebble: &Pebble, line: &str, limit: Duratio
     }
 }
 
+/// berth on HTTPS with `challenge`, once pebble (issuing for
+/// `validity_secs`) has given it a certificate: the upstream, the CA of
+/// pebble's own HTTPS, the (HTTPS, plain) ports, pebble, the config and
+/// berth.
+async fn issued(
+    challenge: &str,
+    validity_secs: u64,
+) -> (Upstream, TestCa, (u16, u16), Pebble, String, Berth) {
+    let up = Upstream::start().await;
+    let ca = TestCa::new();
+    let ports = (free_port(), free_port());
+    let pebble = Pebble::start(&ca, ports.1, ports.0, validity_secs);
+    let body = config(&up, &pebble, &ca, ports, challenge);
+    let berth = Berth::start(&body);
+    let limit = Duration::from_secs(60);
+    wait_for_log(&berth, &pebble, "ACME certificate issued", limit).await;
+    (up, ca, ports, pebble, body, berth)
+}
+
 /// A client that trusts only pebble's root and finds `NAME` on `port`.
 async fn verifying_client(pebble: &Pebble, ca: &TestCa, port: u16) -> reqwest::Client {
     let root = reqwest::Certificate::from_pem(pebble.root(ca).await.as_bytes()).unwrap();
@@ -67,18 +86,7 @@ async fn metrics(client: &reqwest::Client, port: u16) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_alpn_01_issues_a_certificate_and_renews_it_before_it_expires() {
-    let up = Upstream::start().await;
-    let ca = TestCa::new();
-    let ports = (free_port(), free_port());
-    let pebble = Pebble::start(&ca, ports.1, ports.0, 30);
-    let berth = Berth::start(&config(&up, &pebble, &ca, ports, "tls-alpn-01"));
-    wait_for_log(
-        &berth,
-        &pebble,
-        "ACME certificate issued",
-        Duration::from_secs(60),
-    )
-    .await;
+    let (_up, ca, ports, pebble, _body, berth) = issued("tls-alpn-01", 30).await;
 
     let client = verifying_client(&pebble, &ca, ports.0).await;
     let ping = client
@@ -122,19 +130,7 @@ async fn tls_alpn_01_issues_a_certificate_and_renews_it_before_it_expires() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_01_issues_a_certificate_that_a_restart_serves_without_ordering_again() {
-    let up = Upstream::start().await;
-    let ca = TestCa::new();
-    let ports = (free_port(), free_port());
-    let pebble = Pebble::start(&ca, ports.1, ports.0, 90 * 86_400);
-    let body = config(&up, &pebble, &ca, ports, "http-01");
-    let mut berth = Berth::start(&body);
-    wait_for_log(
-        &berth,
-        &pebble,
-        "ACME certificate issued",
-        Duration::from_secs(60),
-    )
-    .await;
+    let (_up, ca, ports, pebble, body, mut berth) = issued("http-01", 90 * 86_400).await;
     let client = verifying_client(&pebble, &ca, ports.0).await;
     let url = format!("https://{NAME}:{}/v2/", ports.0);
     assert_eq!(client.get(&url).send().await.unwrap().status(), 200);

@@ -110,15 +110,7 @@ async fn real_clients_pull_over_https_and_verify_the_certificate() {
     assert_eq!(digest, images.multi.digest);
 
     // Blob bodies under TLS are never sent with sendfile.
-    let metrics = ca
-        .client()
-        .get(format!("https://{host}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&ca, &host).await;
     assert!(
         metrics.contains("berth_served_zero_copy_bytes_total 0\n"),
         "{metrics}"
@@ -129,6 +121,13 @@ async fn real_clients_pull_over_https_and_verify_the_certificate() {
         ),
         "{metrics}"
     );
+}
+
+/// `/metrics` over HTTPS from `host` (`name:port`), trusting `ca`.
+async fn metrics(ca: &TestCa, host: &str) -> String {
+    let url = format!("https://{host}/metrics");
+    let response = ca.client().get(url).send().await.unwrap();
+    response.text().await.unwrap()
 }
 
 /// The leaf's expiry (`notAfter=...`) that a new connection to `port` gets.
@@ -207,15 +206,7 @@ async fn a_rotated_certificate_reaches_new_connections_and_held_ones_keep_workin
         berth.log()
     );
     assert_eq!(served_expiry(port), "notAfter=Jan  1 00:00:00 2085 GMT");
-    let metrics = ca
-        .client()
-        .get(format!("https://localhost:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&ca, &format!("localhost:{port}")).await;
     assert!(
         metrics
             .contains(r#"berth_tls_certificate_loads_total{source="reload",outcome="failed"} 1"#),
