@@ -9,14 +9,16 @@
 
 mod acme;
 mod certs;
+mod challenges;
 mod table;
 mod watch;
 
 #[cfg(test)]
 mod tests;
 
-pub use acme::{ACME_TLS_ALPN, Acme, Challenges, backoff, renew_at};
+pub use acme::{Acme, backoff, renew_at};
 pub use certs::{Served, load};
+pub use challenges::{ACME_TLS_ALPN, Challenges};
 pub use table::{CertTable, Certificates, name_matches};
 pub use watch::Reloader;
 

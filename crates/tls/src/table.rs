@@ -3,8 +3,8 @@
 //! the default pair. The table is swapped whole on reload, so a handshake
 //! sees the old table or the new one, never half of each.
 
-use crate::acme::{ACME_TLS_ALPN, Challenges};
 use crate::certs::Served;
+use crate::challenges::{ACME_TLS_ALPN, Challenges};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use std::sync::{Arc, RwLock};

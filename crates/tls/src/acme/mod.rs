@@ -6,12 +6,10 @@
 //! HTTPS one. A failed order keeps the certificate in service, logs why,
 //! counts in `/metrics`, and is retried with a backoff.
 
-mod challenges;
 mod store;
 
-pub use challenges::{ACME_TLS_ALPN, Challenges};
-
 use crate::certs::{self, Served};
+use crate::challenges::Challenges;
 use crate::table::{CertTable, Certificates};
 use berth_config::{AcmeSettings, CertFiles, Challenge};
 use berth_metrics::Metrics;
