@@ -18,6 +18,9 @@ pub(super) struct RawConfig {
     pub(super) cache: Option<RawCache>,
     pub(super) admin: Option<RawAdmin>,
     pub(super) tls: Option<RawTls>,
+    pub(super) auth: Option<RawAuth>,
+    pub(super) limits: Option<RawLimits>,
+    pub(super) access: Option<RawAccess>,
     #[serde(default)]
     pub(super) upstreams: Vec<RawUpstream>,
 }
@@ -160,4 +163,45 @@ pub(super) struct RawAcme {
     pub(super) directory_url: Option<String>,
     pub(super) challenge: Option<String>,
     pub(super) ca_file: Option<String>,
+}
+
+/// The `[auth]` table as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    pub(super) htpasswd_file: Option<String>,
+    pub(super) anonymous: Option<String>,
+}
+
+/// The `[limits]` table as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) rate: Option<u32>,
+    pub(super) burst: Option<u32>,
+    pub(super) connections: Option<u32>,
+    pub(super) trusted_proxies: Option<Vec<String>>,
+}
+
+/// The `[access]` table as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccess {
+    #[serde(default)]
+    pub(super) rules: Vec<RawRule>,
+}
+
+/// One `[[access.rules]]` entry as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub(super) name: Option<String>,
+    pub(super) action: Option<String>,
+    pub(super) ip: Option<Vec<String>>,
+    pub(super) ip_regex: Option<String>,
+    pub(super) user_agent: Option<String>,
+    pub(super) path: Option<String>,
+    pub(super) upstream: Option<Vec<String>>,
+    pub(super) repository: Option<String>,
+    pub(super) users: Option<Vec<String>>,
 }

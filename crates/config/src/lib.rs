@@ -5,6 +5,7 @@
 //! injectable environment lookup, so tests never touch the process
 //! environment. Depends on no other berth crate.
 
+mod access;
 mod admin;
 mod builtin;
 mod cache;
@@ -18,6 +19,9 @@ mod server;
 mod tls;
 mod validate;
 
+pub use access::{
+    AccessRule, AccessSettings, Anonymous, AuthSettings, LimitSettings, Network, RuleAction,
+};
 pub use admin::AdminSettings;
 pub use cache::CacheSettings;
 pub use fills::{DEFAULT_MAX_BLOB_SIZE, FillLimits};
@@ -61,6 +65,8 @@ pub struct Config {
     pub admin: AdminSettings,
     /// HTTPS on `listen`, when `[tls]` is present.
     pub tls: Option<TlsSettings>,
+    /// Logins, per-client limits and access rules.
+    pub access: AccessSettings,
     /// Configured upstream registries; never empty.
     pub upstreams: Vec<UpstreamConfig>,
 }

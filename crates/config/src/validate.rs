@@ -86,6 +86,12 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
     let cache = crate::cache::build(&mut p, raw.cache.as_ref());
     let admin = crate::admin::build(&mut p, raw.admin.as_ref(), env, listen);
     let tls = crate::tls::build(&mut p, raw.tls.as_ref(), listen);
+    let access = crate::access::build(
+        &mut p,
+        raw.auth.as_ref(),
+        raw.limits.as_ref(),
+        raw.access.as_ref(),
+    );
     let upstreams = upstreams(&mut p, &raw, env);
     if p.0.is_empty() {
         Ok(Config {
@@ -98,6 +104,7 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
             cache,
             admin,
             tls,
+            access,
             upstreams,
         })
     } else {

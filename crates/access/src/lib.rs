@@ -1,0 +1,158 @@
+//! Who may use the mirror, decided before anything is served: the
+//! client's address (`client`), logins against an htpasswd file
+//! (`htpasswd`), rate limits per client IP, per user and on failed logins
+//! (`limiter`), and access rules (`rules`). The edge asks [`Access`] and
+//! turns a [`Refusal`] into its answer.
+//!
+//! Uses `berth-config` (what `[auth]`, `[limits]` and `[[access.rules]]`
+//! say).
+
+mod client;
+mod htpasswd;
+mod limiter;
+mod rules;
+
+#[cfg(test)]
+mod tests;
+
+pub use client::client_ip;
+pub use htpasswd::{Htpasswd, HtpasswdError};
+pub use limiter::Limiter;
+pub use rules::{ANONYMOUS, Facts, denying};
+
+use base64::Engine as _;
+use berth_config::{AccessSettings, Anonymous};
+use http::HeaderMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Failed logins one IP may make in a row, then one more a second.
+const FAILED_LOGIN_BURST: u32 = 10;
+
+/// Why a request is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 401: no login, or a wrong one; the reason is safe to show.
+    Unauthorized(&'static str),
+    /// 403 `DENIED`, by the named rule.
+    Denied(String),
+    /// 429, with the seconds to wait.
+    TooManyRequests(u64),
+}
+
+/// The access policy in force.
+#[derive(Debug)]
+pub struct Access {
+    settings: AccessSettings,
+    htpasswd: Option<Arc<Htpasswd>>,
+    per_ip: Option<Limiter<IpAddr>>,
+    per_user: Option<Limiter<String>>,
+    failed_logins: Limiter<IpAddr>,
+}
+
+fn retry_after(wait: Duration) -> Refusal {
+    Refusal::TooManyRequests(wait.as_secs() + 1)
+}
+
+impl Access {
+    /// The policy `settings` describe; reads the htpasswd file.
+    pub fn load(settings: &AccessSettings) -> Result<Self, HtpasswdError> {
+        let htpasswd = match &settings.auth.htpasswd_file {
+            Some(path) => Some(Arc::new(Htpasswd::load(path)?)),
+            None => None,
+        };
+        let limits = &settings.limits;
+        Ok(Self {
+            settings: settings.clone(),
+            htpasswd,
+            per_ip: limits.rate.map(|r| Limiter::new(r, limits.burst)),
+            per_user: limits.rate.map(|r| Limiter::new(r, limits.burst)),
+            failed_logins: Limiter::new(1, FAILED_LOGIN_BURST),
+        })
+    }
+
+    /// Whether clients can log in at all.
+    pub fn logins(&self) -> bool {
+        self.htpasswd.is_some()
+    }
+
+    /// The client's address, given the connection's peer.
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        client_ip(peer, headers, &self.settings.limits.trusted_proxies)
+    }
+
+    /// Count one request from `ip` against its rate.
+    pub fn admit(&self, ip: IpAddr) -> Result<(), Refusal> {
+        match &self.per_ip {
+            Some(limiter) => limiter.take(&ip).map_err(retry_after),
+            None => Ok(()),
+        }
+    }
+
+    /// The user a request logs in as (`None`: anonymous), checking its
+    /// `Authorization: Basic` against the htpasswd file. `ping` is a
+    /// request for `/v2/`, where a client without a login is asked for one
+    /// whenever logins exist (that is how `docker login` checks them).
+    pub async fn login(
+        &self,
+        ip: IpAddr,
+        headers: &HeaderMap,
+        ping: bool,
+    ) -> Result<Option<String>, Refusal> {
+        let Some(htpasswd) = &self.htpasswd else {
+            return Ok(None);
+        };
+        let basic = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "));
+        let Some(basic) = basic else {
+            if ping || self.settings.auth.anonymous == Anonymous::None {
+                return Err(Refusal::Unauthorized("log in to use this mirror"));
+            }
+            return Ok(None);
+        };
+        if self.failed_logins_exhausted(ip) {
+            return Err(Refusal::TooManyRequests(FAILED_LOGIN_BURST.into()));
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+            return Err(Refusal::Unauthorized(
+                "the Authorization header is not user:password in Basic form",
+            ));
+        };
+        let (user, password) = (user.to_owned(), password.to_owned());
+        let checker = Arc::clone(htpasswd);
+        let name = user.clone();
+        let ok = tokio::task::spawn_blocking(move || checker.check(&name, &password))
+            .await
+            .unwrap_or(false);
+        if !ok {
+            let _ = self.failed_logins.take(&ip);
+            tracing::info!(%ip, user, "login refused");
+            return Err(Refusal::Unauthorized("wrong user name or password"));
+        }
+        if let Some(limiter) = &self.per_user {
+            limiter.take(&user).map_err(retry_after)?;
+        }
+        Ok(Some(user))
+    }
+
+    /// Whether `ip` has used up its failed logins for now (without
+    /// counting this look).
+    fn failed_logins_exhausted(&self, ip: IpAddr) -> bool {
+        self.failed_logins.peek(&ip).is_err()
+    }
+
+    /// The verdict of the access rules.
+    pub fn rules(&self, facts: &Facts<'_>) -> Result<(), Refusal> {
+        match denying(&self.settings.rules, facts) {
+            Some(rule) => Err(Refusal::Denied(rule.name.clone())),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Access rules: the first rule whose every condition holds decides; a
+//! request no rule matches is let through.
+
+use berth_config::{AccessRule, RuleAction};
+use std::net::IpAddr;
+
+/// What the rules look at in a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub ip: IpAddr,
+    pub user_agent: &'a str,
+    pub path: &'a str,
+    /// The upstream it was routed to (not known for `/v2/`).
+    pub upstream: Option<&'a str>,
+    /// The repository as routed (`library/nginx`).
+    pub repository: Option<&'a str>,
+    /// The logged-in user; `None` for an anonymous client.
+    pub user: Option<&'a str>,
+}
+
+/// The name rules use for a client without a login.
+pub const ANONYMOUS: &str = "anonymous";
+
+fn matches(rule: &AccessRule, facts: &Facts<'_>) -> bool {
+    let text = |re: &Option<regex::Regex>, value: Option<&str>| {
+        re.as_ref()
+            .is_none_or(|re| value.is_some_and(|v| re.is_match(v)))
+    };
+    (rule.ip.is_empty() || rule.ip.iter().any(|n| n.contains(&facts.ip)))
+        && text(&rule.ip_regex, Some(&facts.ip.to_string()))
+        && text(&rule.user_agent, Some(facts.user_agent))
+        && text(&rule.path, Some(facts.path))
+        && (rule.upstream.is_empty()
+            || facts
+                .upstream
+                .is_some_and(|u| rule.upstream.iter().any(|r| r == u)))
+        && text(&rule.repository, facts.repository)
+        && (rule.users.is_empty()
+            || rule
+                .users
+                .iter()
+                .any(|u| u == facts.user.unwrap_or(ANONYMOUS)))
+}
+
+/// The rule that denies `facts`, if the first rule matching them denies.
+pub fn denying<'r>(rules: &'r [AccessRule], facts: &Facts<'_>) -> Option<&'r AccessRule> {
+    rules
+        .iter()
+        .find(|rule| matches(rule, facts))
+        .filter(|rule| rule.action == RuleAction::Deny)
+}

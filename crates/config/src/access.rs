@@ -1,0 +1,268 @@
+//! Who may use the mirror: logins (`[auth]`), rate and connection limits
+//! per client (`[limits]`), and access rules (`[[access.rules]]`, first
+//! match wins). Everything here is off or open by default. Patterns are
+//! compiled here, so a bad one is a configuration error naming its key.
+
+use crate::checks::Problems;
+use crate::file::{RawAccess, RawAuth, RawLimits, RawRule};
+use std::path::PathBuf;
+
+/// What clients without a login may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Anonymous {
+    /// Anonymous clients may pull.
+    #[default]
+    Pull,
+    /// Every request must log in.
+    None,
+}
+
+/// `[auth]`: logins checked against an htpasswd file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthSettings {
+    /// bcrypt htpasswd file; `None`: no logins.
+    pub htpasswd_file: Option<PathBuf>,
+    /// What clients without a login may do.
+    pub anonymous: Anonymous,
+}
+
+/// A network, as `ip/prefix`.
+pub type Network = ipnet::IpNet;
+
+/// `[limits]`: per-client limits.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LimitSettings {
+    /// Requests per second per client IP (and per user); `None`: no limit.
+    pub rate: Option<u32>,
+    /// Requests a client may make at once above `rate`.
+    pub burst: u32,
+    /// Connections open at once per client IP; `None`: `[server]`'s cap.
+    pub connections: Option<u32>,
+    /// Peers allowed to name the client in `X-Forwarded-For` / `X-Real-IP`.
+    pub trusted_proxies: Vec<Network>,
+}
+
+/// What a rule does to a request it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Let it through (skipping the rules after).
+    Allow,
+    /// Refuse it with 403 `DENIED`.
+    Deny,
+}
+
+/// One access rule: it matches a request when every key it sets matches.
+#[derive(Debug, Clone)]
+pub struct AccessRule {
+    /// Shown to a denied client as the reason.
+    pub name: String,
+    pub action: RuleAction,
+    /// Client networks.
+    pub ip: Vec<Network>,
+    /// A pattern on the client IP's text.
+    pub ip_regex: Option<regex::Regex>,
+    pub user_agent: Option<regex::Regex>,
+    /// A pattern on the request path.
+    pub path: Option<regex::Regex>,
+    /// Upstream names.
+    pub upstream: Vec<String>,
+    /// A pattern on the repository as routed (`library/nginx`).
+    pub repository: Option<regex::Regex>,
+    /// Logged-in users; `"anonymous"` is the client without a login.
+    pub users: Vec<String>,
+}
+
+impl PartialEq for AccessRule {
+    fn eq(&self, other: &Self) -> bool {
+        let text = |r: &Option<regex::Regex>| r.as_ref().map(|r| r.as_str().to_owned());
+        self.name == other.name
+            && self.action == other.action
+            && self.ip == other.ip
+            && text(&self.ip_regex) == text(&other.ip_regex)
+            && text(&self.user_agent) == text(&other.user_agent)
+            && text(&self.path) == text(&other.path)
+            && self.upstream == other.upstream
+            && text(&self.repository) == text(&other.repository)
+            && self.users == other.users
+    }
+}
+
+/// Who may use the mirror.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AccessSettings {
+    pub auth: AuthSettings,
+    pub limits: LimitSettings,
+    pub rules: Vec<AccessRule>,
+}
+
+impl AccessSettings {
+    /// Whether anything limits who may pull: logins required, or an allow
+    /// rule (which implies the rules decide).
+    pub fn restricts_pulls(&self) -> bool {
+        self.auth.anonymous == Anonymous::None
+            || self.rules.iter().any(|r| r.action == RuleAction::Allow)
+    }
+}
+
+fn pattern(p: &mut Problems, key: &str, text: Option<&String>) -> Option<regex::Regex> {
+    let text = text?;
+    match regex::RegexBuilder::new(text).size_limit(1 << 20).build() {
+        Ok(re) => Some(re),
+        Err(e) => {
+            p.add(key, format!("{text:?} is not a regular expression: {e}"));
+            None
+        }
+    }
+}
+
+fn networks(p: &mut Problems, key: &str, list: &[String]) -> Vec<Network> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            let parsed = text
+                .parse::<Network>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(Network::from));
+            parsed
+                .map_err(|_| {
+                    p.add(
+                        format!("{key}[{i}]"),
+                        format!("{text:?} is not an address or network like 10.0.0.0/8"),
+                    );
+                })
+                .ok()
+        })
+        .collect()
+}
+
+fn auth(p: &mut Problems, raw: Option<&RawAuth>) -> AuthSettings {
+    let Some(raw) = raw else {
+        return AuthSettings::default();
+    };
+    let anonymous = match raw.anonymous.as_deref() {
+        None | Some("pull") => Anonymous::Pull,
+        Some("none") => Anonymous::None,
+        Some(other) => {
+            p.add(
+                "auth.anonymous",
+                format!("{other:?} is neither \"pull\" nor \"none\""),
+            );
+            Anonymous::Pull
+        }
+    };
+    if anonymous == Anonymous::None && raw.htpasswd_file.is_none() {
+        p.add(
+            "auth.anonymous",
+            "\"none\" needs auth.htpasswd_file: nobody could log in",
+        );
+    }
+    AuthSettings {
+        htpasswd_file: raw.htpasswd_file.as_deref().map(PathBuf::from),
+        anonymous,
+    }
+}
+
+fn limits(p: &mut Problems, raw: Option<&RawLimits>) -> LimitSettings {
+    let Some(raw) = raw else {
+        return LimitSettings::default();
+    };
+    if raw.rate == Some(0) {
+        p.add(
+            "limits.rate",
+            "must be at least 1 (leave it out for no limit)",
+        );
+    }
+    if raw.connections == Some(0) {
+        p.add("limits.connections", "must be at least 1");
+    }
+    if raw.burst.is_some() && raw.rate.is_none() {
+        p.add("limits.burst", "needs limits.rate");
+    }
+    LimitSettings {
+        rate: raw.rate.filter(|r| *r > 0),
+        burst: raw.burst.unwrap_or(0),
+        connections: raw.connections.filter(|c| *c > 0),
+        trusted_proxies: networks(
+            p,
+            "limits.trusted_proxies",
+            raw.trusted_proxies.as_deref().unwrap_or_default(),
+        ),
+    }
+}
+
+fn rule(p: &mut Problems, i: usize, raw: &RawRule) -> AccessRule {
+    let key = format!("access.rules[{i}]");
+    let name = raw.name.clone().unwrap_or_else(|| {
+        p.add(
+            format!("{key}.name"),
+            "every rule needs a name: it is the reason a denied client sees",
+        );
+        String::new()
+    });
+    let action = match raw.action.as_deref() {
+        Some("allow") => RuleAction::Allow,
+        Some("deny") => RuleAction::Deny,
+        other => {
+            p.add(
+                format!("{key}.action"),
+                format!(
+                    "{:?} is neither \"allow\" nor \"deny\"",
+                    other.unwrap_or("")
+                ),
+            );
+            RuleAction::Deny
+        }
+    };
+    let rule = AccessRule {
+        name,
+        action,
+        ip: networks(
+            p,
+            &format!("{key}.ip"),
+            raw.ip.as_deref().unwrap_or_default(),
+        ),
+        ip_regex: pattern(p, &format!("{key}.ip_regex"), raw.ip_regex.as_ref()),
+        user_agent: pattern(p, &format!("{key}.user_agent"), raw.user_agent.as_ref()),
+        path: pattern(p, &format!("{key}.path"), raw.path.as_ref()),
+        upstream: raw.upstream.clone().unwrap_or_default(),
+        repository: pattern(p, &format!("{key}.repository"), raw.repository.as_ref()),
+        users: raw.users.clone().unwrap_or_default(),
+    };
+    let matches_nothing_in_particular = rule.ip.is_empty()
+        && rule.ip_regex.is_none()
+        && rule.user_agent.is_none()
+        && rule.path.is_none()
+        && rule.upstream.is_empty()
+        && rule.repository.is_none()
+        && rule.users.is_empty();
+    // A rule with no condition would match every request: a catch-all
+    // must say so.
+    if matches_nothing_in_particular {
+        p.add(
+            key,
+            "sets no condition, so it would match every request; say so with ip = [\"0.0.0.0/0\", \"::/0\"]",
+        );
+    }
+    rule
+}
+
+pub(super) fn build(
+    p: &mut Problems,
+    auth_raw: Option<&RawAuth>,
+    limits_raw: Option<&RawLimits>,
+    access_raw: Option<&RawAccess>,
+) -> AccessSettings {
+    let rules = access_raw
+        .map(|a| {
+            a.rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| rule(p, i, r))
+                .collect()
+        })
+        .unwrap_or_default();
+    AccessSettings {
+        auth: auth(p, auth_raw),
+        limits: limits(p, limits_raw),
+        rules,
+    }
+}
