@@ -5,6 +5,7 @@
 //! Nothing imports this module except `main` and the CLI.
 
 use anyhow::Context as _;
+use berth_access::Access;
 use berth_cache::{FsIndex, FsStore, Lifecycle, Maintenance, PinPattern};
 use berth_config::Config;
 use berth_config::ServerLimits;
@@ -68,12 +69,17 @@ impl App {
         }
         let acme_root = blobs.layout().acme();
         let pull = PullService::new(blobs, index, Arc::clone(&metrics), config.cache.eager_bytes);
+        let access = Access::load(&config.access).context("cannot use [auth]")?;
+        for warning in config.warnings() {
+            tracing::warn!("{warning}");
+        }
         let state = Arc::new(HttpState {
             pull,
             upstreams,
             metrics: Arc::clone(&metrics),
             domain: config.domain.clone(),
             next_request_id: 0.into(),
+            access: Arc::new(access),
         });
         let tls = match &config.tls {
             Some(settings) => Some(Arc::new(
@@ -120,7 +126,7 @@ impl App {
             listener,
             router: public,
             grace: config.shutdown_grace,
-            limits: config.server.clone(),
+            limits: server_limits(config),
             metrics,
             tls,
             side,
@@ -221,6 +227,16 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+/// `[server]`'s limits, with `[limits] connections` as the per-IP cap
+/// when it is the lower.
+fn server_limits(config: &Config) -> ServerLimits {
+    let mut limits = config.server.clone();
+    if let Some(per_ip) = config.access.limits.connections {
+        limits.max_connections_per_ip = limits.max_connections_per_ip.min(per_ip);
+    }
+    limits
 }
 
 /// The store's lifecycle as `[cache]` configures it.

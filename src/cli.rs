@@ -162,6 +162,9 @@ impl Cli {
                         }
                         (None, None) => println!("  admin endpoints off"),
                     }
+                    for warning in c.warnings() {
+                        println!("WARNING: {warning}");
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(code) => code,
@@ -220,7 +223,9 @@ impl Cli {
                         tracing::error!("{e:#}");
                         eprintln!("berth: {e:#}");
                         // An unusable certificate is a configuration fault.
-                        if e.downcast_ref::<berth_tls::TlsError>().is_some() {
+                        if e.downcast_ref::<berth_tls::TlsError>().is_some()
+                            || e.downcast_ref::<berth_access::HtpasswdError>().is_some()
+                        {
                             ExitCode::from(EXIT_CONFIG)
                         } else {
                             ExitCode::FAILURE

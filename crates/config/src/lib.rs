@@ -71,6 +71,30 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
 }
 
+impl Config {
+    /// What is valid but likely a mistake, to show at start and in
+    /// `check-config`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let with_credentials: Vec<&str> = self
+            .upstreams
+            .iter()
+            .filter(|u| u.credentials.is_some())
+            .map(|u| u.name.as_str())
+            .collect();
+        if !with_credentials.is_empty() && !self.access.restricts_pulls() {
+            warnings.push(format!(
+                "upstream credentials are configured ({}) but nothing limits who may pull: anyone who reaches {} \
+                 pulls with them, private images included. Set [auth] anonymous = \"none\" with an htpasswd_file, \
+                 or an allow rule for your networks (docs/security.md)",
+                with_credentials.join(", "),
+                self.listen
+            ));
+        }
+        warnings
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

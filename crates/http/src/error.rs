@@ -18,6 +18,8 @@ pub(crate) struct ApiError {
     retry_after: Option<u64>,
     /// For a 416: the size of the blob the range missed.
     unsatisfied_size: Option<u64>,
+    /// For a 401: ask for a login (`WWW-Authenticate: Basic`).
+    pub(crate) login_challenge: bool,
 }
 
 impl ApiError {
@@ -28,7 +30,19 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             unsatisfied_size: None,
+            login_challenge: false,
         }
+    }
+
+    /// A 429 that says how long to wait.
+    pub(crate) fn too_many_requests(seconds: u64, message: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooManyRequests,
+            message,
+        );
+        e.retry_after = Some(seconds.max(1));
+        e
     }
 
     /// A `Range` outside a blob of `size` bytes.
@@ -214,6 +228,12 @@ impl IntoResponse for ApiError {
         );
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.login_challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"berth\", charset=\"UTF-8\""),
+            );
         }
         if let Some(size) = self.unsatisfied_size
             && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))

@@ -6,6 +6,7 @@
 //! `berth-upstream` (the upstream set and tag lists), `berth-config`,
 //! `berth-oci` and `berth-metrics`.
 
+mod access;
 mod access_log;
 mod admin;
 mod admit;
@@ -27,6 +28,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use berth_access::Access;
 use berth_metrics::Metrics;
 use berth_pull::PullService;
 use berth_upstream::UpstreamSet;
@@ -55,14 +57,16 @@ pub struct HttpState {
     pub domain: Option<String>,
     /// Source of request ids.
     pub next_request_id: AtomicU64,
+    /// Who may use the mirror.
+    pub access: Arc<Access>,
 }
 
 /// The registry API and the health routes, with the fallback every
 /// unknown path gets.
 pub fn router(state: Arc<HttpState>) -> Router {
     Router::new()
-        .route("/v2", any(base))
-        .route("/v2/", any(base))
+        .route("/v2", any(api))
+        .route("/v2/", any(api))
         .route("/v2/{*rest}", any(api))
         .fallback(|| async { ApiError::not_found_route() })
         .with_state(state)
@@ -86,16 +90,14 @@ pub fn metrics_routes(metrics: Arc<Metrics>) -> Router {
 
 const API_VERSION: &str = "registry/2.0";
 
-async fn base(method: Method) -> Response {
+/// The answer to `/v2/`: the API is here (and the login, if any, holds).
+fn base(method: &Method) -> Result<Response, ApiError> {
     if method != Method::GET && method != Method::HEAD {
-        return ApiError::read_only().into_response();
+        return Err(ApiError::read_only());
     }
     let mut r = ([(header::CONTENT_TYPE, "application/json")], "{}").into_response();
-    r.headers_mut().insert(
-        "docker-distribution-api-version",
-        HeaderValue::from_static(API_VERSION),
-    );
-    r
+    api_headers(r.headers_mut());
+    Ok(r)
 }
 
 async fn health() -> Response {
@@ -139,6 +141,9 @@ async fn api(State(state): State<Arc<HttpState>>, request: Request) -> Response 
         .filter(|_| request.version <= http::Version::HTTP_11)
         .and_then(|info| info.outbox.clone());
     let budget = conn.map(|info| info.budget.clone());
+    let peer = conn.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |info| {
+        info.peer.ip()
+    });
     let method = request.method.clone();
     let path = request.uri.path().to_owned();
     let client = conn.map(|info| tracing::field::display(info.peer));
@@ -147,7 +152,7 @@ async fn api(State(state): State<Arc<HttpState>>, request: Request) -> Response 
         route: "invalid",
         ..Trail::default()
     };
-    let response = dispatch(&state, &request, (outbox, budget), &mut trail)
+    let response = dispatch(&state, &request, peer, (outbox, budget), &mut trail)
         .instrument(span.clone())
         .await
         .unwrap_or_else(IntoResponse::into_response);
@@ -159,10 +164,21 @@ async fn api(State(state): State<Arc<HttpState>>, request: Request) -> Response 
 async fn dispatch(
     state: &HttpState,
     request: &http::request::Parts,
+    peer: std::net::IpAddr,
     (outbox, budget): (Option<Arc<Outbox>>, Option<BodyBudget>),
     trail: &mut Trail,
 ) -> Result<Response, ApiError> {
-    let rest = request.uri.path().strip_prefix("/v2/").unwrap_or_default();
+    let path = request.uri.path();
+    let ping = path == "/v2" || path == "/v2/";
+    if ping {
+        trail.route = "base";
+    }
+    let caller = access::caller(&state.access, peer, request, ping).await?;
+    if ping {
+        access::rules(&state.access, &caller, request, None, None)?;
+        return base(&request.method);
+    }
+    let rest = path.strip_prefix("/v2/").unwrap_or_default();
     let route = route::parse(rest)?;
     trail.route = route.endpoint.route();
     if request.method != Method::GET && request.method != Method::HEAD
@@ -186,6 +202,13 @@ async fn dispatch(
     let admitted = admit::admit(&state.upstreams, state.domain.as_deref(), &route, &meta)?;
     trail.upstream = Some(admitted.origin.name().to_owned());
     trail.repo = Some(admitted.repo.to_string());
+    access::rules(
+        &state.access,
+        &caller,
+        request,
+        Some(admitted.origin.name()),
+        Some(admitted.repo.as_str()),
+    )?;
     let incoming = Incoming {
         method: &request.method,
         headers: &request.headers,

@@ -44,6 +44,7 @@ fn mirror(fake: &FakeUpstream, blobs: Arc<dyn BlobStore>, index: Arc<dyn IndexSt
         metrics: Arc::clone(&metrics),
         domain: None,
         next_request_id: AtomicU64::new(0),
+        access: Arc::new(berth_access::Access::load(&config.access).unwrap()),
     }))
     .merge(metrics_routes(metrics))
 }

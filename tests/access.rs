@@ -1,0 +1,229 @@
+//! Access end to end against the real upstream: htpasswd logins with
+//! skopeo and podman (right, wrong and missing passwords, and no anonymous
+//! pulls when `anonymous = "none"`), the `/v2/` challenge `docker login`
+//! relies on, rate limits per client IP and on failed logins, access rules,
+//! `X-Forwarded-For` from a trusted and an untrusted peer, and the warning
+//! when upstream credentials are open to anyone.
+// Test code reports failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use berth_testkit::{Berth, Skopeo, Upstream, podman_pull_with};
+use std::net::IpAddr;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "correct horse";
+
+/// An htpasswd file with `USER` in `dir`, as `[auth]` with `extra`.
+fn auth_toml(dir: &std::path::Path, extra: &str) -> String {
+    let file = dir.join("htpasswd");
+    let hash = bcrypt::hash(PASSWORD, 5).unwrap();
+    std::fs::write(&file, format!("{USER}:{hash}\n")).unwrap();
+    format!(
+        "[auth]\nhtpasswd_file = {:?}\n{extra}\n",
+        file.display().to_string()
+    )
+}
+
+/// A client whose requests leave from `ip` (any 127.0.0.0/8 address).
+fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logins_decide_who_pulls_with_real_clients() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let berth = Berth::hub(&up.url(), &auth_toml(dir.path(), "anonymous = \"none\""));
+    let image = "docker.io/library/small:latest";
+    let dest = tempfile::tempdir().unwrap();
+
+    Skopeo::new()
+        .mirror(&berth.addr)
+        .creds(USER, PASSWORD)
+        .copy_to_dir(image, &dest.path().join("ok"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", berth.log()));
+    for (what, skopeo) in [
+        ("a wrong password", Skopeo::new().creds(USER, "wrong")),
+        ("no login", Skopeo::new()),
+    ] {
+        let failed = skopeo
+            .mirror(&berth.addr)
+            .copy_to_dir(image, &dest.path().join("no"))
+            .await;
+        assert!(failed.is_err(), "{what} pulled");
+    }
+    let digest = podman_pull_with(&berth.addr, image, Some((USER, PASSWORD)))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", berth.log()));
+    assert_eq!(digest, up.images().small.digest);
+    assert!(
+        podman_pull_with(&berth.addr, image, Some((USER, "wrong")))
+            .await
+            .is_err()
+    );
+
+    // What `docker login` does: /v2/ without a login is challenged, with
+    // one it passes.
+    let client = reqwest::Client::new();
+    let ping = client
+        .get(format!("{}/v2/", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), 401);
+    assert_eq!(
+        ping.headers()["www-authenticate"],
+        "Basic realm=\"berth\", charset=\"UTF-8\""
+    );
+    let body = ping.text().await.unwrap();
+    assert!(body.contains("\"UNAUTHORIZED\""), "{body}");
+    let ok = client
+        .get(format!("{}/v2/", berth.url()))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    // An anonymous manifest request is refused before it goes upstream.
+    up.reset_requests();
+    let anonymous = client
+        .get(format!("{}/v2/library/multi/manifests/latest", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(up.requests().len(), 0);
+
+    // A burst of wrong passwords from one address is cut off with 429.
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let r = client
+            .get(format!("{}/v2/", berth.url()))
+            .basic_auth(USER, Some("guess"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses[0], 401);
+    assert!(statuses.ends_with(&[429, 429]), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_from_one_address_gets_429_while_another_is_served() {
+    let up = Upstream::start().await;
+    let berth = Berth::hub(&up.url(), "[limits]\nrate = 10\nburst = 20\n");
+    let url = format!("{}/v2/", berth.url());
+    let noisy = client_from("127.0.0.1");
+    let requests = (0..200).map(|_| noisy.get(&url).send());
+    let answers = futures_util::future::join_all(requests).await;
+    let mut limited = 0;
+    for answer in answers {
+        let answer = answer.unwrap();
+        match answer.status().as_u16() {
+            200 => {}
+            429 => {
+                limited += 1;
+                let wait: u64 = answer.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=2).contains(&wait), "{wait}");
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert!(limited >= 150, "{limited} of 200 limited");
+    let quiet = client_from("127.0.0.2");
+    assert_eq!(quiet.get(&url).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_match_address_agent_repository_and_forwarded_clients() {
+    let up = Upstream::start().await;
+    let berth = Berth::hub(
+        &up.url(),
+        r#"[limits]
+trusted_proxies = ["127.0.0.1/32"]
+[[access.rules]]
+name = "no-scanners"
+action = "deny"
+user_agent = "(?i)masscan|zgrab"
+[[access.rules]]
+name = "blocked-net"
+action = "deny"
+ip = ["127.0.0.3/32", "203.0.113.0/24"]
+[[access.rules]]
+name = "no-secrets"
+action = "deny"
+repository = "^library/secret"
+"#,
+    );
+    let manifest = format!("{}/v2/library/small/manifests/latest", berth.url());
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let local = reqwest::Client::new();
+    assert_eq!(status(local.get(&manifest).send().await.unwrap()), 200);
+
+    let scanner = local
+        .get(&manifest)
+        .header("user-agent", "Masscan/1.3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scanner.status(), 403);
+    let body = scanner.text().await.unwrap();
+    assert!(
+        body.contains("\"DENIED\"") && body.contains("no-scanners"),
+        "{body}"
+    );
+
+    let blocked = client_from("127.0.0.3")
+        .get(&manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blocked.status(), 403);
+    assert!(blocked.text().await.unwrap().contains("blocked-net"));
+
+    let secret = format!("{}/v2/library/secret/manifests/latest", berth.url());
+    up.reset_requests();
+    assert_eq!(status(local.get(&secret).send().await.unwrap()), 403);
+    assert_eq!(up.requests().len(), 0, "a denied request went upstream");
+
+    // The trusted proxy (127.0.0.1) names a client in a blocked network;
+    // an untrusted peer (127.0.0.2) cannot.
+    let forwarded = local
+        .get(&manifest)
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status(), 403);
+    let spoofed = client_from("127.0.0.2")
+        .get(&manifest)
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_credentials_open_to_anyone_are_warned_about() {
+    let up = Upstream::start().await;
+    let berth = Berth::hub(&up.url(), "username = \"u\"\npassword = \"p\"\n");
+    let warning = "upstream credentials are configured (docker.io) but nothing limits who may pull";
+    assert!(berth.log().contains(warning), "{}", berth.log());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["check-config", "--config"])
+        .arg(berth.config_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("WARNING: {warning}")), "{text}");
+}
