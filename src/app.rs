@@ -80,6 +80,7 @@ impl App {
             domain: config.domain.clone(),
             next_request_id: 0.into(),
             access: Arc::new(access),
+            url302: config.url302.clone(),
         });
         let tls = match &config.tls {
             Some(settings) => Some(Arc::new(

@@ -227,3 +227,47 @@ async fn upstream_credentials_open_to_anyone_are_warned_about() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("WARNING: {warning}")), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outside_the_api_a_landing_page_or_the_configured_redirect_never_the_callers_host() {
+    let up = Upstream::start().await;
+    let plain = Berth::hub(&up.url(), "");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let forged = |url: String| {
+        client
+            .get(url)
+            .header("host", "evil.example")
+            .header("x-forwarded-host", "evil.example")
+            .send()
+    };
+    let page = forged(format!("{}/", plain.url())).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let text = page.text().await.unwrap();
+    assert!(
+        text.contains("registry-mirrors") && !text.contains("evil"),
+        "{text}"
+    );
+    let other = forged(format!("{}/favicon.ico", plain.url()))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
+    assert!(other.text().await.unwrap().contains("\"UNSUPPORTED\""));
+
+    let redirecting = Berth::start(&format!(
+        "url302 = \"https://www.example.org/mirror\"\n{}",
+        berth_testkit::upstream_toml("docker.io", &up.url(), "default = true")
+    ));
+    for path in ["/", "/anything"] {
+        let r = forged(format!("{}{path}", redirecting.url()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        assert_eq!(r.headers()["location"], "https://www.example.org/mirror");
+    }
+    let api = forged(format!("{}/v2/", redirecting.url())).await.unwrap();
+    assert_eq!(api.status(), 200);
+}

@@ -11,6 +11,7 @@ pub(super) struct RawConfig {
     pub(super) listen: Option<String>,
     pub(super) data_dir: Option<String>,
     pub(super) domain: Option<String>,
+    pub(super) url302: Option<String>,
     pub(super) shutdown_grace: Option<String>,
     pub(super) log_format: Option<LogFormat>,
     pub(super) builtin_upstreams: Option<bool>,

@@ -53,6 +53,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Base domain for Host routing (`docker.<domain>` and so on).
     pub domain: Option<String>,
+    /// Where requests outside the registry API are redirected; `None`:
+    /// `/` gets a landing page and anything else a 404.
+    pub url302: Option<url::Url>,
     /// How long shutdown waits for in-flight responses.
     pub shutdown_grace: Duration,
     /// Log output format.

@@ -64,6 +64,9 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
             "must be a bare DNS name such as mirror.example.com",
         );
     }
+    let url302 = env("BERTH_URL302")
+        .or(raw.url302.take())
+        .and_then(|text| parse_url(&mut p, "url302", &text));
     let shutdown_grace = duration(
         &mut p,
         "shutdown_grace",
@@ -98,6 +101,7 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
             listen,
             data_dir: data_dir.into(),
             domain,
+            url302,
             shutdown_grace,
             log_format,
             server,

@@ -13,6 +13,7 @@ mod admit;
 mod blobs;
 mod budget;
 mod error;
+mod landing;
 mod listings;
 mod manifests;
 pub mod range;
@@ -59,6 +60,16 @@ pub struct HttpState {
     pub next_request_id: AtomicU64,
     /// Who may use the mirror.
     pub access: Arc<Access>,
+    /// Where requests outside the registry API are redirected.
+    pub url302: Option<url::Url>,
+}
+
+async fn outside_api(
+    State(state): State<Arc<HttpState>>,
+    method: Method,
+    uri: http::Uri,
+) -> Response {
+    landing::outside_api(state.url302.as_ref(), &method, &uri)
 }
 
 /// The registry API and the health routes, with the fallback every
@@ -68,7 +79,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/v2", any(api))
         .route("/v2/", any(api))
         .route("/v2/{*rest}", any(api))
-        .fallback(|| async { ApiError::not_found_route() })
+        .fallback(outside_api)
         .with_state(state)
         .merge(health_routes())
 }

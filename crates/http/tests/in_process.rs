@@ -45,6 +45,7 @@ fn mirror(fake: &FakeUpstream, blobs: Arc<dyn BlobStore>, index: Arc<dyn IndexSt
         domain: None,
         next_request_id: AtomicU64::new(0),
         access: Arc::new(berth_access::Access::load(&config.access).unwrap()),
+        url302: None,
     }))
     .merge(metrics_routes(metrics))
 }
