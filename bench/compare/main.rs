@@ -9,13 +9,16 @@
 //! - nginx with `sendfile on` serving the same blob files (`nginx`);
 //! - berth itself with no size cap, for the cost of eviction (`lifecycle`);
 //! - nginx over HTTPS with the same certificate, and berth's plain listener
-//!   (`https`).
+//!   (`https`);
+//! - berth with no access rules or limits, for the cost of admission
+//!   (`access`).
 //!
 //! Load comes from wrk, skopeo, curl and in-process reqwest clients. Run it
 //! with `bench/run compare` (a release build).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access;
 mod big_image;
 mod cold;
 mod https;
@@ -104,8 +107,8 @@ macro_rules! step {
 }
 
 /// Whether `BENCH_ONLY` (comma-separated step names: throughput,
-/// manifests, small, cold, concurrent, tag, rss, startup, https,
-/// eviction, million) is unset or names `step`.
+/// manifests, small, cold, concurrent, tag, rss, startup, access,
+/// https, eviction, million) is unset or names `step`.
 fn selected(step: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == step))
 }
@@ -165,6 +168,9 @@ async fn main() {
     drop(dist);
     if selected("startup") {
         step!("start-up", memory::startup(&ctx, &mut t).await);
+    }
+    if selected("access") {
+        step!("admission", access::access(&ctx, &mut t).await);
     }
     if selected("https") {
         step!("HTTPS", https::https(&ctx, &mut t).await);
