@@ -21,31 +21,37 @@ pub struct Facts<'a> {
 /// The name rules use for a client without a login.
 pub const ANONYMOUS: &str = "anonymous";
 
-fn matches(rule: &AccessRule, facts: &Facts<'_>) -> bool {
+/// Whether `rule` matches: the cheap conditions first, the patterns last.
+fn matches(rule: &AccessRule, facts: &Facts<'_>, ip_text: &str) -> bool {
     let text = |re: &Option<regex::Regex>, value: Option<&str>| {
         re.as_ref()
             .is_none_or(|re| value.is_some_and(|v| re.is_match(v)))
     };
     (rule.ip.is_empty() || rule.ip.iter().any(|n| n.contains(&facts.ip)))
-        && text(&rule.ip_regex, Some(&facts.ip.to_string()))
-        && text(&rule.user_agent, Some(facts.user_agent))
-        && text(&rule.path, Some(facts.path))
         && (rule.upstream.is_empty()
             || facts
                 .upstream
                 .is_some_and(|u| rule.upstream.iter().any(|r| r == u)))
-        && text(&rule.repository, facts.repository)
         && (rule.users.is_empty()
             || rule
                 .users
                 .iter()
                 .any(|u| u == facts.user.unwrap_or(ANONYMOUS)))
+        && text(&rule.path, Some(facts.path))
+        && text(&rule.repository, facts.repository)
+        && text(&rule.user_agent, Some(facts.user_agent))
+        && text(&rule.ip_regex, Some(ip_text))
 }
 
 /// The rule that denies `facts`, if the first rule matching them denies.
 pub fn denying<'r>(rules: &'r [AccessRule], facts: &Facts<'_>) -> Option<&'r AccessRule> {
+    let ip_text = if rules.iter().any(|r| r.ip_regex.is_some()) {
+        facts.ip.to_string()
+    } else {
+        String::new()
+    };
     rules
         .iter()
-        .find(|rule| matches(rule, facts))
+        .find(|rule| matches(rule, facts, &ip_text))
         .filter(|rule| rule.action == RuleAction::Deny)
 }
