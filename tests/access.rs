@@ -1,8 +1,9 @@
 //! Access end to end against the real upstream: htpasswd logins with
 //! skopeo and podman (right, wrong and missing passwords, and no anonymous
 //! pulls when `anonymous = "none"`), the `/v2/` challenge `docker login`
-//! relies on, rate limits per client IP and on failed logins, access rules,
-//! `X-Forwarded-For` from a trusted and an untrusted peer, and the warning
+//! relies on, rate limits per client IP and on failed logins, access rules
+//! (region from a trusted proxy's header among them), `X-Forwarded-For`
+//! from a trusted and an untrusted peer, and the warning
 //! when upstream credentials are open to anyone.
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -150,6 +151,12 @@ async fn rules_match_address_agent_repository_and_forwarded_clients() {
         &up.url(),
         r#"[limits]
 trusted_proxies = ["127.0.0.1/32"]
+[access]
+region_header = "CF-IPCountry"
+[[access.rules]]
+name = "embargo"
+action = "deny"
+region = ["XX"]
 [[access.rules]]
 name = "no-scanners"
 action = "deny"
@@ -211,6 +218,23 @@ repository = "^library/secret"
         .await
         .unwrap();
     assert_eq!(spoofed.status(), 200);
+
+    // A country named by the trusted proxy counts; by anyone else, not.
+    let from_xx = |client: reqwest::Client| {
+        let url = manifest.clone();
+        async move {
+            client
+                .get(url)
+                .header("cf-ipcountry", "XX")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let denied = from_xx(local.clone()).await;
+    assert_eq!(denied.status(), 403);
+    assert!(denied.text().await.unwrap().contains("embargo"));
+    assert_eq!(from_xx(client_from("127.0.0.2")).await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]

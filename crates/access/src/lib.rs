@@ -82,6 +82,26 @@ impl Access {
         client_ip(peer, headers, &self.settings.limits.trusted_proxies)
     }
 
+    /// The client's country, when a trusted proxy names it in the
+    /// configured `region_header`.
+    pub fn region<'h>(&self, peer: IpAddr, headers: &'h HeaderMap) -> Option<&'h str> {
+        let header = self.settings.region_header.as_ref()?;
+        let trusted = self
+            .settings
+            .limits
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&peer));
+        if !trusted {
+            return None;
+        }
+        headers
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|code| code.len() == 2)
+    }
+
     /// Count one request from `ip` against its rate.
     pub fn admit(&self, ip: IpAddr) -> Result<(), Refusal> {
         match &self.per_ip {

@@ -16,6 +16,8 @@ pub struct Facts<'a> {
     pub repository: Option<&'a str>,
     /// The logged-in user; `None` for an anonymous client.
     pub user: Option<&'a str>,
+    /// The client's country, as a trusted proxy named it.
+    pub region: Option<&'a str>,
 }
 
 /// The name rules use for a client without a login.
@@ -37,6 +39,10 @@ fn matches(rule: &AccessRule, facts: &Facts<'_>, ip_text: &str) -> bool {
                 .users
                 .iter()
                 .any(|u| u == facts.user.unwrap_or(ANONYMOUS)))
+        && (rule.region.is_empty()
+            || facts
+                .region
+                .is_some_and(|r| rule.region.iter().any(|c| c.eq_ignore_ascii_case(r))))
         && text(&rule.path, Some(facts.path))
         && text(&rule.repository, facts.repository)
         && text(&rule.user_agent, Some(facts.user_agent))

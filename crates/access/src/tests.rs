@@ -102,6 +102,7 @@ fn the_first_matching_rule_decides() {
             upstream: Some("a.io"),
             repository: Some(repo),
             user,
+            region: None,
         };
     assert_eq!(
         access.rules(&facts("10.1.2.3", "masscan", "x", None)),

@@ -70,6 +70,9 @@ pub struct AccessRule {
     pub repository: Option<regex::Regex>,
     /// Logged-in users; `"anonymous"` is the client without a login.
     pub users: Vec<String>,
+    /// Countries (ISO 3166 codes, upper case) of the client, as the
+    /// trusted proxy's `region_header` names it.
+    pub region: Vec<String>,
 }
 
 impl PartialEq for AccessRule {
@@ -84,6 +87,7 @@ impl PartialEq for AccessRule {
             && self.upstream == other.upstream
             && text(&self.repository) == text(&other.repository)
             && self.users == other.users
+            && self.region == other.region
     }
 }
 
@@ -93,6 +97,9 @@ pub struct AccessSettings {
     pub auth: AuthSettings,
     pub limits: LimitSettings,
     pub rules: Vec<AccessRule>,
+    /// The header (such as `CF-IPCountry`) in which a trusted proxy names
+    /// the client's country.
+    pub region_header: Option<http::HeaderName>,
 }
 
 impl AccessSettings {
@@ -130,6 +137,24 @@ fn networks(p: &mut Problems, key: &str, list: &[String]) -> Vec<Network> {
                     );
                 })
                 .ok()
+        })
+        .collect()
+}
+
+fn regions(p: &mut Problems, key: &str, list: &[String]) -> Vec<String> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, code)| {
+            let upper = code.to_ascii_uppercase();
+            if upper.len() == 2 && upper.bytes().all(|b| b.is_ascii_uppercase()) {
+                Some(upper)
+            } else {
+                p.add(
+                    format!("{key}[{i}]"),
+                    format!("{code:?} is not a two-letter country code such as \"DE\""),
+                );
+                None
+            }
         })
         .collect()
 }
@@ -226,6 +251,11 @@ fn rule(p: &mut Problems, i: usize, raw: &RawRule) -> AccessRule {
         upstream: raw.upstream.clone().unwrap_or_default(),
         repository: pattern(p, &format!("{key}.repository"), raw.repository.as_ref()),
         users: raw.users.clone().unwrap_or_default(),
+        region: regions(
+            p,
+            &format!("{key}.region"),
+            raw.region.as_deref().unwrap_or_default(),
+        ),
     };
     let matches_nothing_in_particular = rule.ip.is_empty()
         && rule.ip_regex.is_none()
@@ -233,7 +263,8 @@ fn rule(p: &mut Problems, i: usize, raw: &RawRule) -> AccessRule {
         && rule.path.is_none()
         && rule.upstream.is_empty()
         && rule.repository.is_none()
-        && rule.users.is_empty();
+        && rule.users.is_empty()
+        && rule.region.is_empty();
     // A rule with no condition would match every request: a catch-all
     // must say so.
     if matches_nothing_in_particular {
@@ -251,7 +282,7 @@ pub(super) fn build(
     limits_raw: Option<&RawLimits>,
     access_raw: Option<&RawAccess>,
 ) -> AccessSettings {
-    let rules = access_raw
+    let rules: Vec<AccessRule> = access_raw
         .map(|a| {
             a.rules
                 .iter()
@@ -260,9 +291,32 @@ pub(super) fn build(
                 .collect()
         })
         .unwrap_or_default();
+    let region_header = access_raw
+        .and_then(|a| a.region_header.as_deref())
+        .and_then(|h| {
+            h.parse::<http::HeaderName>()
+                .map_err(|_| {
+                    p.add(
+                        "access.region_header",
+                        format!("{h:?} is not a header name"),
+                    )
+                })
+                .ok()
+        });
+    if region_header.is_none() {
+        for (i, rule) in rules.iter().enumerate() {
+            if !rule.region.is_empty() {
+                p.add(
+                    format!("access.rules[{i}].region"),
+                    "needs access.region_header (such as \"CF-IPCountry\") from a proxy in limits.trusted_proxies",
+                );
+            }
+        }
+    }
     AccessSettings {
         auth: auth(p, auth_raw),
         limits: limits(p, limits_raw),
         rules,
+        region_header,
     }
 }

@@ -188,6 +188,7 @@ pub(super) struct RawLimits {
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAccess {
+    pub(super) region_header: Option<String>,
     #[serde(default)]
     pub(super) rules: Vec<RawRule>,
 }
@@ -205,4 +206,5 @@ pub(super) struct RawRule {
     pub(super) upstream: Option<Vec<String>>,
     pub(super) repository: Option<String>,
     pub(super) users: Option<Vec<String>>,
+    pub(super) region: Option<Vec<String>>,
 }

@@ -36,6 +36,8 @@ impl From<Refusal> for ApiError {
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub(crate) ip: IpAddr,
+    /// The connection's own peer (a proxy, perhaps).
+    pub(crate) peer: IpAddr,
     pub(crate) user: Option<String>,
 }
 
@@ -50,7 +52,7 @@ pub(crate) async fn caller(
     let ip = access.client(peer, &request.headers);
     access.admit(ip)?;
     let user = access.login(ip, &request.headers, ping).await?;
-    Ok(Caller { ip, user })
+    Ok(Caller { ip, peer, user })
 }
 
 /// The access rules, for a request routed to `upstream` and `repository`
@@ -74,6 +76,7 @@ pub(crate) fn rules(
         upstream,
         repository,
         user: caller.user.as_deref(),
+        region: access.region(caller.peer, &request.headers),
     })?;
     Ok(())
 }
