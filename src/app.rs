@@ -81,6 +81,7 @@ impl App {
             next_request_id: 0.into(),
             access: Arc::new(access),
             url302: config.url302.clone(),
+            cors_origins: config.access.cors_origins.clone(),
         });
         let tls = match &config.tls {
             Some(settings) => Some(Arc::new(

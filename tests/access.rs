@@ -295,3 +295,62 @@ async fn outside_the_api_a_landing_page_or_the_configured_redirect_never_the_cal
     let api = forged(format!("{}/v2/", redirecting.url())).await.unwrap();
     assert_eq!(api.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browsers_of_the_configured_origin_get_cors_headers_and_others_none() {
+    let up = Upstream::start().await;
+    let berth = Berth::hub(
+        &up.url(),
+        "[access]\ncors_origins = [\"https://ui.example.com\"]\n",
+    );
+    let client = reqwest::Client::new();
+    let manifest = format!("{}/v2/library/small/manifests/latest", berth.url());
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, &manifest)
+        .header("origin", "https://ui.example.com")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://ui.example.com"
+    );
+    assert_eq!(
+        preflight.headers()["access-control-allow-methods"],
+        "GET, HEAD"
+    );
+    let get = client
+        .get(&manifest)
+        .header("origin", "https://ui.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    let exposed = get.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
+    assert!(exposed.contains("Docker-Content-Digest"), "{exposed}");
+    let stranger = client
+        .get(&manifest)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 200);
+    assert!(
+        stranger
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let stranger_preflight = client
+        .request(reqwest::Method::OPTIONS, &manifest)
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger_preflight.status(), 405);
+}

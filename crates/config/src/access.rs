@@ -100,6 +100,9 @@ pub struct AccessSettings {
     /// The header (such as `CF-IPCountry`) in which a trusted proxy names
     /// the client's country.
     pub region_header: Option<http::HeaderName>,
+    /// Origins (`https://ui.example.com`, or `*`) whose browser scripts
+    /// may use the API.
+    pub cors_origins: Vec<String>,
 }
 
 impl AccessSettings {
@@ -313,10 +316,29 @@ pub(super) fn build(
             }
         }
     }
+    let cors_origins = access_raw
+        .and_then(|a| a.cors_origins.clone())
+        .unwrap_or_default();
+    for (i, origin) in cors_origins.iter().enumerate() {
+        let well_formed = origin == "*"
+            || url::Url::parse(origin).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.path() == "/"
+                    && !origin.ends_with('/')
+            });
+        if !well_formed {
+            p.add(
+                format!("access.cors_origins[{i}]"),
+                format!("{origin:?} is not an origin like \"https://ui.example.com\" (scheme and host, no path) or \"*\""),
+            );
+        }
+    }
     AccessSettings {
         auth: auth(p, auth_raw),
         limits: limits(p, limits_raw),
         rules,
         region_header,
+        cors_origins,
     }
 }

@@ -12,6 +12,7 @@ mod admin;
 mod admit;
 mod blobs;
 mod budget;
+mod cors;
 mod error;
 mod landing;
 mod listings;
@@ -62,6 +63,8 @@ pub struct HttpState {
     pub access: Arc<Access>,
     /// Where requests outside the registry API are redirected.
     pub url302: Option<url::Url>,
+    /// Origins whose browser scripts may use the API (CORS).
+    pub cors_origins: Vec<String>,
 }
 
 async fn outside_api(
@@ -75,13 +78,19 @@ async fn outside_api(
 /// The registry API and the health routes, with the fallback every
 /// unknown path gets.
 pub fn router(state: Arc<HttpState>) -> Router {
-    Router::new()
+    let origins = Arc::new(state.cors_origins.clone());
+    let router = Router::new()
         .route("/v2", any(api))
         .route("/v2/", any(api))
         .route("/v2/{*rest}", any(api))
         .fallback(outside_api)
         .with_state(state)
-        .merge(health_routes())
+        .merge(health_routes());
+    if origins.is_empty() {
+        router
+    } else {
+        router.layer(axum::middleware::from_fn_with_state(origins, cors::cors))
+    }
 }
 
 /// `/health` and `/healthz`.

@@ -46,6 +46,7 @@ fn mirror(fake: &FakeUpstream, blobs: Arc<dyn BlobStore>, index: Arc<dyn IndexSt
         next_request_id: AtomicU64::new(0),
         access: Arc::new(berth_access::Access::load(&config.access).unwrap()),
         url302: None,
+        cors_origins: Vec::new(),
     }))
     .merge(metrics_routes(metrics))
 }
