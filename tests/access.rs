@@ -99,10 +99,12 @@ async fn logins_decide_who_pulls_with_real_clients() {
     assert_eq!(anonymous.status(), 401);
     assert_eq!(up.requests().len(), 0);
 
-    // A burst of wrong passwords from one address is cut off with 429.
+    // A burst of wrong passwords from one address (one the clients above
+    // did not use) is cut off with 429.
+    let guesser = client_from("127.0.0.4");
     let mut statuses = Vec::new();
     for _ in 0..20 {
-        let r = client
+        let r = guesser
             .get(format!("{}/v2/", berth.url()))
             .basic_auth(USER, Some("guess"))
             .send()
