@@ -356,3 +356,47 @@ async fn browsers_of_the_configured_origin_get_cors_headers_and_others_none() {
         .unwrap();
     assert_eq!(stranger_preflight.status(), 405);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clients_credentials_cookies_and_own_headers_never_reach_upstream() {
+    let up = Upstream::start().await;
+    let berth = Berth::hub(&up.url(), "");
+    let client = reqwest::Client::new();
+    let images = up.images();
+    let small = &images.small;
+    for path in [
+        format!("/v2/library/small/manifests/{}", small.tag),
+        format!("/v2/library/small/blobs/{}", small.blobs[0].digest),
+        "/v2/library/small/tags/list".to_owned(),
+    ] {
+        let r = client
+            .get(format!("{}{path}", berth.url()))
+            .header("authorization", "Basic Y2xpZW50OnNlY3JldA==")
+            .header("cookie", "session=client-secret")
+            .header("x-client-secret", "hunter2")
+            .header("x-forwarded-for", "203.0.113.9")
+            .header("proxy-authorization", "Basic Y2xpZW50OnNlY3JldA==")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.headers().get("set-cookie").is_none());
+    }
+    let requests = up.requests();
+    assert!(!requests.is_empty());
+    for request in requests {
+        for name in [
+            "cookie",
+            "x-client-secret",
+            "x-forwarded-for",
+            "proxy-authorization",
+        ] {
+            assert!(
+                !request.header_names.iter().any(|h| h == name),
+                "{name} reached upstream: {request:?}"
+            );
+        }
+        // Only berth's own upstream token, never the client's login.
+        assert_ne!(request.auth_scheme.as_deref(), Some("Basic"), "{request:?}");
+    }
+}

@@ -35,6 +35,10 @@ pub struct Recorded {
     pub accept: Vec<String>,
     /// Whether the request carried an `Authorization` header.
     pub authorized: bool,
+    /// Its `Authorization` header's scheme (`Bearer`, `Basic`), if any.
+    pub auth_scheme: Option<String>,
+    /// The name of every header it carried, lower case.
+    pub header_names: Vec<String>,
     /// The status the client got (recorded when the response head is sent).
     pub status: u16,
 }
@@ -145,6 +149,17 @@ async fn forward(
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
             .collect(),
         authorized: req.headers().contains_key(header::AUTHORIZATION),
+        auth_scheme: req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_whitespace().next())
+            .map(str::to_owned),
+        header_names: req
+            .headers()
+            .keys()
+            .map(|k| k.as_str().to_owned())
+            .collect(),
         status: 0,
     };
     let (delay, throttle, rate) = {
