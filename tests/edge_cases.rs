@@ -154,10 +154,13 @@ async fn routing_by_prefix_host_ns_and_library() {
         }
         r.send()
     };
-    // The default upstream is a closed port.
-    assert_eq!(
-        get("small/manifests/latest", None).await.unwrap().status(),
-        502
+    // The default upstream is a closed port: 502, saying why.
+    let refused = get("small/manifests/latest", None).await.unwrap();
+    assert_eq!(refused.status(), 502);
+    let body = refused.text().await.unwrap();
+    assert!(
+        body.contains("is unreachable: connection refused"),
+        "{body}"
     );
     up.reset_requests();
     // Path prefix (name and alias), ns and Host all reach docker.io, with library/ added.

@@ -160,9 +160,10 @@ impl ApiError {
             | UpstreamError::Invalid { .. } => StatusCode::BAD_GATEWAY,
         };
         let message = match e {
-            UpstreamError::Unreachable { upstream, .. } => {
-                format!("upstream {upstream} is unreachable")
-            }
+            UpstreamError::Unreachable { upstream, .. } => match e.cause_class() {
+                Some(class) => format!("upstream {upstream} is unreachable: {class}"),
+                None => format!("upstream {upstream} is unreachable"),
+            },
             UpstreamError::Timeout { upstream, .. } => format!("upstream {upstream} timed out"),
             UpstreamError::Busy { upstream, .. } => {
                 format!("too many requests are waiting for upstream {upstream}; try again later")

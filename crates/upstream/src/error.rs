@@ -132,6 +132,41 @@ impl UpstreamError {
         self.is_outage() && !matches!(self, Self::Busy { .. }) && !self.circuit_open()
     }
 
+    /// What kind of failure made the upstream unreachable, for the
+    /// client's message: a name that did not resolve, a refused or reset
+    /// connection, a TLS handshake that failed. `None` when the transport
+    /// did not say.
+    pub fn cause_class(&self) -> Option<&'static str> {
+        let Self::Unreachable { detail, .. } = self else {
+            return None;
+        };
+        let detail = detail.to_ascii_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| detail.contains(w));
+        Some(
+            if has(&[
+                "dns error",
+                "failed to lookup address",
+                "name or service not known",
+            ]) {
+                "DNS lookup failed"
+            } else if has(&["certificate", "tls", "handshake", "ssl"]) {
+                "TLS failed"
+            } else if has(&["connection refused"]) {
+                "connection refused"
+            } else if has(&["connection reset", "broken pipe", "connection closed"]) {
+                "connection reset"
+            } else if has(&[
+                "tcp connect error",
+                "network is unreachable",
+                "no route to host",
+            ]) {
+                "connect failed"
+            } else {
+                return None;
+            },
+        )
+    }
+
     pub(crate) fn from_transport(upstream: &str, e: &reqwest::Error) -> Self {
         let mut detail = e.to_string();
         let mut source = std::error::Error::source(e);
@@ -157,6 +192,32 @@ impl UpstreamError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreachable_upstream_says_what_kind_of_failure() {
+        let down = |detail: &str| UpstreamError::Unreachable {
+            upstream: "u".into(),
+            detail: detail.into(),
+            circuit_open_for: None,
+        };
+        let class = |detail: &str| down(detail).cause_class();
+        assert_eq!(
+            class(
+                "error sending request: client error (Connect): dns error: failed to lookup address information"
+            ),
+            Some("DNS lookup failed")
+        );
+        assert_eq!(
+            class("client error (Connect): tcp connect error: Connection refused (os error 111)"),
+            Some("connection refused")
+        );
+        assert_eq!(
+            class("invalid peer certificate: UnknownIssuer"),
+            Some("TLS failed")
+        );
+        assert_eq!(class("connection reset by peer"), Some("connection reset"));
+        assert_eq!(class("something else"), None);
+    }
 
     #[test]
     fn an_open_circuit_is_an_outage_with_a_retry_time_and_no_retry() {
