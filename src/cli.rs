@@ -4,13 +4,13 @@
 use crate::app::{App, shutdown_signal};
 use crate::telemetry;
 use crate::{cache_cli, prefetch};
-use berth_config::Config;
+use berth_config::{Config, LogFormat};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Exit code for an invalid configuration (EX_CONFIG).
-const EXIT_CONFIG: u8 = 78;
+pub(crate) const EXIT_CONFIG: u8 = 78;
 
 /// berth: a pull-through cache for Docker/OCI registries.
 #[derive(Debug, Parser)]
@@ -138,35 +138,7 @@ impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
             Command::CheckConfig { config } => match load(config.as_ref()) {
-                Ok(c) => {
-                    println!(
-                        "configuration is valid; listen {}, data_dir {}",
-                        c.listen,
-                        c.data_dir.display()
-                    );
-                    for u in &c.upstreams {
-                        let default = if u.default { " (default)" } else { "" };
-                        println!("  upstream {} -> {}{default}", u.name, u.url);
-                    }
-                    match (&c.admin.listen, &c.admin.token) {
-                        (Some(addr), token) => println!(
-                            "  admin endpoints and /metrics on {addr}{}",
-                            if token.is_some() {
-                                ", behind the token"
-                            } else {
-                                ", no token"
-                            }
-                        ),
-                        (None, Some(_)) => {
-                            println!("  admin endpoints on the public port, behind the token");
-                        }
-                        (None, None) => println!("  admin endpoints off"),
-                    }
-                    for warning in c.warnings() {
-                        println!("WARNING: {warning}");
-                    }
-                    ExitCode::SUCCESS
-                }
+                Ok(c) => crate::check_config::run(&c),
                 Err(code) => code,
             },
             Command::Cache(command) => {
@@ -220,8 +192,12 @@ impl Cli {
                 match serve(&config) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
-                        tracing::error!("{e:#}");
-                        eprintln!("berth: {e:#}");
+                        // Once: a plain line, or a log line where logs are
+                        // read by machines.
+                        match config.log_format {
+                            LogFormat::Json => tracing::error!("{e:#}"),
+                            LogFormat::Text => eprintln!("berth: {e:#}"),
+                        }
                         // An unusable certificate is a configuration fault.
                         if e.downcast_ref::<berth_tls::TlsError>().is_some()
                             || e.downcast_ref::<berth_access::HtpasswdError>().is_some()

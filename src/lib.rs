@@ -3,17 +3,20 @@
 //! This crate is the wiring on top of the workspace's layers, each of which
 //! is a crate that can use only those below it:
 //! 1. `berth-oci`, `berth-config`, `berth-metrics`: pure types, no I/O;
-//! 2. `berth-cache`, `berth-upstream`: storage and upstream registries;
+//! 2. `berth-cache`, `berth-upstream`, `berth-tls`, `berth-access`: storage,
+//!    upstream registries, HTTPS certificates, who may use the mirror;
 //! 3. `berth-pull`: the cache-or-fetch engine;
 //! 4. `berth-http`: the server loop and the registry API;
 //! 5. here: `app` (building everything from the config), `cli` (with
-//!    `cache_cli`, the commands on the data directory, and `prefetch`,
-//!    which warms a running berth as a client) and `telemetry`.
+//!    `check_config`, `cache_cli`, the commands on the data directory, and
+//!    `prefetch`, which warms a running berth as a client), `control` and
+//!    `telemetry`.
 //!
 //! See ARCHITECTURE.md for the request path.
 
 pub mod app;
 mod cache_cli;
+mod check_config;
 pub mod cli;
 mod control;
 mod prefetch;

@@ -162,3 +162,62 @@ async fn sigterm_drains_in_flight_downloads() {
         "{log}"
     );
 }
+
+#[test]
+fn check_config_proves_the_data_dir_and_shows_routes_and_serve_says_a_failure_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("berth.toml");
+    let upstream = "[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\ndefault = true\nhost_prefix = \"a\"\naliases = [\"alpha\"]\nmirrors = [\"https://mirror.a.io\"]\n";
+    std::fs::write(
+        &path,
+        format!("listen = \"127.0.0.1:0\"\ndata_dir = \"/proc/x\"\nbuiltin_upstreams = false\n{upstream}"),
+    )
+    .unwrap();
+    let out = berth()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("data_dir /proc/x: cannot be created"), "{err}");
+    let out = berth()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(!err.contains("ERROR"), "{err}");
+
+    let data = dir.path().join("new/data");
+    std::fs::write(
+        &path,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\ndomain = \"m.example\"\nbuiltin_upstreams = false\n{upstream}",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = berth()
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "domain m.example",
+        "upstream a.io -> https://a.io/ (default)",
+        "host prefix a",
+        "aliases alpha",
+        "mirror https://mirror.a.io/",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    assert!(
+        !dir.path().join("new").exists(),
+        "check-config left the directory behind"
+    );
+}

@@ -98,15 +98,16 @@ impl Debug for BlobBytes {
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     /// An I/O operation on the store failed.
-    #[error("cache {op} {path}: {source}")]
+    /// The OS error is part of the message, not a separate source, so
+    /// an error chain prints it once.
+    #[error("cache {op} {path}: {error}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// Which file.
         path: String,
         /// The OS error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The cache filesystem has no room for what is being written.
     #[error("no room in the cache: {0}")]
@@ -126,7 +127,7 @@ impl CacheError {
         Self::Io {
             op,
             path: path.display().to_string(),
-            source,
+            error: source,
         }
     }
 }

@@ -21,7 +21,7 @@ fn joined<T>(
         Err(CacheError::Io {
             op: "run maintenance on",
             path: "the store".to_owned(),
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         })
     })
 }

@@ -86,10 +86,10 @@ impl Hit {
                 }
                 span.read_now()
                     .map(BlobBytes::Memory)
-                    .map_err(|source| CacheError::Io {
+                    .map_err(|error| CacheError::Io {
                         op: "read",
                         path: "a cached blob".to_owned(),
-                        source,
+                        error,
                     })
             }
         }
@@ -107,10 +107,10 @@ impl Hit {
                     file.read_exact_at(&mut buf, 0).map(|()| Bytes::from(buf))
                 })
                 .await;
-                let failed = |source| CacheError::Io {
+                let failed = |error| CacheError::Io {
                     op: "read",
                     path: "a cached blob".to_owned(),
-                    source,
+                    error,
                 };
                 read.map_err(|e| failed(std::io::Error::other(e)))?
                     .map_err(failed)

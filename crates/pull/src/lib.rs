@@ -201,7 +201,7 @@ mod tests {
         let disk = PullError::from(CacheError::Io {
             op: "read",
             path: format!("cached blob {digest}"),
-            source: std::io::Error::other("EIO"),
+            error: std::io::Error::other("EIO"),
         });
         assert!(disk.is_disk_failure());
         assert!(

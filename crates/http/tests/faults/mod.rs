@@ -90,7 +90,7 @@ impl BlobWriter for FaultyWriter {
             return Err(CacheError::Io {
                 op: "write",
                 path: Path::new("(faulty disk)").display().to_string(),
-                source: std::io::Error::from_raw_os_error(28), // ENOSPC
+                error: std::io::Error::from_raw_os_error(28), // ENOSPC
             });
         }
         self.written += len;
@@ -123,7 +123,7 @@ impl FaultyIndex {
             return Err(CacheError::Io {
                 op: "read",
                 path: "(index)".to_owned(),
-                source: std::io::Error::other("the index is down"),
+                error: std::io::Error::other("the index is down"),
             });
         }
         Ok(())

@@ -1,0 +1,110 @@
+//! `berth check-config`: the configuration as berth would run it, in a
+//! few lines (listeners, data directory, every upstream with its routes
+//! and mirrors, HTTPS, access, admin), the warnings, and whether the data
+//! directory can really be created and written, which a valid file alone
+//! does not prove.
+
+use berth_config::Config;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::cli::EXIT_CONFIG;
+
+/// Whether `dir` can be created (if missing) and written: tried for real,
+/// and whatever was created for the try is removed again.
+fn writable(dir: &Path) -> Result<(), String> {
+    let mut missing: Vec<PathBuf> = Vec::new();
+    let mut at = Some(dir);
+    while let Some(p) = at {
+        if p.exists() {
+            break;
+        }
+        missing.push(p.to_path_buf());
+        at = p.parent();
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot be created: {e}"))?;
+    let probe = dir.join(format!(".berth-check-{}", std::process::id()));
+    let written = std::fs::write(&probe, b"").map_err(|e| format!("cannot be written: {e}"));
+    let _ = std::fs::remove_file(&probe);
+    for created in &missing {
+        let _ = std::fs::remove_dir(created);
+    }
+    written
+}
+
+/// Print the summary; exit 78 when the data directory is unusable.
+pub(crate) fn run(c: &Config) -> ExitCode {
+    if let Err(why) = writable(&c.data_dir) {
+        eprintln!("berth: data_dir {}: {why}", c.data_dir.display());
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let scheme = if c.tls.is_some() { "https" } else { "http" };
+    println!(
+        "configuration is valid; listen {scheme}://{}, data_dir {}",
+        c.listen,
+        c.data_dir.display()
+    );
+    if let Some(domain) = &c.domain {
+        println!("  domain {domain} (Host routing: <host_prefix>.{domain})");
+    }
+    for u in &c.upstreams {
+        let default = if u.default { " (default)" } else { "" };
+        println!("  upstream {} -> {}{default}", u.name, u.url);
+        if let Some(prefix) = &u.host_prefix {
+            println!("    host prefix {prefix}");
+        }
+        if !u.aliases.is_empty() {
+            println!("    aliases {}", u.aliases.join(", "));
+        }
+        for mirror in &u.resilience.mirrors {
+            println!("    mirror {mirror}");
+        }
+    }
+    if let Some(tls) = &c.tls {
+        match &tls.acme {
+            Some(acme) => println!(
+                "  HTTPS with ACME certificates for {}",
+                acme.domains.join(", ")
+            ),
+            None => println!("  HTTPS with {} certificate file(s)", tls.certs.len()),
+        }
+        if let Some(addr) = tls.redirect_listen {
+            println!("  redirect to HTTPS on http://{addr}");
+        }
+    }
+    let access = &c.access;
+    if access.auth.htpasswd_file.is_some()
+        || !access.rules.is_empty()
+        || access.limits.rate.is_some()
+    {
+        println!(
+            "  access: logins {}, {} rule(s), rate {}",
+            if access.auth.htpasswd_file.is_some() {
+                "on"
+            } else {
+                "off"
+            },
+            access.rules.len(),
+            access
+                .limits
+                .rate
+                .map_or("unlimited".to_owned(), |r| format!("{r}/s"))
+        );
+    }
+    match (&c.admin.listen, &c.admin.token) {
+        (Some(addr), token) => println!(
+            "  admin endpoints and /metrics on {addr}{}",
+            if token.is_some() {
+                ", behind the token"
+            } else {
+                ", no token"
+            }
+        ),
+        (None, Some(_)) => println!("  admin endpoints on the public port, behind the token"),
+        (None, None) => println!("  admin endpoints off"),
+    }
+    for warning in c.warnings() {
+        println!("WARNING: {warning}");
+    }
+    ExitCode::SUCCESS
+}
