@@ -18,6 +18,15 @@ fn berth() -> Command {
     c
 }
 
+/// `berth COMMAND --config PATH`, run to the end.
+fn with_config(command: &str, path: &std::path::Path) -> std::process::Output {
+    berth()
+        .args([command, "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn embedded_defaults_run_without_a_config_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,7 +73,7 @@ fn bad_config_names_the_key_and_exits_non_zero() {
     let path = dir.path().join("berth.toml");
     std::fs::write(&path, "listen = \"127.0.0.1:0\"\n[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\ntag_ttl = \"often\"\ncolour = \"blue\"\n").unwrap();
     for cmd in ["serve", "check-config"] {
-        let out = berth().args([cmd, "--config"]).arg(&path).output().unwrap();
+        let out = with_config(cmd, &path);
         assert_eq!(out.status.code(), Some(78), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -77,11 +86,7 @@ fn bad_config_names_the_key_and_exits_non_zero() {
         "[[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\ntag_ttl = \"often\"\n",
     )
     .unwrap();
-    let out = berth()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = with_config("check-config", &path);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78));
     assert!(
@@ -173,19 +178,11 @@ fn check_config_proves_the_data_dir_and_shows_routes_and_serve_says_a_failure_on
         format!("listen = \"127.0.0.1:0\"\ndata_dir = \"/proc/x\"\nbuiltin_upstreams = false\n{upstream}"),
     )
     .unwrap();
-    let out = berth()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = with_config("check-config", &path);
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("data_dir /proc/x: cannot be created"), "{err}");
-    let out = berth()
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = with_config("serve", &path);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
@@ -200,11 +197,7 @@ fn check_config_proves_the_data_dir_and_shows_routes_and_serve_says_a_failure_on
         ),
     )
     .unwrap();
-    let out = berth()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = with_config("check-config", &path);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     for line in [
