@@ -1,5 +1,5 @@
-//! Tag answers (see `tags.rs`), listings (`listings.rs`) and manifest
-//! media types, kept in memory (bounded in bytes)
+//! Tag answers (see `tags.rs`), listings (`listings.rs`), manifest
+//! media types and repository links (`links.rs`), kept in memory (bounded in bytes)
 //! and persisted as small files under `index/` (paths: see `layout.rs`) so
 //! that a restart can still serve cached tags when upstream is down.
 //!
@@ -7,7 +7,10 @@
 //! missing is "not cached"; one that cannot be read is an error; one that
 //! does not parse counts as not cached, and the next answer replaces it.
 
-use crate::{CacheError, IndexStore, Layout, ListingKey, ListingRecord, TagKey, TagRecord};
+use crate::links::FsLinks;
+use crate::{
+    CacheError, IndexStore, Layout, ListingKey, ListingRecord, RepoKey, TagKey, TagRecord,
+};
 use async_trait::async_trait;
 use berth_oci::Digest;
 use moka::sync::Cache;
@@ -63,6 +66,7 @@ pub struct FsIndex {
     tags: Cache<TagKey, TagRecord>,
     types: Cache<Digest, String>,
     listings: Cache<ListingKey, ListingRecord>,
+    links: FsLinks,
 }
 
 impl FsIndex {
@@ -72,6 +76,7 @@ impl FsIndex {
             layout.tags(),
             layout.listings(),
             layout.manifest_types(),
+            layout.links(),
             layout.tmp(),
         ] {
             std::fs::create_dir_all(&dir).map_err(|e| CacheError::io("create", &dir, e))?;
@@ -91,6 +96,7 @@ impl FsIndex {
                 .max_capacity(LISTING_MEMORY)
                 .weigher(listing_weight)
                 .build(),
+            links: FsLinks::new(layout),
         })
     }
 
@@ -226,6 +232,14 @@ impl IndexStore for FsIndex {
     async fn put_listing(&self, key: &ListingKey, record: ListingRecord) -> Result<(), CacheError> {
         self.write_record(&self.listings, key, record, self.layout.listing(key))
             .await
+    }
+
+    async fn linked(&self, repo: &RepoKey, digest: &Digest) -> Result<bool, CacheError> {
+        self.links.linked(repo, digest).await
+    }
+
+    async fn link(&self, repo: &RepoKey, digests: &[Digest]) -> Result<(), CacheError> {
+        self.links.link(repo, digests).await
     }
 }
 

@@ -8,6 +8,7 @@
 //! <data_dir>/index/tags/<sha256 of key>.json tag answers
 //! <data_dir>/index/lists/<sha256 of key>.json tag lists and referrers
 //! <data_dir>/index/manifests/<64 hex>        media type of each cached manifest
+//! <data_dir>/index/links/<sha256 of repo>/<64 hex>  the repository references the digest
 //! <data_dir>/tmp/                            spools and index writes in progress
 //! <data_dir>/quarantine/<64 hex>             blobs `cache verify` found corrupt
 //! ```
@@ -16,7 +17,7 @@
 //! for paths. No client-supplied string becomes a path: blob paths come
 //! from a [`Digest`] (32 bytes), tag files from the sha256 of their key.
 
-use crate::{ListingKey, TagKey};
+use crate::{ListingKey, RepoKey, TagKey};
 use berth_oci::Digest;
 use std::path::{Path, PathBuf};
 
@@ -116,6 +117,22 @@ impl Layout {
     /// The file holding the media type of the manifest `digest`.
     pub fn manifest_type(&self, digest: &Digest) -> PathBuf {
         self.manifest_types().join(digest.hex())
+    }
+
+    /// Repository links: which repository references which digest.
+    pub fn links(&self) -> PathBuf {
+        self.root.join("index").join("links")
+    }
+
+    /// The links of one repository: named by the sha256 of its key.
+    pub fn repo_links(&self, repo: &RepoKey) -> PathBuf {
+        let id = Digest::of(repo.id().as_bytes());
+        self.links().join(id.hex())
+    }
+
+    /// The (empty) file that links `repo` to `digest`.
+    pub fn link(&self, repo: &RepoKey, digest: &Digest) -> PathBuf {
+        self.repo_links(repo).join(digest.hex())
     }
 
     /// Where `cache verify --quarantine` moves corrupt blobs.

@@ -6,7 +6,7 @@
 //! it into the map.
 
 use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
-use crate::{CacheError, IndexStore, ListingKey, ListingRecord, TagKey, TagRecord};
+use crate::{CacheError, IndexStore, ListingKey, ListingRecord, RepoKey, TagKey, TagRecord};
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
 use bytes::Bytes;
@@ -155,6 +155,7 @@ pub struct MemoryIndex {
     tags: Mutex<HashMap<TagKey, TagRecord>>,
     types: Mutex<HashMap<Digest, String>>,
     listings: Mutex<HashMap<ListingKey, ListingRecord>>,
+    links: Mutex<std::collections::HashSet<(RepoKey, Digest)>>,
 }
 
 #[async_trait]
@@ -183,6 +184,16 @@ impl IndexStore for MemoryIndex {
 
     async fn put_listing(&self, key: &ListingKey, record: ListingRecord) -> Result<(), CacheError> {
         lock(&self.listings).insert(key.clone(), record);
+        Ok(())
+    }
+
+    async fn linked(&self, repo: &RepoKey, digest: &Digest) -> Result<bool, CacheError> {
+        Ok(lock(&self.links).contains(&(repo.clone(), *digest)))
+    }
+
+    async fn link(&self, repo: &RepoKey, digests: &[Digest]) -> Result<(), CacheError> {
+        let mut links = lock(&self.links);
+        links.extend(digests.iter().map(|d| (repo.clone(), *d)));
         Ok(())
     }
 }

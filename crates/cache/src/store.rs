@@ -12,7 +12,8 @@
 //! `MemoryIndex`) implement it; a remote object store would too.
 
 use crate::{
-    BlobBytes, CacheError, FileSpan, ListingKey, ListingRecord, SMALL_BLOB, TagKey, TagRecord,
+    BlobBytes, CacheError, FileSpan, ListingKey, ListingRecord, RepoKey, SMALL_BLOB, TagKey,
+    TagRecord,
 };
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
@@ -192,6 +193,10 @@ pub trait IndexStore: Send + Sync + Debug {
     async fn listing(&self, key: &ListingKey) -> Result<Option<ListingRecord>, CacheError>;
     /// Store or replace a tag list or referrers answer.
     async fn put_listing(&self, key: &ListingKey, record: ListingRecord) -> Result<(), CacheError>;
+    /// Whether `repo` is known to reference `digest` (see `links`).
+    async fn linked(&self, repo: &RepoKey, digest: &Digest) -> Result<bool, CacheError>;
+    /// Record that `repo` references each of `digests`.
+    async fn link(&self, repo: &RepoKey, digests: &[Digest]) -> Result<(), CacheError>;
 }
 
 /// Refuse to commit bytes proven to hash to anything but `expected`.

@@ -128,10 +128,38 @@ pub struct UpstreamConfig {
     pub realm_hosts: Vec<String>,
     /// Credentials for the upstream, if any.
     pub credentials: Option<Credentials>,
+    /// Whose credentials go upstream: berth's own, or each client's.
+    pub auth_mode: AuthMode,
+    /// Whether clients may push through berth (pass-through only).
+    pub push: bool,
     /// Transport: mirrors, timeouts, retries and the concurrency cap.
     pub resilience: Resilience,
     /// How what comes from this upstream is cached.
     pub policy: CachePolicy,
+}
+
+/// Whose credentials a request upstream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// berth fetches tokens itself, anonymously or with the upstream's
+    /// configured credentials; a client's `Authorization` never goes
+    /// upstream.
+    #[default]
+    Managed,
+    /// Each client brings its own credentials: the upstream's challenge
+    /// points at berth's token endpoint, which relays them, and the
+    /// client's token is used upstream.
+    Passthrough,
+}
+
+impl AuthMode {
+    /// The name as written in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Managed => "managed",
+            Self::Passthrough => "passthrough",
+        }
+    }
 }
 
 /// Username and password for an upstream.

@@ -5,8 +5,8 @@
 use crate::checks::{Problems, duration, parse_url};
 use crate::file::{RawConfig, RawUpstream};
 use crate::{
-    Config, ConfigError, Credentials, DEFAULT_DATA_DIR, DEFAULT_LISTEN, DEFAULT_SHUTDOWN_GRACE,
-    LogFormat, Secret, UpstreamConfig, builtin,
+    AuthMode, Config, ConfigError, Credentials, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
+    DEFAULT_SHUTDOWN_GRACE, LogFormat, Secret, UpstreamConfig, builtin,
 };
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -96,6 +96,19 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
         raw.access.as_ref(),
     );
     let upstreams = upstreams(&mut p, &raw, env);
+    if access.auth.htpasswd_file.is_some()
+        && let Some(u) = upstreams
+            .iter()
+            .find(|u| u.auth_mode == AuthMode::Passthrough)
+    {
+        p.add(
+            "auth.htpasswd_file",
+            format!(
+                "upstream {} uses auth_mode = \"passthrough\": a client's Authorization then carries its upstream credentials, so it cannot also carry a login to berth",
+                u.name
+            ),
+        );
+    }
     if p.0.is_empty() {
         Ok(Config {
             listen,
@@ -247,6 +260,7 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
         );
     }
     let credentials = credentials(p, key, &name, u, env);
+    let auth_mode = auth_mode(p, key, u, credentials.is_some());
     let resilience = super::resilience::build(p, key, u);
     let policy = super::policy::build(p, key, u, &resilience);
     let url = url?;
@@ -259,9 +273,40 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
         aliases: u.aliases.clone().unwrap_or_default(),
         realm_hosts: u.realm_hosts.clone().unwrap_or_default(),
         credentials,
+        auth_mode,
+        push: u.push.unwrap_or(false),
         resilience,
         policy,
     })
+}
+
+/// `auth_mode`, and what it rules out: berth's own credentials beside
+/// the clients', and push without the clients' credentials.
+fn auth_mode(p: &mut Problems, key: &str, u: &RawUpstream, has_credentials: bool) -> AuthMode {
+    let mode = match u.auth_mode.as_deref() {
+        None | Some("managed") => AuthMode::Managed,
+        Some("passthrough") => AuthMode::Passthrough,
+        Some(other) => {
+            p.add(
+                format!("{key}.auth_mode"),
+                format!("{other:?} is neither \"managed\" nor \"passthrough\""),
+            );
+            return AuthMode::Managed;
+        }
+    };
+    if mode == AuthMode::Passthrough && has_credentials {
+        p.add(
+            format!("{key}.auth_mode"),
+            "\"passthrough\" sends each client's own credentials upstream; remove username and password",
+        );
+    }
+    if u.push == Some(true) && mode != AuthMode::Passthrough {
+        p.add(
+            format!("{key}.push"),
+            "push needs auth_mode = \"passthrough\": a push goes upstream with the client's own credentials",
+        );
+    }
+    mode
 }
 
 fn credentials(

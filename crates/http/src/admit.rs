@@ -51,6 +51,39 @@ pub(crate) fn admit(
     })
 }
 
+/// The upstream a `/v2/` request is about: by `?ns=`, then a host prefix,
+/// then the default. `None` when none applies.
+pub(crate) fn ping_upstream<'u>(
+    upstreams: &'u UpstreamSet,
+    domain: Option<&str>,
+    meta: &RequestMeta<'_>,
+) -> Option<&'u Arc<Upstream>> {
+    if let Some(ns) = meta.ns {
+        return upstreams.by_name(ns);
+    }
+    if let (Some(domain), Some(host)) = (domain, meta.host)
+        && let Some(prefix) = host_prefix(domain, host)
+    {
+        return upstreams.by_host_prefix(&prefix);
+    }
+    upstreams.default_upstream()
+}
+
+/// The label in front of `domain` in a `Host` value, if any.
+fn host_prefix(domain: &str, host: &str) -> Option<String> {
+    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host.strip_suffix(domain)
+        .and_then(|p| p.strip_suffix('.'))
+        .map(str::to_owned)
+}
+
 fn select<'u>(
     upstreams: &'u UpstreamSet,
     domain: Option<&str>,
@@ -68,19 +101,11 @@ fn select<'u>(
         return Ok((upstream, route.name.clone()));
     }
     if let (Some(domain), Some(host)) = (domain, meta.host) {
-        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        });
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
         // Below the domain, the first label must name an upstream: a typo
         // must not pull a same-named image from the default registry. The
         // bare domain goes on to the path prefix and the default.
-        if let Some(prefix) = host.strip_suffix(domain).and_then(|p| p.strip_suffix('.')) {
-            let upstream = upstreams.by_host_prefix(prefix).ok_or_else(|| {
+        if let Some(prefix) = host_prefix(domain, host) {
+            let upstream = upstreams.by_host_prefix(&prefix).ok_or_else(|| {
                 let shown: String = prefix.chars().take(64).collect();
                 ApiError::new(
                     StatusCode::NOT_FOUND,

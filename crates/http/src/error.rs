@@ -20,6 +20,9 @@ pub(crate) struct ApiError {
     unsatisfied_size: Option<u64>,
     /// For a 401: ask for a login (`WWW-Authenticate: Basic`).
     pub(crate) login_challenge: bool,
+    /// For a 401 in pass-through mode: the bearer challenge that sends the
+    /// client to berth's token endpoint.
+    pub(crate) bearer_challenge: Option<HeaderValue>,
 }
 
 impl ApiError {
@@ -31,6 +34,7 @@ impl ApiError {
             retry_after: None,
             unsatisfied_size: None,
             login_challenge: false,
+            bearer_challenge: None,
         }
     }
 
@@ -235,6 +239,9 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"berth\", charset=\"UTF-8\""),
             );
+        }
+        if let Some(challenge) = self.bearer_challenge {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         if let Some(size) = self.unsatisfied_size
             && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))

@@ -17,6 +17,7 @@ mod error;
 mod landing;
 mod listings;
 mod manifests;
+mod passthrough;
 pub mod range;
 mod redirect;
 mod route;
@@ -83,6 +84,8 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/v2", any(api))
         .route("/v2/", any(api))
         .route("/v2/{*rest}", any(api))
+        .route("/token", any(passthrough::token))
+        .route("/auth/token", any(passthrough::token))
         .fallback(outside_api)
         .with_state(state)
         .merge(health_routes());
@@ -194,18 +197,6 @@ async fn dispatch(
         trail.route = "base";
     }
     let caller = access::caller(&state.access, peer, request, ping).await?;
-    if ping {
-        access::rules(&state.access, &caller, request, None, None)?;
-        return base(&request.method);
-    }
-    let rest = path.strip_prefix("/v2/").unwrap_or_default();
-    let route = route::parse(rest)?;
-    trail.route = route.endpoint.route();
-    if request.method != Method::GET && request.method != Method::HEAD
-        || route.endpoint == route::Endpoint::Upload
-    {
-        return Err(ApiError::read_only());
-    }
     let query = request.uri.query();
     let ns = query.and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
@@ -219,7 +210,42 @@ async fn dispatch(
             .get(header::HOST)
             .and_then(|h| h.to_str().ok()),
     };
-    let admitted = admit::admit(&state.upstreams, state.domain.as_deref(), &route, &meta)?;
+    let base_url = || {
+        passthrough::public_base(
+            state.domain.as_deref(),
+            &request.headers,
+            request.extensions.get::<ConnInfo>(),
+        )
+    };
+    if ping {
+        access::rules(&state.access, &caller, request, None, None)?;
+        // A pass-through registry's clients log in to it through berth.
+        if let Some(upstream) =
+            admit::ping_upstream(&state.upstreams, state.domain.as_deref(), &meta)
+            && upstream.config().auth_mode == berth_config::AuthMode::Passthrough
+            && !request.headers.contains_key(header::AUTHORIZATION)
+        {
+            return Err(passthrough::unauthorized(
+                &base_url(),
+                upstream.name(),
+                None,
+                format!(
+                    "log in to this mirror with your {} account",
+                    upstream.name()
+                ),
+            ));
+        }
+        return base(&request.method);
+    }
+    let rest = path.strip_prefix("/v2/").unwrap_or_default();
+    let route = route::parse(rest)?;
+    trail.route = route.endpoint.route();
+    if request.method != Method::GET && request.method != Method::HEAD
+        || route.endpoint == route::Endpoint::Upload
+    {
+        return Err(ApiError::read_only());
+    }
+    let mut admitted = admit::admit(&state.upstreams, state.domain.as_deref(), &route, &meta)?;
     trail.upstream = Some(admitted.origin.name().to_owned());
     trail.repo = Some(admitted.repo.to_string());
     access::rules(
@@ -229,22 +255,51 @@ async fn dispatch(
         Some(admitted.origin.name()),
         Some(admitted.repo.as_str()),
     )?;
+    let passthrough = admitted.origin.is_passthrough();
+    if passthrough {
+        let authorization = request
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        admitted.origin = admitted.origin.clone().for_client(authorization);
+    }
     let incoming = Incoming {
         method: &request.method,
         headers: &request.headers,
         outbox,
         budget,
     };
+    let answer = serve(state, &admitted, &route, query, &incoming, trail).await;
+    match answer {
+        Err(e) if passthrough => Err(passthrough::refusal_to_challenge(
+            e,
+            &base_url(),
+            admitted.origin.name(),
+            &route.name,
+        )),
+        other => other,
+    }
+}
+
+/// The handler of the route's endpoint.
+async fn serve(
+    state: &HttpState,
+    admitted: &admit::Admitted,
+    route: &route::Route,
+    query: Option<&str>,
+    incoming: &Incoming<'_>,
+    trail: &mut Trail,
+) -> Result<Response, ApiError> {
     match &route.endpoint {
         route::Endpoint::Manifest(reference) => {
-            manifests::serve(state, &admitted, reference, &incoming, trail).await
+            manifests::serve(state, admitted, reference, incoming, trail).await
         }
         route::Endpoint::Blob(digest) => {
-            blobs::serve(state, &admitted, digest, &incoming, trail).await
+            blobs::serve(state, admitted, digest, incoming, trail).await
         }
-        route::Endpoint::Tags => listings::tags(state, &admitted, query).await,
+        route::Endpoint::Tags => listings::tags(state, admitted, query).await,
         route::Endpoint::Referrers(digest) => {
-            listings::referrers(state, &admitted, digest, query).await
+            listings::referrers(state, admitted, digest, query).await
         }
         route::Endpoint::Upload => Err(ApiError::read_only()),
     }

@@ -5,8 +5,9 @@
 
 use crate::direct::verified_stream;
 use crate::fill::{FillHandle, FillJob, Joined};
+use crate::grants::Probe;
 use crate::misses::blob_key;
-use crate::source::{Download, FillSource, Origin};
+use crate::source::{Download, Origin};
 use crate::{Outcome, PullError, PullService};
 use berth_cache::{BlobBytes, FileSpan, Hit, Lookup, SMALL_BLOB};
 use berth_oci::{Digest, RepoName, Resource};
@@ -48,7 +49,7 @@ impl PullService {
     pub(super) fn fill_job(&self, origin: &Origin, repo: &RepoName, digest: &Digest) -> FillJob {
         FillJob {
             blobs: Arc::clone(&self.blobs),
-            source: Arc::clone(&origin.upstream) as Arc<dyn FillSource>,
+            source: origin.source(),
             policy: origin.policy.clone(),
             flights: Arc::clone(&self.flights),
             repo: repo.clone(),
@@ -63,7 +64,30 @@ impl PullService {
     }
 
     /// Open a blob for reading, starting or joining its download on a miss.
+    /// It is served under `repo` only through a link (see `links.rs`):
+    /// a fetch this request started links them; content found cached, or
+    /// a download another repository started, is confirmed upstream first.
     pub async fn open_blob(
+        &self,
+        origin: &Origin,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<BlobSource, PullError> {
+        self.check_grant(origin, repo, Probe::Blob(digest)).await?;
+        let linked = self.linked(origin, repo, digest).await?;
+        let source = self.open_unguarded(origin, repo, digest).await?;
+        if !linked {
+            if source.outcome == Outcome::Miss {
+                self.link(origin, repo, &[*digest]).await;
+            } else {
+                self.confirm_link(origin, repo, digest, Resource::Blob)
+                    .await?;
+            }
+        }
+        Ok(source)
+    }
+
+    async fn open_unguarded(
         &self,
         origin: &Origin,
         repo: &RepoName,
@@ -144,7 +168,7 @@ impl PullService {
             Some(d) => d,
             None => {
                 let fetched = origin
-                    .upstream
+                    .source()
                     .fetch(repo, digest, 0, &Urgency::now())
                     .await;
                 self.remember_missing(origin, repo, digest, fetched)?
@@ -169,23 +193,36 @@ impl PullService {
     }
 
     /// Size of a blob without downloading it: from the store, an in-flight
-    /// fill, or an upstream HEAD.
+    /// fill, or an upstream HEAD. Guarded by links like `open_blob`.
     pub async fn blob_size(
         &self,
         origin: &Origin,
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<(u64, Outcome), PullError> {
-        if let Some(bytes) = self.hot_blobs.get(digest) {
-            self.blobs.record_access(digest);
-            return Ok((bytes.len() as u64, Outcome::Hit));
-        }
-        if let Some(size) = self.blobs.size(digest).await? {
+        self.check_grant(origin, repo, Probe::Blob(digest)).await?;
+        let cached = match self.hot_blobs.get(digest) {
+            Some(bytes) => {
+                self.blobs.record_access(digest);
+                Some(bytes.len() as u64)
+            }
+            None => self.blobs.size(digest).await?,
+        };
+        if let Some(size) = cached {
+            if !self.linked(origin, repo, digest).await? {
+                self.confirm_link(origin, repo, digest, Resource::Blob)
+                    .await?;
+            }
             return Ok((size, Outcome::Hit));
         }
         self.check_not_missing(origin, repo, digest)?;
-        let head = origin.upstream.head_blob(repo, digest).await;
-        match self.remember_missing(origin, repo, digest, head)? {
+        let head = origin
+            .upstream
+            .head_blob(repo, digest, origin.client())
+            .await;
+        let size = self.remember_missing(origin, repo, digest, head)?;
+        self.link(origin, repo, &[*digest]).await;
+        match size {
             Some(size) => Ok((size, Outcome::Miss)),
             None => Err(UpstreamError::Invalid {
                 upstream: origin.name().to_owned(),

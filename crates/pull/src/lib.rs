@@ -13,8 +13,10 @@ mod fill;
 #[cfg(test)]
 mod fill_tests;
 mod flight;
+mod grants;
 mod job;
 mod limits;
+mod links;
 mod listings;
 mod manifests;
 mod misses;
@@ -27,7 +29,7 @@ pub use blobs::BlobSource;
 pub use flight::{Flight, FlightLock, LocalFlights};
 pub use listings::{Listing, ListingAnswer, ListingRequest};
 pub use manifests::{ManifestAnswer, ManifestRequest};
-pub use source::{Download, DownloadBody, FillSource, Origin};
+pub use source::{Download, DownloadBody, FillSource, Origin, UpstreamSource};
 
 use berth_cache::{BlobStore, CacheError, HotBlobs, HotManifests, IndexStore};
 use berth_metrics::Metrics;
@@ -120,6 +122,8 @@ pub struct PullService {
     hot: HotManifests,
     hot_blobs: HotBlobs,
     misses: misses::Misses,
+    /// Pass-through clients upstream confirmed, per repository.
+    grants: grants::Grants,
     disk: Arc<direct::DiskHealth>,
     fills: fill::FillTable,
     flights: Arc<dyn FlightLock>,
@@ -169,6 +173,7 @@ impl PullService {
             hot,
             hot_blobs,
             misses: misses::Misses::default(),
+            grants: grants::Grants::default(),
             disk: Arc::default(),
             fills: fill::FillTable::default(),
             flights,

@@ -71,14 +71,23 @@ impl PullService {
             request: req.request.to_owned(),
         };
         let ttl_ms = req.origin.policy.list_ttl.as_millis() as u64;
-        let fresh = |r: &ListingRecord| now_ms().saturating_sub(r.checked_at_ms) < ttl_ms;
+        // In pass-through mode a client upstream has not confirmed for the
+        // repository gets upstream's own answer (see `grants.rs`).
+        let passthrough = req.origin.is_passthrough();
+        let granted = !passthrough || self.grants.fresh(req.origin, req.repo);
+        let fresh =
+            |r: &ListingRecord| granted && now_ms().saturating_sub(r.checked_at_ms) < ttl_ms;
         if let Some(record) = self.index.listing(&key).await?
             && fresh(&record)
         {
             return Ok(answer(record, Outcome::Hit));
         }
         let flight = self.flights.lock(&key.id()).await;
-        let cached = self.index.listing(&key).await?;
+        let cached = self
+            .index
+            .listing(&key)
+            .await?
+            .filter(|_| !passthrough || self.grants.held(req.origin, req.repo));
         if let Some(record) = cached.clone().filter(|r| fresh(r)) {
             let outcome = if flight.waited {
                 Outcome::Coalesced
@@ -90,11 +99,16 @@ impl PullService {
         let fetched = req
             .origin
             .upstream
-            .passthrough(req.repo, req.request, req.kind)
+            .passthrough(req.repo, req.request, req.kind, req.origin.client())
             .await
             .and_then(check);
         let listing = match fetched {
-            Ok(listing) => listing,
+            Ok(listing) => {
+                if passthrough {
+                    self.grants.confirm(req.origin, req.repo);
+                }
+                listing
+            }
             Err(e) if e.is_outage() => match cached {
                 Some(record) => {
                     tracing::warn!(request = req.request, error = %e, "upstream failed; serving cached listing (stale-if-error)");

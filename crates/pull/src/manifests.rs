@@ -3,6 +3,7 @@
 //! upstream fetch with its remembered "not found", and stale-if-error. By
 //! tag, see `tags.rs`.
 
+use crate::grants::Probe;
 use crate::source::Origin;
 use crate::{Outcome, PullError, PullService};
 use berth_cache::{HotManifest, Lookup, TagKey};
@@ -63,10 +64,24 @@ impl PullService {
             accept: &accept,
             ..*req
         };
+        self.check_grant(req.origin, req.repo, Probe::Manifest(req.reference))
+            .await?;
         let answer = match req.reference {
             Reference::Digest(d) => self.manifest_by_digest(req, d).await,
             Reference::Tag(_) => self.manifest_by_tag(req).await,
         }?;
+        // A tag's answers are kept per repository; a digest found cached
+        // (or fetched by another request) is served under this name only
+        // through a link (see `links.rs`).
+        if let Reference::Digest(d) = req.reference
+            && answer.outcome != Outcome::Miss
+            && !self.linked(req.origin, req.repo, d).await?
+        {
+            self.confirm_link(req.origin, req.repo, d, Resource::Manifest)
+                .await?;
+        }
+        self.link_manifest(req.origin, req.repo, &answer.digest, &answer.bytes)
+            .await;
         self.metrics.cache("manifest", answer.outcome.as_str());
         Ok(answer)
     }
@@ -207,7 +222,7 @@ impl PullService {
         match req
             .origin
             .upstream
-            .get_manifest(req.repo, req.reference, req.accept)
+            .get_manifest(req.repo, req.reference, req.accept, req.origin.client())
             .await
         {
             Err(e @ UpstreamError::NotFound { .. }) => {

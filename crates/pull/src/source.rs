@@ -6,7 +6,7 @@
 //! ask, and the cache policy for what comes from it.
 
 use async_trait::async_trait;
-use berth_config::CachePolicy;
+use berth_config::{AuthMode, CachePolicy};
 use berth_oci::{Digest, RepoName};
 use berth_upstream::{Upstream, UpstreamError, Urgency};
 use bytes::Bytes;
@@ -51,10 +51,18 @@ pub trait FillSource: Send + Sync + Debug {
     ) -> Result<Download, UpstreamError>;
 }
 
+/// An upstream asked with one client's own credentials (pass-through
+/// mode), or with berth's when `client` is `None`.
+#[derive(Debug)]
+pub struct UpstreamSource {
+    upstream: Arc<Upstream>,
+    client: Option<Arc<str>>,
+}
+
 #[async_trait]
-impl FillSource for Upstream {
+impl FillSource for UpstreamSource {
     fn name(&self) -> &str {
-        Upstream::name(self)
+        self.upstream.name()
     }
 
     async fn fetch(
@@ -64,7 +72,11 @@ impl FillSource for Upstream {
         offset: u64,
         urgency: &Urgency,
     ) -> Result<Download, UpstreamError> {
-        let download = self.get_blob(repo, digest, offset, urgency).await?;
+        let client = self.client.as_deref();
+        let download = self
+            .upstream
+            .get_blob(repo, digest, offset, urgency, client)
+            .await?;
         let size = download.size;
         let body = futures_util::stream::unfold(download.into_body(), |mut body| async move {
             body.next().await.map(|chunk| (chunk, body))
@@ -77,13 +89,16 @@ impl FillSource for Upstream {
 }
 
 /// The upstream a request goes to, with the cache policy for what comes
-/// from it.
+/// from it, and (in pass-through mode) the client's own credentials.
 #[derive(Debug, Clone)]
 pub struct Origin {
     /// The upstream client.
     pub upstream: Arc<Upstream>,
     /// How its answers are cached.
     pub policy: CachePolicy,
+    /// The client's `Authorization`, sent upstream in place of berth's
+    /// tokens; only in pass-through mode.
+    client: Option<Arc<str>>,
 }
 
 impl Origin {
@@ -92,7 +107,35 @@ impl Origin {
         Self {
             policy: upstream.config().policy.clone(),
             upstream: Arc::clone(upstream),
+            client: None,
         }
+    }
+
+    /// This origin asked with a client's own `Authorization` (pass-through
+    /// mode; `None`: the client gave none and is anonymous).
+    pub fn for_client(self, authorization: Option<&str>) -> Self {
+        Self {
+            client: authorization.map(Arc::from),
+            ..self
+        }
+    }
+
+    /// Whether each client's credentials go upstream (pass-through mode).
+    pub fn is_passthrough(&self) -> bool {
+        self.upstream.config().auth_mode == AuthMode::Passthrough
+    }
+
+    /// The client's `Authorization` to send upstream, if any.
+    pub fn client(&self) -> Option<&str> {
+        self.client.as_deref()
+    }
+
+    /// Where this origin's blobs are filled from.
+    pub fn source(&self) -> Arc<dyn FillSource> {
+        Arc::new(UpstreamSource {
+            upstream: Arc::clone(&self.upstream),
+            client: self.client.clone(),
+        })
     }
 
     /// The upstream's name.

@@ -47,7 +47,7 @@ impl PullService {
         match req
             .origin
             .upstream
-            .head_manifest(req.repo, req.reference, req.accept)
+            .head_manifest(req.repo, req.reference, req.accept, req.origin.client())
             .await
         {
             Ok(head) if head.digest.as_ref() == Some(&cached.digest) => {

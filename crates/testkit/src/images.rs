@@ -111,6 +111,9 @@ pub struct TestImages {
     pub multi_docker: TestImage,
     /// private/small:latest (same content as small; needs credentials).
     pub private_small: TestImage,
+    /// private/secret:latest (content in no other repository; needs
+    /// credentials).
+    pub private_secret: TestImage,
     /// The OCI layout the images were built into (tags small, big, multi).
     pub layout: PathBuf,
     /// The seeded registry storage root; copy it, never write to it.
@@ -118,13 +121,14 @@ pub struct TestImages {
 }
 
 impl TestImages {
-    pub fn all(&self) -> [&TestImage; 5] {
+    pub fn all(&self) -> [&TestImage; 6] {
         [
             &self.small,
             &self.big,
             &self.multi,
             &self.multi_docker,
             &self.private_small,
+            &self.private_secret,
         ]
     }
 
@@ -217,10 +221,11 @@ fn build(dir: &Path) {
     let registry = Distribution::start(&storage, &issuer.realm(), &issuer.cert_path());
     let scratch = tempfile::tempdir().expect("temp dir");
     let v2s2: &[&str] = &["--format", "v2s2"];
-    let pushes: [(&str, &str, &[&str]); 6] = [
+    let pushes: [(&str, &str, &[&str]); 7] = [
         ("small", "library/small:latest", v2s2),
         ("small", "library/small:v1", v2s2),
         ("small", "private/small:latest", v2s2),
+        ("secret", "private/secret:latest", v2s2),
         ("big", "library/big:latest", v2s2),
         // No --format: the OCI index and its OCI manifests stay as built.
         ("multi", "library/multi:latest", &["--all"]),
@@ -257,6 +262,7 @@ fn load(dir: &Path) -> TestImages {
         multi: image("library/multi", &["latest"]),
         multi_docker: image("library/multi-docker", &["latest"]),
         private_small: image("private/small", &["latest"]),
+        private_secret: image("private/secret", &["latest"]),
         layout: dir.join("layout"),
         storage,
     };

@@ -1,6 +1,6 @@
 //! `TokenIssuer`: an in-process Docker-Hub-style token server for the
 //! upstream registry. It owns the access policy (anonymous, `puller`,
-//! `pusher`, the `private/` namespace), the request counter and log, and the
+//! `pusher`, `outsider`, the `private/` namespace), the request counter and log, and the
 //! outage switch. Signing lives in `jwt`.
 
 use super::jwt::{Grant, Signer, rfc3339, unix_now};
@@ -22,8 +22,13 @@ pub const SERVICE: &str = "registry.test";
 /// `iss` the registry expects.
 pub const ISSUER: &str = "berth-test-issuer";
 /// Users: (name, password, may push).
-pub const USERS: &[(&str, &str, bool)] =
-    &[("puller", "pullpass", false), ("pusher", "pushpass", true)];
+pub const USERS: &[(&str, &str, bool)] = &[
+    ("puller", "pullpass", false),
+    ("pusher", "pushpass", true),
+    ("outsider", "outsidepass", false),
+];
+/// A user who may pull only what anonymous clients may (not `private/`).
+pub const OUTSIDER: &str = "outsider";
 /// Repositories under this prefix are not readable anonymously.
 pub const PRIVATE_PREFIX: &str = "private/";
 
@@ -259,8 +264,10 @@ fn grant(scope: &str, user: Option<(&str, bool)>) -> Option<Grant> {
     if kind != "repository" || name.is_empty() {
         return None;
     }
+    let private = name.starts_with(PRIVATE_PREFIX);
     let allowed: &[&str] = match user {
-        None if name.starts_with(PRIVATE_PREFIX) => &[],
+        None if private => &[],
+        Some((OUTSIDER, _)) if private => &[],
         None | Some((_, false)) => &["pull"],
         Some((_, true)) => &["pull", "push"],
     };

@@ -114,7 +114,7 @@ impl AuthState {
         }
     }
 
-    fn challenge(&self) -> Option<Challenge> {
+    pub(super) fn challenge(&self) -> Option<Challenge> {
         self.challenge.lock().ok()?.clone()
     }
 

@@ -1,7 +1,10 @@
 //! Talking to upstream registries: one [`Upstream`] per configured
 //! upstream, with token auth, manual redirect following (dropping
 //! `Authorization` when the host changes) and an error type that says
-//! whether upstream is down or gave a definite answer.
+//! whether upstream is down or gave a definite answer. In pass-through
+//! mode a request carries the client's own `Authorization` (the `client`
+//! argument) in place of berth's tokens, and a client's token request is
+//! relayed to the upstream's realm (`token_relay`).
 //!
 //! Uses `berth-config` (transport settings), `berth-oci` and `berth-metrics`.
 
@@ -15,11 +18,13 @@ mod redirect;
 mod request;
 mod retry;
 mod slots;
+mod token_relay;
 
 pub use challenge::{Challenge, parse_challenge, realm_allowed};
 pub use error::UpstreamError;
 pub use mirror::BreakerState;
 pub use slots::{Slot, Urgency};
+pub use token_relay::{TokenAsk, TokenReply};
 
 use berth_config::UpstreamConfig;
 use berth_metrics::Metrics;
@@ -184,11 +189,13 @@ impl Upstream {
         repo: &RepoName,
         reference: &Reference,
         accept: &[String],
+        client: Option<&str>,
     ) -> Result<ManifestFetch, UpstreamError> {
         let path = format!("{repo}/manifests/{reference}");
-        let answer = self
-            .send(request::Call::get(repo, &path, Resource::Manifest).accept(accept))
-            .await?;
+        let call = request::Call::get(repo, &path, Resource::Manifest)
+            .accept(accept)
+            .client(client);
+        let answer = self.send(call).await?;
         let response = answer.response;
         let content_type =
             header(&response, http::header::CONTENT_TYPE).filter(|t| !t.trim().is_empty());
@@ -221,12 +228,13 @@ impl Upstream {
         repo: &RepoName,
         reference: &Reference,
         accept: &[String],
+        client: Option<&str>,
     ) -> Result<ManifestHead, UpstreamError> {
         let path = format!("{repo}/manifests/{reference}");
-        let response = self
-            .send(request::Call::head(repo, &path, Resource::Manifest).accept(accept))
-            .await?
-            .response;
+        let call = request::Call::head(repo, &path, Resource::Manifest)
+            .accept(accept)
+            .client(client);
+        let response = self.send(call).await?.response;
         Ok(ManifestHead {
             digest: header(&response, "docker-content-digest").and_then(|d| d.parse().ok()),
         })
@@ -241,11 +249,13 @@ impl Upstream {
         digest: &Digest,
         offset: u64,
         urgency: &Urgency,
+        client: Option<&str>,
     ) -> Result<BlobDownload, UpstreamError> {
         let path = format!("{repo}/blobs/{digest}");
         let call = request::Call::get(repo, &path, Resource::Blob)
             .starting_at(offset)
-            .urgency(urgency);
+            .urgency(urgency)
+            .client(client);
         let answer = self.send(call).await?;
         let response = answer.response;
         let partial = response.status() == http::StatusCode::PARTIAL_CONTENT;
@@ -279,12 +289,11 @@ impl Upstream {
         &self,
         repo: &RepoName,
         digest: &Digest,
+        client: Option<&str>,
     ) -> Result<Option<u64>, UpstreamError> {
         let path = format!("{repo}/blobs/{digest}");
-        let response = self
-            .send(request::Call::head(repo, &path, Resource::Blob))
-            .await?
-            .response;
+        let call = request::Call::head(repo, &path, Resource::Blob).client(client);
+        let response = self.send(call).await?.response;
         Ok(header(&response, http::header::CONTENT_LENGTH).and_then(|v| v.parse().ok()))
     }
 
@@ -295,13 +304,16 @@ impl Upstream {
         repo: &RepoName,
         suffix: &str,
         kind: Resource,
+        client: Option<&str>,
     ) -> Result<Passthrough, UpstreamError> {
         let path = format!("{repo}/{suffix}");
         let accept = [
             "application/json".to_owned(),
             berth_oci::OCI_INDEX.to_owned(),
         ];
-        let call = request::Call::get(repo, &path, kind).accept(&accept);
+        let call = request::Call::get(repo, &path, kind)
+            .accept(&accept)
+            .client(client);
         let answer = self.send(call).await?;
         let response = answer.response;
         let status = response.status().as_u16();

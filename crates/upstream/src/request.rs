@@ -26,6 +26,9 @@ pub(super) struct Call<'a> {
     range_from: Option<u64>,
     /// `None`: a client waits for it.
     pub(super) urgency: Option<&'a Urgency>,
+    /// A client's own `Authorization` (pass-through mode): sent as it is,
+    /// in place of berth's tokens, and a 401 is the client's to answer.
+    client: Option<&'a str>,
 }
 
 impl<'a> Call<'a> {
@@ -38,6 +41,7 @@ impl<'a> Call<'a> {
             accept: &[],
             range_from: None,
             urgency: None,
+            client: None,
         }
     }
 
@@ -58,6 +62,11 @@ impl<'a> Call<'a> {
             urgency: Some(urgency),
             ..self
         }
+    }
+
+    /// Send the client's own `Authorization`, if it gave one.
+    pub(super) fn client(self, client: Option<&'a str>) -> Self {
+        Self { client, ..self }
     }
 
     /// Ask for the body from byte `offset` on (`Range: bytes=<offset>-`).
@@ -94,6 +103,10 @@ impl Upstream {
             timeout: self.config.resilience.manifest_timeout,
         };
         let url = self.url_for(mirror, call.path)?;
+        if let Some(client) = call.client {
+            let response = self.follow(call, url, Some(client)).await?;
+            return self.classify(response, call.kind).await;
+        }
         let mut authorization = mirror.auth.authorization(&scope, None, &tokens).await?;
         let mut answered_challenge = false;
         loop {

@@ -47,6 +47,10 @@ pub(crate) struct ConnInfo {
     pub(crate) outbox: Option<Arc<Outbox>>,
     /// Memory the connection's streamed bodies may hold.
     pub(crate) budget: BodyBudget,
+    /// The address the client connected to (never taken from a header).
+    pub(crate) local: Option<SocketAddr>,
+    /// Whether the connection is HTTPS.
+    pub(crate) https: bool,
 }
 
 /// How long a shed or idle connection gets to close by itself.
@@ -180,6 +184,8 @@ impl Server {
                 limits: self.limits.clone(),
                 metrics: Arc::clone(&self.metrics),
                 phase: phase.clone(),
+                local: None,
+                https: false,
             };
             tokio::spawn(conn.accept(tcp, tls.clone()));
         }
@@ -213,11 +219,15 @@ struct Conn {
     limits: ServerLimits,
     metrics: Arc<Metrics>,
     phase: watch::Receiver<Phase>,
+    local: Option<SocketAddr>,
+    https: bool,
 }
 
 impl Conn {
     /// Complete the TLS handshake, if this is an HTTPS listener, then serve.
-    async fn accept(self, tcp: tokio::net::TcpStream, tls: Option<TlsAcceptor>) {
+    async fn accept(mut self, tcp: tokio::net::TcpStream, tls: Option<TlsAcceptor>) {
+        self.local = tcp.local_addr().ok();
+        self.https = tls.is_some();
         let Some(tls) = tls else {
             let outbox = Arc::new(Outbox::new(self.metrics.served_zero_copy_bytes.clone()));
             let socket = ZeroCopyConn::new(tcp, Arc::clone(&outbox));
@@ -251,6 +261,8 @@ impl Conn {
             peer: self.peer,
             outbox,
             budget: BodyBudget::new(self.limits.connection_buffer),
+            local: self.local,
+            https: self.https,
         };
         let io = Watched::new(socket, Arc::clone(&activity));
         let router = self.router.clone();

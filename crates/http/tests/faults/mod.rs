@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use berth_cache::{
     BlobStore, BlobWriter, CacheError, IndexStore, ListingKey, ListingRecord, Lookup, MemoryIndex,
-    MemoryStore, TagKey, TagRecord,
+    MemoryStore, RepoKey, TagKey, TagRecord,
 };
 use berth_oci::{Digest, Verified};
 use bytes::Bytes;
@@ -160,5 +160,15 @@ impl IndexStore for FaultyIndex {
     async fn put_listing(&self, key: &ListingKey, record: ListingRecord) -> Result<(), CacheError> {
         self.check()?;
         self.inner.put_listing(key, record).await
+    }
+
+    async fn linked(&self, repo: &RepoKey, digest: &Digest) -> Result<bool, CacheError> {
+        self.check()?;
+        self.inner.linked(repo, digest).await
+    }
+
+    async fn link(&self, repo: &RepoKey, digests: &[Digest]) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.link(repo, digests).await
     }
 }

@@ -1,0 +1,284 @@
+//! Pass-through mode at the edge. A client of a pass-through upstream
+//! logs in to that upstream through berth: `/v2/` and every refusal answer
+//! 401 with a bearer challenge whose realm is berth's own token endpoint
+//! (`/token`, also `/auth/token`), which relays the client's credentials to
+//! the upstream's realm (`berth_upstream::TokenAsk`). Scopes are rewritten
+//! from the names clients use to the names upstream knows (`library/` on
+//! Docker Hub), and a scope asks for push only where push is on.
+//!
+//! The realm berth emits never carries a host a client made up: it is the
+//! request's `Host` only when that is the configured `domain` (or a host
+//! below it) or the address the client connected to, and otherwise that
+//! address. `X-Forwarded-Host` is never read.
+
+use crate::access;
+use crate::error::ApiError;
+use crate::server::ConnInfo;
+use crate::{HttpState, api_headers};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use berth_config::AuthMode;
+use berth_oci::{ErrorCode, RepoName};
+use berth_upstream::{TokenAsk, Upstream};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use std::sync::Arc;
+
+/// Largest token request body read (an OAuth2 form).
+const MAX_TOKEN_FORM: usize = 64 << 10;
+
+/// `http(s)://host[:port]` clients reach this mirror at.
+pub(crate) fn public_base(
+    domain: Option<&str>,
+    headers: &HeaderMap,
+    conn: Option<&ConnInfo>,
+) -> String {
+    let scheme = if conn.is_some_and(|c| c.https) {
+        "https"
+    } else {
+        "http"
+    };
+    let local = conn.and_then(|c| c.local);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::trim)
+        .filter(|h| {
+            let name = h
+                .rsplit_once(':')
+                .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(*h, |(name, _)| name)
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            let ours = domain.is_some_and(|d| name == d || name.ends_with(&format!(".{d}")));
+            let connected = local.is_some_and(|l| *h == l.to_string());
+            (ours || connected) && h.bytes().all(|b| b.is_ascii_graphic())
+        });
+    match (host, local) {
+        (Some(host), _) => format!("{scheme}://{host}"),
+        (None, Some(local)) => format!("{scheme}://{local}"),
+        (None, None) => format!("{scheme}://127.0.0.1"),
+    }
+}
+
+/// The 401 a pass-through client gets: a bearer challenge naming berth's
+/// token endpoint, the upstream as the service, and the scope, if any.
+pub(crate) fn unauthorized(
+    base: &str,
+    upstream: &str,
+    name: Option<&RepoName>,
+    message: impl Into<String>,
+) -> ApiError {
+    let mut e = ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
+    let mut value = format!("Bearer realm=\"{base}/token\",service=\"{upstream}\"");
+    if let Some(name) = name {
+        value.push_str(&format!(",scope=\"repository:{name}:pull\""));
+    }
+    e.bearer_challenge = HeaderValue::from_str(&value).ok();
+    e
+}
+
+/// An upstream refusal for a pass-through client becomes a 401 that sends
+/// it to log in; other errors stay as they are.
+pub(crate) fn refusal_to_challenge(
+    e: ApiError,
+    base: &str,
+    upstream: &str,
+    name: &RepoName,
+) -> ApiError {
+    if e.code != ErrorCode::Denied {
+        return e;
+    }
+    unauthorized(
+        base,
+        upstream,
+        Some(name),
+        format!(
+            "upstream {upstream} wants credentials for {name}: log in to this mirror with your {upstream} account"
+        ),
+    )
+}
+
+/// `/token` and `/auth/token`: relay a token request to the upstream the
+/// `service` parameter names.
+pub(crate) async fn token(State(state): State<Arc<HttpState>>, request: Request) -> Response {
+    relay(&state, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn relay(state: &HttpState, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    if parts.method != Method::GET && parts.method != Method::POST {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::Unsupported,
+            "the token endpoint takes GET or POST",
+        ));
+    }
+    let peer = parts
+        .extensions
+        .get::<ConnInfo>()
+        .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.peer.ip());
+    let caller = access::caller(&state.access, peer, &parts, false).await?;
+    access::rules(&state.access, &caller, &parts, None, None)?;
+    let mut params: Vec<(String, String)> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    if parts.method == Method::POST {
+        let form = axum::body::to_bytes(body, MAX_TOKEN_FORM)
+            .await
+            .map_err(|_| bad_request("the token request body is larger than 64 KiB"))?;
+        params.extend(url::form_urlencoded::parse(&form).into_owned());
+    }
+    let service = params
+        .iter()
+        .find(|(k, _)| k == "service")
+        .map(|(_, v)| v.clone())
+        .ok_or_else(|| bad_request("the token request names no service"))?;
+    let upstream = state
+        .upstreams
+        .by_name(&service)
+        .filter(|u| u.config().auth_mode == AuthMode::Passthrough)
+        .ok_or_else(|| {
+            let shown: String = service.chars().take(64).collect();
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NameUnknown,
+                format!("service {shown:?} is no pass-through registry of this mirror"),
+            )
+        })?;
+    let params: Vec<(String, String)> = params
+        .into_iter()
+        .filter_map(|(k, v)| match k.as_str() {
+            "scope" => upstream_scope(upstream, &v).map(|scope| (k, scope)),
+            _ => Some((k, v)),
+        })
+        .collect();
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let reply = upstream
+        .relay_token(&TokenAsk {
+            method: parts.method.clone(),
+            params: &params,
+            authorization,
+        })
+        .await?;
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = reply
+        .content_type
+        .filter(|t| t.starts_with("application/json"))
+        .unwrap_or_else(|| "application/json".to_owned());
+    let mut response = (status, reply.body).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        headers.insert(header::CONTENT_TYPE, v);
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    api_headers(headers);
+    Ok(response)
+}
+
+fn bad_request(message: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Unsupported, message)
+}
+
+/// A client's scope as the upstream knows it: the repository name as
+/// routed (without the upstream's own path prefix, with `library/` where
+/// configured), and push only where push is on. Scopes of other kinds, and
+/// names that are no repository name, are dropped.
+fn upstream_scope(upstream: &Upstream, scope: &str) -> Option<String> {
+    let (kind, rest) = scope.split_once(':')?;
+    let (name, actions) = rest.rsplit_once(':')?;
+    if kind != "repository" {
+        return None;
+    }
+    let config = upstream.config();
+    let mut name: RepoName = name.parse().ok()?;
+    if let Some((first, rest)) = name.split_first()
+        && (first == config.name || config.aliases.iter().any(|a| a == first))
+    {
+        name = rest;
+    }
+    if config.auto_library && name.segments() == 1 {
+        name = name.with_prefix("library").ok()?;
+    }
+    let allowed: Vec<&str> = actions
+        .split(',')
+        .filter(|a| *a == "pull" || (*a == "push" && config.push))
+        .collect();
+    if allowed.is_empty() {
+        return None;
+    }
+    Some(format!("repository:{name}:{}", allowed.join(",")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_config::Config;
+    use berth_metrics::Metrics;
+    use berth_upstream::UpstreamSet;
+
+    fn hub(push: bool) -> Arc<Upstream> {
+        let mut config = Config::embedded(&|_| None).unwrap();
+        let mut hub = config.upstreams.remove(0);
+        assert_eq!(hub.name, "docker.io");
+        hub.auth_mode = AuthMode::Passthrough;
+        hub.push = push;
+        let set = UpstreamSet::new(&[hub], &Arc::new(Metrics::new())).unwrap();
+        Arc::clone(set.by_name("docker.io").unwrap())
+    }
+
+    #[test]
+    fn scopes_are_rewritten_to_upstream_names() {
+        let up = hub(false);
+        let scope = |s: &str| upstream_scope(&up, s);
+        assert_eq!(
+            scope("repository:alpine:pull").as_deref(),
+            Some("repository:library/alpine:pull")
+        );
+        assert_eq!(
+            scope("repository:docker.io/org/app:pull").as_deref(),
+            Some("repository:org/app:pull")
+        );
+        assert_eq!(
+            scope("repository:org/app:pull,push").as_deref(),
+            Some("repository:org/app:pull")
+        );
+        assert_eq!(scope("repository:org/app:push"), None);
+        assert_eq!(scope("registry:catalog:*"), None);
+        assert_eq!(scope("repository:../x:pull"), None);
+        let pushing = hub(true);
+        assert_eq!(
+            upstream_scope(&pushing, "repository:org/app:pull,push").as_deref(),
+            Some("repository:org/app:pull,push")
+        );
+    }
+
+    #[test]
+    fn the_realm_never_carries_a_made_up_host() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("evil.example"));
+        headers.insert("x-forwarded-host", HeaderValue::from_static("evil.example"));
+        assert_eq!(
+            public_base(Some("mirror.example"), &headers, None),
+            "http://127.0.0.1"
+        );
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("ghcr.mirror.example:5000"),
+        );
+        assert_eq!(
+            public_base(Some("mirror.example"), &headers, None),
+            "http://ghcr.mirror.example:5000"
+        );
+        headers.insert(header::HOST, HeaderValue::from_static("evilmirror.example"));
+        assert_eq!(
+            public_base(Some("mirror.example"), &headers, None),
+            "http://127.0.0.1"
+        );
+    }
+}

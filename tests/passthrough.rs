@@ -1,0 +1,237 @@
+//! Pass-through credentials and the private-content guard, against the
+//! real upstream and its token server: clients log in to the upstream
+//! through berth (`/token` relays their credentials), their own tokens are
+//! used upstream, and cached private content reaches only clients upstream
+//! confirmed, by tag and by digest, before and after an authorised pull.
+// Test code reports failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use berth_testkit::{Berth, Skopeo, Upstream, podman_pull_with};
+
+/// berth with the lab upstream as a pass-through Docker Hub.
+fn passthrough(up: &Upstream) -> Berth {
+    let extra = format!(
+        "auth_mode = \"passthrough\"\nrealm_hosts = [\"{}\"]\n",
+        up.issuer().addr()
+    );
+    Berth::hub(&up.url(), &extra)
+}
+
+const SECRET: &str = "docker.io/private/secret:latest";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_log_in_to_the_upstream_through_berth() {
+    let up = Upstream::start().await;
+    let berth = passthrough(&up);
+    let secret = &up.images().private_secret;
+    let dest = tempfile::tempdir().unwrap();
+
+    // /v2/ sends a client to berth's own token endpoint.
+    let ping = reqwest::get(format!("{}/v2/", berth.url())).await.unwrap();
+    assert_eq!(ping.status(), 401);
+    assert_eq!(
+        ping.headers()["www-authenticate"],
+        format!(
+            "Bearer realm=\"{}/token\",service=\"docker.io\"",
+            berth.url()
+        )
+    );
+
+    // skopeo with the upstream's credentials pulls the private image;
+    // the token server saw `puller` ask for the upstream's own name.
+    up.issuer().reset_log();
+    up.reset_requests();
+    Skopeo::new()
+        .mirror(&berth.addr)
+        .creds("puller", "pullpass")
+        .copy_to_dir(SECRET, &dest.path().join("ok"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", berth.log()));
+    let manifest = std::fs::read(dest.path().join("ok/manifest.json")).unwrap();
+    assert_eq!(manifest, secret.manifest);
+    let log = up.issuer().token_log();
+    assert!(
+        log.iter().any(|t| t.username.as_deref() == Some("puller")
+            && t.status == 200
+            && t.scopes == ["repository:private/secret:pull"]),
+        "{log:?}"
+    );
+    // Every request upstream carried a bearer token, none berth's own
+    // anonymous one for this repository.
+    let upstream_calls: Vec<_> = up
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("private/secret"))
+        .collect();
+    assert!(!upstream_calls.is_empty());
+    assert!(
+        upstream_calls
+            .iter()
+            .all(|r| r.auth_scheme.as_deref() == Some("Bearer") && r.status < 400),
+        "{upstream_calls:?}"
+    );
+
+    // podman logs in the same way.
+    let digest = podman_pull_with(&berth.addr, SECRET, Some(("puller", "pullpass")))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", berth.log()));
+    assert_eq!(digest, secret.digest);
+
+    // A wrong password is refused by upstream, and the client is told.
+    for (who, skopeo) in [
+        ("a wrong password", Skopeo::new().creds("puller", "wrong")),
+        ("no credentials", Skopeo::new()),
+        (
+            "a user without access",
+            Skopeo::new().creds("outsider", "outsidepass"),
+        ),
+    ] {
+        let failed = skopeo
+            .mirror(&berth.addr)
+            .copy_to_dir(SECRET, &dest.path().join("no"))
+            .await;
+        assert!(failed.is_err(), "{who} pulled the private image");
+    }
+    let wrong = reqwest::Client::new()
+        .get(format!(
+            "{}/token?service=docker.io&scope=repository:private/secret:pull",
+            berth.url()
+        ))
+        .basic_auth("puller", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let body = wrong.text().await.unwrap();
+    assert!(!body.contains("wrong"), "{body}");
+}
+
+/// A bearer token the lab token server gives `user` (None: anonymous) for
+/// `scope`, fetched through berth's token endpoint.
+async fn token_via_berth(berth: &Berth, user: Option<(&str, &str)>, scope: &str) -> String {
+    let mut request = reqwest::Client::new().get(format!(
+        "{}/auth/token?service=docker.io&scope={scope}",
+        berth.url()
+    ));
+    if let Some((u, p)) = user {
+        request = request.basic_auth(u, Some(p));
+    }
+    let body = request.send().await.unwrap().bytes().await.unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    answer["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_private_content_reaches_only_confirmed_clients() {
+    let mut up = Upstream::start().await;
+    let berth = passthrough(&up);
+    let secret = up.images().private_secret.clone();
+    let layer = secret.largest_blob().digest.clone();
+    let client = reqwest::Client::new();
+    let get = |path: String, token: Option<String>| {
+        let mut r = client
+            .get(format!("{}/v2/{path}", berth.url()))
+            .header("accept", &secret.media_type);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let by_tag = "private/secret/manifests/latest".to_owned();
+    let by_digest = format!("private/secret/blobs/{layer}");
+    let elsewhere = format!("library/small/blobs/{layer}");
+
+    let check_refused = |when: &'static str| {
+        // Tokens asked for both repositories, as a client would that
+        // pulls from both.
+        let anonymous_scope = "repository:private/secret:pull&scope=repository:library/small:pull";
+        let (by_tag, by_digest, elsewhere) = (by_tag.clone(), by_digest.clone(), elsewhere.clone());
+        let berth = &berth;
+        let get = &get;
+        async move {
+            let outsider =
+                token_via_berth(berth, Some(("outsider", "outsidepass")), anonymous_scope).await;
+            let anonymous = token_via_berth(berth, None, anonymous_scope).await;
+            for (who, token) in [
+                ("no token", None),
+                ("an anonymous token", Some(anonymous)),
+                ("an outsider's token", Some(outsider)),
+            ] {
+                for path in [&by_tag, &by_digest] {
+                    let r = get(path.clone(), token.clone()).await.unwrap();
+                    assert_eq!(r.status(), 401, "{when}: {who} got {path}");
+                    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+                    assert!(
+                        challenge.contains("scope=\"repository:private/secret:pull\""),
+                        "{challenge}"
+                    );
+                }
+                let r = get(elsewhere.clone(), token.clone()).await.unwrap();
+                assert_eq!(
+                    r.status(),
+                    404,
+                    "{when}: {who} got the layer under library/small"
+                );
+            }
+        }
+    };
+
+    check_refused("before any pull").await;
+    let puller = token_via_berth(
+        &berth,
+        Some(("puller", "pullpass")),
+        "repository:private/secret:pull&scope=repository:library/small:pull",
+    )
+    .await;
+    let r = get(by_tag.clone(), Some(puller.clone())).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", berth.log());
+    assert_eq!(r.bytes().await.unwrap(), secret.manifest);
+    let r = get(by_digest.clone(), Some(puller.clone())).await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    // Cached now; the same refusals hold, and not even the puller gets
+    // the layer under a name that does not reference it.
+    check_refused("while cached").await;
+    let r = get(elsewhere.clone(), Some(puller.clone())).await.unwrap();
+    assert_eq!(r.status(), 404);
+    // The confirmed client is served from the cache, even with upstream
+    // down; an unconfirmed one still is not.
+    let r = get(by_digest.clone(), Some(puller.clone())).await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    r.bytes().await.unwrap();
+    up.stop();
+    let r = get(by_digest.clone(), Some(puller)).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", berth.log());
+    let r = get(by_digest.clone(), None).await.unwrap();
+    assert_ne!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_emitted_url_carries_a_forged_host() {
+    let up = Upstream::start().await;
+    let berth = passthrough(&up);
+    let client = reqwest::Client::new();
+    for path in ["/v2/", "/v2/private/secret/manifests/latest"] {
+        let r = client
+            .get(format!("{}{path}", berth.url()))
+            .header("host", "evil.example")
+            .header("x-forwarded-host", "evil.example")
+            .header("x-forwarded-proto", "https")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+        assert!(!challenge.contains("evil"), "{challenge}");
+        assert!(
+            challenge.contains(&format!("realm=\"{}/token\"", berth.url())),
+            "{challenge}"
+        );
+        for (name, value) in r.headers() {
+            assert!(
+                !value.to_str().unwrap_or("").contains("evil"),
+                "{name}: {value:?}"
+            );
+        }
+    }
+}

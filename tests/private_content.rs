@@ -1,0 +1,141 @@
+//! The private-content guard against the real upstream: content is served
+//! under a repository only when berth knows that repository references it,
+//! so a digest learned from a private repository cannot be fetched under a
+//! public name, from upstream or from the cache, before or after an
+//! authorised pull, and with upstream up or down.
+// Test code reports failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use berth_testkit::{Berth, Skopeo, Upstream};
+use sha2::Digest as _;
+
+/// berth with the lab upstream's `puller` credentials: it may read
+/// `private/`, and so may every client of it (the operator's choice).
+fn berth_with_credentials(up: &Upstream) -> Berth {
+    let creds = format!(
+        "username = \"puller\"\npassword = \"pullpass\"\nrealm_hosts = [\"{}\"]\n",
+        up.issuer().addr()
+    );
+    Berth::hub(&up.url(), &creds)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_digest_is_not_served_under_another_name() {
+    let mut up = Upstream::start().await;
+    let berth = berth_with_credentials(&up);
+    let secret = &up.images().private_secret;
+    let layer = secret.largest_blob().digest.clone();
+    let client = reqwest::Client::new();
+    let under = |repo: &str, what: &str| format!("{}/v2/{repo}/{what}", berth.url());
+
+    // An authorised pull puts the private image in the cache.
+    let dest = tempfile::tempdir().unwrap();
+    Skopeo::new()
+        .mirror(&berth.addr)
+        .copy_to_dir("docker.io/private/secret:latest", dest.path())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", berth.log()));
+
+    // Under a public name, upstream is asked, and says it has no such
+    // blob there: the cached copy is not handed out.
+    up.reset_requests();
+    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+        let r = client
+            .request(
+                method.clone(),
+                under("library/small", &format!("blobs/{layer}")),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{method} under library/small");
+        if method == reqwest::Method::GET {
+            let body = r.text().await.unwrap();
+            assert!(body.contains("BLOB_UNKNOWN"), "{body}");
+        }
+    }
+    assert!(
+        up.count("HEAD", &format!("/v2/library/small/blobs/{layer}")) >= 1,
+        "berth did not ask upstream: {:?}",
+        up.requests()
+    );
+    let r = client
+        .get(under(
+            "library/small",
+            &format!("manifests/{}", secret.digest),
+        ))
+        .header("accept", &secret.media_type)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("MANIFEST_UNKNOWN"));
+
+    // Under its own name it is a hit: no upstream request.
+    up.reset_requests();
+    let r = client
+        .get(under("private/secret", &format!("blobs/{layer}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    assert_eq!(up.count_path(&layer), 0, "{:?}", up.requests());
+
+    // With upstream down, berth cannot confirm the link, and refuses;
+    // the linked name keeps being served.
+    up.stop();
+    let r = client
+        .get(under("library/small", &format!("blobs/{layer}")))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 200, "served while upstream was down");
+    assert!(r.status().is_server_error() || r.status() == 404);
+    let r = client
+        .get(under("private/secret", &format!("blobs/{layer}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
+        layer
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn links_are_kept_across_restarts() {
+    let mut up = Upstream::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let config = berth_testkit::upstream_toml(
+        "docker.io",
+        &up.url(),
+        "default = true\nauto_library = true\n",
+    );
+    let small = up.images().small.clone();
+    let layer = small.largest_blob().digest.clone();
+    {
+        let berth = Berth::start_with_data(&config, data.path());
+        let r = reqwest::Client::new()
+            .get(format!("{}/v2/library/small/manifests/latest", berth.url()))
+            .header("accept", &small.media_type)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = reqwest::get(format!("{}/v2/library/small/blobs/{layer}", berth.url()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+    }
+    up.stop();
+    let berth = Berth::start_with_data(&config, data.path());
+    let r = reqwest::get(format!("{}/v2/library/small/blobs/{layer}", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", berth.log());
+    assert_eq!(r.headers()["x-cache"], "HIT");
+}
