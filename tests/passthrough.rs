@@ -235,3 +235,234 @@ async fn no_emitted_url_carries_a_forged_host() {
         }
     }
 }
+
+/// `skopeo copy` of the seeded `secret` image to `dest` (a registry
+/// reference), with `creds`; the pushed manifest's digest on success.
+async fn skopeo_push(dest: &str, creds: &str) -> Result<String, String> {
+    let layout = berth_testkit::test_images().layout.clone();
+    let dest = dest.to_owned();
+    let creds = creds.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let scratch = tempfile::tempdir().unwrap();
+        let digest_file = scratch.path().join("digest");
+        let out = berth_testkit::isolated_skopeo(scratch.path())
+            .args(["copy", "--quiet", "--dest-tls-verify=false", "--dest-creds"])
+            .arg(&creds)
+            .arg("--digestfile")
+            .arg(&digest_file)
+            .arg(format!("oci:{}:secret", layout.display()))
+            .arg(format!("docker://{dest}"))
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(std::fs::read_to_string(digest_file).unwrap())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_go_upstream_with_the_clients_own_credentials() {
+    let up = Upstream::start().await;
+    let extra = format!(
+        "auth_mode = \"passthrough\"\npush = true\nrealm_hosts = [\"{}\"]\n",
+        up.issuer().addr()
+    );
+    let berth = Berth::hub(&up.url(), &extra);
+
+    let digest = skopeo_push(
+        &format!("{}/private/pushed:v1", berth.addr),
+        "pusher:pushpass",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", berth.log()));
+    // Every write reached upstream with the client's own token.
+    let writes: Vec<_> = up
+        .requests()
+        .into_iter()
+        .filter(|r| matches!(r.method.as_str(), "POST" | "PATCH" | "PUT"))
+        .collect();
+    assert!(
+        writes
+            .iter()
+            .any(|r| r.method == "PUT" && r.path == "/v2/private/pushed/manifests/v1")
+    );
+    assert!(
+        writes
+            .iter()
+            .any(|r| r.path.starts_with("/v2/private/pushed/blobs/uploads/"))
+    );
+    for w in &writes {
+        assert_eq!(w.auth_scheme.as_deref(), Some("Bearer"), "{w:?}");
+        assert!(w.status < 300, "{w:?}");
+        assert!(!w.header_names.iter().any(|h| h == "cookie"), "{w:?}");
+    }
+    // It is upstream's now: pulled straight from it.
+    let raw = Skopeo::new()
+        .creds("puller", "pullpass")
+        .inspect_raw(&format!("{}/private/pushed:v1", up.host()))
+        .await
+        .unwrap();
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&raw))
+        ),
+        digest.trim()
+    );
+
+    // A user who may not push is refused, by upstream.
+    assert!(
+        skopeo_push(
+            &format!("{}/private/refused:v1", berth.addr),
+            "puller:pullpass"
+        )
+        .await
+        .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_are_refused_where_push_is_off() {
+    let up = Upstream::start().await;
+    let managed = Berth::hub(&up.url(), "");
+    let passthrough_only = passthrough(&up);
+    let client = reqwest::Client::new();
+    for berth in [&managed, &passthrough_only] {
+        up.reset_requests();
+        for (method, path) in [
+            (reqwest::Method::POST, "/v2/private/x/blobs/uploads/"),
+            (reqwest::Method::PATCH, "/v2/private/x/blobs/uploads/abc"),
+            (
+                reqwest::Method::PUT,
+                "/v2/private/x/blobs/uploads/abc?digest=sha256:00",
+            ),
+            (reqwest::Method::PUT, "/v2/private/x/manifests/v1"),
+            (reqwest::Method::DELETE, "/v2/private/x/manifests/v1"),
+        ] {
+            let r = client
+                .request(method.clone(), format!("{}{path}", berth.url()))
+                .body("data")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 405, "{method} {path}");
+            assert!(r.text().await.unwrap().contains("UNSUPPORTED"));
+        }
+        assert!(
+            up.requests()
+                .iter()
+                .all(|r| r.method == "GET" || r.method == "HEAD"),
+            "{:?}",
+            up.requests()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chunked_and_monolithic_uploads_follow_rewritten_locations() {
+    let up = Upstream::start().await;
+    let extra = format!(
+        "auth_mode = \"passthrough\"\npush = true\nrealm_hosts = [\"{}\"]\n",
+        up.issuer().addr()
+    );
+    let berth = Berth::hub(&up.url(), &extra);
+    let token = token_via_berth(
+        &berth,
+        Some(("pusher", "pushpass")),
+        "repository:private/chunks:pull,push",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&blob))
+    );
+
+    // Chunked: POST, two PATCHes, PUT with the digest.
+    let start = client
+        .post(format!("{}/v2/private/chunks/blobs/uploads/", berth.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 202, "{}", berth.log());
+    let mut location = start.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/v2/private/chunks/blobs/uploads/"),
+        "{location}"
+    );
+    for (from, to) in [(0usize, 100_000usize), (100_000, blob.len())] {
+        let r = client
+            .patch(format!("{}{location}", berth.url()))
+            .bearer_auth(&token)
+            .header("content-type", "application/octet-stream")
+            .header("content-range", format!("{from}-{}", to - 1))
+            .body(blob[from..to].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        assert_eq!(r.headers()["range"], format!("0-{}", to - 1));
+        location = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with('/'), "{location}");
+    }
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let done = client
+        .put(format!(
+            "{}{location}{separator}digest={digest}",
+            berth.url()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 201);
+    assert_eq!(done.headers()["docker-content-digest"], digest.as_str());
+
+    // Monolithic: a POST, then one PUT with the whole body and the digest.
+    let other: Vec<u8> = blob.iter().rev().copied().collect();
+    let other_digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&other))
+    );
+    let start = client
+        .post(format!("{}/v2/private/chunks/blobs/uploads/", berth.url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 202);
+    let location = start.headers()["location"].to_str().unwrap().to_owned();
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let r = client
+        .put(format!(
+            "{}{location}{separator}digest={other_digest}",
+            berth.url()
+        ))
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .body(other.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // Both are upstream's, byte for byte.
+    let pull = up
+        .issuer()
+        .mint(&["repository:private/chunks:pull"], Some("puller"));
+    for (d, bytes) in [(&digest, &blob), (&other_digest, &other)] {
+        let got = client
+            .get(format!("{}/v2/private/chunks/blobs/{d}", up.url()))
+            .bearer_auth(&pull)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200);
+        assert_eq!(&got.bytes().await.unwrap()[..], &bytes[..]);
+    }
+}

@@ -18,6 +18,7 @@ mod landing;
 mod listings;
 mod manifests;
 mod passthrough;
+mod push;
 pub mod range;
 mod redirect;
 mod route;
@@ -157,7 +158,7 @@ pub(crate) struct Incoming<'a> {
 async fn api(State(state): State<Arc<HttpState>>, request: Request) -> Response {
     let id = state.next_request_id.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    let (request, _body) = request.into_parts();
+    let (request, body) = request.into_parts();
     let conn = request.extensions.get::<ConnInfo>();
     // Zero-copy bodies only on HTTP/1: HTTP/2 frames body chunks itself.
     let outbox = conn
@@ -175,7 +176,7 @@ async fn api(State(state): State<Arc<HttpState>>, request: Request) -> Response 
         route: "invalid",
         ..Trail::default()
     };
-    let response = dispatch(&state, &request, peer, (outbox, budget), &mut trail)
+    let response = dispatch(&state, &request, body, peer, (outbox, budget), &mut trail)
         .instrument(span.clone())
         .await
         .unwrap_or_else(IntoResponse::into_response);
@@ -187,6 +188,7 @@ async fn api(State(state): State<Arc<HttpState>>, request: Request) -> Response 
 async fn dispatch(
     state: &HttpState,
     request: &http::request::Parts,
+    body: Body,
     peer: std::net::IpAddr,
     (outbox, budget): (Option<Arc<Outbox>>, Option<BodyBudget>),
     trail: &mut Trail,
@@ -240,8 +242,10 @@ async fn dispatch(
     let rest = path.strip_prefix("/v2/").unwrap_or_default();
     let route = route::parse(rest)?;
     trail.route = route.endpoint.route();
-    if request.method != Method::GET && request.method != Method::HEAD
-        || route.endpoint == route::Endpoint::Upload
+    let write = push::is_write(&request.method, &route.endpoint);
+    if !write
+        && (request.method != Method::GET && request.method != Method::HEAD
+            || matches!(route.endpoint, route::Endpoint::Upload(_)))
     {
         return Err(ApiError::read_only());
     }
@@ -262,6 +266,17 @@ async fn dispatch(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         admitted.origin = admitted.origin.clone().for_client(authorization);
+    }
+    if write {
+        let base = base_url();
+        let write = push::WriteRequest {
+            method: &request.method,
+            headers: &request.headers,
+            query,
+            ns: ns.as_deref(),
+            base: &base,
+        };
+        return push::forward(&admitted, &route, &write, body).await;
     }
     let incoming = Incoming {
         method: &request.method,
@@ -301,7 +316,7 @@ async fn serve(
         route::Endpoint::Referrers(digest) => {
             listings::referrers(state, admitted, digest, query).await
         }
-        route::Endpoint::Upload => Err(ApiError::read_only()),
+        route::Endpoint::Upload(_) => Err(ApiError::read_only()),
     }
 }
 

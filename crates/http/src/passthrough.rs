@@ -65,13 +65,13 @@ pub(crate) fn public_base(
 pub(crate) fn unauthorized(
     base: &str,
     upstream: &str,
-    name: Option<&RepoName>,
+    scope: Option<(&RepoName, &str)>,
     message: impl Into<String>,
 ) -> ApiError {
     let mut e = ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message);
     let mut value = format!("Bearer realm=\"{base}/token\",service=\"{upstream}\"");
-    if let Some(name) = name {
-        value.push_str(&format!(",scope=\"repository:{name}:pull\""));
+    if let Some((name, actions)) = scope {
+        value.push_str(&format!(",scope=\"repository:{name}:{actions}\""));
     }
     e.bearer_challenge = HeaderValue::from_str(&value).ok();
     e
@@ -91,7 +91,7 @@ pub(crate) fn refusal_to_challenge(
     unauthorized(
         base,
         upstream,
-        Some(name),
+        Some((name, "pull")),
         format!(
             "upstream {upstream} wants credentials for {name}: log in to this mirror with your {upstream} account"
         ),

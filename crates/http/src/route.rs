@@ -14,8 +14,9 @@ pub(crate) enum Endpoint {
     Manifest(Reference),
     /// `/blobs/<digest>`
     Blob(Digest),
-    /// `/blobs/uploads/...`: pushing, which a mirror refuses.
-    Upload,
+    /// `/blobs/uploads/` (a new upload) or `/blobs/uploads/<session>`:
+    /// pushing, forwarded only where push is on.
+    Upload(Option<String>),
     /// `/tags/list`
     Tags,
     /// `/referrers/<digest>`
@@ -28,7 +29,7 @@ impl Endpoint {
         match self {
             Self::Manifest(_) => "manifest",
             Self::Blob(_) => "blob",
-            Self::Upload => "upload",
+            Self::Upload(_) => "upload",
             Self::Tags => "tags",
             Self::Referrers(_) => "referrers",
         }
@@ -43,14 +44,35 @@ pub(crate) struct Route {
     pub(crate) endpoint: Endpoint,
 }
 
+/// Longest upload session id accepted.
+const MAX_SESSION: usize = 256;
+
+/// An upload session id as upstream made it up: letters, digits and
+/// `-._~=`, at most 256 of them (a UUID, for distribution).
+fn upload_session(id: &str) -> Result<String, ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_SESSION
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~=".contains(&b));
+    if ok {
+        Ok(id.to_owned())
+    } else {
+        Err(ApiError::not_found_route())
+    }
+}
+
 /// Parse the part of the path after `/v2/`.
 pub(crate) fn parse(rest: &str) -> Result<Route, ApiError> {
     let (name, endpoint) = if let Some(i) = rest.rfind("/blobs/uploads") {
         let tail = &rest[i + "/blobs/uploads".len()..];
-        if !(tail.is_empty() || tail.starts_with('/')) {
-            return Err(ApiError::not_found_route());
-        }
-        (&rest[..i], Endpoint::Upload)
+        let session = match tail.strip_prefix('/') {
+            _ if tail.is_empty() => None,
+            Some("") => None,
+            Some(id) => Some(upload_session(id)?),
+            None => return Err(ApiError::not_found_route()),
+        };
+        (&rest[..i], Endpoint::Upload(session))
     } else if let Some(name) = rest.strip_suffix("/tags/list") {
         (name, Endpoint::Tags)
     } else if let Some((name, r)) = rest.rsplit_once("/manifests/") {
@@ -93,12 +115,19 @@ mod tests {
         assert_eq!(parse("a/tags/list").unwrap().endpoint, Endpoint::Tags);
         assert_eq!(
             parse("a/blobs/uploads/").unwrap().endpoint,
-            Endpoint::Upload
+            Endpoint::Upload(None)
         );
         assert_eq!(
             parse("a/blobs/uploads/123").unwrap().endpoint,
-            Endpoint::Upload
+            Endpoint::Upload(Some("123".into()))
         );
+        for bad in [
+            "a/blobs/uploads/x/y",
+            "a/blobs/uploads/..%2f",
+            "a/blobs/uploadsx",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
         assert_eq!(
             parse(&format!("a/referrers/{D}")).unwrap().endpoint,
             Endpoint::Referrers(D.parse().unwrap())

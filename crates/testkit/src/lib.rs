@@ -27,8 +27,8 @@ pub mod token;
 
 pub use berth::{Berth, upstream_toml};
 pub use clients::{
-    Containerd, Skopeo, podman_pull, podman_pull_tls, podman_pull_with, skopeo_copy_to_dir,
-    skopeo_inspect_raw, write_hosts_toml, write_hosts_toml_ca,
+    Containerd, Skopeo, isolated_skopeo, podman_pull, podman_pull_tls, podman_pull_with,
+    skopeo_copy_to_dir, skopeo_inspect_raw, write_hosts_toml, write_hosts_toml_ca,
 };
 pub use images::{Blob, ChildManifest, TestImage, TestImages, test_images};
 pub use registry::{PushedImage, Upstream};

@@ -14,6 +14,7 @@ mod challenge;
 mod error;
 mod failover;
 mod mirror;
+mod push;
 mod redirect;
 mod request;
 mod retry;
@@ -23,6 +24,7 @@ mod token_relay;
 pub use challenge::{Challenge, parse_challenge, realm_allowed};
 pub use error::UpstreamError;
 pub use mirror::BreakerState;
+pub use push::{Write, WriteAnswer};
 pub use slots::{Slot, Urgency};
 pub use token_relay::{TokenAsk, TokenReply};
 
