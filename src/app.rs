@@ -69,7 +69,7 @@ impl App {
         }
         let acme_root = blobs.layout().acme();
         let pull = PullService::new(blobs, index, Arc::clone(&metrics), config.cache.eager_bytes);
-        let access = Access::load(&config.access).context("cannot use [auth]")?;
+        let access = Access::load(&config.access).context("cannot use the access settings")?;
         for warning in config.warnings() {
             tracing::warn!("{warning}");
         }

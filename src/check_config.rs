@@ -91,6 +91,20 @@ pub(crate) fn run(c: &Config) -> ExitCode {
                 .map_or("unlimited".to_owned(), |r| format!("{r}/s"))
         );
     }
+    if let Some(db) = &access.geoip_file {
+        println!("  regions from the GeoIP database {}", db.display());
+    }
+    for u in c
+        .upstreams
+        .iter()
+        .filter(|u| u.auth_mode == berth_config::AuthMode::Passthrough)
+    {
+        println!(
+            "  {}: clients' own credentials (pass-through), push {}",
+            u.name,
+            if u.push { "on" } else { "off" }
+        );
+    }
     match (&c.admin.listen, &c.admin.token) {
         (Some(addr), token) => println!(
             "  admin endpoints and /metrics on {addr}{}",

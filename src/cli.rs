@@ -200,7 +200,7 @@ impl Cli {
                         }
                         // An unusable certificate is a configuration fault.
                         if e.downcast_ref::<berth_tls::TlsError>().is_some()
-                            || e.downcast_ref::<berth_access::HtpasswdError>().is_some()
+                            || e.downcast_ref::<berth_access::AccessError>().is_some()
                         {
                             ExitCode::from(EXIT_CONFIG)
                         } else {

@@ -400,3 +400,80 @@ async fn a_clients_credentials_cookies_and_own_headers_never_reach_upstream() {
         assert_ne!(request.auth_scheme.as_deref(), Some("Basic"), "{request:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn region_rules_read_a_geoip_database() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("country.mmdb");
+    berth_testkit::geoip::write_country_db(
+        &db,
+        &[
+            ("127.0.0.4/32", "XX"),
+            ("127.0.0.5/32", "DE"),
+            ("198.51.100.0/24", "XX"),
+        ],
+    );
+    let berth = Berth::hub(
+        &up.url(),
+        &format!(
+            r#"[limits]
+trusted_proxies = ["127.0.0.1/32"]
+[access]
+geoip_file = {:?}
+[[access.rules]]
+name = "embargo"
+action = "deny"
+region = ["xx"]
+"#,
+            db.display().to_string()
+        ),
+    );
+    let manifest = format!("{}/v2/library/small/manifests/latest", berth.url());
+    let from = |ip: &str| client_from(ip).get(&manifest).send();
+
+    let denied = from("127.0.0.4").await.unwrap();
+    assert_eq!(denied.status(), 403);
+    assert!(denied.text().await.unwrap().contains("embargo"));
+    assert_eq!(from("127.0.0.5").await.unwrap().status(), 200);
+    // An address the database does not know matches no region.
+    assert_eq!(from("127.0.0.6").await.unwrap().status(), 200);
+    // Behind the trusted proxy, the forwarded client is looked up; from
+    // an untrusted peer the header is ignored.
+    let forwarded = |ip: &str| {
+        client_from(ip)
+            .get(&manifest)
+            .header("x-forwarded-for", "198.51.100.9")
+            .send()
+    };
+    assert_eq!(forwarded("127.0.0.1").await.unwrap().status(), 403);
+    assert_eq!(forwarded("127.0.0.5").await.unwrap().status(), 200);
+}
+
+#[test]
+fn a_broken_geoip_database_stops_berth_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("country.mmdb");
+    std::fs::write(&db, b"not a database").unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n[access]\ngeoip_file = {:?}\n",
+            dir.path().join("data").display().to_string(),
+            db.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("country.mmdb") && stderr.contains("not a MaxMind database"),
+        "{stderr}"
+    );
+}

@@ -8,6 +8,7 @@
 //! say).
 
 mod client;
+mod geo;
 mod htpasswd;
 mod limiter;
 mod rules;
@@ -16,6 +17,7 @@ mod rules;
 mod tests;
 
 pub use client::client_ip;
+pub use geo::{GeoIp, GeoIpError};
 pub use htpasswd::{Htpasswd, HtpasswdError};
 pub use limiter::Limiter;
 pub use rules::{ANONYMOUS, Facts, denying};
@@ -41,11 +43,23 @@ pub enum Refusal {
     TooManyRequests(u64),
 }
 
+/// A file the access policy needs that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The htpasswd file.
+    #[error(transparent)]
+    Htpasswd(#[from] HtpasswdError),
+    /// The GeoIP database.
+    #[error(transparent)]
+    GeoIp(#[from] GeoIpError),
+}
+
 /// The access policy in force.
 #[derive(Debug)]
 pub struct Access {
     settings: AccessSettings,
     htpasswd: Option<Arc<Htpasswd>>,
+    geoip: Option<GeoIp>,
     per_ip: Option<Limiter<IpAddr>>,
     per_user: Option<Limiter<String>>,
     failed_logins: Limiter<IpAddr>,
@@ -56,16 +70,22 @@ fn retry_after(wait: Duration) -> Refusal {
 }
 
 impl Access {
-    /// The policy `settings` describe; reads the htpasswd file.
-    pub fn load(settings: &AccessSettings) -> Result<Self, HtpasswdError> {
+    /// The policy `settings` describe; reads the htpasswd file and the
+    /// GeoIP database.
+    pub fn load(settings: &AccessSettings) -> Result<Self, AccessError> {
         let htpasswd = match &settings.auth.htpasswd_file {
             Some(path) => Some(Arc::new(Htpasswd::load(path)?)),
+            None => None,
+        };
+        let geoip = match &settings.geoip_file {
+            Some(path) => Some(GeoIp::load(path)?),
             None => None,
         };
         let limits = &settings.limits;
         Ok(Self {
             settings: settings.clone(),
             htpasswd,
+            geoip,
             per_ip: limits.rate.map(|r| Limiter::new(r, limits.burst)),
             per_user: limits.rate.map(|r| Limiter::new(r, limits.burst)),
             failed_logins: Limiter::new(1, FAILED_LOGIN_BURST),
@@ -82,24 +102,33 @@ impl Access {
         client_ip(peer, headers, &self.settings.limits.trusted_proxies)
     }
 
-    /// The client's country, when a trusted proxy names it in the
-    /// configured `region_header`.
-    pub fn region<'h>(&self, peer: IpAddr, headers: &'h HeaderMap) -> Option<&'h str> {
-        let header = self.settings.region_header.as_ref()?;
-        let trusted = self
+    /// Whether any rule asks for the client's country.
+    pub fn wants_region(&self) -> bool {
+        self.settings.rules.iter().any(|r| !r.region.is_empty())
+    }
+
+    /// The client's country: as a trusted proxy names it in the configured
+    /// `region_header`, else as the GeoIP database has the client's
+    /// address (`client`, already resolved behind trusted proxies).
+    pub fn region(&self, peer: IpAddr, client: IpAddr, headers: &HeaderMap) -> Option<String> {
+        let trusted = || {
+            self.settings
+                .limits
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&peer))
+        };
+        let from_proxy = self
             .settings
-            .limits
-            .trusted_proxies
-            .iter()
-            .any(|n| n.contains(&peer));
-        if !trusted {
-            return None;
-        }
-        headers
-            .get(header)
+            .region_header
+            .as_ref()
+            .filter(|_| trusted())
+            .and_then(|header| headers.get(header))
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|code| code.len() == 2)
+            .map(str::to_owned);
+        from_proxy.or_else(|| self.geoip.as_ref()?.country(client))
     }
 
     /// Count one request from `ip` against its rate.

@@ -100,6 +100,9 @@ pub struct AccessSettings {
     /// The header (such as `CF-IPCountry`) in which a trusted proxy names
     /// the client's country.
     pub region_header: Option<http::HeaderName>,
+    /// A MaxMind GeoIP2 / GeoLite2 country database: the client's country
+    /// when no trusted proxy names it.
+    pub geoip_file: Option<PathBuf>,
     /// Origins (`https://ui.example.com`, or `*`) whose browser scripts
     /// may use the API.
     pub cors_origins: Vec<String>,
@@ -306,12 +309,15 @@ pub(super) fn build(
                 })
                 .ok()
         });
-    if region_header.is_none() {
+    let geoip_file = access_raw
+        .and_then(|a| a.geoip_file.as_deref())
+        .map(PathBuf::from);
+    if region_header.is_none() && geoip_file.is_none() {
         for (i, rule) in rules.iter().enumerate() {
             if !rule.region.is_empty() {
                 p.add(
                     format!("access.rules[{i}].region"),
-                    "needs access.region_header (such as \"CF-IPCountry\") from a proxy in limits.trusted_proxies",
+                    "needs access.geoip_file (a GeoIP2 country database) or access.region_header (such as \"CF-IPCountry\") from a proxy in limits.trusted_proxies",
                 );
             }
         }
@@ -339,6 +345,7 @@ pub(super) fn build(
         limits: limits(p, limits_raw),
         rules,
         region_header,
+        geoip_file,
         cors_origins,
     }
 }

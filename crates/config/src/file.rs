@@ -191,6 +191,7 @@ pub(super) struct RawLimits {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAccess {
     pub(super) region_header: Option<String>,
+    pub(super) geoip_file: Option<String>,
     pub(super) cors_origins: Option<Vec<String>>,
     #[serde(default)]
     pub(super) rules: Vec<RawRule>,

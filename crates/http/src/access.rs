@@ -69,6 +69,11 @@ pub(crate) fn rules(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    // Looked up only when a rule asks.
+    let region = access
+        .wants_region()
+        .then(|| access.region(caller.peer, caller.ip, &request.headers))
+        .flatten();
     access.rules(&Facts {
         ip: caller.ip,
         user_agent,
@@ -76,7 +81,7 @@ pub(crate) fn rules(
         upstream,
         repository,
         user: caller.user.as_deref(),
-        region: access.region(caller.peer, &request.headers),
+        region: region.as_deref(),
     })?;
     Ok(())
 }

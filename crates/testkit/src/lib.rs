@@ -15,6 +15,7 @@ pub mod clients;
 pub mod containerd;
 pub mod distribution;
 pub mod fake_upstream;
+pub mod geoip;
 pub mod images;
 pub mod jwt;
 pub mod pebble;
