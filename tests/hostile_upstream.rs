@@ -496,3 +496,66 @@ async fn an_upstream_that_never_answers_costs_one_deadline_then_nothing() {
     assert!(metrics.contains(&open), "{metrics}");
     assert!(berth.log().contains("circuit is open"), "{}", berth.log());
 }
+
+/// Headers upstream must never pass to a client: cookies, hop-by-hop
+/// headers and whatever upstream says of itself.
+const UPSTREAM_ONLY: [(&str, &str); 5] = [
+    ("set-cookie", "upstream-session=1"),
+    ("x-internal-node", "registry-7.internal"),
+    ("server", "upstream/1.0"),
+    ("keep-alive", "timeout=99"),
+    ("strict-transport-security", "max-age=1"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_cookies_and_own_headers_never_reach_clients() {
+    let fake = FakeUpstream::start().await;
+    let headers: Vec<(&'static str, String)> = UPSTREAM_ONLY
+        .iter()
+        .map(|(n, v)| (*n, (*v).to_owned()))
+        .collect();
+    let canned = || Canned {
+        headers: headers.clone(),
+        ..Default::default()
+    };
+    fake.route(
+        "proj/app/manifests/v1",
+        Canned {
+            body: Bytes::from_static(FakeUpstream::MANIFEST),
+            content_type: "application/vnd.oci.image.manifest.v1+json",
+            ..canned()
+        },
+    );
+    let digest = fake.blob(b"some layer bytes", canned());
+    fake.route(
+        "proj/app/tags/list",
+        Canned {
+            body: Bytes::from_static(br#"{"name":"proj/app","tags":["v1"]}"#),
+            content_type: "application/json",
+            ..canned()
+        },
+    );
+    let berth = Berth::start(&upstream_toml("fake.test", &fake.url, "default = true"));
+    let client = reqwest::Client::new();
+    for path in [
+        "proj/app/manifests/v1".to_owned(),
+        format!("proj/app/blobs/{digest}"),
+        "proj/app/tags/list".to_owned(),
+    ] {
+        // Twice: from upstream, then from the cache.
+        for _ in 0..2 {
+            let r = client
+                .get(format!("{}/v2/{path}", berth.url()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            for (name, _) in UPSTREAM_ONLY {
+                assert!(
+                    r.headers().get(name).is_none(),
+                    "{name} reached the client on {path}"
+                );
+            }
+        }
+    }
+}
