@@ -101,9 +101,13 @@ pub(crate) fn refusal_to_challenge(
 /// `/token` and `/auth/token`: relay a token request to the upstream the
 /// `service` parameter names.
 pub(crate) async fn token(State(state): State<Arc<HttpState>>, request: Request) -> Response {
-    relay(&state, request)
+    let method = request.method().clone();
+    let response = relay(&state, request)
         .await
-        .unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(IntoResponse::into_response);
+    // The parameters and credentials stay out of the log.
+    tracing::info!(route = "token", %method, status = response.status().as_u16(), "served");
+    response
 }
 
 async fn relay(state: &HttpState, request: Request) -> Result<Response, ApiError> {
