@@ -44,6 +44,9 @@ pub(crate) fn run(c: &Config) -> ExitCode {
         c.listen,
         c.data_dir.display()
     );
+    for line in &c.seed_mappings {
+        println!("  from the environment: {line}");
+    }
     if let Some(domain) = &c.domain {
         println!("  domain {domain} (Host routing: <host_prefix>.{domain})");
     }

@@ -188,7 +188,7 @@ impl Cli {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
-                let _log_guard = telemetry::init(config.log_format);
+                let _log_guard = telemetry::init(config.log_format, &config.log_level);
                 match serve(&config) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {

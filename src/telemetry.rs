@@ -1,5 +1,5 @@
-//! Logging setup: text or JSON lines on stderr, filtered by `RUST_LOG`
-//! (default `info`). Lines are written by a background thread, so request
+//! Logging setup: text or JSON lines on stderr, filtered by `RUST_LOG`,
+//! else the configured `log_level` (default `info`). Lines are written by a background thread, so request
 //! handlers never wait on the terminal or a log pipe.
 
 use berth_config::LogFormat;
@@ -9,8 +9,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Install the global subscriber once. Keep the returned guard alive until
 /// exit: dropping it flushes the remaining lines.
-pub fn init(format: LogFormat) -> WorkerGuard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(format: LogFormat, level: &str) -> WorkerGuard {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stderr());

@@ -23,7 +23,7 @@ pub use limiter::Limiter;
 pub use rules::{ANONYMOUS, Facts, denying};
 
 use base64::Engine as _;
-use berth_config::{AccessSettings, Anonymous};
+use berth_config::{AccessRule, AccessSettings, Anonymous};
 use http::HeaderMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -104,7 +104,7 @@ impl Access {
 
     /// Whether any rule asks for the client's country.
     pub fn wants_region(&self) -> bool {
-        self.settings.rules.iter().any(|r| !r.region.is_empty())
+        self.settings.rules.iter().any(AccessRule::wants_region)
     }
 
     /// The client's country: as a trusted proxy names it in the configured

@@ -23,8 +23,15 @@ pub struct Facts<'a> {
 /// The name rules use for a client without a login.
 pub const ANONYMOUS: &str = "anonymous";
 
-/// Whether `rule` matches: the cheap conditions first, the patterns last.
+/// Whether `rule` applies: its conditions all hold (or, for a negated
+/// rule, do not).
 fn matches(rule: &AccessRule, facts: &Facts<'_>, ip_text: &str) -> bool {
+    holds(rule, facts, ip_text) != rule.negate
+}
+
+/// Whether every condition of `rule` holds: the cheap ones first, the
+/// patterns last.
+fn holds(rule: &AccessRule, facts: &Facts<'_>, ip_text: &str) -> bool {
     let text = |re: &Option<regex::Regex>, value: Option<&str>| {
         re.as_ref()
             .is_none_or(|re| value.is_some_and(|v| re.is_match(v)))
@@ -47,6 +54,7 @@ fn matches(rule: &AccessRule, facts: &Facts<'_>, ip_text: &str) -> bool {
         && text(&rule.repository, facts.repository)
         && text(&rule.user_agent, Some(facts.user_agent))
         && text(&rule.ip_regex, Some(ip_text))
+        && text(&rule.region_regex, facts.region)
 }
 
 /// The rule that denies `facts`, if the first rule matching them denies.

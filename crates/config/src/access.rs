@@ -71,8 +71,20 @@ pub struct AccessRule {
     /// Logged-in users; `"anonymous"` is the client without a login.
     pub users: Vec<String>,
     /// Countries (ISO 3166 codes, upper case) of the client, as the
-    /// trusted proxy's `region_header` names it.
+    /// trusted proxy's `region_header` or the GeoIP database names it.
     pub region: Vec<String>,
+    /// A pattern on the client's country code.
+    pub region_regex: Option<regex::Regex>,
+    /// The rule applies when its conditions do not all hold (an allow
+    /// list written as a deny rule).
+    pub negate: bool,
+}
+
+impl AccessRule {
+    /// Whether the rule looks at the client's country.
+    pub fn wants_region(&self) -> bool {
+        !self.region.is_empty() || self.region_regex.is_some()
+    }
 }
 
 impl PartialEq for AccessRule {
@@ -88,6 +100,8 @@ impl PartialEq for AccessRule {
             && text(&self.repository) == text(&other.repository)
             && self.users == other.users
             && self.region == other.region
+            && text(&self.region_regex) == text(&other.region_regex)
+            && self.negate == other.negate
     }
 }
 
@@ -262,6 +276,8 @@ fn rule(p: &mut Problems, i: usize, raw: &RawRule) -> AccessRule {
             &format!("{key}.region"),
             raw.region.as_deref().unwrap_or_default(),
         ),
+        region_regex: pattern(p, &format!("{key}.region_regex"), raw.region_regex.as_ref()),
+        negate: raw.negate.unwrap_or(false),
     };
     let matches_nothing_in_particular = rule.ip.is_empty()
         && rule.ip_regex.is_none()
@@ -270,7 +286,7 @@ fn rule(p: &mut Problems, i: usize, raw: &RawRule) -> AccessRule {
         && rule.upstream.is_empty()
         && rule.repository.is_none()
         && rule.users.is_empty()
-        && rule.region.is_empty();
+        && !rule.wants_region();
     // A rule with no condition would match every request: a catch-all
     // must say so.
     if matches_nothing_in_particular {
@@ -314,7 +330,7 @@ pub(super) fn build(
         .map(PathBuf::from);
     if region_header.is_none() && geoip_file.is_none() {
         for (i, rule) in rules.iter().enumerate() {
-            if !rule.region.is_empty() {
+            if rule.wants_region() {
                 p.add(
                     format!("access.rules[{i}].region"),
                     "needs access.geoip_file (a GeoIP2 country database) or access.region_header (such as \"CF-IPCountry\") from a proxy in limits.trusted_proxies",

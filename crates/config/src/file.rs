@@ -14,6 +14,7 @@ pub(super) struct RawConfig {
     pub(super) url302: Option<String>,
     pub(super) shutdown_grace: Option<String>,
     pub(super) log_format: Option<LogFormat>,
+    pub(super) log_level: Option<String>,
     pub(super) builtin_upstreams: Option<bool>,
     pub(super) server: Option<RawServer>,
     pub(super) cache: Option<RawCache>,
@@ -211,4 +212,6 @@ pub(super) struct RawRule {
     pub(super) repository: Option<String>,
     pub(super) users: Option<Vec<String>>,
     pub(super) region: Option<Vec<String>>,
+    pub(super) region_regex: Option<String>,
+    pub(super) negate: Option<bool>,
 }

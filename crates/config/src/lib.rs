@@ -15,6 +15,7 @@ mod fills;
 mod policy;
 mod resilience;
 mod secret;
+mod seeds;
 mod server;
 mod tls;
 mod validate;
@@ -60,6 +61,12 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log output format.
     pub log_format: LogFormat,
+    /// Which log lines are written: a level (`info`), or directives like
+    /// `info,berth_upstream=debug`. `RUST_LOG`, when set, wins.
+    pub log_level: String,
+    /// The older systems' environment variables honoured, one line each
+    /// (`URL302 → url302 = "…"`), for `check-config`.
+    pub seed_mappings: Vec<String>,
     /// Limits on client connections.
     pub server: ServerLimits,
     /// Settings of the cache as a whole.
@@ -228,5 +235,7 @@ impl Config {
     }
 }
 
+#[cfg(test)]
+mod seeds_tests;
 #[cfg(test)]
 mod tests;

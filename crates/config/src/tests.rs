@@ -321,3 +321,50 @@ fn tls_takes_files_or_acme_and_names_each_problem() {
     let err = tls("[tls]\n").unwrap_err();
     assert_eq!(err.0[0].key, "tls", "{err}");
 }
+
+/// Every key of the file format (a field of a `Raw*` struct in `file.rs`)
+/// is documented in docs/config.md.
+#[test]
+fn every_key_is_documented() {
+    let source = include_str!("file.rs");
+    let docs = include_str!("../../../docs/config.md");
+    let mut in_raw_struct = false;
+    let mut missing = Vec::new();
+    let mut keys = 0;
+    for line in source.lines() {
+        let line = line.trim();
+        if line.starts_with("pub(super) struct Raw") {
+            in_raw_struct = true;
+            continue;
+        }
+        if line == "}" {
+            in_raw_struct = false;
+        }
+        if !in_raw_struct {
+            continue;
+        }
+        let Some(field) = line
+            .strip_prefix("pub(super) ")
+            .and_then(|f| f.split_once(':'))
+            .map(|(name, _)| name)
+        else {
+            continue;
+        };
+        keys += 1;
+        // A key (`tag_ttl`, `action = "deny"`) or a table (`[server]`,
+        // `[[upstreams]]`, `[tls.acme]`).
+        let documented = [
+            format!("`{field}`"),
+            format!("`{field} ="),
+            format!("[{field}]"),
+            format!(".{field}]"),
+        ]
+        .iter()
+        .any(|form| docs.contains(form.as_str()));
+        if !documented {
+            missing.push(field);
+        }
+    }
+    assert!(keys > 60, "found only {keys} keys: the parser above is off");
+    assert!(missing.is_empty(), "not in docs/config.md: {missing:?}");
+}

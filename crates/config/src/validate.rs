@@ -30,6 +30,7 @@ pub(super) fn upstream_env_var(name: &str, field: &str) -> String {
 /// Build the validated config from the raw file and the environment.
 pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError> {
     let mut p = Problems::default();
+    let seed_mappings = crate::seeds::apply(&mut raw, env, &mut p);
     let (listen_key, listen_text) = match env("BERTH_LISTEN") {
         Some(v) => ("BERTH_LISTEN", v),
         None => (
@@ -85,6 +86,15 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
         }
         None => raw.log_format.unwrap_or(LogFormat::Text),
     };
+    let log_level = env("BERTH_LOG_LEVEL")
+        .or(raw.log_level.take())
+        .unwrap_or_else(|| "info".to_owned());
+    if !log_level_is_valid(&log_level) {
+        p.add(
+            "log_level",
+            format!("{log_level:?} is not a level (error, warn, info, debug, trace, off) nor directives like \"info,berth_upstream=debug\""),
+        );
+    }
     let server = crate::server::build(&mut p, raw.server.as_ref());
     let cache = crate::cache::build(&mut p, raw.cache.as_ref());
     let admin = crate::admin::build(&mut p, raw.admin.as_ref(), env, listen);
@@ -117,6 +127,8 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
             url302,
             shutdown_grace,
             log_format,
+            log_level,
+            seed_mappings,
             server,
             cache,
             admin,
@@ -127,6 +139,20 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
     } else {
         Err(ConfigError(p.0))
     }
+}
+
+/// Whether `text` is a level, or comma-separated `[target=]level`
+/// directives.
+fn log_level_is_valid(text: &str) -> bool {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    !text.is_empty()
+        && text.split(',').all(|directive| {
+            let (target, level) = directive.rsplit_once('=').unwrap_or(("", directive));
+            LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+                && target
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+        })
 }
 
 /// Merge built-ins with the file's `[[upstreams]]` (a file entry replaces

@@ -32,10 +32,23 @@ impl Berth {
         b
     }
 
+    /// [`Berth::start`] with these environment variables set.
+    pub fn start_with_env(body: &str, env: &[(&str, &str)]) -> Berth {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut b = Self::launch(body, &data, env);
+        b._dir = Some(dir);
+        b
+    }
+
     /// Start berth on an existing data directory (for restarts).
     pub fn start_with_data(body: &str, data_dir: &Path) -> Berth {
+        Self::launch(body, data_dir, &[])
+    }
+
+    fn launch(body: &str, data_dir: &Path, env: &[(&str, &str)]) -> Berth {
         std::fs::create_dir_all(data_dir.parent().unwrap()).unwrap();
-        let mut child = spawn_serve(body, data_dir, "toml");
+        let mut child = spawn_serve(body, data_dir, "toml", env);
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -186,7 +199,7 @@ pub fn serve_until_exit(
     data_dir: &Path,
     limit: Duration,
 ) -> Option<(std::process::ExitStatus, String)> {
-    let mut child = spawn_serve(body, data_dir, "other.toml");
+    let mut child = spawn_serve(body, data_dir, "other.toml", &[]);
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -204,7 +217,12 @@ pub fn serve_until_exit(
 
 /// `berth serve` with `body` as its config (written beside `data_dir`
 /// with the extension `ext`), listening on a free loopback port.
-fn spawn_serve(body: &str, data_dir: &Path, ext: &str) -> std::process::Child {
+fn spawn_serve(
+    body: &str,
+    data_dir: &Path,
+    ext: &str,
+    env: &[(&str, &str)],
+) -> std::process::Child {
     let config_path = data_dir.with_extension(ext);
     // A body that names its own `listen` (at the top) keeps it.
     let listen = if body.starts_with("listen = ") {
@@ -222,6 +240,7 @@ fn spawn_serve(body: &str, data_dir: &Path, ext: &str) -> std::process::Child {
         .arg("--config")
         .arg(&config_path)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
