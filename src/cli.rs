@@ -20,15 +20,33 @@ pub struct Cli {
     command: Command,
 }
 
+/// The settings most often given on the command line, with their defaults.
+const SETTINGS_HELP: &str = "\
+Settings from the environment (each is also a key of the config file; all keys: docs/config.md):
+  BERTH_LISTEN=ADDR          address to listen on [default: 0.0.0.0:5000]
+  BERTH_DATA_DIR=DIR         cache directory [default: berth-data]
+  BERTH_DOMAIN=NAME          base domain for Host routing (<prefix>.NAME) [default: none]
+  BERTH_URL302=URL           redirect for paths outside the registry API [default: a landing page]
+  BERTH_LOG_FORMAT=FORMAT    text or json [default: text]
+  BERTH_LOG_LEVEL=LEVEL      error, warn, info, debug, trace [default: info; RUST_LOG wins]
+  BERTH_ADMIN_LISTEN=ADDR    a separate listener for /metrics and the admin endpoints [default: none]
+  BERTH_ADMIN_TOKEN=TOKEN    bearer token of the admin endpoints [default: none, endpoints off]
+  BERTH_UPSTREAM_<NAME>_USERNAME, BERTH_UPSTREAM_<NAME>_PASSWORD
+                             credentials of an upstream (NAME: DOCKER_IO, GHCR_IO, ...)
+Without a config file berth mirrors Docker Hub (the default), ghcr.io, quay.io, gcr.io, registry.k8s.io,
+k8s.gcr.io, public.ecr.aws, mcr.microsoft.com, docker.cloudsmith.io and nvcr.io.";
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the mirror (embedded defaults when no config file is given).
+    #[command(after_help = SETTINGS_HELP)]
     Serve {
         /// TOML configuration file.
         #[arg(long, short, env = "BERTH_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Validate a configuration file and print the upstreams it defines.
+    #[command(after_help = SETTINGS_HELP)]
     CheckConfig {
         /// TOML configuration file.
         #[arg(long, short, env = "BERTH_CONFIG")]

@@ -214,3 +214,32 @@ fn check_config_proves_the_data_dir_and_shows_routes_and_serve_says_a_failure_on
         "check-config left the directory behind"
     );
 }
+
+#[test]
+fn help_names_the_defaults_and_environment_variables() {
+    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for text in [
+        format!("[default: {}]", berth_config::DEFAULT_LISTEN),
+        format!("[default: {}]", berth_config::DEFAULT_DATA_DIR),
+        "BERTH_LISTEN".to_owned(),
+        "BERTH_DATA_DIR".to_owned(),
+        "BERTH_LOG_LEVEL".to_owned(),
+        "BERTH_CONFIG".to_owned(),
+    ] {
+        assert!(help.contains(&text), "{text:?} missing from:\n{help}");
+    }
+    let embedded = berth_config::Config::embedded(&|_| None).unwrap();
+    for upstream in &embedded.upstreams {
+        let shown = if upstream.name == "docker.io" {
+            "Docker Hub"
+        } else {
+            upstream.name.as_str()
+        };
+        assert!(help.contains(shown), "{shown} missing from:\n{help}");
+    }
+}
