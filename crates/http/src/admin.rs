@@ -39,8 +39,8 @@ pub fn admin_listener_router(
     metrics: Arc<berth_metrics::Metrics>,
 ) -> Router {
     admin_router(maintenance, token)
-        .merge(crate::metrics_routes(metrics))
-        .merge(crate::health_routes())
+        .merge(crate::metrics_routes(Arc::clone(&metrics)))
+        .merge(crate::health_routes(metrics))
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -81,6 +81,7 @@ async fn outside_api(
 /// unknown path gets.
 pub fn router(state: Arc<HttpState>) -> Router {
     let origins = Arc::new(state.cors_origins.clone());
+    let metrics = Arc::clone(&state.metrics);
     let router = Router::new()
         .route("/v2", any(api))
         .route("/v2/", any(api))
@@ -89,7 +90,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/auth/token", any(passthrough::token))
         .fallback(outside_api)
         .with_state(state)
-        .merge(health_routes());
+        .merge(health_routes(metrics));
     if origins.is_empty() {
         router
     } else {
@@ -98,10 +99,11 @@ pub fn router(state: Arc<HttpState>) -> Router {
 }
 
 /// `/health` and `/healthz`.
-pub fn health_routes() -> Router {
+pub fn health_routes(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/healthz", get(health))
+        .with_state(metrics)
 }
 
 /// `/metrics`: on the public port, or on the admin listener when there is
@@ -124,7 +126,16 @@ fn base(method: &Method) -> Result<Response, ApiError> {
     Ok(r)
 }
 
-async fn health() -> Response {
+/// Count a request to an operational route.
+fn count(metrics: &Metrics, route: &'static str, status: u16) {
+    metrics
+        .http_requests
+        .get_or_create(&berth_metrics::RouteLabels { route, status })
+        .inc();
+}
+
+async fn health(State(metrics): State<Arc<Metrics>>) -> Response {
+    count(&metrics, "health", 200);
     (
         [(header::CONTENT_TYPE, "application/json")],
         r#"{"status":"ok"}"#,
@@ -133,6 +144,7 @@ async fn health() -> Response {
 }
 
 async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> Response {
+    count(&metrics, "metrics", 200);
     (
         [(
             header::CONTENT_TYPE,

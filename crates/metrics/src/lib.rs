@@ -28,7 +28,9 @@ pub struct CacheLabels {
     /// `manifest` or `blob`.
     pub kind: &'static str,
     /// `hit`, `miss`, `stale`, `coalesced`, `revalidated`, `negative`,
-    /// `direct`; for blobs also `eager` (a prefetch started) and
+    /// `direct`, `failed` (the pull was answered with an error),
+    /// `link_confirmed` (upstream confirmed a digest under a repository);
+    /// for blobs also `eager` (a prefetch started) and
     /// `eager_skipped` (one not started for want of budget or room).
     pub outcome: &'static str,
 }

@@ -73,6 +73,19 @@ impl PullService {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<BlobSource, PullError> {
+        let opened = self.open_guarded(origin, repo, digest).await;
+        if opened.is_err() {
+            self.metrics.cache("blob", "failed");
+        }
+        opened
+    }
+
+    async fn open_guarded(
+        &self,
+        origin: &Origin,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<BlobSource, PullError> {
         self.check_grant(origin, repo, Probe::Blob(digest)).await?;
         let linked = self.linked(origin, repo, digest).await?;
         let source = self.open_unguarded(origin, repo, digest).await?;

@@ -49,6 +49,18 @@ pub(super) fn now_ms() -> u64 {
 impl PullService {
     /// Answer a manifest request from the cache or upstream.
     pub async fn manifest(&self, req: &ManifestRequest<'_>) -> Result<ManifestAnswer, PullError> {
+        let answer = self.answer_manifest(req).await;
+        match &answer {
+            Ok(a) => self.metrics.cache("manifest", a.outcome.as_str()),
+            Err(_) => self.metrics.cache("manifest", "failed"),
+        }
+        answer
+    }
+
+    async fn answer_manifest(
+        &self,
+        req: &ManifestRequest<'_>,
+    ) -> Result<ManifestAnswer, PullError> {
         // Only known manifest types take part: they go upstream and key the
         // tag answer; whatever else a client adds is ignored. A client that
         // names none (no Accept, or just */*) gets what modern clients ask
@@ -82,7 +94,6 @@ impl PullService {
         }
         self.link_manifest(req.origin, req.repo, &answer.digest, &answer.bytes)
             .await;
-        self.metrics.cache("manifest", answer.outcome.as_str());
         Ok(answer)
     }
 
