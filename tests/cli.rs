@@ -77,7 +77,8 @@ fn bad_config_names_the_key_and_exits_non_zero() {
         assert_eq!(out.status.code(), Some(78), "{cmd}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
-            err.contains("upstreams[0]") && err.contains("unknown field `colour`"),
+            err.contains("upstreams[0].tag_ttl")
+                && err.contains("upstreams[0].colour: unknown key"),
             "{err}"
         );
     }

@@ -1,12 +1,12 @@
-//! The on-disk TOML shape: every key optional, unknown keys refused, and a
-//! parse error that names the key path.
+//! The on-disk TOML shape: every key optional. Reading it (unknown keys,
+//! wrong types) is `parse.rs`.
 
-use crate::{ConfigError, LogFormat};
+use crate::LogFormat;
 use serde::Deserialize;
 
-/// The file as written, before defaults and validation.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The file as written, before defaults and validation (read key by key
+/// in `parse.rs`).
+#[derive(Debug, Default)]
 pub(super) struct RawConfig {
     pub(super) listen: Option<String>,
     pub(super) data_dir: Option<String>,
@@ -23,13 +23,11 @@ pub(super) struct RawConfig {
     pub(super) auth: Option<RawAuth>,
     pub(super) limits: Option<RawLimits>,
     pub(super) access: Option<RawAccess>,
-    #[serde(default)]
     pub(super) upstreams: Vec<RawUpstream>,
 }
 
 /// One `[[upstreams]]` table as written.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawUpstream {
     pub(super) name: Option<String>,
     pub(super) url: Option<String>,
@@ -62,18 +60,6 @@ pub(super) struct RawUpstream {
     pub(super) prefetch_platforms: Option<Vec<String>>,
 }
 
-/// Parse TOML text into the raw shape. The error names the key path.
-pub(super) fn parse(text: &str) -> Result<RawConfig, ConfigError> {
-    let de = toml::Deserializer::parse(text)
-        .map_err(|e| ConfigError::one("(file)", e.to_string().trim().to_owned()))?;
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let key = e.path().to_string();
-        let reason = e.inner().message().to_owned();
-        let key = if key == "." { "(file)".to_owned() } else { key };
-        ConfigError::one(key, reason)
-    })
-}
-
 /// A size as written: a number of bytes, or a string with a unit.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -86,7 +72,6 @@ pub(super) enum RawSize {
 
 /// The `[server]` table as written.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawServer {
     pub(super) max_connections: Option<u32>,
     pub(super) max_connections_per_ip: Option<u32>,
@@ -99,7 +84,6 @@ pub(super) struct RawServer {
 
 /// The `[cache]` table as written.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawCache {
     pub(super) eager_bytes: Option<RawSize>,
     pub(super) max_size: Option<RawSize>,
@@ -111,7 +95,6 @@ pub(super) struct RawCache {
 
 /// The `[admin]` table as written.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     pub(super) listen: Option<String>,
     pub(super) token: Option<String>,
@@ -120,7 +103,6 @@ pub(super) struct RawAdmin {
 
 /// The `[tls]` table as written.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawTls {
     pub(super) cert_file: Option<String>,
     pub(super) key_file: Option<String>,
@@ -132,7 +114,6 @@ pub(super) struct RawTls {
 
 /// One `[[tls.certs]]` entry as written.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawCert {
     pub(super) cert_file: Option<String>,
     pub(super) key_file: Option<String>,
@@ -160,7 +141,6 @@ impl OneOrMany {
 
 /// The `[tls.acme]` table as written.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawAcme {
     pub(super) domains: Option<Vec<String>>,
     pub(super) contact: Option<OneOrMany>,
@@ -171,7 +151,6 @@ pub(super) struct RawAcme {
 
 /// The `[auth]` table as written.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawAuth {
     pub(super) htpasswd_file: Option<String>,
     pub(super) anonymous: Option<String>,
@@ -179,7 +158,6 @@ pub(super) struct RawAuth {
 
 /// The `[limits]` table as written.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {
     pub(super) rate: Option<u32>,
     pub(super) burst: Option<u32>,
@@ -189,7 +167,6 @@ pub(super) struct RawLimits {
 
 /// The `[access]` table as written.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawAccess {
     pub(super) region_header: Option<String>,
     pub(super) geoip_file: Option<String>,
@@ -200,7 +177,6 @@ pub(super) struct RawAccess {
 
 /// One `[[access.rules]]` entry as written.
 #[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawRule {
     pub(super) name: Option<String>,
     pub(super) action: Option<String>,

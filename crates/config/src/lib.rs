@@ -12,6 +12,7 @@ mod cache;
 mod checks;
 mod file;
 mod fills;
+mod parse;
 mod policy;
 mod resilience;
 mod secret;
@@ -214,8 +215,7 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let raw = file::parse(text)?;
-        validate::build(raw, env)
+        validate::build(parse::parse(text)?, env)
     }
 
     /// Read a file and parse it like [`Config::from_toml`].

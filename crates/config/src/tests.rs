@@ -62,9 +62,12 @@ fn file_entry_replaces_builtin_and_takes_default() {
 fn unknown_key_is_named() {
     let err =
         Config::from_toml("[[upstreams]]\nname = \"a.io\"\nurll = \"x\"\n", &no_env).unwrap_err();
-    assert_eq!(err.0.len(), 1);
-    assert!(err.0[0].key.contains("upstreams[0]"), "{err}");
-    assert!(err.0[0].reason.contains("unknown field `urll`"), "{err}");
+    // The entry without its url is not valid either, and says so, at the
+    // entry's place.
+    assert_eq!(err.0.len(), 2, "{err}");
+    assert_eq!(err.0[0].key, "upstreams[0].url", "{err}");
+    assert_eq!(err.0[1].key, "upstreams[0].urll", "{err}");
+    assert_eq!(err.0[1].reason, "unknown key", "{err}");
 }
 
 #[test]
@@ -311,9 +314,9 @@ fn tls_takes_files_or_acme_and_names_each_problem() {
         [
             "tls.key_file",
             "tls.certs[0].names[0]",
+            "tls.acme",
             "tls.acme.domains[0]",
             "tls.acme.challenge",
-            "tls.acme"
         ],
         "{err}"
     );
@@ -367,4 +370,50 @@ fn every_key_is_documented() {
     }
     assert!(keys > 60, "found only {keys} keys: the parser above is off");
     assert!(missing.is_empty(), "not in docs/config.md: {missing:?}");
+}
+
+/// Every unknown key and every wrong value, each once, in file order; an
+/// unknown key hides nothing.
+#[test]
+fn all_problems_are_listed_once_in_file_order() {
+    let text = r#"
+zebra = 1
+listen = 5000
+[server]
+max_connections = "many"
+[cache]
+colour = "blue"
+max_size = "huge"
+[[upstreams]]
+name = "a.io"
+url = "https://a.io"
+password = "p"
+password_file = "/nope"
+username = "u"
+aardvark = true
+[[upstreams]]
+name = "b.io"
+url = "gopher://b"
+retries = "x"
+"#;
+    let err = Config::from_toml(text, &no_env).unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "zebra",
+            "listen",
+            "server.max_connections",
+            "cache.colour",
+            "cache.max_size",
+            "upstreams[0].password_file",
+            "upstreams[0].aardvark",
+            "upstreams[1].retries",
+        ],
+        "{err}"
+    );
+    assert!(
+        !err.to_string().contains("no password"),
+        "a second message for the same fault: {err}"
+    );
 }

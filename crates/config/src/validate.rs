@@ -4,6 +4,7 @@
 
 use crate::checks::{Problems, duration, parse_url};
 use crate::file::{RawConfig, RawUpstream};
+use crate::parse::Parsed;
 use crate::{
     AuthMode, Config, ConfigError, Credentials, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
     DEFAULT_SHUTDOWN_GRACE, LogFormat, Secret, UpstreamConfig, builtin,
@@ -28,8 +29,12 @@ pub(super) fn upstream_env_var(name: &str, field: &str) -> String {
 }
 
 /// Build the validated config from the raw file and the environment.
-pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigError> {
-    let mut p = Problems::default();
+pub(super) fn build(parsed: Parsed, env: Env<'_>) -> Result<Config, ConfigError> {
+    let Parsed {
+        mut raw,
+        problems: mut p,
+        order,
+    } = parsed;
     let seed_mappings = crate::seeds::apply(&mut raw, env, &mut p);
     let (listen_key, listen_text) = match env("BERTH_LISTEN") {
         Some(v) => ("BERTH_LISTEN", v),
@@ -137,7 +142,7 @@ pub(super) fn build(mut raw: RawConfig, env: Env<'_>) -> Result<Config, ConfigEr
             upstreams,
         })
     } else {
-        Err(ConfigError(p.0))
+        Err(ConfigError(crate::parse::in_file_order(p.0, &order)))
     }
 }
 
@@ -343,6 +348,7 @@ fn credentials(
     env: Env<'_>,
 ) -> Option<Credentials> {
     let username = env(&upstream_env_var(name, "username")).or_else(|| u.username.clone());
+    let reported = p.0.len();
     let password = match (
         env(&upstream_env_var(name, "password")),
         &u.password,
@@ -375,6 +381,8 @@ fn credentials(
             password: Secret::new(password),
         }),
         (None, None) => None,
+        // The password's own problem is already said.
+        (Some(_), None) if p.0.len() > reported => None,
         (Some(_), None) => {
             p.add(
                 format!("{key}.password"),
