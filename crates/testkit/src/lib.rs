@@ -14,6 +14,7 @@ pub mod checks;
 pub mod clients;
 pub mod containerd;
 pub mod distribution;
+pub mod dockerd;
 pub mod fake_upstream;
 pub mod geoip;
 pub mod images;
