@@ -10,7 +10,8 @@ use berth_cache::{FsIndex, FsStore, Lifecycle, Maintenance, PinPattern};
 use berth_config::Config;
 use berth_config::ServerLimits;
 use berth_http::{
-    HttpState, Server, admin_listener_router, admin_router, metrics_routes, redirect_router, router,
+    HttpState, Server, admin_listener_router, admin_router, metrics_routes, ops_routes,
+    redirect_router, router,
 };
 use berth_metrics::Metrics;
 use berth_pull::PullService;
@@ -104,16 +105,20 @@ impl App {
                 what: "redirect listener",
             });
         }
+        let ops = ops_routes(Arc::clone(&state));
         let mut public = router(state);
         let admin_token = config.admin.token.clone();
         match config.admin.listen {
             Some(addr) => side.push(Side {
                 listener: bind(addr, "`admin.listen` in the config or BERTH_ADMIN_LISTEN").await?,
-                router: admin_listener_router(maintenance, admin_token, Arc::clone(&metrics)),
+                router: admin_listener_router(maintenance, admin_token, Arc::clone(&metrics))
+                    .merge(ops),
                 what: "admin listener",
             }),
             None => {
-                public = public.merge(metrics_routes(Arc::clone(&metrics)));
+                public = public
+                    .merge(metrics_routes(Arc::clone(&metrics)))
+                    .merge(ops);
                 if admin_token.is_some() {
                     public = public.merge(admin_router(maintenance, admin_token));
                 }

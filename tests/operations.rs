@@ -83,3 +83,120 @@ async fn an_unknown_repositorys_tag_list_says_name_unknown() {
         "upstream's code in the message: {message}"
     );
 }
+
+async fn json(url: &str) -> serde_json::Value {
+    let r = reqwest::get(url).await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_and_routes_say_what_the_mirror_did() {
+    let up = Upstream::start().await;
+    let berth = Berth::hub(
+        &up.url(),
+        "aliases = [\"hub\"]\n[cache]\nmax_size = \"1GiB\"\n",
+    );
+    let dest = tempfile::tempdir().unwrap();
+    for round in 0..2 {
+        berth_testkit::Skopeo::new()
+            .mirror(&berth.addr)
+            .copy_to_dir(
+                "docker.io/library/small:latest",
+                &dest.path().join(round.to_string()),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", berth.log()));
+    }
+    let missing = reqwest::get(format!("{}/v2/library/nothing/manifests/v1", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let stats = json(&format!("{}/stats", berth.url())).await;
+    let metrics = berth.metrics().await;
+    // The seed's fields, agreeing with the Prometheus counters.
+    let requests = stats["requests"].as_u64().unwrap();
+    let counted: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("berth_http_requests_total{")
+                && !l.contains("route=\"health\"")
+                && !l.contains("route=\"metrics\"")
+                && !l.contains("route=\"stats\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(requests as f64, counted, "{stats}\n{metrics}");
+    for key in [
+        "errors",
+        "timeouts",
+        "bytesTransferred",
+        "errorRate",
+        "timeoutRate",
+        "timestamp",
+    ] {
+        assert!(!stats[key].is_null(), "{key} missing: {stats}");
+    }
+    assert!(stats["lastTimeout"].is_null());
+    let small = &up.images().small;
+    let blob_bytes: u64 = small.blobs.iter().map(|b| b.size).sum();
+    assert!(
+        stats["bytesTransferred"].as_u64().unwrap() >= 2 * blob_bytes,
+        "{stats}"
+    );
+    // The second pull was answered from the cache.
+    let cache = &stats["cache"];
+    let (hits, misses) = (
+        cache["hits"].as_u64().unwrap(),
+        cache["misses"].as_u64().unwrap(),
+    );
+    assert!(hits >= 3 && misses >= 1, "{cache}");
+    let ratio = cache["hitRatio"].as_f64().unwrap();
+    assert!((ratio - hits as f64 / (hits + misses) as f64).abs() < 1e-9);
+    let minute = &cache["perMinute"][0];
+    assert_eq!(
+        minute["hits"].as_u64().unwrap() + minute["misses"].as_u64().unwrap(),
+        hits + misses
+    );
+    assert_eq!(cache["capBytes"].as_u64(), Some(1 << 30));
+    assert!(
+        cache["usedBytes"].as_u64().unwrap() >= blob_bytes,
+        "{cache}"
+    );
+    let hub = &stats["upstreams"][0];
+    assert_eq!(hub["name"], "docker.io");
+    assert_eq!(hub["mirrors"][0]["state"], "closed");
+    assert_eq!(hub["mirrors"][0]["url"], up.url().trim_end_matches('/'));
+    assert_eq!(
+        stats["topRepositories"][0]["name"],
+        "docker.io/library/small"
+    );
+    assert_eq!(stats["recentErrors"][0]["status"], 404);
+    assert_eq!(
+        stats["recentErrors"][0]["target"],
+        "docker.io/library/nothing"
+    );
+
+    let routes = json(&format!("{}/routes", berth.url())).await;
+    assert_eq!(routes["default"], "docker.io");
+    let entry = &routes["upstreams"][0];
+    assert_eq!(entry["aliases"][0], "hub");
+    assert_eq!(entry["autoLibrary"], true);
+    assert_eq!(entry["authMode"], "managed");
+    assert!(!routes.to_string().contains("pullpass"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_an_admin_listener_stats_and_routes_live_there() {
+    let up = Upstream::start().await;
+    let berth = Berth::hub(&up.url(), "[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let admin = berth.admin_url().await;
+    for path in ["/stats", "/routes"] {
+        let public = reqwest::get(format!("{}{path}", berth.url()))
+            .await
+            .unwrap();
+        assert_eq!(public.status(), 404, "{path} on the public port");
+        json(&format!("{admin}{path}")).await;
+    }
+}

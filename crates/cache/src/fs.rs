@@ -199,6 +199,13 @@ impl BlobStore for FsStore {
     fn on_removal(&self, hook: RemovalHook) {
         self.keeper.on_removal(hook);
     }
+
+    fn usage(&self) -> crate::StoreUsage {
+        crate::StoreUsage {
+            bytes: self.keeper.usage.measured(),
+            cap: self.keeper.limit(),
+        }
+    }
 }
 
 /// A blob being written to a spool on local disk.

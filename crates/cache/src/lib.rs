@@ -40,7 +40,7 @@ pub use maintenance::Maintenance;
 pub use memory::{MemoryIndex, MemoryStore};
 pub use purge::{PurgeReport, purge_store};
 pub use reader::{FileSpan, Progress, ProgressState, stream_file};
-pub use store::{BlobStore, BlobWriter, Hit, IndexStore, Lookup};
+pub use store::{BlobStore, BlobWriter, Hit, IndexStore, Lookup, StoreUsage};
 pub use tags::{TagAnswer, TagKey, TagRecord};
 pub use verify::{VerifyReport, verify_store};
 

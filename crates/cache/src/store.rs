@@ -154,6 +154,21 @@ pub trait BlobStore: Send + Sync + Debug {
 
     /// Call `hook` with the digest of each blob the store removes.
     fn on_removal(&self, _hook: crate::RemovalHook) {}
+
+    /// What the store holds against its cap, as far as it knows.
+    fn usage(&self) -> StoreUsage {
+        StoreUsage::default()
+    }
+}
+
+/// Bytes a store holds and the cap it is kept under.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreUsage {
+    /// Bytes held; `None` until counted (a local store counts at its first
+    /// eviction pass, so only when a cap or an age limit is set).
+    pub bytes: Option<u64>,
+    /// The size cap; `None`: unbounded.
+    pub cap: Option<u64>,
 }
 
 /// A blob being written. Readers tail it through [`BlobWriter::tail`]

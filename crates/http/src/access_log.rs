@@ -141,6 +141,13 @@ impl Drop for LoggedBody {
     fn drop(&mut self) {
         let finished = self.finished || self.is_end_stream();
         let t = &self.trail;
+        self.metrics.stats.served(&berth_metrics::Served {
+            route: t.route,
+            status: self.status,
+            bytes: self.sent,
+            upstream: t.upstream.as_deref(),
+            repository: t.repo.as_deref(),
+        });
         self.span.in_scope(|| {
             tracing::info!(
                 route = t.route,

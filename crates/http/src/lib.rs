@@ -17,6 +17,7 @@ mod error;
 mod landing;
 mod listings;
 mod manifests;
+mod ops;
 mod passthrough;
 mod push;
 pub mod range;
@@ -39,6 +40,7 @@ use berth_upstream::UpstreamSet;
 use budget::BodyBudget;
 use error::ApiError;
 use http::{HeaderMap, HeaderValue, Method, header};
+pub use ops::ops_routes;
 pub use redirect::redirect_router;
 use server::ConnInfo;
 pub use server::Server;
@@ -127,7 +129,7 @@ fn base(method: &Method) -> Result<Response, ApiError> {
 }
 
 /// Count a request to an operational route.
-fn count(metrics: &Metrics, route: &'static str, status: u16) {
+pub(crate) fn count(metrics: &Metrics, route: &'static str, status: u16) {
     metrics
         .http_requests
         .get_or_create(&berth_metrics::RouteLabels { route, status })

@@ -10,7 +10,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+mod stats;
 mod tls;
+pub use stats::{Minute, RecentError, Served, Stats, UpstreamTotals};
 pub use tls::{CertLoadLabels, CertificateLabels, TlsMetrics};
 
 /// Labels of `berth_http_requests`.
@@ -90,6 +92,8 @@ pub struct Metrics {
     pub connections: ConnectionMetrics,
     /// HTTPS: certificate expiry, loads and failed handshakes.
     pub tls: TlsMetrics,
+    /// The running totals of `/stats`.
+    pub stats: Stats,
 }
 
 impl Default for Metrics {
@@ -167,6 +171,7 @@ impl Metrics {
         Self {
             registry,
             tls,
+            stats: Stats::default(),
             connections,
             cache_write_failures,
             mirror_state,
@@ -186,6 +191,14 @@ impl Metrics {
         self.cache_events
             .get_or_create(&CacheLabels { kind, outcome })
             .inc();
+        // The hit ratio counts what clients were answered with.
+        if matches!(kind, "manifest" | "blob") {
+            match outcome {
+                "hit" | "revalidated" | "stale" => self.stats.cache(true),
+                "miss" | "coalesced" | "direct" => self.stats.cache(false),
+                _ => {}
+            }
+        }
     }
 
     /// Count one upstream request.

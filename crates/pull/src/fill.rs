@@ -164,6 +164,11 @@ impl FillTable {
 }
 
 impl FillTable {
+    /// How many fills are running.
+    pub(super) fn len(&self) -> usize {
+        self.fills.lock().map_or(0, |f| f.len())
+    }
+
     /// Register and spawn a fill; the caller holds the table's lock.
     /// Returns where it stands and its first reader: the starter reads
     /// from the first moment, so the fill never sees itself abandoned

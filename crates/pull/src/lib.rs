@@ -183,6 +183,16 @@ impl PullService {
         })
     }
 
+    /// Bytes the store holds against its cap, as far as it knows.
+    pub fn store_usage(&self) -> berth_cache::StoreUsage {
+        self.blobs.usage()
+    }
+
+    /// How many blob downloads are running.
+    pub fn fills_in_flight(&self) -> usize {
+        self.fills.len()
+    }
+
     /// The permits for `origin`'s fills that go on with no client.
     fn unattended_permits(&self, origin: &Origin) -> Arc<tokio::sync::Semaphore> {
         let share = origin.policy.fills.unattended_fills as usize;

@@ -23,7 +23,7 @@ mod token_relay;
 
 pub use challenge::{Challenge, parse_challenge, realm_allowed};
 pub use error::UpstreamError;
-pub use mirror::BreakerState;
+pub use mirror::{BreakerState, MirrorHealth};
 pub use push::{Write, WriteAnswer};
 pub use slots::{Slot, Urgency};
 pub use token_relay::{TokenAsk, TokenReply};
@@ -183,6 +183,11 @@ impl Upstream {
     /// Configured name, e.g. `docker.io`.
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// The health of each of its base URLs, the upstream's own first.
+    pub fn mirror_health(&self) -> Vec<MirrorHealth> {
+        self.mirrors.iter().map(mirror::Mirror::report).collect()
     }
 
     /// GET a manifest with every `Accept` line the client sent.
@@ -412,5 +417,12 @@ impl UpstreamSet {
     /// The default upstream, if one is configured.
     pub fn default_upstream(&self) -> Option<&Arc<Upstream>> {
         self.default.as_ref()
+    }
+
+    /// Every upstream, by name.
+    pub fn all(&self) -> Vec<&Arc<Upstream>> {
+        let mut all: Vec<&Arc<Upstream>> = self.by_name.values().collect();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
     }
 }

@@ -27,6 +27,30 @@ pub enum BreakerState {
     HalfOpen,
 }
 
+/// One mirror's health as `/stats` and `/routes` show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorHealth {
+    /// Its base URL (never with credentials).
+    pub url: String,
+    /// The circuit breaker.
+    pub state: BreakerState,
+    /// Smoothed time to response headers, in milliseconds.
+    pub latency_ms: f64,
+    /// Smoothed share of attempts that failed (0 to 1).
+    pub error_rate: f64,
+}
+
+impl BreakerState {
+    /// Lower-case name: `closed`, `open`, `half-open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half-open",
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Health {
     latency_ms: f64,
@@ -83,6 +107,22 @@ impl Mirror {
 
     pub(super) fn state(&self) -> BreakerState {
         self.health.lock().map_or(BreakerState::Closed, |h| h.state)
+    }
+
+    /// What operators see of this mirror.
+    pub(super) fn report(&self) -> MirrorHealth {
+        let (state, latency_ms, error_rate) = self
+            .health
+            .lock()
+            .map_or((BreakerState::Closed, 0.0, 0.0), |h| {
+                (h.state, h.latency_ms, h.error_rate)
+            });
+        MirrorHealth {
+            url: self.label().to_owned(),
+            state,
+            latency_ms,
+            error_rate,
+        }
     }
 
     /// Claim a request slot: always while closed; the single probe once

@@ -66,9 +66,17 @@ impl Lifecycle {
 #[derive(Debug, Default)]
 pub(crate) struct Usage {
     bytes: AtomicU64,
+    /// Whether a pass has counted the whole store (before, `bytes` holds
+    /// only this process's commits).
+    measured: std::sync::atomic::AtomicBool,
 }
 
 impl Usage {
+    /// The bytes on disk, once a pass has counted them.
+    pub(crate) fn measured(&self) -> Option<u64> {
+        self.measured.load(Ordering::Relaxed).then(|| self.get())
+    }
+
     pub(crate) fn add(&self, bytes: u64) {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
     }
@@ -79,6 +87,7 @@ impl Usage {
 
     fn set(&self, bytes: u64) {
         self.bytes.store(bytes, Ordering::Relaxed);
+        self.measured.store(true, Ordering::Relaxed);
     }
 }
 
@@ -112,6 +121,14 @@ impl Keeper {
         if limit.is_some_and(|max| self.usage.get() > max) {
             self.wake.notify_one();
         }
+    }
+
+    /// The size cap in force, if any.
+    pub(crate) fn limit(&self) -> Option<u64> {
+        *self
+            .limit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn on_removal(&self, hook: RemovalHook) {

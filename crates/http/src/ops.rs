@@ -1,0 +1,166 @@
+//! `/stats` and `/routes`: what the mirror is doing and where it sends
+//! requests, as JSON, for people and for the dashboard. `/stats` carries
+//! the fields operators of the older proxies read (`requests`, `errors`,
+//! `timeouts`, `bytesTransferred`, `errorRate`, `timeoutRate`,
+//! `lastTimeout`, `timestamp`), then the cache's hit ratio (also per
+//! minute over the last hour), its size against its cap, the downloads
+//! running, each upstream's totals and mirror health, the repositories
+//! asked for most and the last errors. Neither shows a credential.
+
+use crate::HttpState;
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use berth_upstream::{MirrorHealth, UpstreamSet};
+use http::header;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `/stats` and `/routes`.
+pub fn ops_routes(state: Arc<HttpState>) -> Router {
+    Router::new()
+        .route("/stats", get(stats))
+        .route("/routes", get(routes))
+        .with_state(state)
+}
+
+fn iso(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+fn json_answer(value: &Value) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+fn mirrors(health: &[MirrorHealth]) -> Vec<Value> {
+    health
+        .iter()
+        .map(|m| {
+            json!({
+                "url": m.url,
+                "state": m.state.as_str(),
+                "latencyMs": (m.latency_ms * 10.0).round() / 10.0,
+                "errorRate": (m.error_rate * 1000.0).round() / 1000.0,
+            })
+        })
+        .collect()
+}
+
+async fn stats(State(state): State<Arc<HttpState>>) -> Response {
+    crate::count(&state.metrics, "stats", 200);
+    let s = &state.metrics.stats;
+    let (requests, errors, timeouts, bytes) = s.totals();
+    let (hits, misses) = s.hits_and_misses();
+    let usage = state.pull.store_usage();
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let totals = s.upstreams();
+    let upstreams: Vec<Value> = state
+        .upstreams
+        .all()
+        .iter()
+        .map(|u| {
+            let t = totals
+                .iter()
+                .find(|(name, _)| name == u.name())
+                .map(|(_, t)| t.clone())
+                .unwrap_or_default();
+            json!({
+                "name": u.name(),
+                "requests": t.requests,
+                "errors": t.errors,
+                "bytes": t.bytes,
+                "mirrors": mirrors(&u.mirror_health()),
+            })
+        })
+        .collect();
+    let body = json!({
+        "requests": requests,
+        "errors": errors,
+        "timeouts": timeouts,
+        "bytesTransferred": bytes,
+        "errorRate": ratio(errors, requests),
+        "timeoutRate": ratio(timeouts, requests),
+        "lastTimeout": s.last_timeout_ms().map(iso),
+        "timestamp": iso(now_ms),
+        "cache": {
+            "hits": hits,
+            "misses": misses,
+            "hitRatio": ratio(hits, hits + misses),
+            "perMinute": s.minutes().iter().map(|m| json!({
+                "at": iso(m.minute * 60_000),
+                "hits": m.hits,
+                "misses": m.misses,
+            })).collect::<Vec<_>>(),
+            "usedBytes": usage.bytes,
+            "capBytes": usage.cap,
+            "downloadsInFlight": state.pull.fills_in_flight(),
+        },
+        "upstreams": upstreams,
+        "topRepositories": s.top_repositories(10).into_iter().map(|(name, n)| json!({
+            "name": name,
+            "requests": n,
+        })).collect::<Vec<_>>(),
+        "recentErrors": s.recent_errors().into_iter().rev().map(|e| json!({
+            "at": iso(e.at_ms),
+            "status": e.status,
+            "route": e.route,
+            "target": e.target,
+        })).collect::<Vec<_>>(),
+    });
+    json_answer(&body)
+}
+
+/// The routing table, as admission reads it.
+pub(crate) fn routing_table(upstreams: &UpstreamSet, domain: Option<&str>) -> Value {
+    let all: Vec<Value> = upstreams
+        .all()
+        .iter()
+        .map(|u| {
+            let c = u.config();
+            json!({
+                "name": c.name,
+                "url": c.url.as_str(),
+                "default": c.default,
+                "autoLibrary": c.auto_library,
+                "aliases": c.aliases,
+                "hostPrefix": c.host_prefix,
+                "host": match (&c.host_prefix, domain) {
+                    (Some(p), Some(d)) => Some(format!("{p}.{d}")),
+                    _ => None,
+                },
+                "authMode": c.auth_mode.as_str(),
+                "push": c.push,
+                "mirrors": mirrors(&u.mirror_health()),
+            })
+        })
+        .collect();
+    json!({
+        "domain": domain,
+        "default": upstreams.default_upstream().map(|u| u.name()),
+        "upstreams": all,
+    })
+}
+
+async fn routes(State(state): State<Arc<HttpState>>) -> Response {
+    crate::count(&state.metrics, "routes", 200);
+    json_answer(&routing_table(&state.upstreams, state.domain.as_deref()))
+}
