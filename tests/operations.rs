@@ -200,3 +200,82 @@ async fn with_an_admin_listener_stats_and_routes_live_there() {
         json(&format!("{admin}{path}")).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_shows_what_stats_says() {
+    use berth_testkit::chromium::{attribute_of, dump_dom, screenshot, text_of};
+    let up = Upstream::start().await;
+    let berth = Berth::hub(&up.url(), "[cache]\nmax_size = \"1GiB\"\n");
+    let dest = tempfile::tempdir().unwrap();
+    for round in 0..2 {
+        berth_testkit::Skopeo::new()
+            .mirror(&berth.addr)
+            .copy_to_dir(
+                "docker.io/library/small:latest",
+                &dest.path().join(round.to_string()),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", berth.log()));
+    }
+    let missing = reqwest::get(format!("{}/v2/library/nothing/manifests/v1", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let stats = json(&format!("{}/stats", berth.url())).await;
+
+    let page = format!("{}/dashboard", berth.url());
+    let dom = tokio::task::spawn_blocking({
+        let page = page.clone();
+        move || dump_dom(&page)
+    })
+    .await
+    .unwrap();
+    assert!(
+        dom.contains("data-loaded=\"true\""),
+        "the page never read /stats:\n{dom}"
+    );
+    let text = |id: &str| text_of(&dom, id).unwrap_or_else(|| panic!("no #{id} in:\n{dom}"));
+    let attr = |id: &str, a: &str| {
+        attribute_of(&dom, id, a).unwrap_or_else(|| panic!("no {a} on #{id} in:\n{dom}"))
+    };
+    assert_eq!(text("requests"), stats["requests"].to_string());
+    assert_eq!(text("errors"), stats["errors"].to_string());
+    assert_eq!(
+        attr("bytes", "data-bytes"),
+        stats["bytesTransferred"].to_string()
+    );
+    let cache = &stats["cache"];
+    assert_eq!(attr("hit-ratio", "data-hits"), cache["hits"].to_string());
+    assert_eq!(
+        attr("hit-ratio", "data-misses"),
+        cache["misses"].to_string()
+    );
+    assert_eq!(
+        text("hit-ratio"),
+        format!("{:.1} %", 100.0 * cache["hitRatio"].as_f64().unwrap())
+    );
+    assert_eq!(
+        attr("cache-used", "data-bytes"),
+        cache["usedBytes"].to_string()
+    );
+    assert_eq!(text("cache-cap"), "1.0 GiB");
+    // The per-upstream row, the chart, the top repository and the error.
+    let hub = &stats["upstreams"][0];
+    let row = dom
+        .split("data-upstream=\"docker.io\"")
+        .nth(1)
+        .expect("no docker.io row");
+    assert!(
+        row.contains(&format!("class=\"num requests\">{}<", hub["requests"])),
+        "{row}"
+    );
+    assert!(dom.contains("<rect"), "no bar in the hit-ratio chart");
+    assert!(dom.contains("data-name=\"docker.io/library/small\""));
+    assert!(dom.contains("data-status=\"404\""));
+    assert!(dom.contains("class=\"state state-closed\""));
+
+    let shot = berth_testkit::target_dir().join("test-artefacts/dashboard.png");
+    tokio::task::spawn_blocking(move || screenshot(&page, &shot))
+        .await
+        .unwrap();
+}

@@ -1,5 +1,6 @@
 //! `/stats` and `/routes`: what the mirror is doing and where it sends
-//! requests, as JSON, for people and for the dashboard. `/stats` carries
+//! requests, as JSON, for people and for the dashboard (`/dashboard`, a
+//! page served from the binary that draws `/stats` every two seconds). `/stats` carries
 //! the fields operators of the older proxies read (`requests`, `errors`,
 //! `timeouts`, `bytesTransferred`, `errorRate`, `timeoutRate`,
 //! `lastTimeout`, `timestamp`), then the cache's hit ratio (also per
@@ -18,12 +19,32 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// `/stats` and `/routes`.
+/// The dashboard: one page, no assets from elsewhere, reading `/stats`.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
+/// `/stats`, `/routes` and `/dashboard`.
 pub fn ops_routes(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/stats", get(stats))
         .route("/routes", get(routes))
+        .route("/dashboard", get(dashboard))
         .with_state(state)
+}
+
+async fn dashboard(State(state): State<Arc<HttpState>>) -> Response {
+    crate::count(&state.metrics, "dashboard", 200);
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self'",
+            ),
+        ],
+        DASHBOARD,
+    )
+        .into_response()
 }
 
 fn iso(ms: u64) -> String {
@@ -112,7 +133,11 @@ async fn stats(State(state): State<Arc<HttpState>>) -> Response {
             })).collect::<Vec<_>>(),
             "usedBytes": usage.bytes,
             "capBytes": usage.cap,
-            "downloadsInFlight": state.pull.fills_in_flight(),
+            "downloadsInFlight": state.pull.fills_in_flight().iter().map(|f| json!({
+                "digest": f.digest.to_string(),
+                "receivedBytes": f.received,
+                "sizeBytes": f.size,
+            })).collect::<Vec<_>>(),
         },
         "upstreams": upstreams,
         "topRepositories": s.top_repositories(10).into_iter().map(|(name, n)| json!({

@@ -82,6 +82,17 @@ struct Entry {
 
 type Fills = Arc<Mutex<HashMap<Digest, Entry>>>;
 
+/// A blob download in progress, as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningFill {
+    /// The blob.
+    pub digest: Digest,
+    /// Bytes received and written so far.
+    pub received: u64,
+    /// Its size, when upstream said.
+    pub size: Option<u64>,
+}
+
 /// In-flight fills by digest.
 #[derive(Debug, Default)]
 pub(super) struct FillTable {
@@ -164,9 +175,25 @@ impl FillTable {
 }
 
 impl FillTable {
-    /// How many fills are running.
-    pub(super) fn len(&self) -> usize {
-        self.fills.lock().map_or(0, |f| f.len())
+    /// The fills running, with their progress.
+    pub(super) fn running(&self) -> Vec<RunningFill> {
+        let Ok(fills) = self.fills.lock() else {
+            return Vec::new();
+        };
+        fills
+            .iter()
+            .map(|(digest, entry)| {
+                let (received, size) = match &*entry.start.borrow() {
+                    FillStart::Started(s) => (s.progress.borrow().written, s.size),
+                    _ => (0, None),
+                };
+                RunningFill {
+                    digest: *digest,
+                    received,
+                    size,
+                }
+            })
+            .collect()
     }
 
     /// Register and spawn a fill; the caller holds the table's lock.

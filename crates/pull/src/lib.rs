@@ -26,6 +26,7 @@ mod tags;
 mod writer;
 
 pub use blobs::BlobSource;
+pub use fill::RunningFill;
 pub use flight::{Flight, FlightLock, LocalFlights};
 pub use listings::{Listing, ListingAnswer, ListingRequest};
 pub use manifests::{ManifestAnswer, ManifestRequest};
@@ -188,9 +189,9 @@ impl PullService {
         self.blobs.usage()
     }
 
-    /// How many blob downloads are running.
-    pub fn fills_in_flight(&self) -> usize {
-        self.fills.len()
+    /// The blob downloads running, with their progress.
+    pub fn fills_in_flight(&self) -> Vec<RunningFill> {
+        self.fills.running()
     }
 
     /// The permits for `origin`'s fills that go on with no client.

@@ -11,6 +11,7 @@
 pub mod bench_image;
 pub mod berth;
 pub mod checks;
+pub mod chromium;
 pub mod clients;
 pub mod containerd;
 pub mod distribution;
