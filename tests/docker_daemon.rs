@@ -129,3 +129,93 @@ fn docker_login_to_berth_then_pull_from_it() {
         "{digests}"
     );
 }
+
+#[test]
+fn the_image_builds_from_scratch_and_serves_a_pull() {
+    let up = Upstream::start_blocking();
+    let daemon = DockerDaemon::start(MirrorFrom::Flag("http://127.0.0.1:9"));
+    // The script users run, against this daemon, with a dev build.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let built = std::process::Command::new(format!("{root}/packaging/build-image"))
+        .arg("berth:test")
+        .env("DOCKER", "/usr/bin/docker")
+        .env("DOCKER_HOST", daemon.host())
+        .env("BERTH_PROFILE", "dev")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "build-image: {}\n{}",
+        String::from_utf8_lossy(&built.stderr),
+        daemon.log()
+    );
+    let port = berth_testkit::proc::free_port();
+    let config = daemon.dir().join("berth.toml");
+    let upstream = berth_testkit::upstream_toml(
+        "docker.io",
+        &up.url(),
+        "default = true\nauto_library = true\n",
+    );
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:{port}\"\nbuiltin_upstreams = false\n{upstream}"),
+    )
+    .unwrap();
+    let mount = format!("{}:/etc/berth/berth.toml:ro", config.display());
+    let run = daemon.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "berth-test",
+        "--network",
+        "host",
+        "-v",
+        &mount,
+        "berth:test",
+        "serve",
+        "--config",
+        "/etc/berth/berth.toml",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let ready = berth_testkit::proc::wait_until(std::time::Duration::from_secs(30), || {
+        std::process::Command::new("curl")
+            .args(["-sf", &format!("{url}/health")])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    let logs =
+        || String::from_utf8_lossy(&daemon.docker(&["logs", "berth-test"]).stderr).into_owned();
+    assert!(ready, "berth in the container did not answer:\n{}", logs());
+
+    // A pull through the container.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    rt.block_on(
+        berth_testkit::Skopeo::new()
+            .mirror(&format!("127.0.0.1:{port}"))
+            .copy_to_dir("docker.io/library/small:latest", dest.path()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()));
+    let manifest = std::fs::read(dest.path().join("manifest.json")).unwrap();
+    assert_eq!(manifest, up.images().small.manifest);
+    assert!(up.count("GET", "/v2/library/small/manifests/latest") >= 1);
+
+    // It stops cleanly on SIGTERM.
+    let stop = daemon.docker(&["stop", "-t", "20", "berth-test"]);
+    assert!(stop.status.success());
+    let code = daemon.docker(&["inspect", "-f", "{{.State.ExitCode}}", "berth-test"]);
+    assert_eq!(
+        String::from_utf8_lossy(&code.stdout).trim(),
+        "0",
+        "{}",
+        logs()
+    );
+    assert!(logs().contains("drained; bye"), "{}", logs());
+    let removed = daemon.docker(&["rm", "berth-test"]);
+    assert!(removed.status.success());
+}

@@ -112,6 +112,11 @@ impl DockerDaemon {
         child.wait_with_output().expect("docker output")
     }
 
+    /// `unix://SOCKET`, for `DOCKER_HOST`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         self.child.log()
