@@ -10,7 +10,7 @@ use berth_cache::{FsIndex, FsStore, Lifecycle, Maintenance, PinPattern};
 use berth_config::Config;
 use berth_config::ServerLimits;
 use berth_http::{
-    HttpState, Server, admin_listener_router, admin_router, metrics_routes, ops_routes,
+    HttpState, Live, Server, admin_listener_router, admin_router, metrics_routes, ops_routes,
     redirect_router, router,
 };
 use berth_metrics::Metrics;
@@ -33,6 +33,12 @@ pub struct App {
     tls: Option<Arc<Tls>>,
     /// The listeners beside the public one: admin, redirect to HTTPS.
     side: Vec<Side>,
+    /// What a configuration reload swaps settings into.
+    state: Arc<HttpState>,
+    /// The configuration it was built from.
+    config: Config,
+    /// Reload from this file, when set (see `reload.rs`).
+    reload: Option<(std::path::PathBuf, crate::telemetry::LogLevel)>,
 }
 
 /// A listener beside the public one.
@@ -62,7 +68,6 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let upstreams = UpstreamSet::new(&config.upstreams, &metrics)
             .context("cannot build the upstream HTTP clients")?;
-        let upstreams = Arc::new(upstreams);
         let (blobs, index) = (Arc::new(blobs), Arc::new(index));
         let maintenance = Maintenance::new(Arc::clone(&blobs), Arc::clone(&index));
         if let Err(e) = crate::control::serve(blobs.layout(), maintenance.clone()) {
@@ -74,16 +79,11 @@ impl App {
         for warning in config.warnings() {
             tracing::warn!("{warning}");
         }
-        let state = Arc::new(HttpState {
+        let state = Arc::new(HttpState::new(
             pull,
-            upstreams,
-            metrics: Arc::clone(&metrics),
-            domain: config.domain.clone(),
-            next_request_id: 0.into(),
-            access: Arc::new(access),
-            url302: config.url302.clone(),
-            cors_origins: config.access.cors_origins.clone(),
-        });
+            Arc::clone(&metrics),
+            live(config, upstreams, access),
+        ));
         let tls = match &config.tls {
             Some(settings) => Some(Arc::new(
                 Tls::start(settings, &acme_root, Arc::clone(&metrics))
@@ -106,7 +106,7 @@ impl App {
             });
         }
         let ops = ops_routes(Arc::clone(&state));
-        let mut public = router(state);
+        let mut public = router(Arc::clone(&state));
         let admin_token = config.admin.token.clone();
         match config.admin.listen {
             Some(addr) => side.push(Side {
@@ -137,7 +137,21 @@ impl App {
             metrics,
             tls,
             side,
+            state,
+            config: config.clone(),
+            reload: None,
         })
+    }
+
+    /// Reload the configuration from `path` on SIGHUP and when it changes,
+    /// setting the log level through `log_level`.
+    pub fn reload_from(
+        mut self,
+        path: std::path::PathBuf,
+        log_level: crate::telemetry::LogLevel,
+    ) -> Self {
+        self.reload = Some((path, log_level));
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -151,6 +165,15 @@ impl App {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.local_addr()?;
+        // Before berth says it listens: a SIGHUP from then on must reload,
+        // never end the process.
+        let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: settings reload only when their files change");
+                None
+            }
+        };
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, "berth listening on {scheme}://{addr}");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -166,11 +189,31 @@ impl App {
             );
             sides.push(tokio::spawn(server.run(stop_rx.clone(), self.grace)));
         }
-        let mut server = Server::new(self.listener, self.router, self.limits, self.metrics);
+        let mut server = Server::new(
+            self.listener,
+            self.router,
+            self.limits,
+            Arc::clone(&self.metrics),
+        );
         if let Some(tls) = &self.tls {
             server = server.with_tls(tls.server_config());
             tls.keep_current();
-            tokio::spawn(reload_on_hangup(Arc::clone(tls)));
+        }
+        match self.reload {
+            Some((path, log_level)) => {
+                let reloader = crate::reload::Reloader {
+                    path,
+                    running: self.config,
+                    state: self.state,
+                    metrics: Arc::clone(&self.metrics),
+                    log_level,
+                    tls: self.tls.clone(),
+                };
+                tokio::spawn(reloader.run(hangups));
+            }
+            None => {
+                tokio::spawn(reload_on_hangup(self.tls.clone(), hangups));
+            }
         }
         let mut server = tokio::spawn(server.run(stop_rx, self.grace));
         tokio::select! {
@@ -200,17 +243,19 @@ async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Reload the certificate files on each SIGHUP.
-async fn reload_on_hangup(tls: Arc<Tls>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!(
-            "cannot listen for SIGHUP: certificates reload only when their files change"
-        );
+/// Without a config file to reload: reload the certificate files on each
+/// SIGHUP, if any (and otherwise take the signal without ending).
+async fn reload_on_hangup(tls: Option<Arc<Tls>>, hangups: Option<tokio::signal::unix::Signal>) {
+    let Some(mut hangups) = hangups else {
         return;
     };
     while hangups.recv().await.is_some() {
-        tls.reload("SIGHUP");
+        match &tls {
+            Some(tls) => {
+                tls.reload("SIGHUP");
+            }
+            None => tracing::info!("SIGHUP: no configuration file to reload"),
+        }
     }
 }
 
@@ -233,6 +278,17 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
+    }
+}
+
+/// The settings a reload can replace, as `config` gives them.
+pub(crate) fn live(config: &Config, upstreams: UpstreamSet, access: Access) -> Live {
+    Live {
+        upstreams: Arc::new(upstreams),
+        domain: config.domain.clone(),
+        access: Arc::new(access),
+        url302: config.url302.clone(),
+        cors_origins: config.access.cors_origins.clone(),
     }
 }
 

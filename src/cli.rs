@@ -202,12 +202,13 @@ impl Cli {
                 prefetch::run(&server, &images, file.as_deref(), &platforms)
             }
             Command::Serve { config } => {
+                let path = config.clone();
                 let config = match load(config.as_ref()) {
                     Ok(c) => c,
                     Err(code) => return code,
                 };
-                let _log_guard = telemetry::init(config.log_format, &config.log_level);
-                match serve(&config) {
+                let (_log_guard, log_level) = telemetry::init(config.log_format, &config.log_level);
+                match serve(&config, path.as_deref(), log_level) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         // Once: a plain line, or a log line where logs are
@@ -244,7 +245,11 @@ fn raise_open_file_limit() {
     }
 }
 
-fn serve(config: &Config) -> anyhow::Result<()> {
+fn serve(
+    config: &Config,
+    path: Option<&std::path::Path>,
+    log_level: telemetry::LogLevel,
+) -> anyhow::Result<()> {
     raise_open_file_limit();
     // Blob responses on HTTP/2, and streams from upstream, read on
     // blocking threads (HTTP/1 uses sendfile); allow many at once.
@@ -253,7 +258,10 @@ fn serve(config: &Config) -> anyhow::Result<()> {
         .max_blocking_threads(2048)
         .build()?;
     let result = runtime.block_on(async {
-        let app = App::build(config).await?;
+        let mut app = App::build(config).await?;
+        if let Some(path) = path {
+            app = app.reload_from(path.to_path_buf(), log_level);
+        }
         app.run(shutdown_signal()).await
     });
     // Reader threads end once their responses are gone; don't wait forever.

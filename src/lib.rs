@@ -9,7 +9,8 @@
 //! 4. `berth-http`: the server loop and the registry API;
 //! 5. here: `app` (building everything from the config), `cli` (with
 //!    `check_config`, `cache_cli`, the commands on the data directory, and
-//!    `prefetch`, which warms a running berth as a client), `control` and
+//!    `prefetch`, which warms a running berth as a client), `control`,
+//!    `reload` (the configuration file reloaded while serving) and
 //!    `telemetry`.
 //!
 //! See ARCHITECTURE.md for the request path.
@@ -20,6 +21,7 @@ mod check_config;
 pub mod cli;
 mod control;
 mod prefetch;
+mod reload;
 pub mod telemetry;
 
 pub use app::App;

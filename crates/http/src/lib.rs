@@ -28,6 +28,7 @@ mod zero_copy;
 
 use access_log::{LoggedBody, Trail};
 pub use admin::{admin_listener_router, admin_router};
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -55,14 +56,22 @@ use zero_copy::Outbox;
 pub struct HttpState {
     /// The engine.
     pub pull: Arc<PullService>,
-    /// Configured upstreams.
-    pub upstreams: Arc<UpstreamSet>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Base domain for Host routing.
-    pub domain: Option<String>,
     /// Source of request ids.
     pub next_request_id: AtomicU64,
+    /// What a configuration reload replaces: each request takes the
+    /// settings in force when it arrives and keeps them to its end.
+    pub live: ArcSwap<Live>,
+}
+
+/// The settings a reload can change while berth serves.
+#[derive(Debug)]
+pub struct Live {
+    /// Configured upstreams (with their transport and cache policy).
+    pub upstreams: Arc<UpstreamSet>,
+    /// Base domain for Host routing.
+    pub domain: Option<String>,
     /// Who may use the mirror.
     pub access: Arc<Access>,
     /// Where requests outside the registry API are redirected.
@@ -71,20 +80,37 @@ pub struct HttpState {
     pub cors_origins: Vec<String>,
 }
 
+impl HttpState {
+    /// The state of an edge over `pull`, with `live` settings.
+    pub fn new(pull: Arc<PullService>, metrics: Arc<Metrics>, live: Live) -> Self {
+        Self {
+            pull,
+            metrics,
+            next_request_id: AtomicU64::new(0),
+            live: ArcSwap::from_pointee(live),
+        }
+    }
+
+    /// The settings in force now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+}
+
 async fn outside_api(
     State(state): State<Arc<HttpState>>,
     method: Method,
     uri: http::Uri,
 ) -> Response {
-    landing::outside_api(state.url302.as_ref(), &method, &uri)
+    landing::outside_api(state.live().url302.as_ref(), &method, &uri)
 }
 
 /// The registry API and the health routes, with the fallback every
 /// unknown path gets.
 pub fn router(state: Arc<HttpState>) -> Router {
-    let origins = Arc::new(state.cors_origins.clone());
     let metrics = Arc::clone(&state.metrics);
-    let router = Router::new()
+    let cors_state = Arc::clone(&state);
+    Router::new()
         .route("/v2", any(api))
         .route("/v2/", any(api))
         .route("/v2/{*rest}", any(api))
@@ -92,12 +118,8 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/auth/token", any(passthrough::token))
         .fallback(outside_api)
         .with_state(state)
-        .merge(health_routes(metrics));
-    if origins.is_empty() {
-        router
-    } else {
-        router.layer(axum::middleware::from_fn_with_state(origins, cors::cors))
-    }
+        .merge(health_routes(metrics))
+        .layer(axum::middleware::from_fn_with_state(cors_state, cors::cors))
 }
 
 /// `/health` and `/healthz`.
@@ -212,7 +234,8 @@ async fn dispatch(
     if ping {
         trail.route = "base";
     }
-    let caller = access::caller(&state.access, peer, request, ping).await?;
+    let live = state.live();
+    let caller = access::caller(&live.access, peer, request, ping).await?;
     let query = request.uri.query();
     let ns = query.and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
@@ -228,16 +251,15 @@ async fn dispatch(
     };
     let base_url = || {
         passthrough::public_base(
-            state.domain.as_deref(),
+            live.domain.as_deref(),
             &request.headers,
             request.extensions.get::<ConnInfo>(),
         )
     };
     if ping {
-        access::rules(&state.access, &caller, request, None, None)?;
+        access::rules(&live.access, &caller, request, None, None)?;
         // A pass-through registry's clients log in to it through berth.
-        if let Some(upstream) =
-            admit::ping_upstream(&state.upstreams, state.domain.as_deref(), &meta)
+        if let Some(upstream) = admit::ping_upstream(&live.upstreams, live.domain.as_deref(), &meta)
             && upstream.config().auth_mode == berth_config::AuthMode::Passthrough
             && !request.headers.contains_key(header::AUTHORIZATION)
         {
@@ -263,11 +285,11 @@ async fn dispatch(
     {
         return Err(ApiError::read_only());
     }
-    let mut admitted = admit::admit(&state.upstreams, state.domain.as_deref(), &route, &meta)?;
+    let mut admitted = admit::admit(&live.upstreams, live.domain.as_deref(), &route, &meta)?;
     trail.upstream = Some(admitted.origin.name().to_owned());
     trail.repo = Some(admitted.repo.to_string());
     access::rules(
-        &state.access,
+        &live.access,
         &caller,
         request,
         Some(admitted.origin.name()),

@@ -94,7 +94,8 @@ async fn stats(State(state): State<Arc<HttpState>>) -> Response {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let totals = s.upstreams();
-    let upstreams: Vec<Value> = state
+    let live = state.live();
+    let upstreams: Vec<Value> = live
         .upstreams
         .all()
         .iter()
@@ -187,5 +188,6 @@ pub(crate) fn routing_table(upstreams: &UpstreamSet, domain: Option<&str>) -> Va
 
 async fn routes(State(state): State<Arc<HttpState>>) -> Response {
     crate::count(&state.metrics, "routes", 200);
-    json_answer(&routing_table(&state.upstreams, state.domain.as_deref()))
+    let live = state.live();
+    json_answer(&routing_table(&live.upstreams, live.domain.as_deref()))
 }

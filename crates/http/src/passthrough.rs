@@ -123,8 +123,9 @@ async fn relay(state: &HttpState, request: Request) -> Result<Response, ApiError
         .extensions
         .get::<ConnInfo>()
         .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.peer.ip());
-    let caller = access::caller(&state.access, peer, &parts, false).await?;
-    access::rules(&state.access, &caller, &parts, None, None)?;
+    let live = state.live();
+    let caller = access::caller(&live.access, peer, &parts, false).await?;
+    access::rules(&live.access, &caller, &parts, None, None)?;
     let mut params: Vec<(String, String)> =
         url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
@@ -140,7 +141,7 @@ async fn relay(state: &HttpState, request: Request) -> Result<Response, ApiError
         .find(|(k, _)| k == "service")
         .map(|(_, v)| v.clone())
         .ok_or_else(|| bad_request("the token request names no service"))?;
-    let upstream = state
+    let upstream = live
         .upstreams
         .by_name(&service)
         .filter(|u| u.config().auth_mode == AuthMode::Passthrough)

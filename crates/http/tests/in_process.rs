@@ -13,7 +13,7 @@ use axum::Router;
 use axum::body::Body;
 use berth_cache::{BlobStore, IndexStore, MemoryIndex, MemoryStore};
 use berth_config::Config;
-use berth_http::{HttpState, metrics_routes, router};
+use berth_http::{HttpState, Live, metrics_routes, router};
 use berth_metrics::Metrics;
 use berth_pull::PullService;
 use berth_testkit::checks::pseudo_random;
@@ -24,7 +24,6 @@ use faults::{FaultyIndex, FaultyStore};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt as _;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 use tower::ServiceExt as _;
 
@@ -38,17 +37,15 @@ fn mirror(fake: &FakeUpstream, blobs: Arc<dyn BlobStore>, index: Arc<dyn IndexSt
     let metrics = Arc::new(Metrics::new());
     let upstreams = Arc::new(UpstreamSet::new(&config.upstreams, &metrics).unwrap());
     let pull = PullService::new(blobs, index, Arc::clone(&metrics), config.cache.eager_bytes);
-    router(Arc::new(HttpState {
-        pull,
+    let live = Live {
         upstreams,
-        metrics: Arc::clone(&metrics),
         domain: None,
-        next_request_id: AtomicU64::new(0),
         access: Arc::new(berth_access::Access::load(&config.access).unwrap()),
         url302: None,
         cors_origins: Vec::new(),
-    }))
-    .merge(metrics_routes(metrics))
+    };
+    router(Arc::new(HttpState::new(pull, Arc::clone(&metrics), live)))
+        .merge(metrics_routes(metrics))
 }
 
 /// What a client sees: status, headers, and the body or why it broke off.

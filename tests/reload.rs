@@ -1,0 +1,129 @@
+//! Live reload of the configuration file, against the real upstream: a
+//! changed file takes effect for new requests while a download in flight
+//! finishes whole; a bad file is refused and the old settings stay;
+//! settings that need a restart say so; SIGHUP reloads too.
+// Test code reports failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use berth_testkit::{Berth, Upstream};
+use sha2::Digest as _;
+use std::time::{Duration, Instant};
+
+/// Poll `check` for up to 10 s.
+async fn eventually(what: &str, berth: &Berth, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}:\n{}", berth.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_file_applies_to_new_requests_and_spares_those_in_flight() {
+    let up = Upstream::start().await;
+    let rule = "[[access.rules]]\nname = \"no-small\"\naction = \"deny\"\nrepository = \"^library/small$\"\n";
+    let berth = Berth::hub(&up.url(), rule);
+    let path = berth.config_path();
+    let original = std::fs::read_to_string(&path).unwrap();
+    let client = reqwest::Client::new();
+    let small = format!("{}/v2/library/small/manifests/latest", berth.url());
+    assert_eq!(client.get(&small).send().await.unwrap().status(), 403);
+
+    // A slow download of the big blob is under way during the reload.
+    let big = up.images().big.largest_blob().clone();
+    up.set_rate(Some(8 << 20));
+    let download = tokio::spawn({
+        let url = format!("{}/v2/library/big/blobs/{}", berth.url(), big.digest);
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.bytes().await.unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!download.is_finished(), "the download should still run");
+
+    // The rule goes: new requests are let through.
+    std::fs::write(&path, original.replace(rule, "")).unwrap();
+    eventually("the rule still applies", &berth, async || {
+        client.get(&small).send().await.unwrap().status() == 200
+    })
+    .await;
+    assert!(berth.log().contains("configuration reloaded"));
+    let bytes = download.await.unwrap();
+    up.set_rate(None);
+    assert_eq!(
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
+        big.digest,
+        "the download in flight did not finish whole"
+    );
+
+    // A bad file is refused, and the running settings stay.
+    std::fs::write(
+        &path,
+        format!("{original}\ncolour = \"blue\"\n").replace(rule, ""),
+    )
+    .unwrap();
+    eventually("the bad file was not reported", &berth, async || {
+        berth.log().contains("configuration not reloaded")
+    })
+    .await;
+    assert!(
+        berth.log().contains("colour: unknown key"),
+        "{}",
+        berth.log()
+    );
+    assert_eq!(client.get(&small).send().await.unwrap().status(), 200);
+
+    // What needs a restart says so, and the rest applies.
+    // url302 is a top-level key: it goes before the tables.
+    let moved = format!(
+        "url302 = \"https://example.org/\"\n{}",
+        original
+            .replace(rule, "")
+            .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"")
+    );
+    std::fs::write(&path, &moved).unwrap();
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    eventually("url302 was not applied", &berth, async || {
+        no_redirects
+            .get(format!("{}/", berth.url()))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 302
+    })
+    .await;
+    assert!(
+        berth
+            .log()
+            .contains("listen changed in the file: it takes effect only after a restart"),
+        "{}",
+        berth.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_file() {
+    let up = Upstream::start().await;
+    let berth = Berth::hub(&up.url(), "");
+    let before = berth.log().matches("configuration reloaded").count();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &berth.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    eventually("SIGHUP did not reload", &berth, async || {
+        berth.log().matches("configuration reloaded").count() > before
+    })
+    .await;
+    assert!(
+        berth.log().contains("trigger=\"SIGHUP\""),
+        "{}",
+        berth.log()
+    );
+}
