@@ -199,6 +199,7 @@ impl App {
             server = server.with_tls(tls.server_config());
             tls.keep_current();
         }
+        tokio::spawn(publish_store_gauges(Arc::clone(&self.state)));
         match self.reload {
             Some((path, log_level)) => {
                 let reloader = crate::reload::Reloader {
@@ -241,6 +242,22 @@ async fn bind(addr: SocketAddr, setting: &str) -> anyhow::Result<TcpListener> {
             anyhow::anyhow!("cannot listen on {addr}: {e}")
         }
     })
+}
+
+/// Keep the gauges of what the store holds and downloads current.
+async fn publish_store_gauges(state: Arc<HttpState>) {
+    let gauges = &state.metrics.upstream;
+    let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    loop {
+        let usage = state.pull.store_usage();
+        gauges
+            .cache_size_bytes
+            .set(as_gauge(usage.bytes.unwrap_or(0)));
+        gauges.cache_cap_bytes.set(as_gauge(usage.cap.unwrap_or(0)));
+        let fills = state.pull.fills_in_flight().len() as u64;
+        gauges.fills_in_flight.set(as_gauge(fills));
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 /// Without a config file to reload: reload the certificate files on each

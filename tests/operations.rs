@@ -279,3 +279,89 @@ async fn the_dashboard_shows_what_stats_says() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_latency_errors_and_cache_gauges_are_exported() {
+    let up = Upstream::start().await;
+    let berth = Berth::hub(&up.url(), "[cache]\nmax_size = \"1GiB\"\n");
+    let small = &up.images().small;
+    let r = reqwest::Client::new()
+        .get(format!("{}/v2/library/small/manifests/latest", berth.url()))
+        .header("accept", &small.media_type)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let blob = format!(
+        "{}/v2/library/small/blobs/{}",
+        berth.url(),
+        small.largest_blob().digest
+    );
+    reqwest::get(&blob).await.unwrap().bytes().await.unwrap();
+    let missing = reqwest::get(format!("{}/v2/library/nothing/manifests/v1", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let metrics = loop {
+        let m = berth.metrics().await;
+        if sample(&m, "berth_cache_size_bytes") > 0.0 {
+            break m;
+        }
+        assert!(std::time::Instant::now() < deadline, "no cache size:\n{m}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(
+        sample(
+            &metrics,
+            r#"berth_upstream_response_seconds_count{upstream="docker.io",kind="manifest"}"#
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            r#"berth_upstream_errors_total{upstream="docker.io",error="not_found"}"#
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "berth_cache_cap_bytes"),
+        f64::from(1u32 << 30)
+    );
+    assert!(sample(&metrics, "berth_cache_size_bytes") >= small.largest_blob().size as f64);
+    assert_eq!(sample(&metrics, "berth_fills_in_flight"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_hubs_ratelimit_remaining_is_a_gauge() {
+    use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+    let fake = FakeUpstream::start().await;
+    fake.route(
+        "proj/app/manifests/v1",
+        Canned {
+            body: bytes::Bytes::from_static(FakeUpstream::MANIFEST),
+            content_type: "application/vnd.oci.image.manifest.v1+json",
+            headers: vec![("ratelimit-remaining", "76;w=21600".to_owned())],
+            ..Canned::default()
+        },
+    );
+    let berth = Berth::start(&berth_testkit::upstream_toml(
+        "fake.test",
+        &fake.url,
+        "default = true",
+    ));
+    let r = reqwest::get(format!("{}/v2/proj/app/manifests/v1", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = berth.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"berth_upstream_ratelimit_remaining{upstream="fake.test"}"#
+        ),
+        76.0,
+        "{metrics}"
+    );
+}

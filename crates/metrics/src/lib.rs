@@ -12,8 +12,10 @@ use prometheus_client::registry::Registry;
 
 mod stats;
 mod tls;
+mod upstream;
 pub use stats::{Minute, RecentError, Served, Stats, UpstreamTotals};
 pub use tls::{CertLoadLabels, CertificateLabels, TlsMetrics};
+pub use upstream::{ErrorLabels, LatencyLabels, NameLabels, UpstreamMetrics};
 
 /// Labels of `berth_http_requests`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,6 +96,8 @@ pub struct Metrics {
     pub tls: TlsMetrics,
     /// The running totals of `/stats`.
     pub stats: Stats,
+    /// Upstream latency, errors and rate-limit headroom; cache gauges.
+    pub upstream: UpstreamMetrics,
 }
 
 impl Default for Metrics {
@@ -168,7 +172,9 @@ impl Metrics {
         );
         let connections = ConnectionMetrics::register(&mut registry);
         let tls = TlsMetrics::register(&mut registry);
+        let upstream = UpstreamMetrics::register(&mut registry);
         Self {
+            upstream,
             registry,
             tls,
             stats: Stats::default(),

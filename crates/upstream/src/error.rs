@@ -84,6 +84,20 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// The kind of failure, as metrics label it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unreachable { .. } => "unreachable",
+            Self::Timeout { .. } => "timeout",
+            Self::NotFound { .. } => "not_found",
+            Self::Denied { .. } => "denied",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Status { .. } => "status",
+            Self::Busy { .. } => "busy",
+            Self::Invalid { .. } => "invalid",
+        }
+    }
+
     /// Whether upstream is down or overloaded rather than giving a definite
     /// answer: connection errors, timeouts, 5xx and 429. These are the
     /// failures for which cached content may be served stale.

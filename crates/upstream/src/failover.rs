@@ -71,6 +71,21 @@ impl Upstream {
     /// `request_deadline` once a slot is held. While every mirror's breaker
     /// refuses, fail at once with a circuit-open error.
     pub(super) async fn send(&self, call: Call<'_>) -> Result<Answer, UpstreamError> {
+        let sent = self.send_with_failover(call).await;
+        if let Err(e) = &sent {
+            self.metrics
+                .upstream
+                .errors
+                .get_or_create(&berth_metrics::ErrorLabels {
+                    upstream: self.name().to_owned(),
+                    error: e.kind(),
+                })
+                .inc();
+        }
+        sent
+    }
+
+    async fn send_with_failover(&self, call: Call<'_>) -> Result<Answer, UpstreamError> {
         let slot = self.slot(call.urgency).await?;
         let limit = self.config.resilience.request_deadline;
         let deadline = Instant::now() + limit;

@@ -165,6 +165,7 @@ impl Upstream {
                 builder = builder.header(http::header::RANGE, format!("bytes={offset}-"));
             }
             let timeout = self.config.resilience.header_timeout;
+            let asked = tokio::time::Instant::now();
             let Ok(sent) = tokio::time::timeout(timeout, builder.send()).await else {
                 self.metrics
                     .upstream_request(self.name(), call.kind.as_str(), 0);
@@ -177,6 +178,7 @@ impl Upstream {
             self.metrics
                 .upstream_request(self.name(), call.kind.as_str(), status);
             let response = sent.map_err(|e| UpstreamError::from_transport(self.name(), &e))?;
+            self.observe(call, asked.elapsed(), &response);
             if !response.status().is_redirection() {
                 return Ok(response);
             }
@@ -202,6 +204,30 @@ impl Upstream {
             url = next;
         }
         Err(self.invalid("too many redirects"))
+    }
+
+    /// The response time, and the pulls left that the upstream announces
+    /// (`ratelimit-remaining: 76;w=21600` on Docker Hub).
+    fn observe(&self, call: &Call<'_>, took: std::time::Duration, response: &reqwest::Response) {
+        let m = &self.metrics.upstream;
+        m.latency
+            .get_or_create(&berth_metrics::LatencyLabels {
+                upstream: self.name().to_owned(),
+                kind: call.kind.as_str(),
+            })
+            .observe(took.as_secs_f64());
+        let remaining = response
+            .headers()
+            .get("ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next()?.trim().parse::<i64>().ok());
+        if let Some(n) = remaining {
+            m.ratelimit_remaining
+                .get_or_create(&berth_metrics::NameLabels {
+                    upstream: self.name().to_owned(),
+                })
+                .set(n);
+        }
     }
 
     async fn classify(
