@@ -365,3 +365,35 @@ async fn docker_hubs_ratelimit_remaining_is_a_gauge() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_cut_off_at_the_end_of_the_grace_period_is_logged() {
+    let up = Upstream::start().await;
+    let mut berth = Berth::hub(&up.url(), "");
+    let big = up.images().big.largest_blob().clone();
+    // 48 MiB at 1 MiB/s: far longer than the harness's 2 s grace.
+    up.set_rate(Some(1 << 20));
+    let url = format!("{}/v2/library/big/blobs/{}", berth.url(), big.digest);
+    let download = tokio::spawn(async move {
+        let r = reqwest::get(url).await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.is_err()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = berth.terminate(std::time::Duration::from_secs(15));
+        (status, berth)
+    })
+    .await
+    .unwrap();
+    let (status, berth) = status;
+    assert!(status.is_some_and(|s| s.success()), "{}", berth.log());
+    assert!(download.await.unwrap(), "the client got the whole blob");
+    let log = berth.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("served") && l.contains("route=\"blob\""))
+        .unwrap_or_else(|| panic!("no access-log line for the cut-off blob:\n{log}"));
+    assert!(line.contains("complete=false"), "{line}");
+    assert!(log.contains("grace period over"), "{log}");
+}
