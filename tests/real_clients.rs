@@ -108,3 +108,38 @@ async fn containerd_pulls_through_hosts_toml_with_ns() {
         .unwrap();
     assert_eq!(response.status(), 404);
 }
+
+/// The `_default` form of docs/clients.md: one `hosts.toml` for every
+/// registry without one of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn containerd_takes_the_mirror_from_the_default_hosts_toml() {
+    let up = Upstream::start().await;
+    let small = &up.images().small;
+    // Two upstreams, neither the default: only ?ns= routes a request.
+    let berth = Berth::start(&format!(
+        "{}{}",
+        upstream_toml("docker.io", &up.url(), "auto_library = true"),
+        upstream_toml("quay.io", &up.url(), "")
+    ));
+    let containerd = Containerd::start().await;
+    let hosts = tempfile::tempdir().unwrap();
+    write_hosts_toml(hosts.path(), "_default", &berth.url(), false);
+    assert!(!hosts.path().join("docker.io").exists());
+    for (image, ns) in [
+        ("docker.io/library/small:latest", "docker.io"),
+        ("quay.io/library/small:latest", "quay.io"),
+    ] {
+        let digest = containerd
+            .ctr_pull(image, hosts.path())
+            .await
+            .unwrap_or_else(|e| panic!("{image}: {e}\nberth log:\n{}", berth.log()));
+        assert_eq!(digest, small.digest);
+        assert!(
+            berth
+                .log()
+                .contains(&format!("upstream=\"{ns}\" repo=\"library/small\"")),
+            "{}",
+            berth.log()
+        );
+    }
+}
