@@ -123,5 +123,9 @@ pub(crate) fn run(c: &Config) -> ExitCode {
     for warning in c.warnings() {
         println!("WARNING: {warning}");
     }
+    println!(
+        "\n# The effective configuration (defaults and environment included; secrets redacted):\n"
+    );
+    print!("{}", crate::effective::effective_toml(c));
     ExitCode::SUCCESS
 }

@@ -20,6 +20,7 @@ mod cache_cli;
 mod check_config;
 pub mod cli;
 mod control;
+mod effective;
 mod prefetch;
 mod reload;
 pub mod telemetry;
