@@ -219,3 +219,54 @@ fn the_image_builds_from_scratch_and_serves_a_pull() {
     let removed = daemon.docker(&["rm", "berth-test"]);
     assert!(removed.status.success());
 }
+
+#[test]
+fn docker_login_with_upstream_credentials_through_a_pass_through_berth() {
+    let up = Upstream::start_blocking();
+    let extra = format!(
+        "auth_mode = \"passthrough\"\nrealm_hosts = [\"{}\"]\n",
+        up.issuer().addr()
+    );
+    let berth = Berth::hub(&up.url(), &extra);
+    let daemon = DockerDaemon::start(MirrorFrom::Flag("http://127.0.0.1:9"));
+    let image = format!("{}/private/secret:latest", berth.addr);
+    let refused = daemon.docker(&["pull", "--quiet", &image]);
+    assert!(
+        !refused.status.success(),
+        "pulled a private image without a login"
+    );
+    let wrong = daemon.docker_with_input(
+        &["login", &berth.addr, "-u", "puller", "--password-stdin"],
+        Some("wrong"),
+    );
+    assert!(
+        !wrong.status.success(),
+        "a wrong upstream password logged in"
+    );
+    up.issuer().reset_log();
+    let login = daemon.docker_with_input(
+        &["login", &berth.addr, "-u", "puller", "--password-stdin"],
+        Some("pullpass"),
+    );
+    assert!(
+        login.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&login.stderr),
+        berth.log()
+    );
+    pull(&daemon, &image);
+    let digests = repo_digests(&daemon, &image);
+    assert!(
+        digests.contains(up.images().private_secret.digest.as_str()),
+        "{digests}"
+    );
+    // The upstream's token server saw the client's own account.
+    assert!(
+        up.issuer()
+            .token_log()
+            .iter()
+            .any(|t| t.username.as_deref() == Some("puller") && t.status == 200),
+        "{:?}",
+        up.issuer().token_log()
+    );
+}
