@@ -77,8 +77,10 @@ pub struct Stats {
     hits: AtomicU64,
     misses: AtomicU64,
     minutes: Mutex<VecDeque<Minute>>,
-    upstreams: Mutex<HashMap<String, UpstreamTotals>>,
-    repositories: Mutex<HashMap<String, u64>>,
+    /// Per upstream: its totals, and requests per repository.
+    upstreams: Mutex<HashMap<String, (UpstreamTotals, HashMap<String, u64>)>>,
+    /// Repositories counted, over every upstream.
+    repositories: AtomicU64,
     recent_errors: Mutex<VecDeque<RecentError>>,
 }
 
@@ -106,19 +108,24 @@ impl Stats {
             self.last_timeout_ms.store(now_ms(), Ordering::Relaxed);
         }
         if let Some(upstream) = s.upstream {
+            // One lock, and no allocation once the upstream and the
+            // repository are known.
             let mut upstreams = lock(&self.upstreams);
-            let totals = upstreams.entry(upstream.to_owned()).or_default();
-            totals.requests += 1;
-            totals.bytes += s.bytes;
-            totals.errors += u64::from(error);
-        }
-        if let (Some(upstream), Some(repo)) = (s.upstream, s.repository) {
-            let key = format!("{upstream}/{repo}");
-            let mut repos = lock(&self.repositories);
-            if let Some(n) = repos.get_mut(&key) {
-                *n += 1;
-            } else if repos.len() < REPOSITORIES {
-                repos.insert(key, 1);
+            if !upstreams.contains_key(upstream) {
+                upstreams.insert(upstream.to_owned(), Default::default());
+            }
+            if let Some((totals, repos)) = upstreams.get_mut(upstream) {
+                totals.requests += 1;
+                totals.bytes += s.bytes;
+                totals.errors += u64::from(error);
+                if let Some(repo) = s.repository {
+                    if let Some(n) = repos.get_mut(repo) {
+                        *n += 1;
+                    } else if self.repositories.load(Ordering::Relaxed) < REPOSITORIES as u64 {
+                        self.repositories.fetch_add(1, Ordering::Relaxed);
+                        repos.insert(repo.to_owned(), 1);
+                    }
+                }
             }
         }
         if s.status >= 400 {
@@ -200,7 +207,7 @@ impl Stats {
     pub fn upstreams(&self) -> Vec<(String, UpstreamTotals)> {
         let mut all: Vec<_> = lock(&self.upstreams)
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, (totals, _))| (k.clone(), totals.clone()))
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all
@@ -208,9 +215,13 @@ impl Stats {
 
     /// The `n` repositories asked for most, with their request counts.
     pub fn top_repositories(&self, n: usize) -> Vec<(String, u64)> {
-        let mut all: Vec<_> = lock(&self.repositories)
+        let mut all: Vec<(String, u64)> = lock(&self.upstreams)
             .iter()
-            .map(|(k, v)| (k.clone(), *v))
+            .flat_map(|(upstream, (_, repos))| {
+                repos
+                    .iter()
+                    .map(move |(r, n)| (format!("{upstream}/{r}"), *n))
+            })
             .collect();
         all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         all.truncate(n);

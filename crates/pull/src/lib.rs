@@ -40,6 +40,8 @@ use std::sync::Arc;
 
 /// Memory for hot manifests (bytes of manifest JSON).
 const HOT_MANIFEST_BYTES: u64 = 64 << 20;
+/// Manifests whose repository links this process has recorded.
+const EXPANDED_MANIFESTS: u64 = 100_000;
 /// Memory for hot small blobs.
 const HOT_BLOB_BYTES: u64 = 16 << 20;
 
@@ -125,6 +127,8 @@ pub struct PullService {
     misses: misses::Misses,
     /// Pass-through clients upstream confirmed, per repository.
     grants: grants::Grants,
+    /// (upstream, repository, manifest) whose links are recorded.
+    expanded: moka::sync::Cache<Digest, ()>,
     disk: Arc<direct::DiskHealth>,
     fills: fill::FillTable,
     flights: Arc<dyn FlightLock>,
@@ -175,6 +179,7 @@ impl PullService {
             hot_blobs,
             misses: misses::Misses::default(),
             grants: grants::Grants::default(),
+            expanded: moka::sync::Cache::new(EXPANDED_MANIFESTS),
             disk: Arc::default(),
             fills: fill::FillTable::default(),
             flights,

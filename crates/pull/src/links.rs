@@ -41,7 +41,8 @@ impl PullService {
         }
     }
 
-    /// Link `repo` to a manifest served under it and to all it lists.
+    /// Link `repo` to a manifest served under it and to all it lists
+    /// (once per process: a warm request parses nothing).
     pub(super) async fn link_manifest(
         &self,
         origin: &Origin,
@@ -49,12 +50,25 @@ impl PullService {
         digest: &Digest,
         bytes: &[u8],
     ) {
+        let key = Digest::of(format!("{}\n{repo}\n{digest}", origin.name()).as_bytes());
+        if self.expanded.contains_key(&key) {
+            return;
+        }
         let named = references(bytes);
         let digests: Vec<Digest> = std::iter::once(*digest)
             .chain(named.blobs.iter().map(|b| b.digest))
             .chain(named.manifests.iter().map(|m| m.digest))
             .collect();
-        self.link(origin, repo, &digests).await;
+        if self
+            .index
+            .link(&repo_key(origin, repo), &digests)
+            .await
+            .is_ok()
+        {
+            self.expanded.insert(key, ());
+        } else {
+            tracing::warn!(repository = %repo, "could not record repository links");
+        }
     }
 
     /// Ask upstream whether `repo` has `digest` (a HEAD under that name),
