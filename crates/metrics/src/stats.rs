@@ -66,6 +66,9 @@ pub struct Minute {
     pub misses: u64,
 }
 
+/// One upstream's totals and requests per repository.
+type PerUpstream = (UpstreamTotals, HashMap<String, u64>);
+
 /// What `/stats` reads.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -78,7 +81,7 @@ pub struct Stats {
     misses: AtomicU64,
     minutes: Mutex<VecDeque<Minute>>,
     /// Per upstream: its totals, and requests per repository.
-    upstreams: Mutex<HashMap<String, (UpstreamTotals, HashMap<String, u64>)>>,
+    upstreams: Mutex<HashMap<String, PerUpstream>>,
     /// Repositories counted, over every upstream.
     repositories: AtomicU64,
     recent_errors: Mutex<VecDeque<RecentError>>,
