@@ -27,6 +27,14 @@ fn repo_digests(daemon: &DockerDaemon, image: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `docker login ADDR -u USER --password-stdin`.
+fn login(daemon: &DockerDaemon, addr: &str, user: &str, password: &str) -> std::process::Output {
+    daemon.docker_with_input(
+        &["login", addr, "-u", user, "--password-stdin"],
+        Some(password),
+    )
+}
+
 fn pull(daemon: &DockerDaemon, image: &str) {
     let out = daemon.docker(&["pull", "--quiet", image]);
     assert!(
@@ -107,15 +115,9 @@ fn docker_login_to_berth_then_pull_from_it() {
     let image = format!("{}/small:latest", berth.addr);
     let refused = daemon.docker(&["pull", "--quiet", &image]);
     assert!(!refused.status.success(), "pulled without a login");
-    let wrong = daemon.docker_with_input(
-        &["login", &berth.addr, "-u", "alice", "--password-stdin"],
-        Some("wrong"),
-    );
+    let wrong = login(&daemon, &berth.addr, "alice", "wrong");
     assert!(!wrong.status.success(), "a wrong password logged in");
-    let login = daemon.docker_with_input(
-        &["login", &berth.addr, "-u", "alice", "--password-stdin"],
-        Some("s3cret-pass"),
-    );
+    let login = login(&daemon, &berth.addr, "alice", "s3cret-pass");
     assert!(
         login.status.success(),
         "{}\n{}",
@@ -235,19 +237,13 @@ fn docker_login_with_upstream_credentials_through_a_pass_through_berth() {
         !refused.status.success(),
         "pulled a private image without a login"
     );
-    let wrong = daemon.docker_with_input(
-        &["login", &berth.addr, "-u", "puller", "--password-stdin"],
-        Some("wrong"),
-    );
+    let wrong = login(&daemon, &berth.addr, "puller", "wrong");
     assert!(
         !wrong.status.success(),
         "a wrong upstream password logged in"
     );
     up.issuer().reset_log();
-    let login = daemon.docker_with_input(
-        &["login", &berth.addr, "-u", "puller", "--password-stdin"],
-        Some("pullpass"),
-    );
+    let login = login(&daemon, &berth.addr, "puller", "pullpass");
     assert!(
         login.status.success(),
         "{}\n{}",

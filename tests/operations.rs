@@ -84,19 +84,9 @@ async fn an_unknown_repositorys_tag_list_says_name_unknown() {
     );
 }
 
-async fn json(url: &str) -> serde_json::Value {
-    let r = reqwest::get(url).await.unwrap();
-    assert_eq!(r.status(), 200, "{url}");
-    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn stats_and_routes_say_what_the_mirror_did() {
-    let up = Upstream::start().await;
-    let berth = Berth::hub(
-        &up.url(),
-        "aliases = [\"hub\"]\n[cache]\nmax_size = \"1GiB\"\n",
-    );
+/// skopeo pulls `library/small` twice (the second from the cache), and
+/// one manifest is missing upstream.
+async fn pull_twice_and_miss_once(berth: &Berth) {
     let dest = tempfile::tempdir().unwrap();
     for round in 0..2 {
         berth_testkit::Skopeo::new()
@@ -112,6 +102,22 @@ async fn stats_and_routes_say_what_the_mirror_did() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+}
+
+async fn json(url: &str) -> serde_json::Value {
+    let r = reqwest::get(url).await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_and_routes_say_what_the_mirror_did() {
+    let up = Upstream::start().await;
+    let berth = Berth::hub(
+        &up.url(),
+        "aliases = [\"hub\"]\n[cache]\nmax_size = \"1GiB\"\n",
+    );
+    pull_twice_and_miss_once(&berth).await;
 
     let stats = json(&format!("{}/stats", berth.url())).await;
     let metrics = berth.metrics().await;
@@ -206,21 +212,7 @@ async fn the_dashboard_shows_what_stats_says() {
     use berth_testkit::chromium::{attribute_of, dump_dom, screenshot, text_of};
     let up = Upstream::start().await;
     let berth = Berth::hub(&up.url(), "[cache]\nmax_size = \"1GiB\"\n");
-    let dest = tempfile::tempdir().unwrap();
-    for round in 0..2 {
-        berth_testkit::Skopeo::new()
-            .mirror(&berth.addr)
-            .copy_to_dir(
-                "docker.io/library/small:latest",
-                &dest.path().join(round.to_string()),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("{e}\n{}", berth.log()));
-    }
-    let missing = reqwest::get(format!("{}/v2/library/nothing/manifests/v1", berth.url()))
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
+    pull_twice_and_miss_once(&berth).await;
     let stats = json(&format!("{}/stats", berth.url())).await;
 
     let page = format!("{}/dashboard", berth.url());
