@@ -10,7 +10,7 @@ use berth_cache::{FsIndex, FsStore, Lifecycle, Maintenance, PinPattern};
 use berth_config::Config;
 use berth_config::ServerLimits;
 use berth_http::{
-    HttpState, Live, Server, admin_listener_router, admin_router, metrics_routes, ops_routes,
+    HttpState, Server, admin_listener_router, admin_router, metrics_routes, ops_routes,
     redirect_router, router,
 };
 use berth_metrics::Metrics;
@@ -82,7 +82,7 @@ impl App {
         let state = Arc::new(HttpState::new(
             pull,
             Arc::clone(&metrics),
-            live(config, upstreams, access),
+            crate::reload::live(config, upstreams, access),
         ));
         let tls = match &config.tls {
             Some(settings) => Some(Arc::new(
@@ -295,17 +295,6 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = term => {},
-    }
-}
-
-/// The settings a reload can replace, as `config` gives them.
-pub(crate) fn live(config: &Config, upstreams: UpstreamSet, access: Access) -> Live {
-    Live {
-        upstreams: Arc::new(upstreams),
-        domain: config.domain.clone(),
-        access: Arc::new(access),
-        url302: config.url302.clone(),
-        cors_origins: config.access.cors_origins.clone(),
     }
 }
 

@@ -8,7 +8,8 @@ use berth_config::Config;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::cli::EXIT_CONFIG;
+/// Exit code for an invalid configuration (EX_CONFIG).
+pub(crate) const EXIT_CONFIG: u8 = 78;
 
 /// Whether `dir` can be created (if missing) and written: tried for real,
 /// and whatever was created for the try is removed again.

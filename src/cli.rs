@@ -2,15 +2,13 @@
 //! `cache_cli.rs`).
 
 use crate::app::{App, shutdown_signal};
+use crate::check_config::EXIT_CONFIG;
 use crate::telemetry;
 use crate::{cache_cli, prefetch};
 use berth_config::{Config, LogFormat};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-/// Exit code for an invalid configuration (EX_CONFIG).
-pub(crate) const EXIT_CONFIG: u8 = 78;
 
 /// berth: a pull-through cache for Docker/OCI registries.
 #[derive(Debug, Parser)]

@@ -13,7 +13,7 @@
 use crate::telemetry::LogLevel;
 use berth_access::Access;
 use berth_config::Config;
-use berth_http::HttpState;
+use berth_http::{HttpState, Live};
 use berth_metrics::Metrics;
 use berth_tls::Tls;
 use berth_upstream::UpstreamSet;
@@ -120,7 +120,7 @@ impl Reloader {
         }
         self.state
             .live
-            .store(Arc::new(crate::app::live(&config, upstreams, access)));
+            .store(Arc::new(live(&config, upstreams, access)));
         for warning in config.warnings() {
             tracing::warn!("{warning}");
         }
@@ -177,4 +177,15 @@ fn keep_running(new: &mut Config, old: &Config) {
     new.cache.clone_from(&old.cache);
     new.shutdown_grace = old.shutdown_grace;
     new.log_format = old.log_format;
+}
+
+/// The settings a reload can replace, as `config` gives them.
+pub(crate) fn live(config: &Config, upstreams: UpstreamSet, access: Access) -> Live {
+    Live {
+        upstreams: Arc::new(upstreams),
+        domain: config.domain.clone(),
+        access: Arc::new(access),
+        url302: config.url302.clone(),
+        cors_origins: config.access.cors_origins.clone(),
+    }
 }
