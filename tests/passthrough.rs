@@ -239,6 +239,12 @@ async fn no_emitted_url_carries_a_forged_host() {
 /// `skopeo copy` of the seeded `secret` image to `dest` (a registry
 /// reference), with `creds`; the pushed manifest's digest on success.
 async fn skopeo_push(dest: &str, creds: &str) -> Result<String, String> {
+    skopeo_push_image("secret", dest, creds).await
+}
+
+/// [`skopeo_push`] of the seeded image tagged `image` in the test layout.
+async fn skopeo_push_image(image: &str, dest: &str, creds: &str) -> Result<String, String> {
+    let image = image.to_owned();
     let layout = berth_testkit::test_images().layout.clone();
     let dest = dest.to_owned();
     let creds = creds.to_owned();
@@ -250,7 +256,7 @@ async fn skopeo_push(dest: &str, creds: &str) -> Result<String, String> {
             .arg(&creds)
             .arg("--digestfile")
             .arg(&digest_file)
-            .arg(format!("oci:{}:secret", layout.display()))
+            .arg(format!("oci:{}:{image}", layout.display()))
             .arg(format!("docker://{dest}"))
             .output()
             .unwrap();
@@ -312,6 +318,42 @@ async fn pushes_go_upstream_with_the_clients_own_credentials() {
         ),
         digest.trim()
     );
+
+    // Pulled through berth, the tag's answer is cached; a new push to the
+    // same tag through berth is what the next pull gets.
+    let token = token_via_berth(
+        &berth,
+        Some(("pusher", "pushpass")),
+        "repository:private/pushed:pull",
+    )
+    .await;
+    let manifest_digest = |token: String| {
+        let url = format!("{}/v2/private/pushed/manifests/v1", berth.url());
+        async move {
+            let r = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .header("accept", "application/vnd.oci.image.manifest.v1+json")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.headers()["docker-content-digest"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(manifest_digest(token.clone()).await, digest.trim());
+    let second = skopeo_push_image(
+        "small",
+        &format!("{}/private/pushed:v1", berth.addr),
+        "pusher:pushpass",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", berth.log()));
+    assert_ne!(second.trim(), digest.trim());
+    assert_eq!(manifest_digest(token).await, second.trim());
 
     // A user who may not push is refused, by upstream.
     assert!(

@@ -312,7 +312,7 @@ async fn dispatch(
             ns: ns.as_deref(),
             base: &base,
         };
-        return push::forward(&admitted, &route, &write, body).await;
+        return push::forward(&state.pull, &admitted, &route, &write, body).await;
     }
     let incoming = Incoming {
         method: &request.method,

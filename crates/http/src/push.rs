@@ -15,7 +15,8 @@ use crate::passthrough;
 use crate::route::{Endpoint, Route};
 use axum::body::Body;
 use axum::response::Response;
-use berth_oci::{ErrorCode, RepoName};
+use berth_oci::{ErrorCode, Reference, RepoName};
+use berth_pull::PullService;
 use berth_upstream::Write;
 use http::{HeaderValue, Method, StatusCode, header};
 
@@ -44,6 +45,7 @@ pub(crate) struct WriteRequest<'a> {
 
 /// Forward a write, or refuse it where push is off.
 pub(crate) async fn forward(
+    pull: &PullService,
     admitted: &Admitted,
     route: &Route,
     request: &WriteRequest<'_>,
@@ -70,6 +72,15 @@ pub(crate) async fn forward(
     let answer = upstream
         .forward_write(&write, body.into_data_stream())
         .await?;
+    // A tag pushed through berth is not served from its old answers.
+    if let Endpoint::Manifest(Reference::Tag(tag)) = &route.endpoint
+        && (200..300).contains(&answer.status)
+        && let Err(e) = pull
+            .forget_tag(&admitted.origin, &admitted.repo, tag.as_str())
+            .await
+    {
+        tracing::warn!(error = %e, "could not drop the cached answers of a pushed tag");
+    }
     if answer.status == 401 {
         return Err(passthrough::unauthorized(
             request.base,

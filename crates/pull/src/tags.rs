@@ -15,6 +15,22 @@ use berth_cache::{TagAnswer, TagKey, TagRecord};
 use berth_oci::Digest;
 
 impl PullService {
+    /// Forget every cached answer of `tag` (a push moved it): the next
+    /// request asks upstream.
+    pub async fn forget_tag(
+        &self,
+        origin: &crate::Origin,
+        repo: &berth_oci::RepoName,
+        tag: &str,
+    ) -> Result<(), PullError> {
+        let key = TagKey {
+            upstream: origin.name().to_owned(),
+            repo: repo.to_string(),
+            tag: tag.to_owned(),
+        };
+        Ok(self.index.put_tag(&key, TagRecord::default()).await?)
+    }
+
     pub(super) async fn manifest_by_tag(
         &self,
         req: &ManifestRequest<'_>,
