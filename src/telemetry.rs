@@ -6,7 +6,7 @@
 use berth_config::LogFormat;
 use std::io::IsTerminal;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, reload};
 
 /// Puts new filter directives in force.
 type SetFilter = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -36,6 +36,14 @@ impl LogLevel {
     }
 }
 
+/// What puts new directives in force through `handle`.
+fn setter<S: 'static>(handle: reload::Handle<EnvFilter, S>) -> SetFilter {
+    Box::new(move |d: &str| {
+        let filter = EnvFilter::try_new(d).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
+}
+
 /// Install the global subscriber once. Keep the returned guard alive until
 /// exit: dropping it flushes the remaining lines.
 pub fn init(format: LogFormat, level: &str) -> (WorkerGuard, LogLevel) {
@@ -55,10 +63,7 @@ pub fn init(format: LogFormat, level: &str) -> (WorkerGuard, LogLevel) {
                 .with_filter_reloading();
             let handle = builder.reload_handle();
             let _ = builder.try_init();
-            Box::new(move |d: &str| {
-                let filter = EnvFilter::try_new(d).map_err(|e| e.to_string())?;
-                handle.reload(filter).map_err(|e| e.to_string())
-            })
+            setter(handle)
         }
         LogFormat::Text => {
             let builder = tracing_subscriber::fmt()
@@ -68,10 +73,7 @@ pub fn init(format: LogFormat, level: &str) -> (WorkerGuard, LogLevel) {
                 .with_filter_reloading();
             let handle = builder.reload_handle();
             let _ = builder.try_init();
-            Box::new(move |d: &str| {
-                let filter = EnvFilter::try_new(d).map_err(|e| e.to_string())?;
-                handle.reload(filter).map_err(|e| e.to_string())
-            })
+            setter(handle)
         }
     };
     (guard, LogLevel { set, from_env })

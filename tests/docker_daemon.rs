@@ -35,6 +35,13 @@ fn login(daemon: &DockerDaemon, addr: &str, user: &str, password: &str) -> std::
     )
 }
 
+/// Pull `image` and check docker recorded `digest` for it.
+fn pull_as(daemon: &DockerDaemon, image: &str, digest: &str) {
+    pull(daemon, image);
+    let digests = repo_digests(daemon, image);
+    assert!(digests.contains(digest), "{image}: {digests}");
+}
+
 fn pull(daemon: &DockerDaemon, image: &str) {
     let out = daemon.docker(&["pull", "--quiet", image]);
     assert!(
@@ -124,12 +131,7 @@ fn docker_login_to_berth_then_pull_from_it() {
         String::from_utf8_lossy(&login.stderr),
         berth.log()
     );
-    pull(&daemon, &image);
-    let digests = repo_digests(&daemon, &image);
-    assert!(
-        digests.contains(up.images().small.digest.as_str()),
-        "{digests}"
-    );
+    pull_as(&daemon, &image, &up.images().small.digest);
 }
 
 #[test]
@@ -250,12 +252,7 @@ fn docker_login_with_upstream_credentials_through_a_pass_through_berth() {
         String::from_utf8_lossy(&login.stderr),
         berth.log()
     );
-    pull(&daemon, &image);
-    let digests = repo_digests(&daemon, &image);
-    assert!(
-        digests.contains(up.images().private_secret.digest.as_str()),
-        "{digests}"
-    );
+    pull_as(&daemon, &image, &up.images().private_secret.digest);
     // The upstream's token server saw the client's own account.
     assert!(
         up.issuer()

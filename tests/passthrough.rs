@@ -106,6 +106,32 @@ async fn clients_log_in_to_the_upstream_through_berth() {
     assert!(!body.contains("wrong"), "{body}");
 }
 
+/// `sha256:<hex>` of `bytes`.
+fn sha256_of(bytes: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+    )
+}
+
+/// Start an upload to `private/chunks` through berth: its `Location`.
+async fn start_upload(client: &reqwest::Client, berth: &Berth, token: &str) -> String {
+    let start = client
+        .post(format!("{}/v2/private/chunks/blobs/uploads/", berth.url()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 202, "{}", berth.log());
+    start.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// An upload `location` with the closing `digest` parameter.
+fn with_digest(location: &str, digest: &str) -> String {
+    let separator = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{separator}digest={digest}")
+}
+
 /// A bearer token the lab token server gives `user` (None: anonymous) for
 /// `scope`, fetched through berth's token endpoint.
 async fn token_via_berth(berth: &Berth, user: Option<(&str, &str)>, scope: &str) -> String {
@@ -311,13 +337,7 @@ async fn pushes_go_upstream_with_the_clients_own_credentials() {
         .inspect_raw(&format!("{}/private/pushed:v1", up.host()))
         .await
         .unwrap();
-    assert_eq!(
-        format!(
-            "sha256:{}",
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&raw))
-        ),
-        digest.trim()
-    );
+    assert_eq!(sha256_of(&raw), digest.trim());
 
     // Pulled through berth, the tag's answer is cached; a new push to the
     // same tag through berth is what the next pull gets.
@@ -419,20 +439,10 @@ async fn chunked_and_monolithic_uploads_follow_rewritten_locations() {
     .await;
     let client = reqwest::Client::new();
     let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let digest = format!(
-        "sha256:{}",
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&blob))
-    );
+    let digest = sha256_of(&blob);
 
     // Chunked: POST, two PATCHes, PUT with the digest.
-    let start = client
-        .post(format!("{}/v2/private/chunks/blobs/uploads/", berth.url()))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), 202, "{}", berth.log());
-    let mut location = start.headers()["location"].to_str().unwrap().to_owned();
+    let mut location = start_upload(&client, &berth, &token).await;
     assert!(
         location.starts_with("/v2/private/chunks/blobs/uploads/"),
         "{location}"
@@ -452,11 +462,11 @@ async fn chunked_and_monolithic_uploads_follow_rewritten_locations() {
         location = r.headers()["location"].to_str().unwrap().to_owned();
         assert!(location.starts_with('/'), "{location}");
     }
-    let separator = if location.contains('?') { '&' } else { '?' };
     let done = client
         .put(format!(
-            "{}{location}{separator}digest={digest}",
-            berth.url()
+            "{}{}",
+            berth.url(),
+            with_digest(&location, &digest)
         ))
         .bearer_auth(&token)
         .send()
@@ -467,23 +477,13 @@ async fn chunked_and_monolithic_uploads_follow_rewritten_locations() {
 
     // Monolithic: a POST, then one PUT with the whole body and the digest.
     let other: Vec<u8> = blob.iter().rev().copied().collect();
-    let other_digest = format!(
-        "sha256:{}",
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&other))
-    );
-    let start = client
-        .post(format!("{}/v2/private/chunks/blobs/uploads/", berth.url()))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), 202);
-    let location = start.headers()["location"].to_str().unwrap().to_owned();
-    let separator = if location.contains('?') { '&' } else { '?' };
+    let other_digest = sha256_of(&other);
+    let location = start_upload(&client, &berth, &token).await;
     let r = client
         .put(format!(
-            "{}{location}{separator}digest={other_digest}",
-            berth.url()
+            "{}{}",
+            berth.url(),
+            with_digest(&location, &other_digest)
         ))
         .bearer_auth(&token)
         .header("content-type", "application/octet-stream")
