@@ -16,7 +16,7 @@ use berth_http::{
 use berth_metrics::Metrics;
 use berth_pull::PullService;
 use berth_tls::Tls;
-use berth_upstream::UpstreamSet;
+use berth_upstream::{OwnListeners, UpstreamSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -39,6 +39,8 @@ pub struct App {
     config: Config,
     /// Reload from this file, when set (see `reload.rs`).
     reload: Option<(std::path::PathBuf, crate::telemetry::LogLevel)>,
+    /// Where this berth listens: no upstream redirect may lead there.
+    own: OwnListeners,
 }
 
 /// A listener beside the public one.
@@ -66,7 +68,8 @@ impl App {
         let index = FsIndex::open(blobs.layout())
             .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
         let metrics = Arc::new(Metrics::new());
-        let upstreams = UpstreamSet::new(&config.upstreams, &metrics)
+        let own = OwnListeners::default();
+        let upstreams = UpstreamSet::serving(&config.upstreams, &metrics, &own)
             .context("cannot build the upstream HTTP clients")?;
         let (blobs, index) = (Arc::new(blobs), Arc::new(index));
         let maintenance = Maintenance::new(Arc::clone(&blobs), Arc::clone(&index));
@@ -124,6 +127,10 @@ impl App {
                 }
             }
         }
+        own.add(listener.local_addr()?);
+        for s in &side {
+            own.add(s.listener.local_addr()?);
+        }
         if let Some(file) = &config.cache.prefetch_file {
             let server = crate::prefetch::local_url(listener.local_addr()?, tls.is_some());
             let every = config.cache.prefetch_interval;
@@ -140,6 +147,7 @@ impl App {
             state,
             config: config.clone(),
             reload: None,
+            own,
         })
     }
 
@@ -209,6 +217,7 @@ impl App {
                     metrics: Arc::clone(&self.metrics),
                     log_level,
                     tls: self.tls.clone(),
+                    own: self.own,
                 };
                 tokio::spawn(reloader.run(hangups));
             }

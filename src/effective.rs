@@ -243,6 +243,7 @@ fn upstream(u: &UpstreamConfig) -> Value {
             })),
         ),
         ("push", Some(Value::Boolean(u.push))),
+        ("private_network", Some(Value::Boolean(u.private_network))),
         ("mirrors", Some(strings(&r.mirrors))),
         ("connect_timeout", Some(duration(r.connect_timeout))),
         ("header_timeout", Some(duration(r.header_timeout))),

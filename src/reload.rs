@@ -16,7 +16,7 @@ use berth_config::Config;
 use berth_http::{HttpState, Live};
 use berth_metrics::Metrics;
 use berth_tls::Tls;
-use berth_upstream::UpstreamSet;
+use berth_upstream::{OwnListeners, UpstreamSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -32,6 +32,8 @@ pub(crate) struct Reloader {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) log_level: LogLevel,
     pub(crate) tls: Option<Arc<Tls>>,
+    /// Where this berth listens, for the new upstream clients.
+    pub(crate) own: OwnListeners,
 }
 
 /// The file's modification time and length: what "it changed" means.
@@ -99,7 +101,7 @@ impl Reloader {
                 return;
             }
         };
-        let upstreams = match UpstreamSet::new(&config.upstreams, &self.metrics) {
+        let upstreams = match UpstreamSet::serving(&config.upstreams, &self.metrics, &self.own) {
             Ok(u) => u,
             Err(e) => {
                 tracing::error!(trigger = why, error = %e, "configuration not reloaded, the running one stays: cannot build the upstream clients");

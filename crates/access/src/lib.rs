@@ -12,6 +12,7 @@ mod geo;
 mod htpasswd;
 mod limiter;
 mod rules;
+mod verifications;
 
 #[cfg(test)]
 mod tests;
@@ -63,6 +64,7 @@ pub struct Access {
     per_ip: Option<Limiter<IpAddr>>,
     per_user: Option<Limiter<String>>,
     failed_logins: Limiter<IpAddr>,
+    verifications: verifications::Verifications,
 }
 
 fn retry_after(wait: Duration) -> Refusal {
@@ -89,6 +91,9 @@ impl Access {
             per_ip: limits.rate.map(|r| Limiter::new(r, limits.burst)),
             per_user: limits.rate.map(|r| Limiter::new(r, limits.burst)),
             failed_logins: Limiter::new(1, FAILED_LOGIN_BURST),
+            verifications: verifications::Verifications::new(
+                std::thread::available_parallelism().map_or(2, usize::from),
+            ),
         })
     }
 
@@ -162,9 +167,6 @@ impl Access {
             }
             return Ok(None);
         };
-        if self.failed_logins_exhausted(ip) {
-            return Err(Refusal::TooManyRequests(FAILED_LOGIN_BURST.into()));
-        }
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(basic.trim())
             .ok()
@@ -174,27 +176,48 @@ impl Access {
                 "the Authorization header is not user:password in Basic form",
             ));
         };
-        let (user, password) = (user.to_owned(), password.to_owned());
-        let checker = Arc::clone(htpasswd);
-        let name = user.clone();
-        let ok = tokio::task::spawn_blocking(move || checker.check(&name, &password))
-            .await
-            .unwrap_or(false);
-        if !ok {
-            let _ = self.failed_logins.take(&ip);
-            tracing::info!(%ip, user, "login refused");
-            return Err(Refusal::Unauthorized("wrong user name or password"));
+        if !htpasswd.remembered(user, password) {
+            self.verify(htpasswd, ip, user, password).await?;
         }
         if let Some(limiter) = &self.per_user {
-            limiter.take(&user).map_err(retry_after)?;
+            limiter.take(&user.to_owned()).map_err(retry_after)?;
         }
-        Ok(Some(user))
+        Ok(Some(user.to_owned()))
     }
 
-    /// Whether `ip` has used up its failed logins for now (without
-    /// counting this look).
-    fn failed_logins_exhausted(&self, ip: IpAddr) -> bool {
-        self.failed_logins.peek(&ip).is_err()
+    /// Check a login that is not remembered. The attempt counts against
+    /// the address's failed logins when it starts (and is given back if
+    /// it succeeds), so concurrent guesses cannot all run before the
+    /// first failure is counted; the bcrypt itself waits for a turn.
+    async fn verify(
+        &self,
+        htpasswd: &Arc<Htpasswd>,
+        ip: IpAddr,
+        user: &str,
+        password: &str,
+    ) -> Result<(), Refusal> {
+        if self.failed_logins.take(&ip).is_err() {
+            return Err(Refusal::TooManyRequests(FAILED_LOGIN_BURST.into()));
+        }
+        let ok = match self.verifications.turn(ip).await {
+            // A concurrent request with the same login may have checked it
+            // while this one waited.
+            Some(_turn) if htpasswd.remembered(user, password) => true,
+            Some(_turn) => {
+                let checker = Arc::clone(htpasswd);
+                let (name, password) = (user.to_owned(), password.to_owned());
+                tokio::task::spawn_blocking(move || checker.check(&name, &password))
+                    .await
+                    .unwrap_or(false)
+            }
+            None => false,
+        };
+        if ok {
+            self.failed_logins.give_back(&ip);
+            return Ok(());
+        }
+        tracing::info!(%ip, user, "login refused");
+        Err(Refusal::Unauthorized("wrong user name or password"))
     }
 
     /// The verdict of the access rules.

@@ -69,6 +69,14 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         Ok(())
     }
 
+    /// Return one request taken for `key` (an attempt that turned out not
+    /// to count, such as a login that succeeded).
+    pub fn give_back(&self, key: &K) {
+        if let Some(tat) = self.shard(key).get_mut(key) {
+            *tat = tat.saturating_sub(self.interval);
+        }
+    }
+
     /// Whether a request for `key` would pass now, without taking it.
     pub fn peek(&self, key: &K) -> Result<(), Duration> {
         let now = self.now();

@@ -7,9 +7,18 @@ use std::net::IpAddr;
 /// What the rules look at in a request.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
+    /// The client's address, canonical (see `client`).
     pub ip: IpAddr,
-    pub user_agent: &'a str,
-    pub path: &'a str,
+    /// Every `User-Agent` value the request carries, decoded lossily
+    /// (`[""]` without one): a pattern holds when it matches any of them.
+    pub user_agents: &'a [String],
+    /// The request's path in its canonical forms, never as the client
+    /// spelled it: `/v2/<repository>/<endpoint>` and
+    /// `/v2/<upstream>/<repository>/<endpoint>` for a routed request (the
+    /// repository as routed, `library/` added), the path itself for
+    /// anything else (`/v2/`, `/token`). A pattern holds when it matches
+    /// any of them.
+    pub paths: &'a [String],
     /// The upstream it was routed to (not known for `/v2/`).
     pub upstream: Option<&'a str>,
     /// The repository as routed (`library/nginx`).
@@ -36,6 +45,10 @@ fn holds(rule: &AccessRule, facts: &Facts<'_>, ip_text: &str) -> bool {
         re.as_ref()
             .is_none_or(|re| value.is_some_and(|v| re.is_match(v)))
     };
+    let any = |re: &Option<regex::Regex>, values: &[String]| {
+        re.as_ref()
+            .is_none_or(|re| values.iter().any(|v| re.is_match(v)))
+    };
     (rule.ip.is_empty() || rule.ip.iter().any(|n| n.contains(&facts.ip)))
         && (rule.upstream.is_empty()
             || facts
@@ -50,9 +63,9 @@ fn holds(rule: &AccessRule, facts: &Facts<'_>, ip_text: &str) -> bool {
             || facts
                 .region
                 .is_some_and(|r| rule.region.iter().any(|c| c.eq_ignore_ascii_case(r))))
-        && text(&rule.path, Some(facts.path))
+        && any(&rule.path, facts.paths)
         && text(&rule.repository, facts.repository)
-        && text(&rule.user_agent, Some(facts.user_agent))
+        && any(&rule.user_agent, facts.user_agents)
         && text(&rule.ip_regex, Some(ip_text))
         && text(&rule.region_regex, facts.region)
 }

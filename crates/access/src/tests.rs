@@ -94,30 +94,28 @@ fn the_first_matching_rule_decides() {
     "#;
     let config = Config::from_toml(text, &|_| None).unwrap();
     let access = Access::load(&config.access).unwrap();
-    let facts =
-        |ip: &str, ua: &'static str, repo: &'static str, user: Option<&'static str>| Facts {
+    let paths = ["/v2/x".to_owned()];
+    let verdict = |ip: &str, uas: &[&str], repo: &str, user: Option<&str>| {
+        let user_agents: Vec<String> = uas.iter().map(|s| (*s).to_owned()).collect();
+        access.rules(&Facts {
             ip: ip.parse().unwrap(),
-            user_agent: ua,
-            path: "/v2/x",
+            user_agents: &user_agents,
+            paths: &paths,
             upstream: Some("a.io"),
             repository: Some(repo),
             user,
             region: None,
-        };
+        })
+    };
+    assert_eq!(verdict("10.1.2.3", &["masscan"], "x", None), Ok(()));
+    let scanners = Err(Refusal::Denied("no-scanners".to_owned()));
+    assert_eq!(verdict("192.0.2.1", &["Masscan/1.0"], "x", None), scanners);
+    // A second User-Agent header does not hide the first.
+    assert_eq!(verdict("192.0.2.1", &["docker/27", "zgrab/0.x"], "x", None), scanners);
+    assert_eq!(verdict("192.0.2.1", &["zgrab/0.x", "docker/27"], "x", None), scanners);
     assert_eq!(
-        access.rules(&facts("10.1.2.3", "masscan", "x", None)),
-        Ok(())
-    );
-    assert_eq!(
-        access.rules(&facts("192.0.2.1", "Masscan/1.0", "x", None)),
-        Err(Refusal::Denied("no-scanners".to_owned()))
-    );
-    assert_eq!(
-        access.rules(&facts("192.0.2.1", "docker", "secret/app", None)),
+        verdict("192.0.2.1", &["docker"], "secret/app", None),
         Err(Refusal::Denied("private".to_owned()))
     );
-    assert_eq!(
-        access.rules(&facts("192.0.2.1", "docker", "secret/app", Some("alice"))),
-        Ok(())
-    );
+    assert_eq!(verdict("192.0.2.1", &["docker"], "secret/app", Some("alice")), Ok(()));
 }

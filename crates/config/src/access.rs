@@ -29,6 +29,16 @@ pub struct AuthSettings {
 /// A network, as `ip/prefix`.
 pub type Network = ipnet::IpNet;
 
+/// `ip` as rules, limits and networks see it: an IPv4 address mapped into
+/// IPv6 (`::ffff:192.0.2.7`, how a dual-stack listener shows IPv4
+/// clients) is the IPv4 address it carries.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 @ std::net::IpAddr::V4(_) => v4,
+    }
+}
+
 /// `[limits]`: per-client limits.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LimitSettings {

@@ -41,6 +41,7 @@ pub(super) struct RawUpstream {
     pub(super) password_file: Option<String>,
     pub(super) auth_mode: Option<String>,
     pub(super) push: Option<bool>,
+    pub(super) private_network: Option<bool>,
     pub(super) tag_ttl: Option<String>,
     pub(super) list_ttl: Option<String>,
     pub(super) max_blob_size: Option<RawSize>,

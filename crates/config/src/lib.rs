@@ -23,6 +23,7 @@ mod validate;
 
 pub use access::{
     AccessRule, AccessSettings, Anonymous, AuthSettings, LimitSettings, Network, RuleAction,
+    canonical_ip,
 };
 pub use admin::AdminSettings;
 pub use cache::CacheSettings;
@@ -140,6 +141,11 @@ pub struct UpstreamConfig {
     pub auth_mode: AuthMode,
     /// Whether clients may push through berth (pass-through only).
     pub push: bool,
+    /// Whether the upstream lives on a private network, so its blobs may
+    /// be redirected to loopback, private and link-local addresses (never
+    /// to berth's own listeners). Set in the file, or true when `url` is
+    /// an internal IP literal; never inferred from DNS.
+    pub private_network: bool,
     /// Transport: mirrors, timeouts, retries and the concurrency cap.
     pub resilience: Resilience,
     /// How what comes from this upstream is cached.

@@ -295,6 +295,9 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
     let resilience = super::resilience::build(p, key, u);
     let policy = super::policy::build(p, key, u, &resilience);
     let url = url?;
+    let private_network = u
+        .private_network
+        .unwrap_or_else(|| internal_literal(&url));
     (p.0.len() == before).then(|| UpstreamConfig {
         name,
         url,
@@ -306,9 +309,28 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
         credentials,
         auth_mode,
         push: u.push.unwrap_or(false),
+        private_network,
         resilience,
         policy,
     })
+}
+
+/// Whether `url` names its host by an IP literal that is not on the public
+/// internet (loopback, private, link-local, unique-local). A host name
+/// never counts, whatever it resolves to: DNS is the attacker's to answer.
+fn internal_literal(url: &url::Url) -> bool {
+    let v4 = |ip: std::net::Ipv4Addr| ip.is_loopback() || ip.is_private() || ip.is_link_local();
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => v4(ip),
+        Some(url::Host::Ipv6(ip)) => {
+            let first = ip.segments()[0];
+            ip.to_ipv4_mapped().is_some_and(v4)
+                || ip.is_loopback()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+        _ => false,
+    }
 }
 
 /// `auth_mode`, and what it rules out: berth's own credentials beside

@@ -55,20 +55,45 @@ pub(crate) async fn caller(
     Ok(Caller { ip, peer, user })
 }
 
-/// The access rules, for a request routed to `upstream` and `repository`
-/// (neither for `/v2/`).
+/// What a routed request asks for, as the access rules see it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub(crate) upstream: &'a str,
+    /// As routed (`library/nginx`).
+    pub(crate) repository: &'a str,
+    pub(crate) endpoint: &'a crate::route::Endpoint,
+}
+
+/// The access rules, for a request routed to `target` (none for `/v2/`
+/// and the token endpoint). Patterns see every `User-Agent` value and the
+/// canonical forms of the path, never the path as the client spelled it:
+/// `/v2/nginx/…`, `/v2/docker.io/nginx/…` and `?ns=docker.io` are all
+/// `/v2/library/nginx/…` and `/v2/docker.io/library/nginx/…`.
 pub(crate) fn rules(
     access: &Access,
     caller: &Caller,
     request: &Parts,
-    upstream: Option<&str>,
-    repository: Option<&str>,
+    target: Option<Target<'_>>,
 ) -> Result<(), ApiError> {
-    let user_agent = request
+    let mut user_agents: Vec<String> = request
         .headers
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+        .get_all(header::USER_AGENT)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    if user_agents.is_empty() {
+        user_agents.push(String::new());
+    }
+    let paths = match target {
+        Some(t) => {
+            let endpoint = t.endpoint.path();
+            vec![
+                format!("/v2/{}/{endpoint}", t.repository),
+                format!("/v2/{}/{}/{endpoint}", t.upstream, t.repository),
+            ]
+        }
+        None => vec![request.uri.path().to_owned()],
+    };
     // Looked up only when a rule asks.
     let region = access
         .wants_region()
@@ -76,10 +101,10 @@ pub(crate) fn rules(
         .flatten();
     access.rules(&Facts {
         ip: caller.ip,
-        user_agent,
-        path: request.uri.path(),
-        upstream,
-        repository,
+        user_agents: &user_agents,
+        paths: &paths,
+        upstream: target.map(|t| t.upstream),
+        repository: target.map(|t| t.repository),
         user: caller.user.as_deref(),
         region: region.as_deref(),
     })?;

@@ -257,7 +257,7 @@ async fn dispatch(
         )
     };
     if ping {
-        access::rules(&live.access, &caller, request, None, None)?;
+        access::rules(&live.access, &caller, request, None)?;
         // A pass-through registry's clients log in to it through berth.
         if let Some(upstream) = admit::ping_upstream(&live.upstreams, live.domain.as_deref(), &meta)
             && upstream.config().auth_mode == berth_config::AuthMode::Passthrough
@@ -288,13 +288,12 @@ async fn dispatch(
     let mut admitted = admit::admit(&live.upstreams, live.domain.as_deref(), &route, &meta)?;
     trail.upstream = Some(admitted.origin.name().to_owned());
     trail.repo = Some(admitted.repo.to_string());
-    access::rules(
-        &live.access,
-        &caller,
-        request,
-        Some(admitted.origin.name()),
-        Some(admitted.repo.as_str()),
-    )?;
+    let target = access::Target {
+        upstream: admitted.origin.name(),
+        repository: admitted.repo.as_str(),
+        endpoint: &route.endpoint,
+    };
+    access::rules(&live.access, &caller, request, Some(target))?;
     let passthrough = admitted.origin.is_passthrough();
     if passthrough {
         let authorization = request

@@ -125,7 +125,7 @@ async fn relay(state: &HttpState, request: Request) -> Result<Response, ApiError
         .map_or(std::net::IpAddr::from([127, 0, 0, 1]), |c| c.peer.ip());
     let live = state.live();
     let caller = access::caller(&live.access, peer, &parts, false).await?;
-    access::rules(&live.access, &caller, &parts, None, None)?;
+    access::rules(&live.access, &caller, &parts, None)?;
     let mut params: Vec<(String, String)> =
         url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()

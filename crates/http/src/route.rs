@@ -34,6 +34,19 @@ impl Endpoint {
             Self::Referrers(_) => "referrers",
         }
     }
+
+    /// The endpoint as a path below the repository, in one spelling
+    /// (`manifests/latest`, `blobs/sha256:…`), for the access rules.
+    pub(crate) fn path(&self) -> String {
+        match self {
+            Self::Manifest(reference) => format!("manifests/{reference}"),
+            Self::Blob(digest) => format!("blobs/{digest}"),
+            Self::Upload(None) => "blobs/uploads/".to_owned(),
+            Self::Upload(Some(session)) => format!("blobs/uploads/{session}"),
+            Self::Tags => "tags/list".to_owned(),
+            Self::Referrers(digest) => format!("referrers/{digest}"),
+        }
+    }
 }
 
 /// A parsed `/v2/` request path: the repository as the client named it and

@@ -25,6 +25,7 @@ pub use challenge::{Challenge, parse_challenge, realm_allowed};
 pub use error::UpstreamError;
 pub use mirror::{BreakerState, MirrorHealth};
 pub use push::{Write, WriteAnswer};
+pub use redirect::OwnListeners;
 pub use slots::{Slot, Urgency};
 pub use token_relay::{TokenAsk, TokenReply};
 
@@ -49,6 +50,8 @@ pub struct Upstream {
     mirrors: Vec<mirror::Mirror>,
     slots: Arc<slots::Slots>,
     metrics: Arc<Metrics>,
+    /// Where berth listens: never a redirect target.
+    own: OwnListeners,
 }
 
 /// A manifest as upstream sent it.
@@ -143,7 +146,11 @@ impl BlobBody {
 impl Upstream {
     /// A client for the upstream in `config`, with its own connection pool and
     /// the configured connect and idle timeouts.
-    pub fn new(config: UpstreamConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        config: UpstreamConfig,
+        metrics: Arc<Metrics>,
+        own: OwnListeners,
+    ) -> Result<Self, reqwest::Error> {
         let r = &config.resilience;
         let builder = || {
             reqwest::Client::builder()
@@ -168,6 +175,7 @@ impl Upstream {
             mirrors,
             slots,
             metrics,
+            own,
         };
         for i in 0..upstream.mirrors.len() {
             upstream.publish_mirror_state(i);
@@ -385,11 +393,23 @@ pub struct UpstreamSet {
 }
 
 impl UpstreamSet {
-    /// Build a client for every configured upstream.
+    /// Build a client for every configured upstream, knowing no listener
+    /// of berth's own (for tests and tools that serve nothing).
     pub fn new(configs: &[UpstreamConfig], metrics: &Arc<Metrics>) -> Result<Self, reqwest::Error> {
+        Self::serving(configs, metrics, &OwnListeners::default())
+    }
+
+    /// Build a client for every configured upstream of a berth that
+    /// listens where `own` says: no redirect may lead there.
+    pub fn serving(
+        configs: &[UpstreamConfig],
+        metrics: &Arc<Metrics>,
+        own: &OwnListeners,
+    ) -> Result<Self, reqwest::Error> {
         let mut set = Self::default();
         for c in configs {
-            let upstream = Arc::new(Upstream::new(c.clone(), Arc::clone(metrics))?);
+            let upstream = Upstream::new(c.clone(), Arc::clone(metrics), own.clone())?;
+            let upstream = Arc::new(upstream);
             if c.default {
                 set.default = Some(Arc::clone(&upstream));
             }

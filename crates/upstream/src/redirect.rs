@@ -3,11 +3,16 @@
 //! (registries hand them to CDNs; the digest protects their content), but a
 //! public upstream may not send berth to a loopback, link-local or private
 //! address, named by an IP literal or by a host that resolves there: that
-//! would let it reach services beside berth. An upstream that itself lives
-//! on such an address may.
+//! would let it reach services beside berth. An upstream on a private
+//! network (`private_network`, set in the config or an internal IP literal
+//! in its URL; never inferred from DNS) may, but no redirect ever reaches
+//! one of berth's own listeners: neither by what the target resolves to,
+//! nor by the address the connection actually reached.
 
 use crate::UpstreamError;
+use berth_config::canonical_ip as canonical;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
 
 /// Whether `ip` is not on the public internet: loopback, private,
 /// link-local, shared (CGNAT), unspecified, broadcast or multicast, and
@@ -47,24 +52,62 @@ fn internal_v4(ip: Ipv4Addr) -> bool {
         || (a == 100 && (64..128).contains(&b)) // shared address space 100.64.0.0/10
 }
 
-/// The rule for one redirect hop: `same_origin` as the upstream's URL,
-/// whether the upstream itself is internal, and the addresses the target
-/// host stands for. `Err` says why the hop is refused.
+/// Where berth itself listens (public, admin and redirect listeners): no
+/// redirect may lead there, whatever the upstream. The app adds each
+/// address once it is bound; the upstream clients built before and after
+/// share one list.
+#[derive(Debug, Clone, Default)]
+pub struct OwnListeners(Arc<RwLock<Vec<SocketAddr>>>);
+
+impl OwnListeners {
+    /// Note a bound listener.
+    pub fn add(&self, addr: SocketAddr) {
+        let mut all = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.push(SocketAddr::new(canonical(addr.ip()), addr.port()));
+    }
+
+    /// Whether a connection to `target` would reach one of berth's own
+    /// listeners: the same port on the address it is bound to, or on any
+    /// address of this host when it is bound to every interface.
+    pub fn is_own(&self, target: SocketAddr) -> bool {
+        let ip = canonical(target.ip());
+        let all = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.iter().filter(|l| l.port() == target.port()).any(|l| {
+            l.ip() == ip || (l.ip().is_unspecified() && is_this_host(ip))
+        })
+    }
+}
+
+/// Whether `ip` belongs to this host: loopback, unspecified (which
+/// connects to this host), or an address a socket can be bound to here.
+fn is_this_host(ip: IpAddr) -> bool {
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
+/// The rule for one cross-origin redirect hop for a `kind` request, from
+/// an upstream on a private network or not, to a host that stands for
+/// `target` addresses on `port`. `Err` says why the hop is refused.
 pub(super) fn hop_allowed(
     kind: &str,
-    same_origin: bool,
-    upstream_internal: bool,
+    private_network: bool,
+    own: &OwnListeners,
+    port: u16,
     target: &[IpAddr],
 ) -> Result<(), String> {
-    if same_origin {
-        return Ok(());
-    }
     if kind != "blob" {
         return Err(format!(
             "{kind} redirected to another origin; only blobs may be fetched elsewhere"
         ));
     }
-    if upstream_internal {
+    if let Some(ip) = target.iter().find(|ip| own.is_own(SocketAddr::new(**ip, port))) {
+        return Err(format!(
+            "blob redirected to berth's own listener at {}",
+            SocketAddr::new(*ip, port)
+        ));
+    }
+    if private_network {
         return Ok(());
     }
     match target.iter().find(|ip| is_internal(**ip)) {
@@ -89,22 +132,18 @@ pub(super) async fn addresses(url: &url::Url) -> std::io::Result<Vec<IpAddr>> {
     }
 }
 
-/// Whether the upstream at `url` is internal: its host is, or resolves to,
-/// an internal address. Unresolvable counts as public.
-pub(super) async fn upstream_is_internal(url: &url::Url) -> bool {
-    addresses(url)
-        .await
-        .is_ok_and(|ips| ips.into_iter().any(is_internal))
-}
-
-/// Check a cross-origin hop to `target` for a `kind` request.
+/// Check a cross-origin hop to `target` for a `kind` request, before it is
+/// made. What the connection really reached is checked again on the
+/// answer (`reached_own`), so a name that changes its answer in between
+/// gains nothing.
 pub(super) async fn check_hop(
     upstream: &str,
     kind: &str,
-    upstream_internal: bool,
+    private_network: bool,
+    own: &OwnListeners,
     target: &url::Url,
 ) -> Result<(), UpstreamError> {
-    let ips = if kind == "blob" && !upstream_internal {
+    let ips = if kind == "blob" {
         addresses(target)
             .await
             .map_err(|e| UpstreamError::Unreachable {
@@ -118,9 +157,12 @@ pub(super) async fn check_hop(
     } else {
         Vec::new()
     };
-    hop_allowed(kind, false, upstream_internal, &ips).map_err(|detail| UpstreamError::Invalid {
-        upstream: upstream.to_owned(),
-        detail,
+    let port = target.port_or_known_default().unwrap_or(0);
+    hop_allowed(kind, private_network, own, port, &ips).map_err(|detail| {
+        UpstreamError::Invalid {
+            upstream: upstream.to_owned(),
+            detail,
+        }
     })
 }
 
@@ -192,55 +234,69 @@ mod tests {
 
     #[test]
     fn the_redirect_rule() {
+        let none = OwnListeners::default();
         let public = [ip("203.0.114.7")];
         let metadata = [ip("169.254.169.254")];
         // Manifests, tag lists and referrers stay on the upstream's origin.
         for kind in ["manifest", "tags", "referrers"] {
-            assert!(hop_allowed(kind, true, false, &[]).is_ok());
-            assert!(hop_allowed(kind, false, false, &public).is_err(), "{kind}");
-            assert!(hop_allowed(kind, false, true, &public).is_err(), "{kind}");
+            assert!(hop_allowed(kind, false, &none, 80, &public).is_err(), "{kind}");
+            assert!(hop_allowed(kind, true, &none, 80, &public).is_err(), "{kind}");
         }
         // Blobs go to CDNs, but a public upstream cannot send berth inside.
-        assert!(hop_allowed("blob", false, false, &public).is_ok());
-        assert!(hop_allowed("blob", false, false, &metadata).is_err());
-        assert!(hop_allowed("blob", false, false, &[public[0], ip("10.0.0.1")]).is_err());
-        assert!(hop_allowed("blob", false, false, &[ip("::1")]).is_err());
-        // An upstream that lives inside may redirect inside.
-        assert!(hop_allowed("blob", false, true, &metadata).is_ok());
+        assert!(hop_allowed("blob", false, &none, 443, &public).is_ok());
+        assert!(hop_allowed("blob", false, &none, 80, &metadata).is_err());
+        assert!(hop_allowed("blob", false, &none, 80, &[public[0], ip("10.0.0.1")]).is_err());
+        assert!(hop_allowed("blob", false, &none, 80, &[ip("::1")]).is_err());
+        // An upstream on a private network may redirect inside...
+        assert!(hop_allowed("blob", true, &none, 80, &metadata).is_ok());
+        // ...but never to berth's own listeners.
+        let own = OwnListeners::default();
+        own.add("0.0.0.0:5000".parse().unwrap());
+        own.add("127.0.0.1:5001".parse().unwrap());
+        for (target, port) in [("127.0.0.1", 5000), ("127.3.4.5", 5000), ("::ffff:127.0.0.1", 5001), ("0.0.0.0", 5000)] {
+            let hop = hop_allowed("blob", true, &own, port, &[ip(target)]);
+            assert!(hop.is_err_and(|e| e.contains("own listener")), "{target}:{port}");
+        }
+        assert!(hop_allowed("blob", true, &own, 5002, &[ip("127.0.0.1")]).is_ok());
+        assert!(hop_allowed("blob", true, &own, 5001, &[ip("127.0.0.2")]).is_ok());
+        assert!(hop_allowed("blob", false, &own, 5000, &public).is_ok());
     }
 
     #[tokio::test]
     async fn hosts_are_judged_by_what_they_resolve_to() {
+        let none = OwnListeners::default();
         let url = |s: &str| url::Url::parse(s).unwrap();
-        assert!(upstream_is_internal(&url("http://127.0.0.1:5000")).await);
-        assert!(upstream_is_internal(&url("http://localhost:5000")).await);
-        assert!(upstream_is_internal(&url("http://2130706433/")).await);
-        assert!(!upstream_is_internal(&url("https://203.0.114.7")).await);
         // From a public upstream, a blob may not go to a name for loopback.
-        let hop = check_hop("a.io", "blob", false, &url("http://localhost:9/x")).await;
+        let hop = check_hop("a.io", "blob", false, &none, &url("http://localhost:9/x")).await;
         assert!(
             matches!(&hop, Err(UpstreamError::Invalid { detail, .. }) if detail.contains("internal address")),
             "{hop:?}"
         );
+        for target in ["http://[::ffff:10.0.0.1]/x", "http://2130706433/x"] {
+            assert!(check_hop("a.io", "blob", false, &none, &url(target)).await.is_err(), "{target}");
+        }
         assert!(
-            check_hop("a.io", "blob", false, &url("http://[::ffff:10.0.0.1]/x"))
-                .await
-                .is_err()
-        );
-        assert!(
-            check_hop("a.io", "blob", false, &url("http://203.0.114.7/x"))
+            check_hop("a.io", "blob", false, &none, &url("http://203.0.114.7/x"))
                 .await
                 .is_ok()
         );
         assert!(
-            check_hop("a.io", "blob", true, &url("http://localhost:9/x"))
+            check_hop("a.io", "blob", true, &none, &url("http://localhost:9/x"))
                 .await
                 .is_ok()
         );
         assert!(
-            check_hop("a.io", "manifest", true, &url("http://localhost:9/x"))
+            check_hop("a.io", "manifest", true, &none, &url("http://localhost:9/x"))
                 .await
                 .is_err()
+        );
+        // A name for berth's own listener is refused even to a private upstream.
+        let own = OwnListeners::default();
+        own.add("127.0.0.1:9".parse().unwrap());
+        let hop = check_hop("a.io", "blob", true, &own, &url("http://localhost:9/x")).await;
+        assert!(
+            matches!(&hop, Err(UpstreamError::Invalid { detail, .. }) if detail.contains("own listener")),
+            "{hop:?}"
         );
     }
 

@@ -145,14 +145,14 @@ impl Upstream {
         mut url: url::Url,
         authorization: Option<&str>,
     ) -> Result<reqwest::Response, UpstreamError> {
-        let start = url.clone();
         let origin = url.origin();
-        let mut upstream_internal = None;
+        let private_network = self.config.private_network;
         for _ in 0..=MAX_REDIRECTS {
             let at_origin = url.origin() == origin;
-            let client = match upstream_internal {
-                Some(false) if !at_origin => &self.public_http,
-                _ => &self.http,
+            let client = if at_origin || private_network {
+                &self.http
+            } else {
+                &self.public_http
             };
             let mut builder = client.request(call.method.clone(), url.clone());
             for accept in call.accept {
@@ -178,6 +178,9 @@ impl Upstream {
             self.metrics
                 .upstream_request(self.name(), call.kind.as_str(), status);
             let response = sent.map_err(|e| UpstreamError::from_transport(self.name(), &e))?;
+            if !at_origin && response.remote_addr().is_some_and(|a| self.own.is_own(a)) {
+                return Err(self.invalid("blob redirected to berth's own listener"));
+            }
             self.observe(call, asked.elapsed(), &response);
             if !response.status().is_redirection() {
                 return Ok(response);
@@ -194,12 +197,8 @@ impl Upstream {
                 return Err(self.invalid("redirect to a non-HTTP URL"));
             }
             if next.origin() != origin {
-                let internal = match upstream_internal {
-                    Some(known) => known,
-                    None => redirect::upstream_is_internal(&start).await,
-                };
-                upstream_internal = Some(internal);
-                redirect::check_hop(self.name(), call.kind.as_str(), internal, &next).await?;
+                let kind = call.kind.as_str();
+                redirect::check_hop(self.name(), kind, private_network, &self.own, &next).await?;
             }
             url = next;
         }

@@ -164,6 +164,9 @@ impl Server {
                     continue;
                 }
             };
+            // IPv4 clients of a dual-stack listener as the IPv4 addresses
+            // they are, for the per-IP caps, limits and rules alike.
+            let peer = SocketAddr::new(berth_config::canonical_ip(peer.ip()), peer.port());
             let slot = match connections.admit(peer.ip()) {
                 Ok(slot) => slot,
                 Err(refused) => {
