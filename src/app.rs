@@ -10,8 +10,8 @@ use berth_cache::{FsIndex, FsStore, Lifecycle, Maintenance, PinPattern};
 use berth_config::Config;
 use berth_config::ServerLimits;
 use berth_http::{
-    HttpState, Server, admin_listener_router, admin_router, metrics_routes, ops_routes,
-    redirect_router, router,
+    HttpState, Server, admin_hosts_only, admin_listener_router, admin_router, ops_routes,
+    public_ops_routes, redirect_router, router,
 };
 use berth_metrics::Metrics;
 use berth_pull::PullService;
@@ -108,20 +108,20 @@ impl App {
                 what: "redirect listener",
             });
         }
-        let ops = ops_routes(Arc::clone(&state));
         let mut public = router(Arc::clone(&state));
         let admin_token = config.admin.token.clone();
         match config.admin.listen {
             Some(addr) => side.push(Side {
                 listener: bind(addr, "`admin.listen` in the config or BERTH_ADMIN_LISTEN").await?,
-                router: admin_listener_router(maintenance, admin_token, Arc::clone(&metrics))
-                    .merge(ops),
+                router: admin_hosts_only(
+                    admin_listener_router(maintenance, admin_token, Arc::clone(&metrics))
+                        .merge(ops_routes(Arc::clone(&state))),
+                    config.domain.clone(),
+                ),
                 what: "admin listener",
             }),
             None => {
-                public = public
-                    .merge(metrics_routes(Arc::clone(&metrics)))
-                    .merge(ops);
+                public = public.merge(public_ops_routes(Arc::clone(&state), admin_token.clone()));
                 if admin_token.is_some() {
                     public = public.merge(admin_router(maintenance, admin_token));
                 }

@@ -13,7 +13,11 @@ use berth_testkit::{Berth, Upstream, upstream_toml};
 use std::net::IpAddr;
 
 fn hub(up: &Upstream) -> String {
-    upstream_toml("docker.io", &up.url(), "default = true\nauto_library = true")
+    upstream_toml(
+        "docker.io",
+        &up.url(),
+        "default = true\nauto_library = true",
+    )
 }
 
 /// A client whose requests leave from `ip` (any 127.0.0.0/8 address).
@@ -51,7 +55,12 @@ ip = ["127.0.0.3/32", "203.0.113.0/24"]
     assert_eq!(status(client_from("127.0.0.2").get(&manifest)).await, 200);
     assert_eq!(status(client_from("127.0.0.3").get(&manifest)).await, 403);
     // The trusted proxy names a blocked client in each form proxies use.
-    for forwarded in ["203.0.113.7", "203.0.113.7:4711", "::ffff:203.0.113.7", "[::ffff:203.0.113.7]:80"] {
+    for forwarded in [
+        "203.0.113.7",
+        "203.0.113.7:4711",
+        "::ffff:203.0.113.7",
+        "[::ffff:203.0.113.7]:80",
+    ] {
         let r = reqwest::Client::new()
             .get(&manifest)
             .header("x-forwarded-for", forwarded);

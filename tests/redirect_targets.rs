@@ -71,14 +71,25 @@ async fn a_blob_redirect_never_reaches_berths_own_listeners() {
             "admin by another loopback spelling",
             admin.replace("127.0.0.1", "127.1") + "/stats",
         ),
-        ("admin by name", admin.replace("127.0.0.1", "localhost") + "/stats"),
+        (
+            "admin by name",
+            admin.replace("127.0.0.1", "localhost") + "/stats",
+        ),
     ];
     for (i, (what, target)) in targets.iter().enumerate() {
         let digest = berth_testkit::checks::sha256(format!("wanted {i}").as_bytes());
-        up.route(&format!("proj/app/blobs/{digest}"), redirect(target.clone()));
+        up.route(
+            &format!("proj/app/blobs/{digest}"),
+            redirect(target.clone()),
+        );
         let (status, body) = get_blob(&berth, &digest).await;
         assert_eq!(status, 502, "{what}: {body}");
-        for leak in ["berth_", "hitRatio", "upstreams", "errors\":[{\"code\":\"UNAUTHORIZED"] {
+        for leak in [
+            "berth_",
+            "hitRatio",
+            "upstreams",
+            "errors\":[{\"code\":\"UNAUTHORIZED",
+        ] {
             assert!(!body.contains(leak), "{what}: {body}");
         }
     }
@@ -136,7 +147,11 @@ async fn an_upstream_named_by_host_is_public_whatever_its_name_resolves_to() {
             assert_eq!(cdn.count("/cdn/layer"), before + 1);
         } else {
             assert_eq!(status, 502, "{body}");
-            assert_eq!(cdn.count("/cdn/layer"), before, "the internal host was dialled");
+            assert_eq!(
+                cdn.count("/cdn/layer"),
+                before,
+                "the internal host was dialled"
+            );
             assert!(berth.log().contains("internal address"), "{}", berth.log());
         }
     }

@@ -111,11 +111,20 @@ fn the_first_matching_rule_decides() {
     let scanners = Err(Refusal::Denied("no-scanners".to_owned()));
     assert_eq!(verdict("192.0.2.1", &["Masscan/1.0"], "x", None), scanners);
     // A second User-Agent header does not hide the first.
-    assert_eq!(verdict("192.0.2.1", &["docker/27", "zgrab/0.x"], "x", None), scanners);
-    assert_eq!(verdict("192.0.2.1", &["zgrab/0.x", "docker/27"], "x", None), scanners);
+    assert_eq!(
+        verdict("192.0.2.1", &["docker/27", "zgrab/0.x"], "x", None),
+        scanners
+    );
+    assert_eq!(
+        verdict("192.0.2.1", &["zgrab/0.x", "docker/27"], "x", None),
+        scanners
+    );
     assert_eq!(
         verdict("192.0.2.1", &["docker"], "secret/app", None),
         Err(Refusal::Denied("private".to_owned()))
     );
-    assert_eq!(verdict("192.0.2.1", &["docker"], "secret/app", Some("alice")), Ok(()));
+    assert_eq!(
+        verdict("192.0.2.1", &["docker"], "secret/app", Some("alice")),
+        Ok(())
+    );
 }

@@ -110,9 +110,11 @@ mod tests {
     async fn the_overall_cap_holds_across_addresses() {
         let v = Verifications::new(1);
         let first = v.turn("192.0.2.1".parse().unwrap()).await.unwrap();
-        let second =
-            tokio::time::timeout(Duration::from_millis(50), v.turn("192.0.2.2".parse().unwrap()))
-                .await;
+        let second = tokio::time::timeout(
+            Duration::from_millis(50),
+            v.turn("192.0.2.2".parse().unwrap()),
+        )
+        .await;
         assert!(second.is_err());
         drop(first);
         assert!(v.turn("192.0.2.2".parse().unwrap()).await.is_some());

@@ -91,5 +91,17 @@ pub(super) fn build(
             Some(Secret::new(token))
         }
     });
+    // Anyone who reaches a listener off loopback could purge the cache.
+    if let Some(addr) = listen
+        && !addr.ip().is_loopback()
+        && token.is_none()
+    {
+        p.add(
+            "admin.token",
+            format!(
+                "the admin listener {addr} is not on loopback, so it needs a token (token, token_file or BERTH_ADMIN_TOKEN), such as the output of `openssl rand -hex 24`"
+            ),
+        );
+    }
     AdminSettings { listen, token }
 }

@@ -158,9 +158,28 @@ fn environment_overrides() {
 
 #[test]
 fn example_config_parses() {
-    let text = include_str!("../../../config/example.toml");
-    let c = Config::from_toml(text, &no_env).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let text = include_str!("../../../config/example.toml")
+        .replace("/etc/berth/admin-token", &token.display().to_string());
+    let c = Config::from_toml(&text, &no_env).unwrap();
     assert!(c.upstream("docker.io").is_some());
+    assert!(c.admin.token.is_some(), "the example sets an admin token");
+}
+
+#[test]
+fn an_admin_listener_off_loopback_needs_a_token() {
+    let text = |listen: &str, token: &str| {
+        format!("builtin_upstreams = false\n[admin]\nlisten = {listen:?}\n{token}\n")
+    };
+    let err = Config::from_toml(&text("0.0.0.0:5090", ""), &no_env).unwrap_err();
+    assert_eq!(err.0[0].key, "admin.token", "{err}");
+    assert!(err.to_string().contains("not on loopback"), "{err}");
+    let token = "token = \"0123456789abcdef0123\"";
+    assert!(Config::from_toml(&text("0.0.0.0:5090", token), &no_env).is_ok());
+    assert!(Config::from_toml(&text("127.0.0.1:5090", ""), &no_env).is_ok());
+    assert!(Config::from_toml(&text("[::1]:5090", ""), &no_env).is_ok());
 }
 
 #[test]

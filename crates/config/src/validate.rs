@@ -295,9 +295,7 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
     let resilience = super::resilience::build(p, key, u);
     let policy = super::policy::build(p, key, u, &resilience);
     let url = url?;
-    let private_network = u
-        .private_network
-        .unwrap_or_else(|| internal_literal(&url));
+    let private_network = u.private_network.unwrap_or_else(|| internal_literal(&url));
     (p.0.len() == before).then(|| UpstreamConfig {
         name,
         url,

@@ -50,6 +50,56 @@ pub fn admin_listener_router(
         })
 }
 
+/// Only requests that name the admin listener by an address, `localhost`,
+/// or the configured `domain` (or a name below it): a page whose own
+/// name was rebound to the listener's address (DNS rebinding) names its
+/// own host, and is refused.
+pub fn admin_hosts_only(router: Router, domain: Option<String>) -> Router {
+    let domain = Arc::new(domain);
+    router.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let domain = Arc::clone(&domain);
+            async move {
+                let host = request
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .or_else(|| request.uri().authority().map(http::uri::Authority::as_str));
+                match host {
+                    Some(host) if !admin_host_allowed(host, domain.as_deref()) => ApiError::new(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        ErrorCode::Denied,
+                        "the admin listener answers only to its address, localhost or the configured domain",
+                    )
+                    .into_response(),
+                    _ => next.run(request).await,
+                }
+            }
+        },
+    ))
+}
+
+/// Whether `host` (a `Host` value, perhaps with a port) names the admin
+/// listener in a way no other site's page can.
+fn admin_host_allowed(host: &str, domain: Option<&str>) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => {
+            return v6
+                .split(']')
+                .next()
+                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
+        }
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || domain.is_some_and(|d| {
+            let d = d.to_ascii_lowercase();
+            name == d || name.ends_with(&format!(".{d}"))
+        })
+}
+
 /// Equal without a timing that tells how much of `given` was right.
 fn same_secret(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len()
@@ -60,16 +110,78 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
             == 0
 }
 
+/// Whether `headers` carry `Authorization: Bearer <token>`.
+pub(crate) fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
+    bearer(headers).is_some_and(|given| same_secret(given.as_bytes(), token.expose().as_bytes()))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+/// Why a state-changing request looks like one a browser sent from
+/// another site (a form posted by some page, or a script), if it does:
+/// `Origin` of another host, `Sec-Fetch-Site` other than same-origin, or
+/// a content type a form can send. Tools (`curl -X POST`) send none.
+fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let host = text(header::HOST);
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin_host = origin
+            .to_str()
+            .ok()
+            .and_then(|o| url::Url::parse(o).ok())
+            .and_then(|u| {
+                let host = u.host_str()?.to_owned();
+                Some(match u.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                })
+            });
+        if origin_host.is_none() || origin_host.as_deref() != host {
+            return Some("it comes from a page of another origin");
+        }
+    }
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return Some("the browser says it comes from another site");
+    }
+    let form_type = text(header::CONTENT_TYPE).is_some_and(|t| {
+        let t = t
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        matches!(
+            t.as_str(),
+            "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+        )
+    });
+    form_type.then_some("its content type is one any web page's form can send")
+}
+
 /// The refusal of a request that may not run, or `None`.
 fn refusal(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
+    if let Some(why) = cross_site(headers) {
+        tracing::warn!(why, "admin request refused as cross-site");
+        return Some(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Denied,
+                format!("admin request refused: {why}; send it without a browser (curl -X POST)"),
+            )
+            .into_response(),
+        );
+    }
     let Some(token) = &state.token else {
         return None;
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
+    match bearer(headers) {
         Some(given) if same_secret(given.as_bytes(), token.expose().as_bytes()) => None,
         other => {
             let message = if other.is_some() {
@@ -105,6 +217,34 @@ fn failed(e: &berth_cache::CacheError) -> Response {
         format!("the store could not be changed: {e}"),
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::admin_host_allowed;
+
+    #[test]
+    fn only_addresses_localhost_and_the_domain_name_the_admin_listener() {
+        for host in [
+            "127.0.0.1:5090",
+            "10.0.0.5",
+            "[::1]:5090",
+            "localhost:5090",
+            "admin.berth.example",
+            "berth.example:1",
+        ] {
+            assert!(admin_host_allowed(host, Some("berth.example")), "{host}");
+        }
+        for host in [
+            "evil.example:5090",
+            "berth.example.evil.example",
+            "localhost.evil.example",
+            "[zz]:1",
+        ] {
+            assert!(!admin_host_allowed(host, Some("berth.example")), "{host}");
+        }
+        assert!(!admin_host_allowed("berth.example", None));
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]

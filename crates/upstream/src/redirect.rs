@@ -62,7 +62,10 @@ pub struct OwnListeners(Arc<RwLock<Vec<SocketAddr>>>);
 impl OwnListeners {
     /// Note a bound listener.
     pub fn add(&self, addr: SocketAddr) {
-        let mut all = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         all.push(SocketAddr::new(canonical(addr.ip()), addr.port()));
     }
 
@@ -71,10 +74,13 @@ impl OwnListeners {
     /// address of this host when it is bound to every interface.
     pub fn is_own(&self, target: SocketAddr) -> bool {
         let ip = canonical(target.ip());
-        let all = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        all.iter().filter(|l| l.port() == target.port()).any(|l| {
-            l.ip() == ip || (l.ip().is_unspecified() && is_this_host(ip))
-        })
+        let all = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.iter()
+            .filter(|l| l.port() == target.port())
+            .any(|l| l.ip() == ip || (l.ip().is_unspecified() && is_this_host(ip)))
     }
 }
 
@@ -101,7 +107,10 @@ pub(super) fn hop_allowed(
             "{kind} redirected to another origin; only blobs may be fetched elsewhere"
         ));
     }
-    if let Some(ip) = target.iter().find(|ip| own.is_own(SocketAddr::new(**ip, port))) {
+    if let Some(ip) = target
+        .iter()
+        .find(|ip| own.is_own(SocketAddr::new(**ip, port)))
+    {
         return Err(format!(
             "blob redirected to berth's own listener at {}",
             SocketAddr::new(*ip, port)
@@ -158,11 +167,9 @@ pub(super) async fn check_hop(
         Vec::new()
     };
     let port = target.port_or_known_default().unwrap_or(0);
-    hop_allowed(kind, private_network, own, port, &ips).map_err(|detail| {
-        UpstreamError::Invalid {
-            upstream: upstream.to_owned(),
-            detail,
-        }
+    hop_allowed(kind, private_network, own, port, &ips).map_err(|detail| UpstreamError::Invalid {
+        upstream: upstream.to_owned(),
+        detail,
     })
 }
 
@@ -239,8 +246,14 @@ mod tests {
         let metadata = [ip("169.254.169.254")];
         // Manifests, tag lists and referrers stay on the upstream's origin.
         for kind in ["manifest", "tags", "referrers"] {
-            assert!(hop_allowed(kind, false, &none, 80, &public).is_err(), "{kind}");
-            assert!(hop_allowed(kind, true, &none, 80, &public).is_err(), "{kind}");
+            assert!(
+                hop_allowed(kind, false, &none, 80, &public).is_err(),
+                "{kind}"
+            );
+            assert!(
+                hop_allowed(kind, true, &none, 80, &public).is_err(),
+                "{kind}"
+            );
         }
         // Blobs go to CDNs, but a public upstream cannot send berth inside.
         assert!(hop_allowed("blob", false, &none, 443, &public).is_ok());
@@ -253,9 +266,17 @@ mod tests {
         let own = OwnListeners::default();
         own.add("0.0.0.0:5000".parse().unwrap());
         own.add("127.0.0.1:5001".parse().unwrap());
-        for (target, port) in [("127.0.0.1", 5000), ("127.3.4.5", 5000), ("::ffff:127.0.0.1", 5001), ("0.0.0.0", 5000)] {
+        for (target, port) in [
+            ("127.0.0.1", 5000),
+            ("127.3.4.5", 5000),
+            ("::ffff:127.0.0.1", 5001),
+            ("0.0.0.0", 5000),
+        ] {
             let hop = hop_allowed("blob", true, &own, port, &[ip(target)]);
-            assert!(hop.is_err_and(|e| e.contains("own listener")), "{target}:{port}");
+            assert!(
+                hop.is_err_and(|e| e.contains("own listener")),
+                "{target}:{port}"
+            );
         }
         assert!(hop_allowed("blob", true, &own, 5002, &[ip("127.0.0.1")]).is_ok());
         assert!(hop_allowed("blob", true, &own, 5001, &[ip("127.0.0.2")]).is_ok());
@@ -273,7 +294,12 @@ mod tests {
             "{hop:?}"
         );
         for target in ["http://[::ffff:10.0.0.1]/x", "http://2130706433/x"] {
-            assert!(check_hop("a.io", "blob", false, &none, &url(target)).await.is_err(), "{target}");
+            assert!(
+                check_hop("a.io", "blob", false, &none, &url(target))
+                    .await
+                    .is_err(),
+                "{target}"
+            );
         }
         assert!(
             check_hop("a.io", "blob", false, &none, &url("http://203.0.114.7/x"))
@@ -286,9 +312,15 @@ mod tests {
                 .is_ok()
         );
         assert!(
-            check_hop("a.io", "manifest", true, &none, &url("http://localhost:9/x"))
-                .await
-                .is_err()
+            check_hop(
+                "a.io",
+                "manifest",
+                true,
+                &none,
+                &url("http://localhost:9/x")
+            )
+            .await
+            .is_err()
         );
         // A name for berth's own listener is refused even to a private upstream.
         let own = OwnListeners::default();
