@@ -9,6 +9,14 @@
 //! a restart (`listen`, `data_dir`, `[tls]`, `[admin]`, `[server]`,
 //! `[cache]`, `shutdown_grace`, `log_format`) are named in the log and
 //! keep their running values. Certificates reload on SIGHUP too.
+//!
+//! A change of the file seen by the watcher never loosens access (drops
+//! logins, opens anonymous pulls, removes or changes a rule, drops the
+//! rate limit): a file caught half-written could otherwise open the
+//! mirror. Such a file is applied only on SIGHUP (or at a restart), and
+//! the log says why. The htpasswd file is watched too: a change applies
+//! at the next check, so a removed user or an old password stops working
+//! within about a second.
 
 use crate::telemetry::LogLevel;
 use berth_access::Access;
@@ -48,6 +56,7 @@ impl Reloader {
     pub(crate) async fn run(mut self, mut hangups: Option<tokio::signal::unix::Signal>) {
         let mut seen = stamp(&self.path);
         let mut pending: Option<Option<(SystemTime, u64)>> = None;
+        let mut logins_seen = self.logins_stamp();
         let mut tick = tokio::time::interval(POLL);
         loop {
             let hangup = async {
@@ -64,8 +73,14 @@ impl Reloader {
                     self.reload("SIGHUP");
                     seen = stamp(&self.path);
                     pending = None;
+                    logins_seen = self.logins_stamp();
                 }
                 _ = tick.tick() => {
+                    let logins = self.logins_stamp();
+                    if logins != logins_seen {
+                        self.reload_logins();
+                        logins_seen = logins;
+                    }
                     let now = stamp(&self.path);
                     if now == seen {
                         pending = None;
@@ -82,6 +97,31 @@ impl Reloader {
         }
     }
 
+    /// The htpasswd file's stamp, when logins are on.
+    fn logins_stamp(&self) -> Option<(SystemTime, u64)> {
+        stamp(self.running.access.auth.htpasswd_file.as_ref()?)
+    }
+
+    /// Read the htpasswd file again into the running access policy.
+    fn reload_logins(&self) {
+        let access = match Access::load(&self.running.access) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("logins not reloaded, the running ones stay: {e}");
+                return;
+            }
+        };
+        let current = self.state.live();
+        self.state.live.store(Arc::new(Live {
+            upstreams: Arc::clone(&current.upstreams),
+            domain: current.domain.clone(),
+            access: Arc::new(access),
+            url302: current.url302.clone(),
+            cors_origins: current.cors_origins.clone(),
+        }));
+        tracing::info!("logins reloaded: the htpasswd file changed");
+    }
+
     /// Read, check and apply the file; on any problem keep what runs.
     fn reload(&mut self, why: &str) {
         let config = match Config::load(&self.path, &|k| std::env::var(k).ok()) {
@@ -91,6 +131,15 @@ impl Reloader {
                 return;
             }
         };
+        let loosens = config.access.loosens(&self.running.access);
+        if why != "SIGHUP" && !loosens.is_empty() {
+            tracing::warn!(
+                trigger = why,
+                "configuration not reloaded, the running one stays: it would loosen access ({}); a file caught half-written could do that, so such a change applies only on SIGHUP or a restart (write the file whole, by rename)",
+                loosens.join(", ")
+            );
+            return;
+        }
         let access = match Access::load(&config.access) {
             Ok(a) => a,
             Err(e) => {

@@ -1,7 +1,9 @@
 //! Live reload of the configuration file, against the real upstream: a
 //! changed file takes effect for new requests while a download in flight
 //! finishes whole; a bad file is refused and the old settings stay;
-//! settings that need a restart say so; SIGHUP reloads too.
+//! settings that need a restart say so; a file change that would loosen
+//! access (as a half-written file does) waits for SIGHUP; the htpasswd
+//! file is watched; SIGHUP reloads too.
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -22,12 +24,13 @@ async fn eventually(what: &str, berth: &Berth, mut check: impl AsyncFnMut() -> b
 async fn a_changed_file_applies_to_new_requests_and_spares_those_in_flight() {
     let up = Upstream::start().await;
     let rule = "[[access.rules]]\nname = \"no-small\"\naction = \"deny\"\nrepository = \"^library/small$\"\n";
-    let berth = Berth::hub(&up.url(), rule);
+    let berth = Berth::hub(&up.url(), "");
     let path = berth.config_path();
     let original = std::fs::read_to_string(&path).unwrap();
+    let ruled = format!("{original}{rule}");
     let client = reqwest::Client::new();
     let small = format!("{}/v2/library/small/manifests/latest", berth.url());
-    assert_eq!(client.get(&small).send().await.unwrap().status(), 403);
+    assert_eq!(client.get(&small).send().await.unwrap().status(), 200);
 
     // A slow download of the big blob is under way during the reload.
     let big = up.images().big.largest_blob().clone();
@@ -43,10 +46,10 @@ async fn a_changed_file_applies_to_new_requests_and_spares_those_in_flight() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!download.is_finished(), "the download should still run");
 
-    // The rule goes: new requests are let through.
-    std::fs::write(&path, original.replace(rule, "")).unwrap();
-    eventually("the rule still applies", &berth, async || {
-        client.get(&small).send().await.unwrap().status() == 200
+    // A rule arrives: new requests meet it.
+    std::fs::write(&path, &ruled).unwrap();
+    eventually("the rule does not apply", &berth, async || {
+        client.get(&small).send().await.unwrap().status() == 403
     })
     .await;
     assert!(berth.log().contains("configuration reloaded"));
@@ -59,11 +62,7 @@ async fn a_changed_file_applies_to_new_requests_and_spares_those_in_flight() {
     );
 
     // A bad file is refused, and the running settings stay.
-    std::fs::write(
-        &path,
-        format!("{original}\ncolour = \"blue\"\n").replace(rule, ""),
-    )
-    .unwrap();
+    std::fs::write(&path, format!("{ruled}\ncolour = \"blue\"\n")).unwrap();
     eventually("the bad file was not reported", &berth, async || {
         berth.log().contains("configuration not reloaded")
     })
@@ -73,15 +72,13 @@ async fn a_changed_file_applies_to_new_requests_and_spares_those_in_flight() {
         "{}",
         berth.log()
     );
-    assert_eq!(client.get(&small).send().await.unwrap().status(), 200);
+    assert_eq!(client.get(&small).send().await.unwrap().status(), 403);
 
     // What needs a restart says so, and the rest applies.
     // url302 is a top-level key: it goes before the tables.
     let moved = format!(
         "url302 = \"https://example.org/\"\n{}",
-        original
-            .replace(rule, "")
-            .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"")
+        ruled.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"")
     );
     std::fs::write(&path, &moved).unwrap();
     let no_redirects = reqwest::Client::builder()
@@ -105,6 +102,108 @@ async fn a_changed_file_applies_to_new_requests_and_spares_those_in_flight() {
         "{}",
         berth.log()
     );
+
+    // Removing the rule loosens access: the watcher leaves it to SIGHUP.
+    std::fs::write(&path, moved.replace(rule, "")).unwrap();
+    eventually("the loosening file was not reported", &berth, async || {
+        berth
+            .log()
+            .contains("it would loosen access (access rules are removed or changed)")
+    })
+    .await;
+    assert_eq!(client.get(&small).send().await.unwrap().status(), 403);
+    hangup(&berth);
+    eventually("SIGHUP did not apply the file", &berth, async || {
+        client.get(&small).send().await.unwrap().status() == 200
+    })
+    .await;
+}
+
+fn hangup(berth: &Berth) {
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &berth.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_half_written_file_never_opens_the_mirror() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("htpasswd");
+    let hash = bcrypt::hash("correct horse", 4).unwrap();
+    std::fs::write(&file, format!("alice:{hash}\n")).unwrap();
+    let auth = format!(
+        "[auth]\nhtpasswd_file = {:?}\nanonymous = \"none\"\n",
+        file.display().to_string()
+    );
+    let berth = Berth::hub(&up.url(), &auth);
+    let path = berth.config_path();
+    let whole = std::fs::read_to_string(&path).unwrap();
+    let client = reqwest::Client::new();
+    let small = format!("{}/v2/library/small/manifests/latest", berth.url());
+    assert_eq!(client.get(&small).send().await.unwrap().status(), 401);
+    // The file as a writer leaves it halfway: its valid start, no [auth].
+    std::fs::write(&path, &whole[..whole.find("[auth]").unwrap()]).unwrap();
+    eventually(
+        "the half-written file was not reported",
+        &berth,
+        async || berth.log().contains("it would loosen access"),
+    )
+    .await;
+    assert!(
+        berth.log().contains("[auth] htpasswd_file is gone"),
+        "{}",
+        berth.log()
+    );
+    assert_eq!(client.get(&small).send().await.unwrap().status(), 401);
+    // The rest arrives: reloaded as whole, and still closed.
+    std::fs::write(&path, &whole).unwrap();
+    eventually("the whole file was not reloaded", &berth, async || {
+        berth.log().contains("configuration reloaded")
+    })
+    .await;
+    assert_eq!(client.get(&small).send().await.unwrap().status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_htpasswd_file_applies_at_once() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("htpasswd");
+    let entry =
+        |user: &str, password: &str| format!("{user}:{}\n", bcrypt::hash(password, 4).unwrap());
+    std::fs::write(
+        &file,
+        entry("alice", "old password") + &entry("bob", "bobs"),
+    )
+    .unwrap();
+    let berth = Berth::hub(
+        &up.url(),
+        &format!(
+            "[auth]\nhtpasswd_file = {:?}\nanonymous = \"none\"\n",
+            file.display().to_string()
+        ),
+    );
+    let client = reqwest::Client::new();
+    let small = format!("{}/v2/library/small/manifests/latest", berth.url());
+    let pull = |user: &'static str, password: &'static str| {
+        let request = client.get(&small).basic_auth(user, Some(password));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // Both logins are checked, and remembered.
+    assert_eq!(pull("alice", "old password").await, 200);
+    assert_eq!(pull("bob", "bobs").await, 200);
+    // alice's password changes, bob is removed.
+    std::fs::write(&file, entry("alice", "new password")).unwrap();
+    eventually("the htpasswd change was not applied", &berth, async || {
+        berth.log().contains("logins reloaded")
+    })
+    .await;
+    assert_eq!(pull("alice", "old password").await, 401);
+    assert_eq!(pull("bob", "bobs").await, 401);
+    assert_eq!(pull("alice", "new password").await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -112,11 +211,7 @@ async fn sighup_reloads_the_file() {
     let up = Upstream::start().await;
     let berth = Berth::hub(&up.url(), "");
     let before = berth.log().matches("configuration reloaded").count();
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &berth.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
+    hangup(&berth);
     eventually("SIGHUP did not reload", &berth, async || {
         berth.log().matches("configuration reloaded").count() > before
     })

@@ -133,6 +133,26 @@ pub struct AccessSettings {
 }
 
 impl AccessSettings {
+    /// How these settings let in more than `running` does, one phrase per
+    /// way: logins dropped, anonymous pulls opened, rules removed or
+    /// changed, rate limits dropped. Empty when they do not.
+    pub fn loosens(&self, running: &AccessSettings) -> Vec<&'static str> {
+        let mut ways = Vec::new();
+        if running.auth.htpasswd_file.is_some() && self.auth.htpasswd_file.is_none() {
+            ways.push("[auth] htpasswd_file is gone");
+        }
+        if running.auth.anonymous == Anonymous::None && self.auth.anonymous != Anonymous::None {
+            ways.push("[auth] anonymous opens pulls");
+        }
+        if running.rules.iter().any(|r| !self.rules.contains(r)) {
+            ways.push("access rules are removed or changed");
+        }
+        if running.limits.rate.is_some() && self.limits.rate.is_none() {
+            ways.push("[limits] rate is gone");
+        }
+        ways
+    }
+
     /// Whether anything limits who may pull: logins required, or an allow
     /// rule (which implies the rules decide).
     pub fn restricts_pulls(&self) -> bool {
