@@ -65,6 +65,9 @@ pub struct HttpState {
     /// What a configuration reload replaces: each request takes the
     /// settings in force when it arrives and keeps them to its end.
     pub live: ArcSwap<Live>,
+    /// Per client address: pass-through requests with credentials
+    /// upstream has not confirmed, and token relays (see `passthrough`).
+    pub(crate) relay_budget: passthrough::RelayBudget,
 }
 
 /// The settings a reload can change while berth serves.
@@ -90,6 +93,7 @@ impl HttpState {
             metrics,
             next_request_id: AtomicU64::new(0),
             live: ArcSwap::from_pointee(live),
+            relay_budget: passthrough::RelayBudget::default(),
         }
     }
 
@@ -303,6 +307,9 @@ async fn dispatch(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         admitted.origin = admitted.origin.clone().for_client(authorization);
+        if !state.pull.credential_known(&admitted.origin) {
+            state.relay_budget.unconfirmed(caller.ip)?;
+        }
     }
     if write {
         let base = base_url();

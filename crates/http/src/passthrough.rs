@@ -17,10 +17,12 @@ use crate::server::ConnInfo;
 use crate::{HttpState, api_headers};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use berth_access::Limiter;
 use berth_config::AuthMode;
 use berth_oci::{ErrorCode, RepoName};
 use berth_upstream::{TokenAsk, Upstream};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Largest token request body read (an OAuth2 form).
@@ -126,6 +128,7 @@ async fn relay(state: &HttpState, request: Request) -> Result<Response, ApiError
     let live = state.live();
     let caller = access::caller(&live.access, peer, &parts, false).await?;
     access::rules(&live.access, &caller, &parts, None)?;
+    state.relay_budget.token(caller.ip)?;
     let mut params: Vec<(String, String)> =
         url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
@@ -138,7 +141,7 @@ async fn relay(state: &HttpState, request: Request) -> Result<Response, ApiError
     }
     let service = params
         .iter()
-        .find(|(k, _)| k == "service")
+        .find(|(k, _)| k.eq_ignore_ascii_case("service"))
         .map(|(_, v)| v.clone())
         .ok_or_else(|| bad_request("the token request names no service"))?;
     let upstream = live
@@ -153,13 +156,7 @@ async fn relay(state: &HttpState, request: Request) -> Result<Response, ApiError
                 format!("service {shown:?} is no pass-through registry of this mirror"),
             )
         })?;
-    let params: Vec<(String, String)> = params
-        .into_iter()
-        .filter_map(|(k, v)| match k.as_str() {
-            "scope" => upstream_scope(upstream, &v).map(|scope| (k, scope)),
-            _ => Some((k, v)),
-        })
-        .collect();
+    let params = relayed_params(upstream, params);
     let authorization = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -184,6 +181,86 @@ async fn relay(state: &HttpState, request: Request) -> Result<Response, ApiError
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     api_headers(headers);
     Ok(response)
+}
+
+/// The parameters of a token request that go on to the realm: only those
+/// the token protocols define (GET and the OAuth2 POST), their names
+/// matched in any case and passed on in lower case, every scope rewritten
+/// to the upstream's names (see `upstream_scope`); `service` is the
+/// upstream's own, added by the relay.
+fn relayed_params(upstream: &Upstream, params: Vec<(String, String)>) -> Vec<(String, String)> {
+    const KNOWN: [&str; 9] = [
+        "scope",
+        "account",
+        "client_id",
+        "offline_token",
+        "grant_type",
+        "access_type",
+        "refresh_token",
+        "username",
+        "password",
+    ];
+    params
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let name = KNOWN.into_iter().find(|n| k.eq_ignore_ascii_case(n))?;
+            let value = if name == "scope" {
+                upstream_scope(upstream, &v)?
+            } else {
+                v
+            };
+            Some((name.to_owned(), value))
+        })
+        .collect()
+}
+
+/// Requests per client address that reach upstream on credentials berth
+/// cannot vouch for: pass-through requests whose credential upstream has
+/// not confirmed yet, and token relays. A real client spends a few (one
+/// per login, one per repository); made-up tokens by the thousand get 429
+/// instead of as many upstream requests.
+#[derive(Debug)]
+pub(crate) struct RelayBudget {
+    unconfirmed: Limiter<IpAddr>,
+    tokens: Limiter<IpAddr>,
+}
+
+/// Requests a client may make at once on unconfirmed credentials (then
+/// `RELAY_RATE` a second), and token relays likewise.
+const RELAY_BURST: u32 = 20;
+const RELAY_RATE: u32 = 2;
+
+impl Default for RelayBudget {
+    fn default() -> Self {
+        Self {
+            unconfirmed: Limiter::new(RELAY_RATE, RELAY_BURST),
+            tokens: Limiter::new(RELAY_RATE, RELAY_BURST),
+        }
+    }
+}
+
+impl RelayBudget {
+    /// Spend one request on a credential upstream has not confirmed.
+    pub(crate) fn unconfirmed(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.unconfirmed.take(&ip).map_err(|wait| {
+            let seconds = wait.as_secs() + 1;
+            ApiError::too_many_requests(
+                seconds,
+                format!("too many requests with credentials upstream has not confirmed; retry in {seconds} s"),
+            )
+        })
+    }
+
+    /// Spend one token relay.
+    pub(crate) fn token(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.tokens.take(&ip).map_err(|wait| {
+            let seconds = wait.as_secs() + 1;
+            ApiError::too_many_requests(
+                seconds,
+                format!("too many token requests from this client; retry in {seconds} s"),
+            )
+        })
+    }
 }
 
 fn bad_request(message: &str) -> ApiError {
@@ -235,6 +312,36 @@ mod tests {
         hub.push = push;
         let set = UpstreamSet::new(&[hub], &Arc::new(Metrics::new())).unwrap();
         Arc::clone(set.by_name("docker.io").unwrap())
+    }
+
+    #[test]
+    fn only_known_parameters_go_to_the_realm_whatever_their_case() {
+        let hub = hub(false);
+        let given = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let relayed = relayed_params(
+            &hub,
+            given(&[
+                ("Scope", "repository:alpine:push,delete"),
+                ("SCOPE", "repository:alpine:pull,push"),
+                ("Account", "alice"),
+                ("foo", "bar"),
+                ("Service", "elsewhere"),
+                ("grant_type", "password"),
+            ]),
+        );
+        assert_eq!(
+            relayed,
+            given(&[
+                ("scope", "repository:library/alpine:pull"),
+                ("account", "alice"),
+                ("grant_type", "password"),
+            ])
+        );
     }
 
     #[test]

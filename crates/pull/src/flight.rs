@@ -20,7 +20,7 @@ pub struct Flight {
     /// Whether someone else held the lock first: this request waited for
     /// their flight (it was coalesced with it).
     pub waited: bool,
-    _held: Box<dyn Debug + Send>,
+    _held: Box<dyn Debug + Send + Sync>,
 }
 
 /// Exclusive locks by key.

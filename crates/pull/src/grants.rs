@@ -7,7 +7,9 @@
 //!
 //! A grant is trusted for a minute, then asked again. It is kept for an
 //! hour, so that while upstream is down a client confirmed before keeps
-//! being served from the cache; one never confirmed is not.
+//! being served from the cache; one never confirmed is not. One check runs
+//! per credential and repository at a time, and a refusal is repeated for
+//! a few seconds without asking again.
 
 use crate::source::Origin;
 use crate::{PullError, PullService};
@@ -20,6 +22,9 @@ use tokio::time::Instant;
 const FRESH: Duration = Duration::from_secs(60);
 /// How long a confirmation is kept for upstream outages.
 const KEPT: Duration = Duration::from_secs(3600);
+/// How long a refusal is repeated without asking upstream again: a
+/// made-up credential asked about over and over costs one check.
+const REFUSAL_KEPT: Duration = Duration::from_secs(5);
 /// Grants remembered at most.
 const CAPACITY: u64 = 100_000;
 
@@ -32,10 +37,12 @@ pub(crate) enum Probe<'a> {
     Blob(&'a Digest),
 }
 
-/// Confirmed (credential, repository) pairs, by a hash of both.
+/// Confirmed (credential, repository) pairs, by a hash of both, and the
+/// credentials upstream confirmed for anything.
 #[derive(Debug)]
 pub(crate) struct Grants {
     confirmed: Cache<Digest, Instant>,
+    credentials: Cache<Digest, ()>,
 }
 
 impl Default for Grants {
@@ -45,8 +52,18 @@ impl Default for Grants {
                 .max_capacity(CAPACITY)
                 .time_to_live(KEPT)
                 .build(),
+            credentials: Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(KEPT)
+                .build(),
         }
     }
+}
+
+/// The key of a credential at an upstream, hashed.
+fn credential_key(origin: &Origin) -> Digest {
+    let credential = origin.client().unwrap_or("");
+    Digest::of(format!("{}\n{credential}", origin.name()).as_bytes())
 }
 
 /// The key of a grant: the upstream, the repository and the credential,
@@ -75,10 +92,23 @@ impl Grants {
     pub(crate) fn confirm(&self, origin: &Origin, repo: &RepoName) {
         self.confirmed
             .insert(grant_key(origin, repo), Instant::now());
+        self.credentials.insert(credential_key(origin), ());
     }
 }
 
 impl PullService {
+    /// Whether upstream has confirmed the origin's client credential for
+    /// any repository within the last hour (always, in managed mode). The
+    /// edge gives credentials it has not a small budget per client, so a
+    /// flood of made-up tokens cannot become a flood of upstream checks.
+    pub fn credential_known(&self, origin: &Origin) -> bool {
+        !origin.is_passthrough()
+            || self
+                .grants
+                .credentials
+                .contains_key(&credential_key(origin))
+    }
+
     /// In pass-through mode, make sure upstream lets this client pull
     /// `repo` before anything cached is served; in managed mode every
     /// client pulls with berth's credentials, and there is nothing to ask.
@@ -91,6 +121,28 @@ impl PullService {
         if !origin.is_passthrough() || self.grants.fresh(origin, repo) {
             return Ok(());
         }
+        // One check per credential and repository at a time; the requests
+        // behind it share its answer.
+        let id = format!("grant {}", grant_key(origin, repo));
+        let boarded = self.board_within(origin, &id, REFUSAL_KEPT).await?;
+        if self.grants.fresh(origin, repo) {
+            return Ok(());
+        }
+        if let Some(e) = boarded.failed_before {
+            return Err(e);
+        }
+        let result = self.ask_grant(origin, repo, probe).await;
+        self.landed(&id, &result);
+        result
+    }
+
+    /// Ask upstream whether the origin's client may pull `repo`.
+    async fn ask_grant(
+        &self,
+        origin: &Origin,
+        repo: &RepoName,
+        probe: Probe<'_>,
+    ) -> Result<(), PullError> {
         let asked = match probe {
             Probe::Manifest(reference) => {
                 let accept: Vec<String> = MANIFEST_MEDIA_TYPES

@@ -21,6 +21,7 @@ mod listings;
 mod manifests;
 mod misses;
 mod prefetch;
+mod shared;
 mod source;
 mod tags;
 mod writer;
@@ -127,6 +128,8 @@ pub struct PullService {
     misses: misses::Misses,
     /// Pass-through clients upstream confirmed, per repository.
     grants: grants::Grants,
+    /// Failed flights, for the requests that waited for them.
+    failures: shared::Failures,
     /// (upstream, repository, manifest) whose links are recorded.
     expanded: moka::sync::Cache<Digest, ()>,
     disk: Arc<direct::DiskHealth>,
@@ -179,6 +182,7 @@ impl PullService {
             hot_blobs,
             misses: misses::Misses::default(),
             grants: grants::Grants::default(),
+            failures: shared::Failures::default(),
             expanded: moka::sync::Cache::new(EXPANDED_MANIFESTS),
             disk: Arc::default(),
             fills: fill::FillTable::default(),

@@ -82,7 +82,9 @@ impl PullService {
         {
             return Ok(answer(record, Outcome::Hit));
         }
-        let flight = self.flights.lock(&key.id()).await;
+        let id = key.id();
+        let boarded = self.board(req.origin, &id).await?;
+        let flight = &boarded.flight;
         let cached = self
             .index
             .listing(&key)
@@ -96,12 +98,23 @@ impl PullService {
             };
             return Ok(answer(record, outcome));
         }
-        let fetched = req
-            .origin
-            .upstream
-            .passthrough(req.repo, req.request, req.kind, req.origin.client())
-            .await
-            .and_then(check);
+        let fetched = match &boarded.failed_before {
+            // The request before this one just failed: share its failure.
+            Some(PullError::Upstream(e)) => Err(e.clone()),
+            Some(other) => return Err(other.clone()),
+            None => {
+                let fetched = req
+                    .origin
+                    .upstream
+                    .passthrough(req.repo, req.request, req.kind, req.origin.client())
+                    .await
+                    .and_then(check);
+                if let Err(e) = &fetched {
+                    self.landed::<()>(&id, &Err(e.clone().into()));
+                }
+                fetched
+            }
+        };
         let listing = match fetched {
             Ok(listing) => {
                 if passthrough {

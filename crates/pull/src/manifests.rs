@@ -142,12 +142,27 @@ impl PullService {
         if let Some(hit) = self.cached_manifest(digest, Outcome::Hit).await? {
             return Ok(hit);
         }
-        let flight = self.flights.lock(&digest.to_string()).await;
-        if flight.waited
+        let id = digest.to_string();
+        let boarded = self.board(req.origin, &id).await?;
+        if boarded.flight.waited
             && let Some(hit) = self.cached_manifest(digest, Outcome::Coalesced).await?
         {
             return Ok(hit);
         }
+        if let Some(e) = boarded.failed_before {
+            return Err(e);
+        }
+        let result = self.fetch_manifest_by_digest(req, digest).await;
+        self.landed(&id, &result);
+        result
+    }
+
+    /// Fetch, check and store the manifest `digest`, holding its flight.
+    async fn fetch_manifest_by_digest(
+        &self,
+        req: &ManifestRequest<'_>,
+        digest: &Digest,
+    ) -> Result<ManifestAnswer, PullError> {
         let fetch = self.fetch_manifest(req).await?;
         let actual = Digest::of(&fetch.bytes);
         if &actual != digest {

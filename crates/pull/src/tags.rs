@@ -37,23 +37,51 @@ impl PullService {
     ) -> Result<ManifestAnswer, PullError> {
         let key = tag_key(req);
         let client = client_accept(req);
-        let ttl_ms = req.origin.policy.tag_ttl.as_millis() as u64;
-        let fresh = |a: &TagAnswer| now_ms().saturating_sub(a.checked_at_ms) < ttl_ms;
         if let Some(record) = self.index.tag(&key).await?
             && let Some((answer, cached)) = self.fitting(&record, &client).await?
-            && fresh(&answer)
+            && self.tag_fresh(req, &answer)
         {
             return Ok(cached);
         }
         // One upstream exchange per tag at a time, whatever the Accept
-        // sets: the clients behind the first usually share its answer.
-        let flight = self.flights.lock(&key.id()).await;
-        let mut record = self.index.tag(&key).await?.unwrap_or_default();
-        let Some((answer, cached)) = self.fitting(&record, &client).await? else {
-            return self.fetch_tag(req, &key, record).await;
+        // sets: the clients behind the first usually share its answer,
+        // or its failure.
+        let id = key.id();
+        let boarded = self.board(req.origin, &id).await?;
+        let result = self.tag_in_flight(req, &key, &client, &boarded).await;
+        self.landed(&id, &result);
+        result
+    }
+
+    /// Whether `answer` is within the tag TTL of its last confirmation.
+    fn tag_fresh(&self, req: &ManifestRequest<'_>, answer: &TagAnswer) -> bool {
+        let ttl_ms = req.origin.policy.tag_ttl.as_millis() as u64;
+        now_ms().saturating_sub(answer.checked_at_ms) < ttl_ms
+    }
+
+    /// The tag's answer, holding its flight lock.
+    async fn tag_in_flight(
+        &self,
+        req: &ManifestRequest<'_>,
+        key: &TagKey,
+        client: &str,
+        boarded: &crate::shared::Boarded,
+    ) -> Result<ManifestAnswer, PullError> {
+        let mut record = self.index.tag(key).await?.unwrap_or_default();
+        let fitting = self.fitting(&record, client).await?;
+        if let Some(e) = &boarded.failed_before {
+            if let (Some((_, cached)), PullError::Upstream(u)) = (fitting, e)
+                && self.may_serve_stale(req, u)
+            {
+                return Ok(self.stale(cached, u));
+            }
+            return Err(e.clone());
+        }
+        let Some((answer, cached)) = fitting else {
+            return self.fetch_tag(req, key, record).await;
         };
-        if fresh(&answer) {
-            let outcome = if flight.waited {
+        if self.tag_fresh(req, &answer) {
+            let outcome = if boarded.flight.waited {
                 Outcome::Coalesced
             } else {
                 Outcome::Hit
@@ -68,7 +96,7 @@ impl PullService {
         {
             Ok(head) if head.digest.as_ref() == Some(&cached.digest) => {
                 record.confirm(&answer.accept, now_ms());
-                self.index.put_tag(&key, record).await?;
+                self.index.put_tag(key, record).await?;
                 return Ok(ManifestAnswer {
                     outcome: Outcome::Revalidated,
                     ..cached
@@ -79,7 +107,7 @@ impl PullService {
             Err(e) if self.may_serve_stale(req, &e) => return Ok(self.stale(cached, &e)),
             Err(e) => return Err(e.into()),
         }
-        match self.fetch_tag(req, &key, record).await {
+        match self.fetch_tag(req, key, record).await {
             Err(PullError::Upstream(e)) if self.may_serve_stale(req, &e) => {
                 Ok(self.stale(cached, &e))
             }

@@ -54,6 +54,9 @@ struct Inner {
     rejected: usize,
     /// This fake's own base URL, for the token realm.
     url: String,
+    /// `/v2/` is challenged too when auth is required (as real
+    /// registries do), not answered `{}`.
+    ping_challenged: bool,
 }
 
 /// Tokens issued by `/token`, each valid for `lifetime` from issue.
@@ -142,6 +145,12 @@ impl FakeUpstream {
         });
     }
 
+    /// Challenge `/v2/` as well under [`FakeUpstream::require_auth`], as
+    /// a real registry does: how a token realm is learned.
+    pub fn challenge_ping(&self) {
+        self.inner.lock().unwrap().ping_challenged = true;
+    }
+
     /// How many requests were answered 401 for missing or stale auth.
     pub fn rejections(&self) -> usize {
         self.inner.lock().unwrap().rejected
@@ -156,6 +165,11 @@ impl FakeUpstream {
     /// followed by " range=<Range>" when the request had one.
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().unwrap().requests.clone()
+    }
+
+    /// Forget the requests received so far.
+    pub fn reset_requests(&self) {
+        self.inner.lock().unwrap().requests.clear();
     }
 
     /// Requests whose line contains `needle`.
@@ -207,9 +221,13 @@ async fn handle(State(inner): State<Arc<Mutex<Inner>>>, req: Request) -> Respons
             c.breaks = c.breaks.saturating_sub(1);
             now
         });
-        (canned, i.auth.clone())
+        (canned, i.auth.clone().map(|a| (a, i.ping_challenged)))
     };
-    if path == "/v2/" {
+    let (auth, ping_challenged) = match auth {
+        Some((a, p)) => (Some(a), p),
+        None => (None, false),
+    };
+    if path == "/v2/" && !(ping_challenged && auth.is_some()) {
         return Response::new(Body::from("{}"));
     }
     if let Some((expected, challenge)) = auth
