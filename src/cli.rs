@@ -152,6 +152,10 @@ fn load(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
 impl Cli {
     /// Run the chosen command.
     pub fn run(self) -> ExitCode {
+        // What berth writes (cached layers of private repositories, the
+        // index, ACME keys, sockets) is its own alone, whatever umask it
+        // was started with.
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         match self.command {
             Command::CheckConfig { config } => match load(config.as_ref()) {
                 Ok(c) => crate::check_config::run(&c),

@@ -139,3 +139,41 @@ async fn links_are_kept_across_restarts() {
     assert_eq!(r.status(), 200, "{}", berth.log());
     assert_eq!(r.headers()["x-cache"], "HIT");
 }
+
+/// Every file and directory under `dir`, with its mode.
+fn modes_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        found.push((path.clone(), meta.permissions().mode() & 0o777));
+        if meta.is_dir() {
+            found.extend(modes_under(&path));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_private_content_is_readable_by_berths_user_alone() {
+    // The most common umask; berth is started with it.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let up = Upstream::start().await;
+    let berth = berth_with_credentials(&up);
+    let dest = tempfile::tempdir().unwrap();
+    Skopeo::new()
+        .mirror(&berth.addr)
+        .copy_to_dir("docker.io/private/secret:latest", dest.path())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", berth.log()));
+    let layer = &up.images().private_secret.largest_blob().digest;
+    let modes = modes_under(&berth.data_dir);
+    let hex = layer.trim_start_matches("sha256:");
+    assert!(
+        modes.iter().any(|(p, _)| p.ends_with(hex)),
+        "the private layer is not in the store: {modes:?}"
+    );
+    let open: Vec<_> = modes.iter().filter(|(_, m)| m & 0o077 != 0).collect();
+    assert!(open.is_empty(), "readable by others: {open:?}");
+}
