@@ -254,3 +254,47 @@ async fn abandoned_slow_fills_leave_room_for_other_requests() {
     assert_eq!(cached(), 1);
     assert!(berth.log().contains("unattended_fills"), "{}", berth.log());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abandoned_body_of_unknown_length_stops_after_a_bounded_number_of_bytes() {
+    let fake = FakeUpstream::start().await;
+    let digest = sha256(b"no endless body hashes to this either");
+    // Fast (about 128 MiB/s) and without Content-Length: no deadline that
+    // grows with its size would ever catch it.
+    fake.route(
+        &format!("proj/app/blobs/{digest}"),
+        Canned {
+            body: Bytes::from(vec![7u8; 256 << 10]),
+            content_type: "application/octet-stream",
+            endless: true,
+            pause: Duration::from_millis(2),
+            ..Canned::default()
+        },
+    );
+    let berth = Berth::start(&upstream_toml("fake.test", &fake.url, "default = true"));
+    let mut r = reqwest::get(format!("{}/v2/proj/app/blobs/{digest}", berth.url()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let _ = r.chunk().await;
+    drop(r);
+    let tmp = Layout::new(&berth.data_dir).tmp();
+    let spooled = || -> u64 {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .max()
+            .unwrap_or(0)
+    };
+    let mut largest = 0;
+    let until = Instant::now() + Duration::from_secs(30);
+    while !berth.log().contains("body of unknown length took") {
+        assert!(Instant::now() < until, "the fill went on:\n{}", berth.log());
+        largest = largest.max(spooled());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 128 MiB past the point the client left, and what was in flight.
+    assert!(largest <= 160 << 20, "spooled {} MiB", largest >> 20);
+    assert!(!testkit::checks::cached(&berth.data_dir, &digest));
+}

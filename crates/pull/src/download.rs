@@ -111,7 +111,7 @@ pub(super) async fn copy(
                 tokio::select! {
                     biased;
                     batch = &mut next => batch,
-                    why = unattended.must_stop(progress, size.unwrap_or(received)) => {
+                    why = unattended.must_stop(progress, size, received) => {
                         break 'download Err(Stop::Unattended(why));
                     }
                 }

@@ -4,7 +4,10 @@
 //! it, it may go on (the blob is worth caching) only while it holds one of
 //! its upstream's `unattended_fills` permits, and only until a deadline
 //! that grows with its size; so abandoned downloads cannot hold every
-//! upstream slot, nor one slot for ever.
+//! upstream slot, nor one slot for ever. A body of unknown length has no
+//! size to grow a deadline from: once nobody waits for it, it may take
+//! `UNKNOWN_UNATTENDED_BYTES` more, and its deadline is that of the
+//! bytes it had when the last client left.
 
 use berth_cache::Progress;
 use std::sync::Arc;
@@ -17,6 +20,8 @@ const DEADLINE_BASE: Duration = Duration::from_secs(10 * 60);
 /// Plus its size at this rate (bytes per second): the slowest average an
 /// unattended fill may keep.
 const MIN_RATE: u64 = 64 << 10;
+/// Bytes a body of unknown length may still take once no client waits.
+pub(super) const UNKNOWN_UNATTENDED_BYTES: u64 = 128 << 20;
 /// A body of unknown length checks the free space this often (bytes).
 pub(super) const SPACE_CHECK_EVERY: u64 = 8 << 20;
 /// ... and stops unless this much is still free.
@@ -35,6 +40,8 @@ pub(super) struct Unattended {
     permits: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
     started: Instant,
+    /// Bytes received when the last client left, while none is back.
+    left_at: Option<u64>,
 }
 
 impl Unattended {
@@ -47,24 +54,36 @@ impl Unattended {
             permits,
             permit: held,
             started: Instant::now(),
+            left_at: None,
         }
     }
 
     /// Resolves only when the fill must stop, with the reason: no reader of
-    /// `progress` is left, and either no unattended permit is free or the
-    /// fill ran past the deadline for `size` (its declared size, else the
-    /// bytes so far). Cancel-safe: a permit taken stays held until a reader
-    /// comes back or the fill ends.
+    /// `progress` is left, and either no unattended permit is free, or the
+    /// fill ran past the deadline for its declared `size` (unknown: for
+    /// the bytes it had when the last reader left), or a body of unknown
+    /// length took `UNKNOWN_UNATTENDED_BYTES` past that point, `received`
+    /// being the bytes so far. Cancel-safe: a permit taken stays held
+    /// until a reader comes back or the fill ends.
     pub(super) async fn must_stop(
         &mut self,
         progress: &watch::Sender<Progress>,
-        size: u64,
+        size: Option<u64>,
+        received: u64,
     ) -> String {
         loop {
             if progress.receiver_count() > 0 {
                 self.permit = None;
+                self.left_at = None;
                 progress.closed().await;
                 continue;
+            }
+            let left_at = *self.left_at.get_or_insert(received);
+            if size.is_none() && received.saturating_sub(left_at) >= UNKNOWN_UNATTENDED_BYTES {
+                return format!(
+                    "every client left and its body of unknown length took {} MiB more",
+                    UNKNOWN_UNATTENDED_BYTES >> 20
+                );
             }
             if self.permit.is_none() {
                 match Arc::clone(&self.permits).try_acquire_owned() {
@@ -75,7 +94,7 @@ impl Unattended {
                     }
                 }
             }
-            let limit = deadline(size);
+            let limit = deadline(size.unwrap_or(left_at));
             if self.started.elapsed() >= limit {
                 return format!("every client left and it ran past its deadline of {limit:?}");
             }
@@ -110,7 +129,8 @@ mod tests {
         let reader = first.subscribe();
         let mut kept = Unattended::new(Arc::clone(&permits), None);
         let mut extra = Unattended::new(Arc::clone(&permits), None);
-        let waiting = tokio::time::timeout(Duration::from_secs(300), kept.must_stop(&first, 0));
+        let waiting =
+            tokio::time::timeout(Duration::from_secs(300), kept.must_stop(&first, Some(0), 0));
         drop(reader);
         // The first abandoned fill takes the one permit and goes on...
         assert!(
@@ -118,10 +138,10 @@ mod tests {
             "an abandoned fill within its share and deadline goes on"
         );
         // ... the second finds none and stops at once.
-        let why = extra.must_stop(&second, 0).await;
+        let why = extra.must_stop(&second, Some(0), 0).await;
         assert!(why.contains("unattended_fills"), "{why}");
         // The first stops at its deadline.
-        let why = kept.must_stop(&first, 0).await;
+        let why = kept.must_stop(&first, Some(0), 0).await;
         assert!(why.contains("deadline"), "{why}");
         assert!(kept.started.elapsed() >= deadline(0));
         // A fill with a reader is never stopped, and holds no permit.
@@ -129,9 +149,50 @@ mod tests {
         let _reader = third.subscribe();
         let mut attended = Unattended::new(Arc::clone(&permits), None);
         drop(kept);
-        let waiting =
-            tokio::time::timeout(Duration::from_secs(100_000), attended.must_stop(&third, 0));
+        let waiting = tokio::time::timeout(
+            Duration::from_secs(100_000),
+            attended.must_stop(&third, Some(0), 0),
+        );
         assert!(waiting.await.is_err());
         assert_eq!(permits.available_permits(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_body_of_unknown_length_is_bounded_by_bytes() {
+        let permits = Arc::new(Semaphore::new(1));
+        let fill = progress();
+        let mut watch = Unattended::new(permits, None);
+        // The last client leaves at 10 MiB; the body goes on fast.
+        let mut received = 10 << 20;
+        let quick = Duration::from_secs(1);
+        assert!(
+            tokio::time::timeout(quick, watch.must_stop(&fill, None, received))
+                .await
+                .is_err()
+        );
+        received += UNKNOWN_UNATTENDED_BYTES - 1;
+        assert!(
+            tokio::time::timeout(quick, watch.must_stop(&fill, None, received))
+                .await
+                .is_err(),
+            "within its bytes it goes on"
+        );
+        received += 1;
+        let why = watch.must_stop(&fill, None, received).await;
+        assert!(why.contains("unknown length"), "{why}");
+        // Its deadline does not grow with what it receives meanwhile.
+        let mut slow = Unattended::new(Arc::new(Semaphore::new(1)), None);
+        let why = slow.must_stop(&fill, None, 0).await;
+        assert!(why.contains("deadline"), "{why}");
+        let far = slow.must_stop(&fill, None, 100 << 20).await;
+        assert!(
+            far.contains("unknown length") || far.contains("deadline"),
+            "{far}"
+        );
+        assert!(
+            slow.started.elapsed() < deadline(1 << 20),
+            "{:?}",
+            slow.started.elapsed()
+        );
     }
 }
