@@ -177,3 +177,86 @@ async fn cached_private_content_is_readable_by_berths_user_alone() {
     let open: Vec<_> = modes.iter().filter(|(_, m)| m & 0o077 != 0).collect();
     assert!(open.is_empty(), "readable by others: {open:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_upstreams_head_does_not_unlock_content_fetched_with_credentials() {
+    use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+    let up = Upstream::start().await;
+    let secret = &up.images().private_secret;
+    let layer = secret.largest_blob().digest.clone();
+    // A second upstream that claims every digest it is asked about, and
+    // has none of the bytes.
+    let evil = FakeUpstream::start().await;
+    for what in [
+        format!("blobs/{layer}"),
+        format!("manifests/{}", secret.digest),
+    ] {
+        evil.route(
+            &format!("x/{what}"),
+            Canned {
+                body: bytes::Bytes::from_static(b"not the private content"),
+                content_type: "application/octet-stream",
+                ..Canned::default()
+            },
+        );
+    }
+    let creds = format!(
+        "username = \"puller\"\npassword = \"pullpass\"\nrealm_hosts = [\"{}\"]\n",
+        up.issuer().addr()
+    );
+    let berth = Berth::start(&format!(
+        "{}{}",
+        berth_testkit::upstream_toml(
+            "docker.io",
+            &up.url(),
+            &format!("default = true\nauto_library = true\n{creds}")
+        ),
+        berth_testkit::upstream_toml("evil.test", &evil.url, ""),
+    ));
+    let dest = tempfile::tempdir().unwrap();
+    Skopeo::new()
+        .mirror(&berth.addr)
+        .copy_to_dir("docker.io/private/secret:latest", dest.path())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", berth.log()));
+    let client = reqwest::Client::new();
+    // The layer, under the other upstream's name: whatever arrives is not
+    // the private bytes.
+    let r = client
+        .get(format!("{}/v2/evil.test/x/blobs/{layer}", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    let body = r.bytes().await.unwrap_or_default();
+    let got = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
+    assert_ne!(got, layer, "the private layer was served under evil.test");
+    assert!(body.len() < 1024, "{} bytes of something", body.len());
+    assert!(
+        evil.count(&format!("GET /v2/x/blobs/{layer}")) >= 1,
+        "the other upstream was not made to deliver: {:?}",
+        evil.requests()
+    );
+    // The manifest likewise.
+    let r = client
+        .get(format!(
+            "{}/v2/evil.test/x/manifests/{}",
+            berth.url(),
+            secret.digest
+        ))
+        .header("accept", &secret.media_type)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = r.bytes().await.unwrap_or_default();
+    assert_ne!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_ne!(&body[..], &secret.manifest[..]);
+    // Under its own upstream and name it is still served from the cache.
+    let r = client
+        .get(format!("{}/v2/private/secret/blobs/{layer}", berth.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "HIT");
+}

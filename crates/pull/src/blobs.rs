@@ -88,6 +88,12 @@ impl PullService {
     ) -> Result<BlobSource, PullError> {
         self.check_grant(origin, repo, Probe::Blob(digest)).await?;
         let linked = self.linked(origin, repo, digest).await?;
+        if !linked && self.private_elsewhere(origin, digest).await? {
+            // Another upstream fetched it with credentials: this one must
+            // deliver the bytes itself (see `provenance.rs`).
+            return self.direct(origin, repo, digest, None).await;
+        }
+        self.mark_provenance(origin, digest).await;
         let source = self.open_unguarded(origin, repo, digest).await?;
         if !linked {
             if source.outcome == Outcome::Miss {

@@ -21,6 +21,7 @@ mod listings;
 mod manifests;
 mod misses;
 mod prefetch;
+mod provenance;
 mod shared;
 mod source;
 mod tags;

@@ -78,6 +78,16 @@ impl PullService {
         };
         self.check_grant(req.origin, req.repo, Probe::Manifest(req.reference))
             .await?;
+        if let Reference::Digest(d) = req.reference {
+            if !self.linked(req.origin, req.repo, d).await?
+                && self.private_elsewhere(req.origin, d).await?
+            {
+                // Another upstream fetched it with credentials: this one
+                // must deliver the bytes itself (see `provenance.rs`).
+                return self.manifest_from_upstream_only(req, d).await;
+            }
+            self.mark_provenance(req.origin, d).await;
+        }
         let answer = match req.reference {
             Reference::Digest(d) => self.manifest_by_digest(req, d).await,
             Reference::Tag(_) => self.manifest_by_tag(req).await,
@@ -157,6 +167,37 @@ impl PullService {
         result
     }
 
+    /// The manifest `digest` as `req`'s upstream sends it, checked but
+    /// neither cached nor linked.
+    async fn manifest_from_upstream_only(
+        &self,
+        req: &ManifestRequest<'_>,
+        digest: &Digest,
+    ) -> Result<ManifestAnswer, PullError> {
+        let fetch = self.fetch_manifest(req).await?;
+        let actual = Digest::of(&fetch.bytes);
+        if &actual != digest {
+            return Err(PullError::DigestMismatch {
+                upstream: req.origin.name().to_owned(),
+                expected: *digest,
+                actual,
+            });
+        }
+        let media_type =
+            manifest_media_type(&fetch.bytes, Some(&fetch.media_type)).map_err(|e| {
+                UpstreamError::Invalid {
+                    upstream: req.origin.name().to_owned(),
+                    detail: format!("manifest {digest}: {e}"),
+                }
+            })?;
+        Ok(ManifestAnswer {
+            bytes: fetch.bytes,
+            media_type: media_type.to_owned(),
+            digest: actual,
+            outcome: Outcome::Direct,
+        })
+    }
+
     /// Fetch, check and store the manifest `digest`, holding its flight.
     async fn fetch_manifest_by_digest(
         &self,
@@ -204,6 +245,7 @@ impl PullService {
             .manifest_type(digest)
             .await?
             .and_then(|stored| manifest_media_type(&fetch.bytes, Some(&stored)).ok());
+        self.mark_provenance(req.origin, digest).await;
         self.blobs.put_small(digest, fetch.bytes.clone()).await?;
         let media_type = match recorded {
             Some(t) => t,

@@ -119,6 +119,7 @@ impl PullService {
         {
             return skip("the cache disk is nearly full");
         }
+        self.mark_provenance(origin, &blob.digest).await;
         let job = crate::fill::FillJob {
             urgency: Urgency::later(),
             eager: Some(share),
