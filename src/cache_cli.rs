@@ -60,9 +60,9 @@ pub(crate) fn verify(config: &Config, quarantine: bool) -> ExitCode {
         Err(e) => io_failure(&e),
         Ok(report) => {
             for (path, problem) in &report.corrupt {
-                println!("corrupt: {}: {problem}", path.display());
+                outln!("corrupt: {}: {problem}", path.display());
             }
-            println!(
+            outln!(
                 "{} blobs verified, {} corrupt, {} quarantined",
                 report.ok,
                 report.corrupt.len(),
@@ -122,14 +122,14 @@ pub(crate) fn du(config: &Config) -> ExitCode {
             .extend(tag.blobs.iter().copied());
     }
     let mut attributed: HashSet<&berth_oci::Digest> = HashSet::new();
-    println!("{:>10}  {:>6}  repository", "size", "blobs");
+    outln!("{:>10}  {:>6}  repository", "size", "blobs");
     for ((upstream, repo), blobs) in &repos {
         let present: Vec<_> = blobs
             .iter()
             .filter(|d| catalog.blobs.contains_key(d))
             .collect();
         attributed.extend(present.iter().copied());
-        println!(
+        outln!(
             "{:>10}  {:>6}  {upstream}/{repo}",
             human(catalog.bytes_of(present.iter().copied())),
             present.len()
@@ -137,12 +137,12 @@ pub(crate) fn du(config: &Config) -> ExitCode {
     }
     let total = catalog.bytes_of(catalog.blobs.keys());
     let other = catalog.bytes_of(catalog.blobs.keys().filter(|d| !attributed.contains(d)));
-    println!(
+    outln!(
         "{:>10}  {:>6}  (no cached tag names them)",
         human(other),
         catalog.blobs.len() - attributed.len()
     );
-    println!("{:>10}  {:>6}  total", human(total), catalog.blobs.len());
+    outln!("{:>10}  {:>6}  total", human(total), catalog.blobs.len());
     ExitCode::SUCCESS
 }
 
@@ -158,13 +158,13 @@ pub(crate) fn ls(config: &Config, text: Option<&str>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    println!("{:>10}  {:>10}  tag", "size", "last use");
+    outln!("{:>10}  {:>10}  tag", "size", "last use");
     for tag in &catalog.tags {
         let name = format!("{}/{}", tag.key.upstream, tag.key.repo);
         if pattern.as_ref().is_some_and(|p| !p.matches(&name)) {
             continue;
         }
-        println!(
+        outln!(
             "{:>10}  {:>10}  {name}:{}",
             human(catalog.bytes_of(&tag.blobs)),
             ago(catalog.last_use(&tag.blobs)),
@@ -182,9 +182,10 @@ pub(crate) fn gc(config: &Config) -> ExitCode {
     };
     match collect_garbage(&layout) {
         Ok(report) => {
-            println!(
+            outln!(
                 "removed {} tag records and {} media-type records whose manifests are gone",
-                report.tags, report.manifest_types
+                report.tags,
+                report.manifest_types
             );
             ExitCode::SUCCESS
         }
@@ -231,10 +232,10 @@ pub(crate) fn pin(config: &Config, text: &str, add: bool) -> ExitCode {
         return io_failure(&e);
     }
     for p in &pins {
-        println!("pinned  {p}");
+        outln!("pinned  {p}");
     }
     for p in &config.cache.pin {
-        println!("pinned  {p}  (configuration)");
+        outln!("pinned  {p}  (configuration)");
     }
     ExitCode::SUCCESS
 }
@@ -265,7 +266,7 @@ pub(crate) fn purge(config: &Config, text: &str) -> ExitCode {
     };
     match done {
         Ok(summary) => {
-            println!("{summary}");
+            outln!("{summary}");
             ExitCode::SUCCESS
         }
         Err(e) => io_failure(&e),

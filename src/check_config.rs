@@ -40,40 +40,40 @@ pub(crate) fn run(c: &Config) -> ExitCode {
         return ExitCode::from(EXIT_CONFIG);
     }
     let scheme = if c.tls.is_some() { "https" } else { "http" };
-    println!(
+    outln!(
         "configuration is valid; listen {scheme}://{}, data_dir {}",
         c.listen,
         c.data_dir.display()
     );
     for line in &c.seed_mappings {
-        println!("  from the environment: {line}");
+        outln!("  from the environment: {line}");
     }
     if let Some(domain) = &c.domain {
-        println!("  domain {domain} (Host routing: <host_prefix>.{domain})");
+        outln!("  domain {domain} (Host routing: <host_prefix>.{domain})");
     }
     for u in &c.upstreams {
         let default = if u.default { " (default)" } else { "" };
-        println!("  upstream {} -> {}{default}", u.name, u.url);
+        outln!("  upstream {} -> {}{default}", u.name, u.url);
         if let Some(prefix) = &u.host_prefix {
-            println!("    host prefix {prefix}");
+            outln!("    host prefix {prefix}");
         }
         if !u.aliases.is_empty() {
-            println!("    aliases {}", u.aliases.join(", "));
+            outln!("    aliases {}", u.aliases.join(", "));
         }
         for mirror in &u.resilience.mirrors {
-            println!("    mirror {mirror}");
+            outln!("    mirror {mirror}");
         }
     }
     if let Some(tls) = &c.tls {
         match &tls.acme {
-            Some(acme) => println!(
+            Some(acme) => outln!(
                 "  HTTPS with ACME certificates for {}",
                 acme.domains.join(", ")
             ),
-            None => println!("  HTTPS with {} certificate file(s)", tls.certs.len()),
+            None => outln!("  HTTPS with {} certificate file(s)", tls.certs.len()),
         }
         if let Some(addr) = tls.redirect_listen {
-            println!("  redirect to HTTPS on http://{addr}");
+            outln!("  redirect to HTTPS on http://{addr}");
         }
     }
     let access = &c.access;
@@ -81,7 +81,7 @@ pub(crate) fn run(c: &Config) -> ExitCode {
         || !access.rules.is_empty()
         || access.limits.rate.is_some()
     {
-        println!(
+        outln!(
             "  access: logins {}, {} rule(s), rate {}",
             if access.auth.htpasswd_file.is_some() {
                 "on"
@@ -96,21 +96,21 @@ pub(crate) fn run(c: &Config) -> ExitCode {
         );
     }
     if let Some(db) = &access.geoip_file {
-        println!("  regions from the GeoIP database {}", db.display());
+        outln!("  regions from the GeoIP database {}", db.display());
     }
     for u in c
         .upstreams
         .iter()
         .filter(|u| u.auth_mode == berth_config::AuthMode::Passthrough)
     {
-        println!(
+        outln!(
             "  {}: clients' own credentials (pass-through), push {}",
             u.name,
             if u.push { "on" } else { "off" }
         );
     }
     match (&c.admin.listen, &c.admin.token) {
-        (Some(addr), token) => println!(
+        (Some(addr), token) => outln!(
             "  admin endpoints and /metrics on {addr}{}",
             if token.is_some() {
                 ", behind the token"
@@ -118,15 +118,15 @@ pub(crate) fn run(c: &Config) -> ExitCode {
                 ", no token"
             }
         ),
-        (None, Some(_)) => println!("  admin endpoints on the public port, behind the token"),
-        (None, None) => println!("  admin endpoints off"),
+        (None, Some(_)) => outln!("  admin endpoints on the public port, behind the token"),
+        (None, None) => outln!("  admin endpoints off"),
     }
     for warning in c.warnings() {
-        println!("WARNING: {warning}");
+        outln!("WARNING: {warning}");
     }
-    println!(
+    outln!(
         "\n# The effective configuration (defaults and environment included; secrets redacted):\n"
     );
-    print!("{}", crate::effective::effective_toml(c));
+    out!("{}", crate::effective::effective_toml(c));
     ExitCode::SUCCESS
 }

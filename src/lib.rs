@@ -15,6 +15,9 @@
 //!
 //! See ARCHITECTURE.md for the request path.
 
+#[macro_use]
+mod output;
+
 pub mod app;
 mod cache_cli;
 mod check_config;

@@ -121,7 +121,7 @@ impl Report {
             Self::Bars(bars) => {
                 let _ = bars.println(text);
             }
-            Self::Lines => println!("{text}"),
+            Self::Lines => outln!("{text}"),
             Self::Log => tracing::info!("prefetch: {text}"),
         }
     }
@@ -259,7 +259,7 @@ pub(crate) fn run(
         Report::Lines
     };
     let summary = runtime.block_on(warm_all(server, &texts, platforms, &report));
-    println!("{summary}");
+    outln!("{summary}");
     if summary.failed.is_empty() {
         ExitCode::SUCCESS
     } else {

@@ -244,3 +244,22 @@ fn help_names_the_defaults_and_environment_variables() {
         assert!(help.contains(shown), "{shown} missing from:\n{help}");
     }
 }
+
+#[test]
+fn a_command_whose_reader_is_gone_ends_quietly() {
+    // A pipe whose reading end is closed before berth starts: its first
+    // write fails, every time (as with `berth check-config | head`).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let data = tempfile::tempdir().unwrap();
+    let out = berth()
+        .arg("check-config")
+        .env("BERTH_DATA_DIR", data.path())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
