@@ -21,6 +21,7 @@
 mod access;
 mod big_image;
 mod cold;
+mod h2_memory;
 mod https;
 mod lifecycle;
 mod memory;
@@ -108,7 +109,7 @@ macro_rules! step {
 
 /// Whether `BENCH_ONLY` (comma-separated step names: throughput,
 /// manifests, small, cold, concurrent, tag, rss, startup, access,
-/// https, eviction, million) is unset or names `step`.
+/// https, eviction, million, h2mem) is unset or names `step`.
 fn selected(step: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == step))
 }
@@ -183,6 +184,12 @@ async fn main() {
     }
     if selected("million") {
         step!("1,000,000 blobs", lifecycle::million(&mut t).await);
+    }
+    if selected("h2mem") {
+        step!(
+            "stalled HTTP/2 connections",
+            h2_memory::h2_memory(&ctx, &mut t).await
+        );
     }
 
     t.note(format!(
