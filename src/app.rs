@@ -71,6 +71,7 @@ impl App {
         let own = OwnListeners::default();
         let upstreams = UpstreamSet::serving(&config.upstreams, &metrics, &own)
             .context("cannot build the upstream HTTP clients")?;
+        upstreams.learn_challenges();
         let (blobs, index) = (Arc::new(blobs), Arc::new(index));
         let maintenance = Maintenance::new(Arc::clone(&blobs), Arc::clone(&index));
         if let Err(e) = crate::control::serve(blobs.layout(), maintenance.clone()) {

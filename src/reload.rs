@@ -157,6 +157,7 @@ impl Reloader {
                 return;
             }
         };
+        upstreams.learn_challenges();
         let needs_restart = restart_only_changes(&self.running, &config);
         for key in &needs_restart {
             tracing::warn!(

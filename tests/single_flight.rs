@@ -21,6 +21,38 @@ async fn warm_token(berth: &Berth) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_first_pull_after_a_start_asks_with_a_token() {
+    let up = Upstream::start().await;
+    let blob = up.images().big.largest_blob().clone();
+    let berth = Berth::hub(&up.url(), "");
+    // berth learns the upstream's challenge in the background at start.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !berth.log().contains("upstream challenge learned") {
+        assert!(Instant::now() < deadline, "{}", berth.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    up.reset_requests();
+    let url = format!("{}/v2/library/big/blobs/{}", berth.url(), blob.digest);
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let r = reqwest::get(url).await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap().len() as u64
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), blob.size);
+    }
+    let requests = up.requests();
+    let refused: Vec<_> = requests.iter().filter(|r| r.status == 401).collect();
+    assert!(refused.is_empty(), "{refused:#?}");
+    assert_eq!(up.count("GET", &blob.digest), 1, "{requests:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn thirty_two_concurrent_cold_gets_make_one_upstream_get() {
     let up = Upstream::start().await;
     let blob = up.images().big.largest_blob().clone();

@@ -20,6 +20,7 @@ mod request;
 mod retry;
 mod slots;
 mod token_relay;
+mod warm;
 
 pub use challenge::{Challenge, parse_challenge, realm_allowed};
 pub use error::UpstreamError;

@@ -5,7 +5,7 @@
 //! mirror), and credentials go to it only under the same rule as berth's
 //! own (`realm_allowed`).
 
-use crate::challenge::{Challenge, parse_challenge, realm_allowed};
+use crate::challenge::{Challenge, realm_allowed};
 use crate::{Upstream, UpstreamError};
 use bytes::Bytes;
 use http::Method;
@@ -108,29 +108,10 @@ impl Upstream {
         let known = mirror.auth.challenge();
         let challenge = match known {
             Some(c) => c,
-            None => {
-                let url = mirror
-                    .url
-                    .join("/v2/")
-                    .map_err(|e| self.invalid(&format!("cannot build URL: {e}")))?;
-                let timeout = self.config.resilience.header_timeout;
-                let sent = tokio::time::timeout(timeout, self.http.get(url).send())
-                    .await
-                    .map_err(|_| UpstreamError::Timeout {
-                        upstream: self.name().to_owned(),
-                        detail: format!("no answer to /v2/ within {timeout:?}"),
-                    })?
-                    .map_err(|e| UpstreamError::from_transport(self.name(), &e))?;
-                let challenge = sent
-                    .headers()
-                    .get_all(http::header::WWW_AUTHENTICATE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .find_map(parse_challenge)
-                    .ok_or_else(|| self.invalid("/v2/ answered without a bearer challenge"))?;
-                mirror.auth.remember(challenge.clone());
-                challenge
-            }
+            None => self
+                .learn_challenge(mirror)
+                .await?
+                .ok_or_else(|| self.invalid("/v2/ answered without a bearer challenge"))?,
         };
         match challenge {
             Challenge::Bearer { realm, service } => {
