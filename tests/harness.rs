@@ -68,7 +68,7 @@ async fn skopeo_pulls_directly_and_the_tap_counts() {
     );
     assert_eq!(up.issuer().token_requests(), 2);
     up.reset_requests();
-    assert!(up.requests().is_empty());
+    assert!(up.requests_beyond_ping().is_empty());
 }
 
 #[tokio::test]

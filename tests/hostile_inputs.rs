@@ -305,8 +305,16 @@ async fn an_unknown_host_prefix_is_refused_and_the_bare_domain_is_the_default() 
         assert_eq!(r.status(), 404, "{host}");
         assert_eq!(testkit::checks::oci_error(r).await.0, "NAME_UNKNOWN");
     }
-    assert!(hub.requests().is_empty(), "{:?}", hub.requests());
-    assert!(other.requests().is_empty(), "{:?}", other.requests());
+    assert!(
+        hub.requests_beyond_ping().is_empty(),
+        "{:?}",
+        hub.requests()
+    );
+    assert!(
+        other.requests_beyond_ping().is_empty(),
+        "{:?}",
+        other.requests()
+    );
     for (host, tag, upstream) in [
         ("mirror.test", "latest", &hub),
         ("docker.mirror.test:5000", "v1", &hub),

@@ -45,11 +45,11 @@ async fn fails_over_to_a_healthy_mirror_and_opens_the_breaker() {
             .unwrap_or_else(|e| panic!("{e}\n{}\n{:?}", berth.log(), broken.requests()));
     }
     // Three failures open the breaker; after that the broken mirror is skipped.
-    let failed = broken.requests().len();
+    let failed = broken.requests_beyond_ping().len();
     assert!((1..=3).contains(&failed), "{:?}", broken.requests());
     let r = get_manifest(&berth, "library/big/manifests/latest").await;
     assert_eq!(r.status(), 200);
-    assert_eq!(broken.requests().len(), failed);
+    assert_eq!(broken.requests_beyond_ping().len(), failed);
     let metrics = berth.metrics().await;
     let open = format!(
         "berth_upstream_mirror_state{{upstream=\"docker.io\",mirror=\"{}\"}} 1",

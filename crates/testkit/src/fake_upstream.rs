@@ -167,6 +167,15 @@ impl FakeUpstream {
         self.inner.lock().unwrap().requests.clone()
     }
 
+    /// Requests received, but for the anonymous `GET /v2/` berth sends at
+    /// start to learn the challenge.
+    pub fn requests_beyond_ping(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.starts_with("GET /v2/ "))
+            .collect()
+    }
+
     /// Forget the requests received so far.
     pub fn reset_requests(&self) {
         self.inner.lock().unwrap().requests.clear();

@@ -119,6 +119,16 @@ impl Upstream {
         self.tap_state.records()
     }
 
+    /// Every request but the anonymous `GET /v2/` berth sends at start to
+    /// learn the challenge (it lands whenever it lands).
+    pub fn requests_beyond_ping(&self) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| !(r.method == "GET" && r.path == "/v2/" && !r.authorized))
+            .collect()
+    }
+
+    /// Forget the requests recorded so far.
     pub fn reset_requests(&self) {
         self.tap_state.clear();
     }
