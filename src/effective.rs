@@ -76,6 +76,7 @@ pub(crate) fn effective_toml(c: &Config) -> String {
                 Some(s.max_streams_per_connection.into()),
             ),
             ("connection_buffer", Some(text(&s.connection_buffer))),
+            ("body_memory", Some(text(&s.body_memory))),
         ])),
     ));
     top.push((

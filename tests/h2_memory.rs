@@ -2,7 +2,9 @@
 //! clients that grant berth the widest flow-control windows, ask for a
 //! large cached blob on many streams and never read make berth hold body
 //! chunks; after they hang up, berth's resident memory must fall back near
-//! where it was (glibc's malloc kept nearly all of it).
+//! where it was (glibc's malloc kept nearly all of it). While they stay
+//! open, what they pin together stays within `[server] body_memory`,
+//! however many there are.
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -132,4 +134,52 @@ async fn memory_held_by_stalled_http2_connections_is_returned_after_they_close()
         "RSS {after} KiB 30 s after the connections closed: {baseline} KiB before, \
          {peak} KiB while they were open (at most {target} KiB allowed)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_http2_connections_together_hold_no_more_than_body_memory() {
+    let up = Upstream::start().await;
+    let big = up.images().big.largest_blob().clone();
+    // Each connection may hold 4 MiB; all of them together, 16 MiB.
+    let berth = Berth::hub(
+        &up.url(),
+        "[server]\nconnection_buffer = \"4MiB\"\nbody_memory = \"16MiB\"\n",
+    );
+    let path = format!("/v2/library/big/blobs/{}", big.digest);
+    let body = reqwest::get(format!("{}{path}", berth.url()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(body.len() as u64, big.size, "the blob is cached");
+    let pid = berth.pid();
+    let baseline = rss_kib(pid);
+    let request = stalling_client(&berth.addr, &path);
+    let mut held = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let mut tcp = TcpStream::connect(&berth.addr).await.unwrap();
+        tcp.write_all(&request).await.unwrap();
+        held.push(tcp);
+    }
+    until(Duration::from_secs(30), || async {
+        open_connections(&berth).await >= CONNECTIONS as u64
+    })
+    .await;
+    // Watched for a few seconds while every stream waits to be read:
+    // 32 connections x 4 MiB would be 128 MiB; the listener allows 16 MiB,
+    // plus what each connection needs to exist.
+    let limit = baseline + 16 * 1024 + CONNECTIONS as u64 * 512;
+    let mut peak = baseline;
+    let watched = Instant::now();
+    until(Duration::from_secs(5), || {
+        peak = peak.max(rss_kib(pid));
+        std::future::ready(peak > limit || watched.elapsed() >= Duration::from_secs(4))
+    })
+    .await;
+    assert!(
+        peak <= limit,
+        "RSS {peak} KiB with {CONNECTIONS} stalled connections: {baseline} KiB before, at most {limit} KiB allowed"
+    );
+    drop(held);
 }

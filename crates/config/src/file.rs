@@ -81,6 +81,7 @@ pub(super) struct RawServer {
     pub(super) stall_timeout: Option<String>,
     pub(super) max_streams_per_connection: Option<u32>,
     pub(super) connection_buffer: Option<String>,
+    pub(super) body_memory: Option<String>,
 }
 
 /// The `[cache]` table as written.

@@ -29,6 +29,9 @@ pub struct ServerLimits {
     /// Streamed body bytes one connection may hold in memory at once,
     /// across all its streams.
     pub connection_buffer: u64,
+    /// Streamed body bytes all connections of a listener may hold in
+    /// memory at once: what stalled connections can pin, however many.
+    pub body_memory: u64,
 }
 
 impl Default for ServerLimits {
@@ -41,6 +44,23 @@ impl Default for ServerLimits {
             stall_timeout: Duration::from_secs(120),
             max_streams_per_connection: 64,
             connection_buffer: 4 << 20,
+            body_memory: 192 << 20,
+        }
+    }
+}
+
+/// A byte size of at least one streamed chunk (256 KiB), or `default`.
+fn at_least_a_chunk(p: &mut Problems, key: &str, text: Option<&str>, default: u64) -> u64 {
+    match text.map(byte_size) {
+        None => default,
+        Some(Ok(n)) if n >= 256 << 10 => n,
+        Some(Ok(_)) => {
+            p.add(format!("server.{key}"), "must be at least 256KiB");
+            default
+        }
+        Some(Err(e)) => {
+            p.add(format!("server.{key}"), e);
+            default
         }
     }
 }
@@ -97,18 +117,13 @@ pub(super) fn build(p: &mut Problems, raw: Option<&RawServer>) -> ServerLimits {
             raw.max_streams_per_connection,
             d.max_streams_per_connection,
         ),
-        connection_buffer: match raw.connection_buffer.as_deref().map(byte_size) {
-            None => d.connection_buffer,
-            Some(Ok(n)) if n >= 256 << 10 => n,
-            Some(Ok(_)) => {
-                p.add("server.connection_buffer", "must be at least 256KiB");
-                d.connection_buffer
-            }
-            Some(Err(e)) => {
-                p.add("server.connection_buffer", e);
-                d.connection_buffer
-            }
-        },
+        connection_buffer: at_least_a_chunk(
+            p,
+            "connection_buffer",
+            raw.connection_buffer.as_deref(),
+            d.connection_buffer,
+        ),
+        body_memory: at_least_a_chunk(p, "body_memory", raw.body_memory.as_deref(), d.body_memory),
     };
     if limits.max_connections_per_ip > limits.max_connections {
         p.add(

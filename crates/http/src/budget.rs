@@ -1,10 +1,12 @@
-//! A per-connection budget for streamed body bytes. A streamed response
-//! (HTTP/2, or anything `sendfile` cannot send) takes permits for the
-//! chunk it is about to produce before it asks its source for it, and the
-//! chunk carries them until the connection has written it out. So however
-//! many streams a client opens without reading, one connection never holds
-//! more than its budget in memory, and a stream that cannot get permits
-//! simply waits: no thread, no read.
+//! Budgets for streamed body bytes: one per connection, and one for every
+//! connection of a listener together. A streamed response (HTTP/2, or
+//! anything `sendfile` cannot send) takes permits from both for the chunk
+//! it is about to produce before it asks its source for it, and the chunk
+//! carries them until the connection has written it out. So however many
+//! streams a client opens without reading, one connection never holds more
+//! than its budget in memory, however many connections stop reading they
+//! never hold more than the listener's, and a stream that cannot get
+//! permits simply waits: no thread, no read.
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -23,23 +25,45 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// stream reads at once.
 const PER_CHUNK: usize = 256 << 10;
 
-/// The bytes a connection may hold for its streamed bodies.
-#[derive(Debug, Clone)]
-pub(crate) struct BodyBudget(Arc<Semaphore>);
+/// Permits for `bytes` (at least one chunk).
+fn permits(bytes: u64) -> Arc<Semaphore> {
+    let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+    Arc::new(Semaphore::new(
+        bytes.clamp(PER_CHUNK, Semaphore::MAX_PERMITS),
+    ))
+}
 
-impl BodyBudget {
+/// The bytes every connection of a listener may hold for streamed bodies.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedBudget(Arc<Semaphore>);
+
+impl SharedBudget {
     /// A budget of `bytes` (at least one chunk).
     pub(crate) fn new(bytes: u64) -> Self {
-        let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
-        Self(Arc::new(Semaphore::new(
-            bytes.clamp(PER_CHUNK, Semaphore::MAX_PERMITS),
-        )))
+        Self(permits(bytes))
     }
 
-    /// Bytes not held by any chunk right now.
+    /// A connection's own budget of `bytes` within this one.
+    pub(crate) fn connection(&self, bytes: u64) -> BodyBudget {
+        BodyBudget {
+            own: permits(bytes),
+            shared: Arc::clone(&self.0),
+        }
+    }
+}
+
+/// The bytes a connection may hold for its streamed bodies.
+#[derive(Debug, Clone)]
+pub(crate) struct BodyBudget {
+    own: Arc<Semaphore>,
+    shared: Arc<Semaphore>,
+}
+
+impl BodyBudget {
+    /// Bytes not held by any chunk of this connection right now.
     #[cfg(test)]
     fn available(&self) -> usize {
-        self.0.available_permits()
+        self.own.available_permits()
     }
 
     /// A body that streams `chunks` within this budget.
@@ -49,24 +73,54 @@ impl BodyBudget {
     ) -> Body {
         Body::new(BudgetedBody {
             chunks: chunks.boxed(),
-            budget: Arc::clone(&self.0),
+            budget: self.clone(),
             waiting: None,
             permit: None,
         })
+    }
+
+    /// Wait for one chunk's permits: the connection's first, then the
+    /// listener's (so one connection waits on its own budget without
+    /// holding any of the shared one).
+    async fn chunk(self) -> Option<Permits> {
+        let own = self.own.acquire_many_owned(PER_CHUNK as u32).await.ok()?;
+        let shared = self
+            .shared
+            .acquire_many_owned(PER_CHUNK as u32)
+            .await
+            .ok()?;
+        Some(Permits { own, shared })
+    }
+}
+
+/// One chunk's permits from both budgets.
+struct Permits {
+    own: OwnedSemaphorePermit,
+    shared: OwnedSemaphorePermit,
+}
+
+impl Permits {
+    /// Keep `n` of each and give the rest back now.
+    fn keep(mut self, n: usize) -> Self {
+        let n = n.clamp(1, self.own.num_permits().min(self.shared.num_permits()));
+        Self {
+            own: self.own.split(n).unwrap_or(self.own),
+            shared: self.shared.split(n).unwrap_or(self.shared),
+        }
     }
 }
 
 struct BudgetedBody {
     chunks: BoxStream<'static, io::Result<Bytes>>,
-    budget: Arc<Semaphore>,
-    waiting: Option<BoxFuture<'static, Option<OwnedSemaphorePermit>>>,
-    permit: Option<OwnedSemaphorePermit>,
+    budget: BodyBudget,
+    waiting: Option<BoxFuture<'static, Option<Permits>>>,
+    permit: Option<Permits>,
 }
 
 /// A chunk that gives its permits back when the last copy of it is gone.
 struct Held {
     bytes: Bytes,
-    _permit: OwnedSemaphorePermit,
+    _permits: Permits,
 }
 
 impl AsRef<[u8]> for Held {
@@ -84,10 +138,8 @@ impl http_body::Body for BudgetedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         if self.permit.is_none() {
-            let budget = Arc::clone(&self.budget);
-            let waiting = self.waiting.get_or_insert_with(|| {
-                Box::pin(async move { budget.acquire_many_owned(PER_CHUNK as u32).await.ok() })
-            });
+            let budget = self.budget.clone();
+            let waiting = self.waiting.get_or_insert_with(|| Box::pin(budget.chunk()));
             let permit = ready!(waiting.as_mut().poll(cx));
             self.waiting = None;
             match permit {
@@ -97,15 +149,14 @@ impl http_body::Body for BudgetedBody {
         }
         match ready!(self.chunks.poll_next_unpin(cx)) {
             Some(Ok(bytes)) => {
-                let Some(mut permit) = self.permit.take() else {
+                let Some(permits) = self.permit.take() else {
                     return Poll::Ready(Some(Err(io::Error::other("body budget lost"))));
                 };
                 // Keep what the chunk needs; give back the rest now.
-                let keep = bytes.len().clamp(1, permit.num_permits());
-                let held = permit.split(keep).unwrap_or(permit);
+                let held = permits.keep(bytes.len());
                 let chunk = Bytes::from_owner(Held {
                     bytes,
-                    _permit: held,
+                    _permits: held,
                 });
                 Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
@@ -127,9 +178,13 @@ mod tests {
         futures_util::stream::iter((0..n).map(move |i| Ok(Bytes::from(vec![i as u8; len]))))
     }
 
+    fn budget(bytes: usize) -> BodyBudget {
+        SharedBudget::new(1 << 30).connection(bytes as u64)
+    }
+
     #[tokio::test]
     async fn chunks_hold_the_budget_until_dropped() {
-        let budget = BodyBudget::new(3 * PER_CHUNK as u64);
+        let budget = budget(3 * PER_CHUNK);
         let mut a = budget.body(chunks(4, 1000));
         let first = a.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(first.len(), 1000);
@@ -144,7 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_waits_while_unread_chunks_use_the_whole_budget() {
-        let budget = BodyBudget::new(2 * PER_CHUNK as u64);
+        let budget = budget(2 * PER_CHUNK);
         let mut held = Vec::new();
         let mut a = budget.body(chunks(10, PER_CHUNK));
         held.push(a.frame().await.unwrap().unwrap().into_data().unwrap());
@@ -158,6 +213,30 @@ mod tests {
         );
         held.pop();
         let next = c.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(next.len(), PER_CHUNK);
+    }
+
+    #[tokio::test]
+    async fn connections_together_stay_within_the_listeners_budget() {
+        let shared = SharedBudget::new(3 * PER_CHUNK as u64);
+        // Many connections, each with room for several chunks of its own.
+        let connections: Vec<BodyBudget> = (0..10)
+            .map(|_| shared.connection(4 * PER_CHUNK as u64))
+            .collect();
+        let mut held = Vec::new();
+        for c in &connections[..3] {
+            let mut body = c.body(chunks(10, PER_CHUNK));
+            held.push(body.frame().await.unwrap().unwrap().into_data().unwrap());
+        }
+        let mut fourth = connections[3].body(chunks(10, PER_CHUNK));
+        let stalled =
+            tokio::time::timeout(std::time::Duration::from_millis(50), fourth.frame()).await;
+        assert!(
+            stalled.is_err(),
+            "the listener's budget is used up: the fourth must wait"
+        );
+        drop(held.pop());
+        let next = fourth.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(next.len(), PER_CHUNK);
     }
 }

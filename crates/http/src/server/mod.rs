@@ -14,7 +14,7 @@ mod coalesce;
 mod connections;
 mod watched;
 
-use crate::budget::BodyBudget;
+use crate::budget::{BodyBudget, SharedBudget};
 use crate::zero_copy::{Outbox, ZeroCopyConn};
 use axum::Router;
 use axum::body::Body;
@@ -150,6 +150,8 @@ impl Server {
         let builder = Arc::new(self.builder());
         let tls = self.tls.clone().map(TlsAcceptor::from);
         let (phase_tx, phase) = watch::channel(Phase::Serving);
+        // What every connection's streamed bodies may hold together.
+        let bodies = SharedBudget::new(self.limits.body_memory);
         loop {
             let accepted = tokio::select! {
                 accepted = self.listener.accept() => accepted,
@@ -189,6 +191,7 @@ impl Server {
                 phase: phase.clone(),
                 local: None,
                 https: false,
+                bodies: bodies.clone(),
             };
             tokio::spawn(conn.accept(tcp, tls.clone()));
         }
@@ -224,6 +227,8 @@ struct Conn {
     phase: watch::Receiver<Phase>,
     local: Option<SocketAddr>,
     https: bool,
+    /// The listener's budget for streamed bodies.
+    bodies: SharedBudget,
 }
 
 impl Conn {
@@ -263,7 +268,7 @@ impl Conn {
         let info = ConnInfo {
             peer: self.peer,
             outbox,
-            budget: BodyBudget::new(self.limits.connection_buffer),
+            budget: self.bodies.connection(self.limits.connection_buffer),
             local: self.local,
             https: self.https,
         };
