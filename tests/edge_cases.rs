@@ -379,8 +379,7 @@ async fn malformed_and_hostile_requests_are_refused() {
     let reached = up.requests_beyond_ping();
     assert!(
         reached.is_empty(),
-        "refused requests reached upstream: {:?}",
-        reached
+        "refused requests reached upstream: {reached:?}"
     );
     assert!(!berth.data_dir.join("etc").exists());
 
