@@ -44,7 +44,7 @@ impl Default for ServerLimits {
             stall_timeout: Duration::from_secs(120),
             max_streams_per_connection: 64,
             connection_buffer: 4 << 20,
-            body_memory: 192 << 20,
+            body_memory: 96 << 20,
         }
     }
 }
