@@ -72,6 +72,9 @@ pub(crate) async fn forward(
     let answer = upstream
         .forward_write(&write, body.into_data_stream())
         .await?;
+    if !matches!(answer.status, 401 | 403) {
+        pull.credential_accepted(&admitted.origin);
+    }
     // A tag pushed through berth is not served from its old answers.
     if let Endpoint::Manifest(Reference::Tag(tag)) = &route.endpoint
         && (200..300).contains(&answer.status)

@@ -14,6 +14,7 @@
 use crate::source::Origin;
 use crate::{PullError, PullService};
 use berth_oci::{Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName};
+use berth_upstream::UpstreamError;
 use moka::sync::Cache;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -97,6 +98,17 @@ impl Grants {
 }
 
 impl PullService {
+    /// Note that upstream accepted the origin's client credential (it
+    /// answered something other than a refusal), so it spends no more of
+    /// the client's budget for unconfirmed credentials.
+    pub fn credential_accepted(&self, origin: &Origin) {
+        if origin.is_passthrough() {
+            self.grants.credentials.insert(credential_key(origin), ());
+        }
+    }
+}
+
+impl PullService {
     /// Whether upstream has confirmed the origin's client credential for
     /// any repository within the last hour (always, in managed mode). The
     /// edge gives credentials it has not a small budget per client, so a
@@ -173,7 +185,13 @@ impl PullService {
                 tracing::warn!(repository = %repo, error = %e, "upstream failed; serving a client it confirmed earlier");
                 Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                // "Not found" is an answer to an accepted credential.
+                if matches!(e, UpstreamError::NotFound { .. }) {
+                    self.credential_accepted(origin);
+                }
+                Err(e.into())
+            }
         }
     }
 }
