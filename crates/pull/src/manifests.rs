@@ -167,13 +167,13 @@ impl PullService {
         result
     }
 
-    /// The manifest `digest` as `req`'s upstream sends it, checked but
-    /// neither cached nor linked.
-    async fn manifest_from_upstream_only(
+    /// The manifest `digest` from `req`'s upstream, its bytes checked
+    /// against the digest.
+    async fn fetch_manifest_exactly(
         &self,
         req: &ManifestRequest<'_>,
         digest: &Digest,
-    ) -> Result<ManifestAnswer, PullError> {
+    ) -> Result<ManifestFetch, PullError> {
         let fetch = self.fetch_manifest(req).await?;
         let actual = Digest::of(&fetch.bytes);
         if &actual != digest {
@@ -183,6 +183,17 @@ impl PullService {
                 actual,
             });
         }
+        Ok(fetch)
+    }
+
+    /// The manifest `digest` as `req`'s upstream sends it, checked but
+    /// neither cached nor linked.
+    async fn manifest_from_upstream_only(
+        &self,
+        req: &ManifestRequest<'_>,
+        digest: &Digest,
+    ) -> Result<ManifestAnswer, PullError> {
+        let fetch = self.fetch_manifest_exactly(req, digest).await?;
         let media_type =
             manifest_media_type(&fetch.bytes, Some(&fetch.media_type)).map_err(|e| {
                 UpstreamError::Invalid {
@@ -193,7 +204,7 @@ impl PullService {
         Ok(ManifestAnswer {
             bytes: fetch.bytes,
             media_type: media_type.to_owned(),
-            digest: actual,
+            digest: *digest,
             outcome: Outcome::Direct,
         })
     }
@@ -204,21 +215,13 @@ impl PullService {
         req: &ManifestRequest<'_>,
         digest: &Digest,
     ) -> Result<ManifestAnswer, PullError> {
-        let fetch = self.fetch_manifest(req).await?;
-        let actual = Digest::of(&fetch.bytes);
-        if &actual != digest {
-            return Err(PullError::DigestMismatch {
-                upstream: req.origin.name().to_owned(),
-                expected: *digest,
-                actual,
-            });
-        }
+        let fetch = self.fetch_manifest_exactly(req, digest).await?;
         let media_type = self.store_manifest(req, &fetch, digest).await?;
         self.prefetch(req.origin, req.repo, &fetch.bytes);
         Ok(ManifestAnswer {
             bytes: fetch.bytes,
             media_type,
-            digest: actual,
+            digest: *digest,
             outcome: Outcome::Miss,
         })
     }
