@@ -2,7 +2,9 @@
 //! few lines (listeners, data directory, every upstream with its routes
 //! and mirrors, HTTPS, access, admin), the warnings, and whether the data
 //! directory can really be created and written, which a valid file alone
-//! does not prove.
+//! does not prove. Whatever `serve` loads and checks at start (the
+//! htpasswd file, the GeoIP database, the certificate files) is loaded and
+//! checked here too, so that "valid" means `serve` will start.
 
 use berth_config::Config;
 use std::path::{Path, PathBuf};
@@ -33,10 +35,55 @@ fn writable(dir: &Path) -> Result<(), String> {
     written
 }
 
-/// Print the summary; exit 78 when the data directory is unusable.
-pub(crate) fn run(c: &Config) -> ExitCode {
+/// What `serve` loads at start from files the configuration names: the
+/// first reason it would refuse to start.
+fn loadable(c: &Config) -> Result<(), String> {
     if let Err(why) = writable(&c.data_dir) {
-        eprintln!("berth: data_dir {}: {why}", c.data_dir.display());
+        return Err(format!("data_dir {}: {why}", c.data_dir.display()));
+    }
+    berth_access::Access::load(&c.access)
+        .map_err(|e| format!("cannot use the access settings: {e}"))?;
+    if let Some(tls) = c.tls.as_ref().filter(|t| t.acme.is_none()) {
+        let provider = berth_tls::provider();
+        for files in &tls.certs {
+            berth_tls::load(files, &provider, std::time::SystemTime::now())
+                .map_err(|e| format!("cannot serve HTTPS: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The proxy settings in the environment that upstream requests follow.
+fn proxy_lines() -> Vec<String> {
+    ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"]
+        .into_iter()
+        .filter_map(|var| {
+            let value = std::env::var(var)
+                .or_else(|_| std::env::var(var.to_ascii_lowercase()))
+                .ok()?;
+            Some(format!(
+                "  {var} = {} (upstream requests follow it)",
+                redact_userinfo(&value)
+            ))
+        })
+        .collect()
+}
+
+/// A proxy URL with any password in it replaced.
+fn redact_userinfo(value: &str) -> String {
+    match url::Url::parse(value) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        _ => value.to_owned(),
+    }
+}
+
+/// Print the summary; exit 78 when `serve` would refuse to start.
+pub(crate) fn run(c: &Config) -> ExitCode {
+    if let Err(why) = loadable(c) {
+        eprintln!("berth: {why}");
         return ExitCode::from(EXIT_CONFIG);
     }
     let scheme = if c.tls.is_some() { "https" } else { "http" };
@@ -47,6 +94,15 @@ pub(crate) fn run(c: &Config) -> ExitCode {
     );
     for line in &c.seed_mappings {
         outln!("  from the environment: {line}");
+    }
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    for line in berth_config::ignored_variables(names.iter().map(String::as_str)) {
+        outln!("  from the environment: {line}");
+    }
+    for line in proxy_lines() {
+        outln!("{line}");
     }
     if let Some(domain) = &c.domain {
         outln!("  domain {domain} (Host routing: <host_prefix>.{domain})");

@@ -392,6 +392,7 @@ fn client_for(server: &str) -> reqwest::Client {
             })
     });
     reqwest::Client::builder()
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
         .tls_danger_accept_invalid_certs(loopback)
         .build()
         .unwrap_or_default()

@@ -11,7 +11,8 @@ async fn seed_variables_route_redirect_and_filter() {
     let up = Upstream::start().await;
     let host = up.host();
     let berth = Berth::start_with_env(
-        "[[upstreams]]\nname = \"docker.io\"\nurl = \"https://placeholder.invalid\"\ndefault = true\nauto_library = true\n",
+        // The url is left to the environment.
+        "[[upstreams]]\nname = \"docker.io\"\ndefault = true\nauto_library = true\n",
         &[
             ("PROXY_HOSTNAME", host.as_str()),
             ("PROXY_PROTOCOL", "http"),
@@ -85,6 +86,9 @@ fn check_config_prints_each_mapping_and_what_it_ignored() {
         .env("MAX_RETRIES", "5")
         .env("DEBUG", "true")
         .env("IP_WHITELIST_REGEX", "^10\\.")
+        .env("TRAEFIK_ACME_EMAIL", "ops@example.org")
+        .env("HTTPS_PROXY", "http://user:hunter2@proxy.example:3128")
+        .env("NO_PROXY", "localhost,10.0.0.0/8")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -99,10 +103,14 @@ fn check_config_prints_each_mapping_and_what_it_ignored() {
         "MAX_RETRIES → every upstream's retries = 5",
         "DEBUG → log_level = \"debug\"",
         "IP_WHITELIST_REGEX → [[access.rules]] \"seed-ip-whitelist\": deny unless it matches \"^10\\\\.\"",
+        "TRAEFIK_ACME_EMAIL ignored: berth terminates HTTPS itself",
+        "HTTPS_PROXY = http://user:REDACTED@proxy.example:3128/ (upstream requests follow it)",
+        "NO_PROXY = localhost,10.0.0.0/8",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
     assert!(stdout.contains("domain mirror.example.org"), "{stdout}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
 
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
         .args(["check-config", "--config"])
@@ -117,4 +125,36 @@ fn check_config_prints_each_mapping_and_what_it_ignored() {
         stderr.contains("REQUEST_TIMEOUT") && stderr.contains("PORT"),
         "{stderr}"
     );
+}
+
+#[test]
+fn check_config_refuses_what_serve_would_refuse_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    // An MD5 entry, as `htpasswd -m` writes it.
+    std::fs::write(&htpasswd, "alice:$apr1$4HkZ0vQK$0Dmt7w2nBrjmEmNwcuCgW.\n").unwrap();
+    let config = dir.path().join("berth.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[auth]\nhtpasswd_file = {:?}\n",
+            dir.path().join("data").display().to_string(),
+            htpasswd.display().to_string()
+        ),
+    )
+    .unwrap();
+    for command in ["check-config", "serve"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args([command, "--config"])
+            .arg(&config)
+            .env("BERTH_LISTEN", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{command}: {stderr}");
+        assert!(
+            stderr.contains("alice") && stderr.contains("htpasswd -B"),
+            "{command}: {stderr}"
+        );
+    }
 }

@@ -31,6 +31,7 @@ pub use fills::{DEFAULT_MAX_BLOB_SIZE, FillLimits};
 pub use policy::CachePolicy;
 pub use resilience::Resilience;
 pub use secret::Secret;
+pub use seeds::ignored_variables;
 pub use server::{ServerLimits, byte_size};
 pub use tls::{AcmeSettings, CertFiles, Challenge, LETS_ENCRYPT, TlsSettings, well_formed_name};
 
@@ -103,6 +104,9 @@ impl Config {
                 self.listen
             ));
         }
+        for u in &self.upstreams {
+            warnings.extend(u.warnings.iter().cloned());
+        }
         warnings
     }
 }
@@ -150,6 +154,9 @@ pub struct UpstreamConfig {
     pub resilience: Resilience,
     /// How what comes from this upstream is cached.
     pub policy: CachePolicy,
+    /// What is valid here but likely a mistake (shown with
+    /// [`Config::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 /// Whose credentials a request upstream carries.

@@ -49,6 +49,9 @@ impl Default for Resilience {
     }
 }
 
+/// The most retries an upstream may be given.
+pub(super) const MAX_RETRIES: u32 = 10;
+
 pub(super) fn build(p: &mut Problems, key: &str, u: &RawUpstream) -> Resilience {
     let d = Resilience::default();
     let mut dur = |field: &str, value: &Option<String>, default: Duration| {
@@ -75,10 +78,12 @@ pub(super) fn build(p: &mut Problems, key: &str, u: &RawUpstream) -> Resilience 
     if max_concurrent == 0 {
         p.add(format!("{key}.max_concurrent"), "must be at least 1");
     }
-    if u.retries.is_some_and(|r| r > 10) {
+    if u.retries.is_some_and(|r| r > MAX_RETRIES) {
         p.add(
             format!("{key}.retries"),
-            "more than 10 retries only hides an outage; use at most 10",
+            format!(
+                "more than {MAX_RETRIES} retries only hides an outage; use at most {MAX_RETRIES}"
+            ),
         );
     }
     Resilience {
@@ -92,4 +97,25 @@ pub(super) fn build(p: &mut Problems, key: &str, u: &RawUpstream) -> Resilience 
         manifest_timeout,
         request_deadline,
     }
+}
+
+/// A warning for each per-attempt timeout the file (or a seed variable)
+/// set longer than `request_deadline`, which then cuts every request
+/// first, so that the longer timeout only ever applies to downloads
+/// nobody waits for.
+pub(super) fn cut_short(name: &str, u: &RawUpstream, r: &Resilience) -> Vec<String> {
+    [
+        ("connect_timeout", &u.connect_timeout, r.connect_timeout),
+        ("header_timeout", &u.header_timeout, r.header_timeout),
+        ("manifest_timeout", &u.manifest_timeout, r.manifest_timeout),
+    ]
+    .into_iter()
+    .filter(|(_, written, value)| written.is_some() && *value > r.request_deadline)
+    .map(|(field, _, value)| {
+        format!(
+            "upstream {name}: {field} ({value:?}) is longer than request_deadline ({:?}), which ends every client's request first; raise request_deadline too",
+            r.request_deadline
+        )
+    })
+    .collect()
 }

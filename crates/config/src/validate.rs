@@ -2,8 +2,9 @@
 //! defaults and `BERTH_*` environment overrides, and collects every problem
 //! instead of stopping at the first.
 
+use crate::builtin::UpstreamEntry;
 use crate::checks::{Problems, duration, parse_url};
-use crate::file::{RawConfig, RawUpstream};
+use crate::file::RawUpstream;
 use crate::parse::Parsed;
 use crate::{
     AuthMode, Config, ConfigError, Credentials, DEFAULT_DATA_DIR, DEFAULT_LISTEN,
@@ -35,7 +36,8 @@ pub(super) fn build(parsed: Parsed, env: Env<'_>) -> Result<Config, ConfigError>
         problems: mut p,
         order,
     } = parsed;
-    let seed_mappings = crate::seeds::apply(&mut raw, env, &mut p);
+    let mut entries = builtin::entries(&raw);
+    let seed_mappings = crate::seeds::apply(&mut raw, &mut entries, env, &mut p);
     let (listen_key, listen_text) = match env("BERTH_LISTEN") {
         Some(v) => ("BERTH_LISTEN", v),
         None => (
@@ -110,7 +112,7 @@ pub(super) fn build(parsed: Parsed, env: Env<'_>) -> Result<Config, ConfigError>
         raw.limits.as_ref(),
         raw.access.as_ref(),
     );
-    let upstreams = upstreams(&mut p, &raw, env);
+    let upstreams = upstreams(&mut p, &entries, env);
     if access.auth.htpasswd_file.is_some()
         && let Some(u) = upstreams
             .iter()
@@ -160,40 +162,22 @@ fn log_level_is_valid(text: &str) -> bool {
         })
 }
 
-/// Merge built-ins with the file's `[[upstreams]]` (a file entry replaces
-/// the built-in of the same name) and validate each.
-fn upstreams(p: &mut Problems, raw: &RawConfig, env: Env<'_>) -> Vec<UpstreamConfig> {
-    let file_default = raw.upstreams.iter().any(|u| u.default == Some(true));
-    let mut merged: Vec<(String, RawUpstream)> = Vec::new();
-    if raw.builtin_upstreams.unwrap_or(true) {
-        for mut b in builtin::upstreams() {
-            let name = b.name.clone().unwrap_or_default();
-            if raw
-                .upstreams
-                .iter()
-                .any(|u| u.name.as_deref() == Some(&name))
-            {
-                continue;
-            }
-            if file_default {
-                b.default = Some(false);
-            }
-            merged.push((format!("(built-in {name})"), b));
-        }
-    }
-    for (i, u) in raw.upstreams.iter().enumerate() {
-        merged.push((format!("upstreams[{i}]"), u.clone()));
-    }
-    if merged.is_empty() {
+/// Validate each upstream entry (built-ins merged with the file's).
+fn upstreams(p: &mut Problems, entries: &[UpstreamEntry], env: Env<'_>) -> Vec<UpstreamConfig> {
+    if entries.is_empty() {
         p.add(
             "upstreams",
             "no upstream configured (builtin_upstreams = false and no [[upstreams]])",
         );
     }
-    let built: Vec<UpstreamConfig> = merged
-        .iter()
-        .filter_map(|(key, u)| upstream(p, key, u, env))
-        .collect();
+    let mut built: Vec<UpstreamConfig> = Vec::new();
+    for e in entries {
+        let raw = e.effective();
+        if let Some(mut u) = upstream(p, &e.key, &raw, env) {
+            u.warnings = crate::resilience::cut_short(&u.name, &raw, &u.resilience);
+            built.push(u);
+        }
+    }
     check_unique(p, &built);
     built
 }
@@ -310,6 +294,7 @@ fn upstream(p: &mut Problems, key: &str, u: &RawUpstream, env: Env<'_>) -> Optio
         private_network,
         resilience,
         policy,
+        warnings: Vec::new(),
     })
 }
 
