@@ -55,7 +55,17 @@ async fn logins_decide_who_pulls_with_real_clients() {
             .mirror(&berth.addr)
             .copy_to_dir(image, &dest.path().join("no"))
             .await;
-        assert!(failed.is_err(), "{what} pulled");
+        let Err(said) = failed else {
+            panic!("{what} pulled")
+        };
+        // Without credentials skopeo answers the challenge with an empty
+        // Basic login: it is asked to log in, not told it is wrong.
+        let told = if what == "no login" {
+            "log in to use this mirror"
+        } else {
+            "wrong user name or password"
+        };
+        assert!(said.contains(told), "{what}: {said}");
     }
     let digest = podman_pull_with(&berth.addr, image, Some((USER, PASSWORD)))
         .await
@@ -98,6 +108,19 @@ async fn logins_decide_who_pulls_with_real_clients() {
         .unwrap();
     assert_eq!(anonymous.status(), 401);
     assert_eq!(up.requests_beyond_ping().len(), 0);
+    // It is logged (and counted) under the route it asked for.
+    let refused = berth
+        .log()
+        .lines()
+        .filter(|l| l.contains("/v2/library/multi/manifests/latest") && l.contains("served"))
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.contains("route=\"manifest\"") && l.contains("status=401")),
+        "{refused:?}"
+    );
 
     // A burst of wrong passwords from one address (one the clients above
     // did not use) is cut off with 429.

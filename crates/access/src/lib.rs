@@ -161,16 +161,22 @@ impl Access {
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Basic "));
-        let Some(basic) = basic else {
+        let decoded = basic.map(|basic| {
+            base64::engine::general_purpose::STANDARD
+                .decode(basic.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+        });
+        // Clients without credentials may still answer a Basic challenge,
+        // with an empty user and password (skopeo and podman do): that is
+        // no login, not a wrong one.
+        if basic.is_none() || decoded.as_ref().is_some_and(|d| d.as_deref() == Some(":")) {
             if ping || self.settings.auth.anonymous == Anonymous::None {
                 return Err(Refusal::Unauthorized("log in to use this mirror"));
             }
             return Ok(None);
-        };
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(basic.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok());
+        }
+        let decoded = decoded.flatten();
         let Some((user, password)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
             return Err(Refusal::Unauthorized(
                 "the Authorization header is not user:password in Basic form",

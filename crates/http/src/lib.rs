@@ -240,6 +240,13 @@ async fn dispatch(
     if ping {
         trail.route = "base";
     }
+    // The route is known (for the log and metrics) before the caller is
+    // checked, so that a refusal is counted under what was asked for.
+    let rest = path.strip_prefix("/v2/").unwrap_or_default();
+    let route = (!ping).then(|| route::parse(rest));
+    if let Some(Ok(r)) = &route {
+        trail.route = r.endpoint.route();
+    }
     let live = state.live();
     let caller = access::caller(&live.access, peer, request, ping).await?;
     let query = request.uri.query();
@@ -281,9 +288,10 @@ async fn dispatch(
         }
         return base(&request.method);
     }
-    let rest = path.strip_prefix("/v2/").unwrap_or_default();
-    let route = route::parse(rest)?;
-    trail.route = route.endpoint.route();
+    let Some(route) = route else {
+        return base(&request.method);
+    };
+    let route = route?;
     let write = push::is_write(&request.method, &route.endpoint);
     if !write
         && (request.method != Method::GET && request.method != Method::HEAD
