@@ -308,8 +308,9 @@ tag_ttl = "2m"
 mirrors = ["https://mirror-a.example"]
 "#;
 
-    /// The printout reads back as the same configuration (print, parse,
-    /// print again: the same text), and no secret is in it.
+    /// The printout reads back as the same configuration (compared as
+    /// parsed, every field: a key the printer forgot shows as a default
+    /// that differs from `FULL`'s), and no secret is in it.
     #[test]
     fn the_printout_reads_back_and_shows_no_secret() {
         let config = Config::from_toml(FULL, &|_| None).unwrap();
@@ -319,7 +320,8 @@ mirrors = ["https://mirror-a.example"]
         assert!(printed.contains(REDACTED));
         let again =
             Config::from_toml(&printed, &|_| None).unwrap_or_else(|e| panic!("{e}\n{printed}"));
-        assert_eq!(effective_toml(&again), printed);
+        // Secrets print as `Secret(***)` whatever they hold.
+        assert_eq!(format!("{again:#?}"), format!("{config:#?}"), "{printed}");
         assert!(printed.contains("tag_ttl = \"2m\""), "{printed}");
         assert!(
             printed.contains("name = \"docker.io\""),
@@ -333,6 +335,6 @@ mirrors = ["https://mirror-a.example"]
         let printed = effective_toml(&config);
         let again =
             Config::from_toml(&printed, &|_| None).unwrap_or_else(|e| panic!("{e}\n{printed}"));
-        assert_eq!(effective_toml(&again), printed);
+        assert_eq!(format!("{again:#?}"), format!("{config:#?}"), "{printed}");
     }
 }

@@ -298,3 +298,55 @@ async fn an_abandoned_body_of_unknown_length_stops_after_a_bounded_number_of_byt
     assert!(largest <= 160 << 20, "spooled {} MiB", largest >> 20);
     assert!(!testkit::checks::cached(&berth.data_dir, &digest));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_resizes_the_share_of_unattended_fills() {
+    let fake = FakeUpstream::start().await;
+    let pause = Duration::from_millis(100);
+    let first = serve_blob(&fake, &pseudo_random(1_000_000, 200), 20, pause);
+    let second = serve_blob(&fake, &pseudo_random(1_000_000, 201), 20, pause);
+    let berth = Berth::start(&upstream_toml(
+        "fake.test",
+        &fake.url,
+        "default = true\nunattended_fills = 0",
+    ));
+    let abandon = async |digest: &str| {
+        let mut r = reqwest::get(format!("{}/v2/proj/app/blobs/{digest}", berth.url()))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let _ = r.chunk().await;
+    };
+    let wait = async |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}:\n{}", berth.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // With no share, a download its client left stops.
+    abandon(&first).await;
+    wait("the first download went on", &|| {
+        berth.log().contains("blob download stopped")
+    })
+    .await;
+    // A share of one, reloaded: the next one left alone goes on.
+    let path = berth.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("unattended_fills = 0", "unattended_fills = 1"),
+    )
+    .unwrap();
+    wait("the file was not reloaded", &|| {
+        berth.log().contains("configuration reloaded")
+    })
+    .await;
+    abandon(&second).await;
+    wait("the second download did not finish", &|| {
+        testkit::checks::cached(&berth.data_dir, &second)
+    })
+    .await;
+    assert!(!testkit::checks::cached(&berth.data_dir, &first));
+    assert_eq!(berth.log().matches("blob download stopped").count(), 1);
+}

@@ -4,15 +4,8 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use berth_testkit::checks::sample;
 use berth_testkit::{Berth, Upstream};
-
-/// The value of the sample `name{labels}` in Prometheus text, 0 when absent.
-fn sample(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_metrics_and_failed_pulls_are_counted() {
@@ -64,6 +57,27 @@ async fn health_metrics_and_failed_pulls_are_counted() {
         ),
         1.0
     );
+    // Each API request's duration is in the histogram, under its route,
+    // whatever the cache said.
+    let timed = |route: &str| -> f64 {
+        let prefix = format!("berth_http_request_duration_seconds_count{{route=\"{route}\",");
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(timed("manifest"), 1.0, "{metrics}");
+    assert_eq!(timed("blob"), 1.0, "{metrics}");
+    let stats = reqwest::get(format!("{}/stats", berth.url()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats).unwrap();
+    let average = stats["averageDurationMs"].as_f64();
+    assert!(average.is_some_and(|ms| ms >= 0.0), "{stats}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -270,6 +284,45 @@ async fn the_dashboard_shows_what_stats_says() {
     tokio::task::spawn_blocking(move || screenshot(&page, &shot))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_fits_800_and_1280_pixels_and_knows_the_size_without_a_cap() {
+    use berth_testkit::chromium::{attribute_of, dump_dom_at, text_of};
+    let up = Upstream::start().await;
+    // A long mirror URL, as real ones are, and no size cap.
+    let berth = Berth::hub(
+        &up.url(),
+        "mirrors = [\"http://a-rather-long-mirror-host-name.registry.internal.example.org:5000\"]\n",
+    );
+    pull_twice_and_miss_once(&berth).await;
+    let page = format!("{}/dashboard", berth.url());
+    for width in [1280, 800] {
+        let dom = tokio::task::spawn_blocking({
+            let page = page.clone();
+            move || dump_dom_at(&page, width)
+        })
+        .await
+        .unwrap();
+        assert!(dom.contains("data-loaded=\"true\""), "{width}px:\n{dom}");
+        // The page lists what does not fit in <body data-overflow>.
+        let overflow = dom
+            .split("data-overflow=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next());
+        assert_eq!(
+            overflow,
+            Some(""),
+            "{width}px: content does not fit:\n{dom}"
+        );
+        assert!(dom.contains("a-rather-long-mirror-host-name"), "{dom}");
+        assert!(dom.contains("class=\"state state-closed\""), "{dom}");
+        // No cap, but a known size: the store was counted.
+        let used = attribute_of(&dom, "cache-used", "data-bytes").unwrap_or_default();
+        assert!(used.parse::<u64>().is_ok_and(|n| n > 0), "{used:?}");
+        let of = text_of(&dom, "cache-of").unwrap_or_default();
+        assert!(of.contains("no size cap"), "{of:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

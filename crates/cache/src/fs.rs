@@ -67,7 +67,9 @@ impl FsStore {
     /// the blobs only they need, telling the removal hooks (so in-memory
     /// copies go too). Blocking.
     pub fn purge(&self, pattern: &PinPattern) -> Result<PurgeReport, CacheError> {
-        crate::purge::purge(&self.layout, pattern, &|d| self.keeper.removed(d))
+        let report = crate::purge::purge(&self.layout, pattern, &|d| self.keeper.removed(d))?;
+        self.keeper.usage.remove(report.bytes);
+        Ok(report)
     }
 
     /// The layout of the data directory this store lives in.

@@ -241,6 +241,44 @@ impl IndexStore for FsIndex {
     async fn link(&self, repo: &RepoKey, digests: &[Digest]) -> Result<(), CacheError> {
         self.links.link(repo, digests).await
     }
+
+    async fn repositories(&self) -> Result<Vec<RepoKey>, CacheError> {
+        let dir = self.layout.tags();
+        tokio::task::spawn_blocking(move || tagged_repositories(&dir))
+            .await
+            .map_err(|e| CacheError::Io {
+                op: "list",
+                path: "the tag index".to_owned(),
+                error: std::io::Error::other(e),
+            })?
+    }
+}
+
+/// The repositories of the tag files in `dir`, sorted. A file that went
+/// away or does not parse names none (the next answer replaces it).
+fn tagged_repositories(dir: &std::path::Path) -> Result<Vec<RepoKey>, CacheError> {
+    let files = match std::fs::read_dir(dir) {
+        Ok(files) => files,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(CacheError::io("list", dir, e)),
+    };
+    let mut repos = std::collections::BTreeSet::new();
+    for file in files {
+        let path = file.map_err(|e| CacheError::io("list", dir, e))?.path();
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(CacheError::io("read", &path, e)),
+        };
+        if let Ok(stored) = serde_json::from_slice::<Stored<TagKey, serde::de::IgnoredAny>>(&bytes)
+        {
+            repos.insert(RepoKey {
+                upstream: stored.key.upstream,
+                repo: stored.key.repo,
+            });
+        }
+    }
+    Ok(repos.into_iter().collect())
 }
 
 #[cfg(test)]

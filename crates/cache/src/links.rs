@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 const MEMORY_LINKS: u64 = 256 * 1024;
 
 /// A repository of an upstream.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct RepoKey {
     /// Upstream name.
     pub upstream: String,

@@ -196,6 +196,17 @@ impl IndexStore for MemoryIndex {
         links.extend(digests.iter().map(|d| (repo.clone(), *d)));
         Ok(())
     }
+
+    async fn repositories(&self) -> Result<Vec<RepoKey>, CacheError> {
+        let repos: std::collections::BTreeSet<RepoKey> = lock(&self.tags)
+            .keys()
+            .map(|k| RepoKey {
+                upstream: k.upstream.clone(),
+                repo: k.repo.clone(),
+            })
+            .collect();
+        Ok(repos.into_iter().collect())
+    }
 }
 
 #[cfg(test)]

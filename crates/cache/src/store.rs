@@ -212,6 +212,8 @@ pub trait IndexStore: Send + Sync + Debug {
     async fn linked(&self, repo: &RepoKey, digest: &Digest) -> Result<bool, CacheError>;
     /// Record that `repo` references each of `digests`.
     async fn link(&self, repo: &RepoKey, digests: &[Digest]) -> Result<(), CacheError>;
+    /// Every repository with a cached tag, sorted (the catalog).
+    async fn repositories(&self) -> Result<Vec<RepoKey>, CacheError>;
 }
 
 /// Refuse to commit bytes proven to hash to anything but `expected`.

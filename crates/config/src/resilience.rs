@@ -99,19 +99,21 @@ pub(super) fn build(p: &mut Problems, key: &str, u: &RawUpstream) -> Resilience 
     }
 }
 
-/// A warning for each per-attempt timeout the file (or a seed variable)
-/// set longer than `request_deadline`, which then cuts every request
-/// first, so that the longer timeout only ever applies to downloads
-/// nobody waits for.
-pub(super) fn cut_short(name: &str, u: &RawUpstream, r: &Resilience) -> Vec<String> {
+/// A warning for each per-attempt timeout set (by the file or a seed
+/// variable) away from its default and longer than `request_deadline`,
+/// which then cuts every request first, so that the longer timeout only
+/// ever applies to downloads nobody waits for. The defaults themselves
+/// are longer on purpose: they bound such downloads.
+pub(super) fn cut_short(name: &str, r: &Resilience) -> Vec<String> {
+    let d = Resilience::default();
     [
-        ("connect_timeout", &u.connect_timeout, r.connect_timeout),
-        ("header_timeout", &u.header_timeout, r.header_timeout),
-        ("manifest_timeout", &u.manifest_timeout, r.manifest_timeout),
+        ("connect_timeout", r.connect_timeout, d.connect_timeout),
+        ("header_timeout", r.header_timeout, d.header_timeout),
+        ("manifest_timeout", r.manifest_timeout, d.manifest_timeout),
     ]
     .into_iter()
-    .filter(|(_, written, value)| written.is_some() && *value > r.request_deadline)
-    .map(|(field, _, value)| {
+    .filter(|(_, value, default)| value != default && *value > r.request_deadline)
+    .map(|(field, value, _)| {
         format!(
             "upstream {name}: {field} ({value:?}) is longer than request_deadline ({:?}), which ends every client's request first; raise request_deadline too",
             r.request_deadline

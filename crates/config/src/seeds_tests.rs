@@ -158,7 +158,7 @@ fn a_long_request_timeout_raises_the_request_deadline_too() {
 }
 
 #[test]
-fn a_per_attempt_timeout_past_the_deadline_is_warned_of_only_when_written() {
+fn a_per_attempt_timeout_set_past_the_deadline_is_warned_of() {
     let quiet = with_env("", &[]);
     assert!(quiet.warnings().is_empty(), "{:?}", quiet.warnings());
     let c = with_env(

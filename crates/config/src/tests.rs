@@ -169,6 +169,15 @@ fn example_config_parses() {
 }
 
 #[test]
+fn minimal_config_parses_and_serves_the_public_registries() {
+    let c = Config::from_toml(include_str!("../../../config/minimal.toml"), &no_env).unwrap();
+    assert!(c.upstream("docker.io").is_some_and(|u| u.default));
+    assert!(c.upstream("ghcr.io").is_some());
+    assert_eq!(c.data_dir, std::path::Path::new("/var/lib/berth"));
+    assert!(c.admin.listen.is_none());
+}
+
+#[test]
 fn an_admin_listener_off_loopback_needs_a_token() {
     let text = |listen: &str, token: &str| format!("[admin]\nlisten = {listen:?}\n{token}\n");
     let err = Config::from_toml(&text("0.0.0.0:5090", ""), &no_env).unwrap_err();

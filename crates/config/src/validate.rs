@@ -172,9 +172,8 @@ fn upstreams(p: &mut Problems, entries: &[UpstreamEntry], env: Env<'_>) -> Vec<U
     }
     let mut built: Vec<UpstreamConfig> = Vec::new();
     for e in entries {
-        let raw = e.effective();
-        if let Some(mut u) = upstream(p, &e.key, &raw, env) {
-            u.warnings = crate::resilience::cut_short(&u.name, &raw, &u.resilience);
+        if let Some(mut u) = upstream(p, &e.key, &e.effective(), env) {
+            u.warnings = crate::resilience::cut_short(&u.name, &u.resilience);
             built.push(u);
         }
     }

@@ -141,13 +141,22 @@ impl Drop for LoggedBody {
     fn drop(&mut self) {
         let finished = self.finished || self.is_end_stream();
         let t = &self.trail;
+        let duration = self.started.elapsed();
         self.metrics.stats.served(&berth_metrics::Served {
             route: t.route,
             status: self.status,
             bytes: self.sent,
             upstream: t.upstream.as_deref(),
             repository: t.repo.as_deref(),
+            duration,
         });
+        self.metrics
+            .http_duration
+            .get_or_create(&berth_metrics::DurationLabels {
+                route: t.route,
+                cache: t.outcome.map_or("none", Outcome::as_str),
+            })
+            .observe(duration.as_secs_f64());
         self.span.in_scope(|| {
             tracing::info!(
                 route = t.route,
@@ -157,7 +166,7 @@ impl Drop for LoggedBody {
                 status = self.status,
                 bytes = self.sent,
                 complete = finished,
-                ms = self.started.elapsed().as_millis() as u64,
+                ms = duration.as_millis() as u64,
                 "served"
             );
         });

@@ -209,19 +209,41 @@ fn json(value: &serde_json::Value) -> Response {
         .into_response()
 }
 
+/// A maintenance failure: its cause (paths included) goes to the log, and
+/// the client learns only that it failed.
 fn failed(e: &berth_cache::CacheError) -> Response {
     tracing::error!(error = %e, "admin maintenance failed");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::Unknown,
-        format!("the store could not be changed: {e}"),
+        "the store could not be changed; berth's log says why",
     )
     .into_response()
 }
 
 #[cfg(test)]
 mod host_tests {
-    use super::admin_host_allowed;
+    use super::{admin_host_allowed, failed};
+
+    #[tokio::test]
+    async fn a_failed_maintenance_names_no_path_to_the_client() {
+        let e = berth_cache::CacheError::Io {
+            op: "remove",
+            path: "/srv/berth/blobs/ab/secret".to_owned(),
+            error: std::io::Error::other("EIO"),
+        };
+        let response = failed(&e);
+        assert_eq!(response.status(), 500);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap_or_default();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("could not be changed"), "{body}");
+        assert!(
+            !body.contains("/srv/berth") && !body.contains("EIO"),
+            "{body}"
+        );
+    }
 
     #[test]
     fn only_addresses_localhost_and_the_domain_name_the_admin_listener() {

@@ -12,6 +12,7 @@ mod admin;
 mod admit;
 mod blobs;
 mod budget;
+mod catalog;
 mod cors;
 mod error;
 mod landing;
@@ -243,12 +244,22 @@ async fn dispatch(
     // The route is known (for the log and metrics) before the caller is
     // checked, so that a refusal is counted under what was asked for.
     let rest = path.strip_prefix("/v2/").unwrap_or_default();
-    let route = (!ping).then(|| route::parse(rest));
+    let listing_catalog = rest == "_catalog";
+    let route = (!ping && !listing_catalog).then(|| route::parse(rest));
     if let Some(Ok(r)) = &route {
         trail.route = r.endpoint.route();
+    } else if listing_catalog {
+        trail.route = "catalog";
     }
     let live = state.live();
     let caller = access::caller(&live.access, peer, request, ping).await?;
+    if listing_catalog {
+        if request.method != Method::GET && request.method != Method::HEAD {
+            return Err(ApiError::read_only());
+        }
+        access::rules(&live.access, &caller, request, None)?;
+        return catalog::catalog(&state.pull, &live, &caller, request).await;
+    }
     let query = request.uri.query();
     let ns = query.and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())

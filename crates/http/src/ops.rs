@@ -122,6 +122,7 @@ async fn stats(State(state): State<Arc<HttpState>>) -> Response {
         "errorRate": ratio(errors, requests),
         "timeoutRate": ratio(timeouts, requests),
         "lastTimeout": s.last_timeout_ms().map(iso),
+        "averageDurationMs": s.average_duration_ms().map(|ms| (ms * 10.0).round() / 10.0),
         "timestamp": iso(now_ms),
         "cache": {
             "hits": hits,

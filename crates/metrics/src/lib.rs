@@ -8,6 +8,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 mod stats;
@@ -24,6 +25,16 @@ pub struct RouteLabels {
     pub route: &'static str,
     /// HTTP status code.
     pub status: u16,
+}
+
+/// Labels of `berth_http_request_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DurationLabels {
+    /// Route name such as `manifest` or `blob`.
+    pub route: &'static str,
+    /// How the cache answered (`hit`, `miss`, `stale`, …), or `none` for
+    /// a request that did not reach it.
+    pub cache: &'static str,
 }
 
 /// Labels of `berth_cache_events`.
@@ -72,6 +83,8 @@ pub struct Metrics {
     registry: Registry,
     /// Client requests by route and status.
     pub http_requests: Family<RouteLabels, Counter>,
+    /// How long client requests took, headers to the body's last byte.
+    pub http_duration: Family<DurationLabels, Histogram>,
     /// Cache outcomes by kind.
     pub cache_events: Family<CacheLabels, Counter>,
     /// Body bytes sent to clients.
@@ -100,6 +113,11 @@ pub struct Metrics {
     pub upstream: UpstreamMetrics,
 }
 
+/// Buckets from 1 ms to about 65 s: a cached manifest to a large layer.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -115,6 +133,12 @@ impl Metrics {
             "http_requests",
             "Client requests by route and status",
             http_requests.clone(),
+        );
+        let http_duration = Family::new_with_constructor(duration_histogram as fn() -> Histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Client request durations, from the request to the body's last byte, by route and cache outcome",
+            http_duration.clone(),
         );
         let cache_events = Family::default();
         registry.register(
@@ -183,6 +207,7 @@ impl Metrics {
             mirror_state,
             resumes,
             http_requests,
+            http_duration,
             cache_events,
             served_bytes,
             served_zero_copy_bytes,

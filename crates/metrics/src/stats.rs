@@ -29,6 +29,8 @@ pub struct Served<'a> {
     pub upstream: Option<&'a str>,
     /// The repository, if any.
     pub repository: Option<&'a str>,
+    /// From the request to the body's last byte.
+    pub duration: std::time::Duration,
 }
 
 /// Totals of one upstream.
@@ -77,6 +79,8 @@ pub struct Stats {
     timeouts: AtomicU64,
     last_timeout_ms: AtomicU64,
     bytes: AtomicU64,
+    /// Microseconds, summed over every request counted.
+    duration_us: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
     minutes: Mutex<VecDeque<Minute>>,
@@ -102,6 +106,8 @@ impl Stats {
     pub fn served(&self, s: &Served<'_>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(s.bytes, Ordering::Relaxed);
+        let micros = u64::try_from(s.duration.as_micros()).unwrap_or(u64::MAX);
+        self.duration_us.fetch_add(micros, Ordering::Relaxed);
         let error = s.status >= 500;
         if error {
             self.errors.fetch_add(1, Ordering::Relaxed);
@@ -182,6 +188,13 @@ impl Stats {
         )
     }
 
+    /// The mean duration of the requests counted, in milliseconds.
+    pub fn average_duration_ms(&self) -> Option<f64> {
+        let requests = self.requests.load(Ordering::Relaxed);
+        (requests > 0)
+            .then(|| self.duration_us.load(Ordering::Relaxed) as f64 / requests as f64 / 1000.0)
+    }
+
     /// When the last timeout was answered (ms since the epoch), if ever.
     pub fn last_timeout_ms(&self) -> Option<u64> {
         Some(self.last_timeout_ms.load(Ordering::Relaxed)).filter(|t| *t > 0)
@@ -244,6 +257,7 @@ mod tests {
     #[test]
     fn totals_tables_and_bounds() {
         let stats = Stats::default();
+        assert_eq!(stats.average_duration_ms(), None);
         for i in 0..30u16 {
             stats.served(&Served {
                 route: "blob",
@@ -251,9 +265,11 @@ mod tests {
                 bytes: 10,
                 upstream: Some("docker.io"),
                 repository: Some("library/a"),
+                duration: std::time::Duration::from_millis(u64::from(i % 2) * 4),
             });
         }
         assert_eq!(stats.totals(), (30, 3, 3, 300));
+        assert_eq!(stats.average_duration_ms(), Some(2.0));
         assert!(stats.last_timeout_ms().is_some());
         assert_eq!(stats.upstreams()[0].1.errors, 3);
         assert_eq!(
@@ -268,6 +284,7 @@ mod tests {
                 bytes: 0,
                 upstream: None,
                 repository: None,
+                duration: std::time::Duration::ZERO,
             });
         }
         assert_eq!(stats.recent_errors().len(), RECENT_ERRORS);

@@ -33,6 +33,8 @@ pub enum ErrorCode {
     Unavailable,
     /// An unexpected internal error.
     Unknown,
+    /// The `n` of a paginated list is not a number.
+    PaginationNumberInvalid,
 }
 
 impl ErrorCode {
@@ -41,6 +43,7 @@ impl ErrorCode {
         match self {
             Self::BlobUnknown => "BLOB_UNKNOWN",
             Self::DigestInvalid => "DIGEST_INVALID",
+            Self::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             Self::ManifestInvalid => "MANIFEST_INVALID",
             Self::ManifestUnknown => "MANIFEST_UNKNOWN",
             Self::NameInvalid => "NAME_INVALID",

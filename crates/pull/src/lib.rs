@@ -118,6 +118,10 @@ impl From<CacheError> for PullError {
     }
 }
 
+/// Per upstream name: the `unattended_fills` a set of permits was sized
+/// from, and the set.
+type UnattendedSets = std::collections::HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>;
+
 /// The engine. Built once at start-up and shared by every request.
 #[derive(Debug)]
 pub struct PullService {
@@ -136,8 +140,9 @@ pub struct PullService {
     disk: Arc<direct::DiskHealth>,
     fills: fill::FillTable,
     flights: Arc<dyn FlightLock>,
-    /// Per upstream: permits for fills that go on with no client waiting.
-    unattended: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Per upstream: permits for fills that go on with no client waiting,
+    /// and the `unattended_fills` they were sized from.
+    unattended: std::sync::Mutex<UnattendedSets>,
     /// The eager byte budget, over every upstream (see `prefetch.rs`).
     eager: prefetch::EagerBudget,
     /// The engine itself, for the prefetch tasks it spawns.
@@ -199,20 +204,31 @@ impl PullService {
         self.blobs.usage()
     }
 
+    /// The repositories with a cached tag, sorted, for the catalog.
+    pub async fn repositories(&self) -> Result<Vec<berth_cache::RepoKey>, PullError> {
+        Ok(self.index.repositories().await?)
+    }
+
     /// The blob downloads running, with their progress.
     pub fn fills_in_flight(&self) -> Vec<RunningFill> {
         self.fills.running()
     }
 
     /// The permits for `origin`'s fills that go on with no client.
+    /// A reload that changes `unattended_fills` starts a new set of that
+    /// size; fills already holding a permit of the old set keep it.
     fn unattended_permits(&self, origin: &Origin) -> Arc<tokio::sync::Semaphore> {
         let share = origin.policy.fills.unattended_fills as usize;
+        let fresh = || (share, Arc::new(tokio::sync::Semaphore::new(share)));
         match self.unattended.lock() {
-            Ok(mut all) => Arc::clone(
-                all.entry(origin.name().to_owned())
-                    .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(share))),
-            ),
-            Err(_) => Arc::new(tokio::sync::Semaphore::new(share)),
+            Ok(mut all) => {
+                let entry = all.entry(origin.name().to_owned()).or_insert_with(fresh);
+                if entry.0 != share {
+                    *entry = fresh();
+                }
+                Arc::clone(&entry.1)
+            }
+            Err(_) => fresh().1,
         }
     }
 }

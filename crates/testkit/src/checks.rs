@@ -117,3 +117,12 @@ pub fn blob_path(data_dir: &Path, digest: &str) -> std::path::PathBuf {
     let digest: berth_oci::Digest = digest.parse().expect("a sha256 digest");
     berth_cache::Layout::new(data_dir).blob(&digest)
 }
+
+/// The value of the sample `name{labels}` in Prometheus text, 0 when absent
+/// (a counter not yet incremented is not printed).
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}

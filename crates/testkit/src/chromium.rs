@@ -26,8 +26,15 @@ fn chromium(profile: &Path, budget_ms: u32) -> Command {
 
 /// The DOM of `url` once its scripts ran for a few (virtual) seconds.
 pub fn dump_dom(url: &str) -> String {
+    dump_dom_at(url, 1280)
+}
+
+/// The DOM of `url`, laid out in a window `width` pixels wide, once its
+/// scripts ran for a few (virtual) seconds.
+pub fn dump_dom_at(url: &str, width: u32) -> String {
     let profile = tempfile::tempdir().expect("temp dir");
     let out = chromium(profile.path(), 5000)
+        .arg(format!("--window-size={width},1000"))
         .arg("--dump-dom")
         .arg(url)
         .output()

@@ -27,7 +27,7 @@ mod pins;
 use access::AccessLog;
 pub use pins::{PinPattern, store_pins, stored_pins};
 
-use crate::{Layout, RemovalHook};
+use crate::{CacheError, Layout, RemovalHook};
 use berth_oci::Digest;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,19 +66,28 @@ impl Lifecycle {
 #[derive(Debug, Default)]
 pub(crate) struct Usage {
     bytes: AtomicU64,
-    /// Whether a pass has counted the whole store (before, `bytes` holds
-    /// only this process's commits).
+    /// Whether the whole store was counted, by a pass or at start (before,
+    /// `bytes` holds only this process's commits).
     measured: std::sync::atomic::AtomicBool,
 }
 
 impl Usage {
-    /// The bytes on disk, once a pass has counted them.
+    /// The bytes on disk, once the store was counted.
     pub(crate) fn measured(&self) -> Option<u64> {
         self.measured.load(Ordering::Relaxed).then(|| self.get())
     }
 
     pub(crate) fn add(&self, bytes: u64) {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `bytes` were removed outside a pass (a purge).
+    pub(crate) fn remove(&self, bytes: u64) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some(b.saturating_sub(bytes))
+            });
     }
 
     pub(crate) fn get(&self) -> u64 {
@@ -168,6 +177,24 @@ impl Keeper {
             }
         });
         if !lifecycle.bounded() {
+            // Nothing to evict, but the size is still worth knowing (the
+            // dashboard, `/stats`): count the store once; commits and
+            // removals keep the count from then on.
+            let keeper = Arc::clone(self);
+            tokio::spawn(async move {
+                let counted = tokio::task::spawn_blocking(move || {
+                    let total = crate::catalog::scan(&layout)?
+                        .iter()
+                        .map(|e| e.bytes)
+                        .sum::<u64>();
+                    keeper.usage.set(total);
+                    Ok::<_, CacheError>(())
+                })
+                .await;
+                if let Ok(Err(e)) = counted {
+                    tracing::warn!(error = %e, "could not count the store's size");
+                }
+            });
             return;
         }
         let keeper = Arc::clone(self);

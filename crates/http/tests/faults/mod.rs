@@ -171,4 +171,9 @@ impl IndexStore for FaultyIndex {
         self.check()?;
         self.inner.link(repo, digests).await
     }
+
+    async fn repositories(&self) -> Result<Vec<RepoKey>, CacheError> {
+        self.check()?;
+        self.inner.repositories().await
+    }
 }
