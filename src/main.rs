@@ -1,15 +1,17 @@
 //! The `berth` binary: parse the command line and hand over to the CLI.
 //!
-//! Memory comes from mimalloc rather than glibc's malloc: streamed bodies
-//! are 256 KiB chunks freed on many threads, and glibc kept what stalled
-//! connections had held long after they closed (its per-thread arenas
-//! return freed memory to the system only from their top); mimalloc gives
-//! freed pages back.
+//! Memory comes from jemalloc with its background threads on. Streamed
+//! bodies are 256 KiB chunks allocated on one thread and freed on another;
+//! glibc's malloc kept what stalled connections had held long after they
+//! closed (its per-thread arenas return memory only from their top), and
+//! mimalloc returned it only once the threads that owned it allocated
+//! again, which idle workers never do. jemalloc's background threads give
+//! freed pages back on their own, within seconds (docs/performance.md).
 
 use clap::Parser;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     berth::cli::Cli::parse().run()
