@@ -106,6 +106,17 @@ fn ago(at: Option<SystemTime>) -> String {
     }
 }
 
+/// A note after a listing line whose content the store holds none of
+/// any more (evicted or purged): empty otherwise. Some missing is normal:
+/// an index's platforms nobody pulled were never fetched.
+fn evicted_note(catalog: &Catalog, blobs: &HashSet<berth_oci::Digest>) -> &'static str {
+    if blobs.iter().any(|d| catalog.blobs.contains_key(d)) {
+        ""
+    } else {
+        "  (content evicted; pulled again on use)"
+    }
+}
+
 /// `berth cache du`: bytes on disk by upstream and repository. A blob
 /// shared by several repositories counts in each; the total counts it
 /// once.
@@ -130,9 +141,10 @@ pub(crate) fn du(config: &Config) -> ExitCode {
             .collect();
         attributed.extend(present.iter().copied());
         outln!(
-            "{:>10}  {:>6}  {upstream}/{repo}",
+            "{:>10}  {:>6}  {upstream}/{repo}{}",
             human(catalog.bytes_of(present.iter().copied())),
-            present.len()
+            present.len(),
+            evicted_note(&catalog, blobs)
         );
     }
     let total = catalog.bytes_of(catalog.blobs.keys());
@@ -150,7 +162,7 @@ pub(crate) fn du(config: &Config) -> ExitCode {
 /// `PATTERN`, `upstream/repository` with `*` and `**`), with the bytes of
 /// what they need and their last use.
 pub(crate) fn ls(config: &Config, text: Option<&str>) -> ExitCode {
-    let pattern = match text.map(pattern).transpose() {
+    let pattern = match text.map(|t| pattern(config, t)).transpose() {
         Ok(p) => p,
         Err(code) => return code,
     };
@@ -159,17 +171,23 @@ pub(crate) fn ls(config: &Config, text: Option<&str>) -> ExitCode {
         Err(code) => return code,
     };
     outln!("{:>10}  {:>10}  tag", "size", "last use");
+    let mut listed = 0;
     for tag in &catalog.tags {
         let name = format!("{}/{}", tag.key.upstream, tag.key.repo);
         if pattern.as_ref().is_some_and(|p| !p.matches(&name)) {
             continue;
         }
+        listed += 1;
         outln!(
-            "{:>10}  {:>10}  {name}:{}",
+            "{:>10}  {:>10}  {name}:{}{}",
             human(catalog.bytes_of(&tag.blobs)),
             ago(catalog.last_use(&tag.blobs)),
-            tag.key.tag
+            tag.key.tag,
+            evicted_note(&catalog, &tag.blobs)
         );
+    }
+    if let (0, Some(p)) = (listed, &pattern) {
+        eprintln!("berth: no cached tag matches {p}");
     }
     ExitCode::SUCCESS
 }
@@ -193,9 +211,14 @@ pub(crate) fn gc(config: &Config) -> ExitCode {
     }
 }
 
-/// A pattern from the command line, or exit status 2.
-fn pattern(text: &str) -> Result<PinPattern, ExitCode> {
-    PinPattern::parse(text).ok_or_else(|| {
+/// A pattern from the command line, or exit status 2. Short names mean
+/// what they mean in a pull (`nginx`, `team/app`: Docker Hub's).
+fn pattern(config: &Config, text: &str) -> Result<PinPattern, ExitCode> {
+    let qualified = config.qualify_repository(text);
+    if qualified != text {
+        eprintln!("berth: {text} is {qualified}, as a pull would route it");
+    }
+    PinPattern::parse(&qualified).ok_or_else(|| {
         eprintln!(
             "berth: {text:?} is not a pattern like \"docker.io/library/*\" or \"ghcr.io/myorg/**\""
         );
@@ -206,7 +229,7 @@ fn pattern(text: &str) -> Result<PinPattern, ExitCode> {
 /// The store of `config` and the pattern `text`, or the exit status for
 /// whichever is wrong.
 fn store_and_pattern(config: &Config, text: &str) -> Result<(Layout, PinPattern), ExitCode> {
-    Ok((store(config)?, pattern(text)?))
+    Ok((store(config)?, pattern(config, text)?))
 }
 
 /// `berth cache pin PATTERN` (`add`) and `unpin PATTERN`: change the pins

@@ -80,8 +80,10 @@ fn redact_userinfo(value: &str) -> String {
     }
 }
 
-/// Print the summary; exit 78 when `serve` would refuse to start.
-pub(crate) fn run(c: &Config) -> ExitCode {
+/// Print the summary and the settings (every one with `full`, else what
+/// the file and the environment change); exit 78 when `serve` would refuse
+/// to start.
+pub(crate) fn run(c: &Config, full: bool) -> ExitCode {
     if let Err(why) = loadable(c) {
         eprintln!("berth: {why}");
         return ExitCode::from(EXIT_CONFIG);
@@ -180,9 +182,16 @@ pub(crate) fn run(c: &Config) -> ExitCode {
     for warning in c.warnings() {
         outln!("WARNING: {warning}");
     }
-    outln!(
-        "\n# The effective configuration (defaults and environment included; secrets redacted):\n"
-    );
-    out!("{}", crate::effective::effective_toml(c));
+    if full {
+        outln!(
+            "\n# The effective configuration (defaults and environment included; secrets redacted):\n"
+        );
+        out!("{}", crate::effective::effective_toml(c));
+    } else {
+        outln!(
+            "\n# What the file and the environment set (secrets redacted; --full prints every setting):\n"
+        );
+        out!("{}", crate::changed::changed_toml(c));
+    }
     ExitCode::SUCCESS
 }

@@ -43,12 +43,16 @@ enum Command {
         #[arg(long, short, env = "BERTH_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Validate a configuration file and print the upstreams it defines.
+    /// Validate a configuration file and print the upstreams it defines
+    /// and the settings the file and the environment change.
     #[command(after_help = SETTINGS_HELP)]
     CheckConfig {
         /// TOML configuration file.
         #[arg(long, short, env = "BERTH_CONFIG")]
         config: Option<PathBuf>,
+        /// Print every setting, the built-in upstreams in full too.
+        #[arg(long)]
+        full: bool,
     },
     /// Work on the cache directory.
     #[command(subcommand)]
@@ -157,8 +161,8 @@ impl Cli {
         // was started with.
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         match self.command {
-            Command::CheckConfig { config } => match load(config.as_ref()) {
-                Ok(c) => crate::check_config::run(&c),
+            Command::CheckConfig { config, full } => match load(config.as_ref()) {
+                Ok(c) => crate::check_config::run(&c, full),
                 Err(code) => code,
             },
             Command::Cache(command) => {

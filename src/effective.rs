@@ -17,8 +17,16 @@ fn duration(d: Duration) -> Value {
     Value::String(humantime::format_duration(d).to_string())
 }
 
+/// A size as the docs write one: in the largest binary unit that divides
+/// it (`"4MiB"`), else in bytes (`"1000B"`).
 fn size(bytes: u64) -> Value {
-    Value::Integer(i64::try_from(bytes).unwrap_or(i64::MAX))
+    let unit = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)]
+        .into_iter()
+        .find(|(_, shift)| bytes != 0 && bytes % (1 << shift) == 0);
+    Value::String(match unit {
+        Some((name, shift)) => format!("{}{name}", bytes >> shift),
+        None => format!("{bytes}B"),
+    })
 }
 
 fn strings<T: ToString>(items: &[T]) -> Value {
@@ -41,6 +49,12 @@ fn table(pairs: Vec<(&str, Option<Value>)>) -> Value {
 
 /// `config` as TOML text, secrets redacted.
 pub(crate) fn effective_toml(c: &Config) -> String {
+    toml::to_string(&effective_table(c)).unwrap_or_default()
+}
+
+/// `config` as a TOML table, secrets redacted: every key, the built-in
+/// upstreams written out in full (so `builtin_upstreams = false`).
+pub(crate) fn effective_table(c: &Config) -> Table {
     let s = &c.server;
     let cache = &c.cache;
     let access = &c.access;
@@ -75,8 +89,8 @@ pub(crate) fn effective_toml(c: &Config) -> String {
                 "max_streams_per_connection",
                 Some(s.max_streams_per_connection.into()),
             ),
-            ("connection_buffer", Some(text(&s.connection_buffer))),
-            ("body_memory", Some(text(&s.body_memory))),
+            ("connection_buffer", Some(size(s.connection_buffer))),
+            ("body_memory", Some(size(s.body_memory))),
         ])),
     ));
     top.push((
@@ -186,8 +200,8 @@ pub(crate) fn effective_toml(c: &Config) -> String {
         Some(Value::Array(c.upstreams.iter().map(upstream).collect())),
     ));
     match table(top) {
-        Value::Table(t) => toml::to_string(&t).unwrap_or_default(),
-        _ => String::new(),
+        Value::Table(t) => t,
+        _ => Table::new(),
     }
 }
 
@@ -220,7 +234,7 @@ fn rule(r: &AccessRule) -> Value {
     ])
 }
 
-fn upstream(u: &UpstreamConfig) -> Value {
+pub(crate) fn upstream(u: &UpstreamConfig) -> Value {
     let r = &u.resilience;
     let p = &u.policy;
     table(vec![
@@ -269,10 +283,11 @@ fn upstream(u: &UpstreamConfig) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const FULL: &str = r#"
+    /// A file that sets something in every section.
+    pub(crate) const FULL: &str = r#"
 listen = "127.0.0.1:5001"
 domain = "mirror.example"
 url302 = "https://example.org/"

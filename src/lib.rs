@@ -20,6 +20,7 @@ mod output;
 
 pub mod app;
 mod cache_cli;
+mod changed;
 mod check_config;
 pub mod cli;
 mod control;

@@ -102,6 +102,20 @@ async fn du_ls_and_gc_describe_and_tidy_a_store_while_berth_serves_it() {
     );
     assert!(listed.contains("s ago"), "{listed}");
     assert!(!listed.contains("multi"), "{listed}");
+    // Short names mean what they mean in a pull: Docker Hub's.
+    for short in ["small", "library/s*"] {
+        let same = cache(&config, &["ls", short]);
+        assert!(same.status.success(), "{short}");
+        assert_eq!(stdout(&same), listed, "{short}");
+        let said = String::from_utf8_lossy(&same.stderr);
+        assert!(said.contains("docker.io/library/s"), "{short}: {said}");
+    }
+    let none = cache(&config, &["ls", "team/medium"]);
+    assert!(none.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&none.stderr).lines().last(),
+        Some("berth: no cached tag matches docker.io/team/medium")
+    );
     let bad = cache(&config, &["ls", "docker.io//x"]);
     assert_eq!(bad.status.code(), Some(2));
 
@@ -194,7 +208,7 @@ async fn purge_removes_a_repository_from_disk_and_from_the_serving_berth() {
             .terminate(std::time::Duration::from_secs(10))
             .is_some()
     );
-    let out = cache(&berth.config_path(), &["purge", "docker.io/library/*"]);
+    let out = cache(&berth.config_path(), &["purge", "library/*"]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}");
     assert!(

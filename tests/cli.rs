@@ -65,6 +65,20 @@ async fn embedded_defaults_run_without_a_config_file() {
         "{text}"
     );
     assert!(text.contains("upstream ghcr.io"), "{text}");
+    // Short by default: nothing set, the built-ins one line each; --full
+    // writes every setting and every built-in out.
+    assert!(text.lines().count() < 60, "{text}");
+    assert!(
+        text.contains("\n# ghcr.io -> https://ghcr.io/ (built-in"),
+        "{text}"
+    );
+    assert!(!text.contains("builtin_upstreams"), "{text}");
+    let full = berth().args(["check-config", "--full"]).output().unwrap();
+    let full = String::from_utf8_lossy(&full.stdout);
+    assert!(full.contains("name = \"ghcr.io\""), "{full}");
+    assert!(full.contains("builtin_upstreams = false"), "{full}");
+    assert!(full.contains("connection_buffer = \"4MiB\""), "{full}");
+    assert!(full.contains("eager_bytes = \"2GiB\""), "{full}");
 }
 
 #[test]

@@ -153,6 +153,24 @@ async fn the_least_recently_pulled_go_and_a_pinned_image_stays() {
     }
     assert!(store_bytes(&berth.data_dir) <= cap);
     assert!(berth.log().contains("evicted least recently used blobs"));
+    // `cache ls` says the evicted tag's content is gone.
+    let ls = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["cache", "ls", "--config"])
+        .arg(berth.config_path())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&ls.stdout);
+    let line = |name: &str| {
+        listed
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name} in {listed}"))
+    };
+    assert!(
+        line("library/a:latest").ends_with("(content evicted; pulled again on use)"),
+        "{listed}"
+    );
+    assert!(!line("library/c:latest").contains("evicted"), "{listed}");
 
     // A pinned image stays although it is the oldest: the next one goes.
     let pinned = pull_all(
@@ -258,4 +276,34 @@ async fn a_blob_evicted_while_a_client_reads_it_still_arrives_whole() {
     }
     assert_eq!(received.len() as u64, layer.size);
     assert_eq!(sha256(&received), layer.digest);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_larger_than_the_cap_is_served_uncached_and_evicts_nothing() {
+    let up = Upstream::start().await;
+    let pushed = images(&up).await;
+    let big = &up.images().big;
+    let layer = big.largest_blob();
+    // Room for the small images, far from room for the big layer.
+    let berth = start(&up, &format!("[cache]\nmax_size = {}", 8 << 20));
+    pull(&berth, "a", &pushed[0]).await;
+    for d in files(&pushed[0]) {
+        assert!(berth_testkit::checks::eventually_cached(&berth.data_dir, &d).await);
+    }
+    let url = format!("{}{}", berth.url(), big.blob_path(layer));
+    for _ in 0..2 {
+        let r = reqwest::get(&url).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(&sha256(&r.bytes().await.unwrap()), &layer.digest);
+    }
+    // Said why, fetched each time, never written, and nothing else went.
+    assert!(
+        berth.logged("is larger than the cache's max_size (8388608 bytes)"),
+        "{}",
+        berth.log()
+    );
+    assert_eq!(up.count("GET", &layer.digest), 2, "{:?}", up.requests());
+    assert!(!cached(&berth.data_dir, &layer.digest));
+    assert!(files(&pushed[0]).iter().all(|d| cached(&berth.data_dir, d)));
+    assert!(!berth.log().contains("evicted least recently used blobs"));
 }

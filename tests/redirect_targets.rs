@@ -152,7 +152,7 @@ async fn an_upstream_named_by_host_is_public_whatever_its_name_resolves_to() {
                 before,
                 "the internal host was dialled"
             );
-            assert!(berth.log().contains("internal address"), "{}", berth.log());
+            assert!(berth.logged("internal address"), "{}", berth.log());
         }
     }
 }

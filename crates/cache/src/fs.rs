@@ -158,6 +158,14 @@ impl BlobStore for FsStore {
     }
 
     async fn reserve(&self, bytes: u64) -> Result<(), CacheError> {
+        // A blob larger than the cap is not kept at all: the next eviction
+        // pass would remove every other blob and then it.
+        if let Some(max) = self.keeper.limit().filter(|max| bytes > *max) {
+            return Err(CacheError::NoRoom(format!(
+                "a blob of {bytes} bytes is larger than the cache's max_size ({max} bytes); \
+                 raise max_size to cache it"
+            )));
+        }
         let tmp = self.layout.tmp();
         match rustix::fs::statvfs(&tmp) {
             Ok(s) if s.f_bavail.saturating_mul(s.f_frsize) <= bytes => Err(CacheError::NoRoom(

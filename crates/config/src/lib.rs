@@ -12,6 +12,7 @@ mod cache;
 mod checks;
 mod file;
 mod fills;
+mod names;
 mod parse;
 mod policy;
 mod resilience;

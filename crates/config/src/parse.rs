@@ -2,7 +2,8 @@
 //! top-level key and each `[[upstreams]]` entry on its own, so that one
 //! wrong value does not hide the next. Every unknown key is reported, and
 //! a value of the wrong type leaves its key unset (so no second message
-//! follows from it). Problems come back in file order (`order`).
+//! follows from it) while the rest of its table is still read. Problems
+//! come back in file order (`order`).
 
 use crate::checks::Problems;
 use crate::file::RawConfig;
@@ -66,23 +67,48 @@ pub(super) fn parse(text: &str) -> Result<Parsed, ConfigError> {
 }
 
 /// `value` as a `T`: every key `T` does not know is a problem under
-/// `path`, and so is a wrong type (then `None`).
+/// `path`, and so is a wrong type. A table with a wrong type in it is read
+/// again without that key, so that its other keys are still checked (the
+/// key stays unset, so no second message follows from it); `None` when
+/// nothing readable is left.
 fn field<T: DeserializeOwned>(p: &mut Problems, path: &str, value: toml::Value) -> Option<T> {
-    let mut unknown = Vec::new();
-    let mut note = |at: serde_ignored::Path<'_>| unknown.push(at.to_string());
-    let de = serde_ignored::Deserializer::new(value, &mut note);
-    let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    let mut value = value;
+    let mut unknown: Vec<String> = Vec::new();
+    let read = loop {
+        let mut note = |at: serde_ignored::Path<'_>| {
+            let at = at.to_string();
+            if !unknown.contains(&at) {
+                unknown.push(at);
+            }
+        };
+        let de = serde_ignored::Deserializer::new(value.clone(), &mut note);
+        let result: Result<T, _> = serde_path_to_error::deserialize(de);
+        match result {
+            Ok(v) => break Some(v),
+            Err(e) => {
+                let at = e.path().to_string();
+                p.add(join(path, &at), first_line(&e.inner().to_string()));
+                let key = at.split(['.', '[']).next().unwrap_or_default();
+                let removed = match &mut value {
+                    toml::Value::Table(table) => table.remove(key).is_some(),
+                    _ => false,
+                };
+                if !removed {
+                    break None;
+                }
+            }
+        }
+    };
     for at in unknown {
         p.add(join(path, &at), "unknown key");
     }
-    match result {
-        Ok(v) => Some(v),
-        Err(e) => {
-            let at = e.path().to_string();
-            p.add(join(path, &at), e.inner().to_string());
-            None
-        }
-    }
+    read
+}
+
+/// A deserializer's message without what it appends on later lines (the
+/// key again, which the problem already names).
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or_default().trim().to_owned()
 }
 
 /// `path` and a path below it as one dotted key.

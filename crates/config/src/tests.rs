@@ -79,7 +79,9 @@ fn wrong_type_is_named() {
         &no_env,
     )
     .unwrap_err();
-    assert_eq!(err.0[0].key, "upstreams[0].default", "{err}");
+    // The entry's other problem (no url) is listed too.
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(keys, ["upstreams[0].url", "upstreams[0].default"], "{err}");
 }
 
 #[test]
@@ -435,6 +437,7 @@ retries = "x"
             "cache.max_size",
             "upstreams[0].password_file",
             "upstreams[0].aardvark",
+            "upstreams[1].url",
             "upstreams[1].retries",
         ],
         "{err}"
@@ -442,5 +445,30 @@ retries = "x"
     assert!(
         !err.to_string().contains("no password"),
         "a second message for the same fault: {err}"
+    );
+}
+
+#[test]
+fn a_wrong_type_hides_nothing_else_of_its_table() {
+    let text = "[server]\nmax_connections = \"many\"\nidle_timeout = \"soon\"\ncolour = 1\n\
+                [[upstreams]]\nname = \"a.io\"\nurl = \"https://a.io\"\nretries = \"x\"\ntag_ttl = \"often\"\n";
+    let err = Config::from_toml(text, &no_env).unwrap_err();
+    let keys: Vec<&str> = err.0.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "server.max_connections",
+            "server.idle_timeout",
+            "server.colour",
+            "upstreams[0].retries",
+            "upstreams[0].tag_ttl"
+        ],
+        "{err}"
+    );
+    // Each problem is one line: the message names no key of its own.
+    let printed = err.to_string();
+    assert!(
+        printed.lines().all(|l| !l.trim_start().starts_with("in `")),
+        "{printed}"
     );
 }

@@ -150,6 +150,12 @@ impl Berth {
         self.log.lock().unwrap().clone()
     }
 
+    /// Whether berth logs `text` within ten seconds: its log is written by
+    /// a background thread, so a line can trail the answer it explains.
+    pub fn logged(&self, text: &str) -> bool {
+        crate::proc::wait_until(Duration::from_secs(10), || self.log().contains(text))
+    }
+
     /// Send SIGKILL and wait.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
