@@ -78,10 +78,9 @@ fn summary(u: &UpstreamConfig) -> String {
 /// The changed keys of `c` as TOML text, then a comment line for each
 /// built-in upstream that nothing changed.
 pub(crate) fn changed_toml(c: &Config) -> String {
-    let defaults = match Config::embedded(&|_| None) {
-        Ok(d) => d,
-        // The defaults always load; if not, everything counts as set.
-        Err(_) => return toml::to_string(&effective_table(c)).unwrap_or_default(),
+    // The defaults always load; if not, everything counts as set.
+    let Ok(defaults) = Config::embedded(&|_| None) else {
+        return toml::to_string(&effective_table(c)).unwrap_or_default();
     };
     let builtins_on = defaults
         .upstreams

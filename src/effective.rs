@@ -22,7 +22,7 @@ fn duration(d: Duration) -> Value {
 fn size(bytes: u64) -> Value {
     let unit = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)]
         .into_iter()
-        .find(|(_, shift)| bytes != 0 && bytes % (1 << shift) == 0);
+        .find(|(_, shift)| bytes != 0 && bytes.is_multiple_of(1 << shift));
     Value::String(match unit {
         Some((name, shift)) => format!("{}{name}", bytes >> shift),
         None => format!("{bytes}B"),
