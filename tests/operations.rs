@@ -419,12 +419,10 @@ async fn a_response_cut_off_at_the_end_of_the_grace_period_is_logged() {
     // 48 MiB at 1 MiB/s: far longer than the harness's 2 s grace.
     up.set_rate(Some(1 << 20));
     let url = format!("{}/v2/library/big/blobs/{}", berth.url(), big.digest);
-    let download = tokio::spawn(async move {
-        let r = reqwest::get(url).await.unwrap();
-        assert_eq!(r.status(), 200);
-        r.bytes().await.is_err()
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // The answer has begun (its headers are in) when berth is told to stop.
+    let answer = reqwest::get(url).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let download = tokio::spawn(async move { answer.bytes().await.is_err() });
     let status = tokio::task::spawn_blocking(move || {
         let status = berth.terminate(std::time::Duration::from_secs(15));
         (status, berth)

@@ -35,15 +35,11 @@ async fn a_changed_file_applies_to_new_requests_and_spares_those_in_flight() {
     // A slow download of the big blob is under way during the reload.
     let big = up.images().big.largest_blob().clone();
     up.set_rate(Some(8 << 20));
-    let download = tokio::spawn({
-        let url = format!("{}/v2/library/big/blobs/{}", berth.url(), big.digest);
-        async move {
-            let r = reqwest::get(url).await.unwrap();
-            assert_eq!(r.status(), 200);
-            r.bytes().await.unwrap()
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let url = format!("{}/v2/library/big/blobs/{}", berth.url(), big.digest);
+    let answer = reqwest::get(url).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    // Its headers are in: the body (6 s at this rate) is still coming.
+    let download = tokio::spawn(async move { answer.bytes().await.unwrap() });
     assert!(!download.is_finished(), "the download should still run");
 
     // A rule arrives: new requests meet it.

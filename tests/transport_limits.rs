@@ -207,7 +207,7 @@ async fn busy_connections_at_the_cap_turn_new_ones_away() {
         .await
         .unwrap();
     assert_eq!(body.len() as u64, big.size);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(berth_testkit::checks::eventually_cached(&berth.data_dir, &big.digest).await);
     let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut busy = Vec::new();
     for _ in 0..4 {
