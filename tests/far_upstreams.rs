@@ -94,18 +94,23 @@ async fn a_manifest_from_upstream_starts_the_downloads_of_its_blobs() {
         assert_eq!(up.count("GET", &blob.digest), 1);
         assert!(position(&up, "/manifests/latest") < position(&up, &blob.digest));
     }
-    // The client's downloads come from the cache.
+    // The client's downloads come from the cache. The first request for
+    // each says MISS all the same: this pull brought the blob (and so
+    // `berth prefetch` counts it as fetched); the next says HIT.
     let before = up.requests().len();
-    for blob in &small.blobs {
-        let r = reqwest::get(format!(
-            "{}/v2/library/small/blobs/{}",
-            berth.url(),
-            blob.digest
-        ))
-        .await
-        .unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(sha256(&r.bytes().await.unwrap()), blob.digest);
+    for cache in ["MISS", "HIT"] {
+        for blob in &small.blobs {
+            let r = reqwest::get(format!(
+                "{}/v2/library/small/blobs/{}",
+                berth.url(),
+                blob.digest
+            ))
+            .await
+            .unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.headers()["x-cache"], cache, "{}", blob.digest);
+            assert_eq!(sha256(&r.bytes().await.unwrap()), blob.digest);
+        }
     }
     assert_eq!(up.requests().len(), before, "{:?}", up.requests());
     let metrics = berth.metrics().await;
@@ -114,6 +119,11 @@ async fn a_manifest_from_upstream_starts_the_downloads_of_its_blobs() {
         small.blobs.len()
     );
     assert!(metrics.contains(&started), "{metrics}");
+    let first_asked = format!(
+        "berth_cache_events_total{{kind=\"blob\",outcome=\"ahead\"}} {}",
+        small.blobs.len()
+    );
+    assert!(metrics.contains(&first_asked), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

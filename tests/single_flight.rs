@@ -105,7 +105,7 @@ async fn thirty_two_concurrent_cold_gets_make_one_upstream_get() {
     assert!(blob_events("miss") <= 1.0, "{metrics}");
     assert!(blob_events("coalesced") >= 1.0, "{metrics}");
     assert_eq!(
-        blob_events("miss") + blob_events("coalesced") + blob_events("hit"),
+        blob_events("miss") + blob_events("coalesced") + blob_events("hit") + blob_events("ahead"),
         32.0,
         "{metrics}"
     );

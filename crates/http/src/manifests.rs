@@ -70,6 +70,6 @@ pub(crate) fn cache_header(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Hit | Outcome::Revalidated => "HIT",
         Outcome::Stale => "STALE",
-        Outcome::Miss | Outcome::Coalesced | Outcome::Direct => "MISS",
+        Outcome::Miss | Outcome::Coalesced | Outcome::Direct | Outcome::Ahead => "MISS",
     }
 }

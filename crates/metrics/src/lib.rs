@@ -226,7 +226,7 @@ impl Metrics {
         if matches!(kind, "manifest" | "blob") {
             match outcome {
                 "hit" | "revalidated" | "stale" => self.stats.cache(true),
-                "miss" | "coalesced" | "direct" => self.stats.cache(false),
+                "miss" | "coalesced" | "direct" | "ahead" => self.stats.cache(false),
                 _ => {}
             }
         }

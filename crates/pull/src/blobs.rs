@@ -112,12 +112,13 @@ impl PullService {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<BlobSource, PullError> {
+        let ahead = self.ahead.take(digest);
         if let Some(bytes) = self.hot_blobs.get(digest) {
             self.blobs.record_access(digest);
-            return Ok(self.hit(digest, bytes.len() as u64, Body::Memory(bytes)));
+            return Ok(self.hit(digest, bytes.len() as u64, Body::Memory(bytes), ahead));
         }
         if let Lookup::Hit(hit) = self.blobs.lookup(digest).await? {
-            return self.stored(digest, hit).await;
+            return self.stored(digest, hit, ahead).await;
         }
         self.check_not_missing(origin, repo, digest)?;
         if self.disk.bypass() {
@@ -130,7 +131,7 @@ impl PullService {
             Joined::Direct(download) => return self.direct(origin, repo, digest, download).await,
             Joined::Stored => {
                 return match self.blobs.lookup(digest).await? {
-                    Lookup::Hit(hit) => self.stored(digest, hit).await,
+                    Lookup::Hit(hit) => self.stored(digest, hit, ahead).await,
                     Lookup::Miss => Err(PullError::Internal(format!(
                         "blob {digest} was stored, then gone before it was opened"
                     ))),
@@ -153,22 +154,29 @@ impl PullService {
     }
 
     /// A stored blob: a small one is read into the hot set and served from
-    /// memory from then on.
-    async fn stored(&self, digest: &Digest, hit: Hit) -> Result<BlobSource, PullError> {
+    /// memory from then on. `ahead`: fetched ahead, asked for the first time.
+    async fn stored(
+        &self,
+        digest: &Digest,
+        hit: Hit,
+        ahead: bool,
+    ) -> Result<BlobSource, PullError> {
         if hit.size() > SMALL_BLOB {
-            return Ok(self.hit(digest, hit.size(), Body::Stored(hit)));
+            return Ok(self.hit(digest, hit.size(), Body::Stored(hit), ahead));
         }
         let bytes = hit.bytes().await?;
         self.hot_blobs.insert(*digest, bytes.clone());
-        Ok(self.hit(digest, bytes.len() as u64, Body::Memory(bytes)))
+        Ok(self.hit(digest, bytes.len() as u64, Body::Memory(bytes), ahead))
     }
 
-    /// A blob of `size` bytes answered from the cache.
-    fn hit(&self, digest: &Digest, size: u64, body: Body) -> BlobSource {
-        self.metrics.cache("blob", Outcome::Hit.as_str());
+    /// A blob of `size` bytes answered from the cache; `ahead`: one berth
+    /// fetched ahead, asked for the first time.
+    fn hit(&self, digest: &Digest, size: u64, body: Body, ahead: bool) -> BlobSource {
+        let outcome = if ahead { Outcome::Ahead } else { Outcome::Hit };
+        self.metrics.cache("blob", outcome.as_str());
         BlobSource {
             size: Some(size),
-            outcome: Outcome::Hit,
+            outcome,
             digest: *digest,
             body,
             max: size,

@@ -62,6 +62,10 @@ pub enum Outcome {
     Stale,
     /// Streamed from upstream without caching (the cache had no room).
     Direct,
+    /// From the cache, where berth had fetched it ahead for this pull (its
+    /// manifest came from upstream a moment before): the first request
+    /// for a blob fetched ahead.
+    Ahead,
 }
 
 impl Outcome {
@@ -74,6 +78,7 @@ impl Outcome {
             Self::Revalidated => "revalidated",
             Self::Stale => "stale",
             Self::Direct => "direct",
+            Self::Ahead => "ahead",
         }
     }
 }
@@ -145,6 +150,8 @@ pub struct PullService {
     unattended: std::sync::Mutex<UnattendedSets>,
     /// The eager byte budget, over every upstream (see `prefetch.rs`).
     eager: prefetch::EagerBudget,
+    /// Blobs fetched ahead that no client asked for yet.
+    ahead: prefetch::FetchedAhead,
     /// The engine itself, for the prefetch tasks it spawns.
     me: std::sync::Weak<PullService>,
 }
@@ -195,6 +202,7 @@ impl PullService {
             flights,
             unattended: std::sync::Mutex::default(),
             eager: prefetch::EagerBudget::new(eager_bytes),
+            ahead: prefetch::FetchedAhead::default(),
             me: me.clone(),
         })
     }

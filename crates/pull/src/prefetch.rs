@@ -12,17 +12,62 @@
 //!
 //! For an index, the manifests of the upstream's `prefetch_platforms` are
 //! fetched by digest, and through them their layers.
+//!
+//! A blob fetched ahead is marked until a client first asks for it: that
+//! request is answered from the cache, but the pull it belongs to brought
+//! the blob, so it counts as [`Outcome::Ahead`](crate::Outcome::Ahead)
+//! (`X-Cache: MISS`), not as a hit.
 
 use crate::PullService;
 use crate::manifests::ManifestRequest;
 use crate::source::Origin;
-use berth_oci::{BlobRef, Reference, RepoName, references};
+use berth_oci::{BlobRef, Digest, Reference, RepoName, references};
 use berth_upstream::Urgency;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Free space a prefetch leaves on the cache disk beyond its own size.
 const ROOM_MARGIN: u64 = 256 << 20;
+
+/// Marks at most this many blobs fetched ahead and not yet asked for;
+/// past it, the oldest marks are forgotten all at once.
+const MAX_AHEAD_MARKS: usize = 16_384;
+
+/// Blobs fetched ahead that no client has asked for yet.
+#[derive(Debug, Default)]
+pub(super) struct FetchedAhead {
+    marks: Mutex<HashSet<Digest>>,
+    /// Whether `marks` may hold any: a hit looks at this alone while no
+    /// prefetch is pending.
+    any: AtomicBool,
+}
+
+impl FetchedAhead {
+    fn mark(&self, digest: Digest) {
+        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        if marks.len() >= MAX_AHEAD_MARKS {
+            marks.clear();
+        }
+        marks.insert(digest);
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// Whether `digest` was fetched ahead and not asked for before; the
+    /// mark goes either way.
+    pub(super) fn take(&self, digest: &Digest) -> bool {
+        if !self.any.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = marks.remove(digest);
+        if marks.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
+        taken
+    }
+}
 
 /// The bytes prefetches may hold in flight, over every upstream, counted
 /// in KiB (a semaphore counts in `u32` steps).
@@ -126,6 +171,7 @@ impl PullService {
             ..self.fill_job(origin, repo, &blob.digest)
         };
         if self.fills.start_eager(job) {
+            self.ahead.mark(blob.digest);
             self.metrics.cache("blob", "eager");
         }
     }
