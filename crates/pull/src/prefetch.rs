@@ -170,9 +170,13 @@ impl PullService {
             eager: Some(share),
             ..self.fill_job(origin, repo, &blob.digest)
         };
+        // Marked first, so that a client asking the moment the fill starts
+        // finds the mark (and takes it); unmarked if no fill started.
+        self.ahead.mark(blob.digest);
         if self.fills.start_eager(job) {
-            self.ahead.mark(blob.digest);
             self.metrics.cache("blob", "eager");
+        } else {
+            self.ahead.take(&blob.digest);
         }
     }
 }
