@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the hot pure functions: parsing names,
 //! references and digests from request paths, normalising `Accept`, and
-//! hashing blob bytes as they stream in.
+//! hashing blob bytes as they stream in (with both SHA-256 engines in the
+//! dependency tree side by side).
 
 use berth_oci::{Digest, DigestVerifier, Reference, RepoName, accept_key};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -47,5 +48,32 @@ fn hashing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, parsers, hashing);
+/// The two SHA-256 implementations in the dependency tree: `sha2` and aws-lc's
+/// (what rustls uses, and berth verifies with), on the same
+/// chunk sizes a fill hashes.
+fn sha256_engines(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sha256");
+    for chunk in [64 << 10, 1 << 20] {
+        let data = vec![0x5au8; chunk];
+        g.throughput(Throughput::Bytes(chunk as u64));
+        g.bench_with_input(BenchmarkId::new("sha2", chunk), &data, |b, data| {
+            b.iter(|| {
+                use sha2::Digest as _;
+                let mut h = sha2::Sha256::new();
+                h.update(black_box(data));
+                h.finalize()
+            });
+        });
+        g.bench_with_input(BenchmarkId::new("aws-lc", chunk), &data, |b, data| {
+            b.iter(|| {
+                let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+                h.update(black_box(data));
+                h.finish()
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, parsers, hashing, sha256_engines);
 criterion_main!(benches);

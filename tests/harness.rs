@@ -10,7 +10,6 @@ use berth_testkit::{
 };
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, WWW_AUTHENTICATE};
-use sha2::{Digest as _, Sha256};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -198,7 +197,7 @@ async fn tap_is_transparent_for_heads_and_big_blobs() {
     assert_eq!(resp.content_length(), Some(blob.size));
     let body = resp.bytes().await.unwrap();
     assert_eq!(
-        format!("sha256:{}", hex::encode(Sha256::digest(&body))),
+        berth_testkit::checks::sha256(&body),
         blob.digest
     );
 }

@@ -9,7 +9,6 @@
 
 use berth_testkit::tls::{LeafFiles, TestCa, rotate};
 use berth_testkit::{Berth, Containerd, Skopeo, Upstream, podman_pull_tls, write_hosts_toml_ca};
-use sha2::Digest as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -63,7 +62,7 @@ async fn real_clients_pull_over_https_and_verify_the_certificate() {
         let (version, status, body) = curl(&ca, &url, http2);
         assert_eq!(status, "200");
         assert_eq!(version, if http2 { "2" } else { "1.1" });
-        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
+        let digest = berth_testkit::checks::sha256(&body);
         assert_eq!(digest, blob.digest);
     }
 

@@ -106,13 +106,6 @@ async fn clients_log_in_to_the_upstream_through_berth() {
     assert!(!body.contains("wrong"), "{body}");
 }
 
-/// `sha256:<hex>` of `bytes`.
-fn sha256_of(bytes: &[u8]) -> String {
-    format!(
-        "sha256:{}",
-        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
-    )
-}
 
 /// Start an upload to `private/chunks` through berth: its `Location`.
 async fn start_upload(client: &reqwest::Client, berth: &Berth, token: &str) -> String {
@@ -337,7 +330,7 @@ async fn pushes_go_upstream_with_the_clients_own_credentials() {
         .inspect_raw(&format!("{}/private/pushed:v1", up.host()))
         .await
         .unwrap();
-    assert_eq!(sha256_of(&raw), digest.trim());
+    assert_eq!(berth_testkit::checks::sha256(&raw), digest.trim());
 
     // Pulled through berth, the tag's answer is cached; a new push to the
     // same tag through berth is what the next pull gets.
@@ -439,7 +432,7 @@ async fn chunked_and_monolithic_uploads_follow_rewritten_locations() {
     .await;
     let client = reqwest::Client::new();
     let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let digest = sha256_of(&blob);
+    let digest = berth_testkit::checks::sha256(&blob);
 
     // Chunked: POST, two PATCHes, PUT with the digest.
     let mut location = start_upload(&client, &berth, &token).await;
@@ -477,7 +470,7 @@ async fn chunked_and_monolithic_uploads_follow_rewritten_locations() {
 
     // Monolithic: a POST, then one PUT with the whole body and the digest.
     let other: Vec<u8> = blob.iter().rev().copied().collect();
-    let other_digest = sha256_of(&other);
+    let other_digest = berth_testkit::checks::sha256(&other);
     let location = start_upload(&client, &berth, &token).await;
     let r = client
         .put(format!(

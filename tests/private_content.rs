@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::{Berth, Skopeo, Upstream};
-use sha2::Digest as _;
 
 /// berth with the lab upstream's `puller` credentials: it may read
 /// `private/`, and so may every client of it (the operator's choice).
@@ -100,7 +99,7 @@ async fn a_private_digest_is_not_served_under_another_name() {
     assert_eq!(r.status(), 200);
     let bytes = r.bytes().await.unwrap();
     assert_eq!(
-        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
+        berth_testkit::checks::sha256(&bytes),
         layer
     );
 }
@@ -228,7 +227,7 @@ async fn another_upstreams_head_does_not_unlock_content_fetched_with_credentials
         .await
         .unwrap();
     let body = r.bytes().await.unwrap_or_default();
-    let got = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
+    let got = berth_testkit::checks::sha256(&body);
     assert_ne!(got, layer, "the private layer was served under evil.test");
     assert!(body.len() < 1024, "{} bytes of something", body.len());
     assert!(

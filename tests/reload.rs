@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::{Berth, Upstream};
-use sha2::Digest as _;
 use std::time::{Duration, Instant};
 
 /// Poll `check` for up to 10 s.
@@ -52,7 +51,7 @@ async fn a_changed_file_applies_to_new_requests_and_spares_those_in_flight() {
     let bytes = download.await.unwrap();
     up.set_rate(None);
     assert_eq!(
-        format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
+        berth_testkit::checks::sha256(&bytes),
         big.digest,
         "the download in flight did not finish whole"
     );
@@ -108,19 +107,11 @@ async fn a_changed_file_applies_to_new_requests_and_spares_those_in_flight() {
     })
     .await;
     assert_eq!(client.get(&small).send().await.unwrap().status(), 403);
-    hangup(&berth);
+    berth.hangup();
     eventually("SIGHUP did not apply the file", &berth, async || {
         client.get(&small).send().await.unwrap().status() == 200
     })
     .await;
-}
-
-fn hangup(berth: &Berth) {
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &berth.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(hup.success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -207,7 +198,7 @@ async fn sighup_reloads_the_file() {
     let up = Upstream::start().await;
     let berth = Berth::hub(&up.url(), "");
     let before = berth.log().matches("configuration reloaded").count();
-    hangup(&berth);
+    berth.hangup();
     eventually("SIGHUP did not reload", &berth, async || {
         berth.log().matches("configuration reloaded").count() > before
     })

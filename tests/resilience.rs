@@ -178,7 +178,7 @@ async fn token_service_down_serves_cached_tags_stale() {
     let up = Upstream::start().await;
     up.issuer().set_expires_in(Duration::from_secs(6));
     let small = &up.images().small;
-    let berth = Berth::hub(&up.url(), "tag_ttl = \"1s\"\nretries = 1");
+    let berth = Berth::hub(&up.url(), "tag_ttl = \"1h\"\nretries = 1");
     assert_eq!(
         get_manifest(&berth, "small/manifests/latest")
             .await
@@ -186,7 +186,7 @@ async fn token_service_down_serves_cached_tags_stale() {
         200
     );
     up.issuer().set_down(true);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    berth.reconfigure("tag_ttl = \"1h\"", "tag_ttl = \"0s\"");
     let r = get_manifest(&berth, "small/manifests/latest").await;
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("warning"));
@@ -257,42 +257,4 @@ async fn a_stalled_body_times_out_and_resumes() {
         berth.log()
     );
     assert!(!testkit::checks::cached(&berth.data_dir, &digest));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn stale_on_not_found_keeps_serving_a_removed_image() {
-    let fake = FakeUpstream::start().await;
-    let manifest = FakeUpstream::MANIFEST;
-    fake.manifest("latest");
-    let opted_in = Berth::start(&upstream_toml(
-        "fake.test",
-        &fake.url,
-        "default = true\ntag_ttl = \"1s\"\nstale_on_not_found = true",
-    ));
-    let strict = Berth::start(&upstream_toml(
-        "fake.test",
-        &fake.url,
-        "default = true\ntag_ttl = \"1s\"",
-    ));
-    for b in [&opted_in, &strict] {
-        assert_eq!(
-            reqwest::get(format!("{}/v2/proj/app/manifests/latest", b.url()))
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
-    }
-    fake.set_status_all(Some(404));
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let kept = reqwest::get(format!("{}/v2/proj/app/manifests/latest", opted_in.url()))
-        .await
-        .unwrap();
-    assert_eq!(kept.status(), 200);
-    assert!(kept.headers().contains_key("warning"));
-    assert!(kept.bytes().await.unwrap() == manifest[..]);
-    let gone = reqwest::get(format!("{}/v2/proj/app/manifests/latest", strict.url()))
-        .await
-        .unwrap();
-    assert_eq!(gone.status(), 404);
 }

@@ -8,7 +8,6 @@
 use berth_testkit::checks::{assert_range, cached, sample, sha256};
 use berth_testkit::{Berth, Upstream};
 use futures_util::StreamExt;
-use sha2::{Digest as _, Sha256};
 use std::time::{Duration, Instant};
 
 /// Fetch the manifest first so berth holds a token for the repository and
@@ -69,7 +68,7 @@ async fn thirty_two_concurrent_cold_gets_make_one_upstream_get() {
                 let response = client.get(&url).send().await.unwrap();
                 assert_eq!(response.status(), 200);
                 let declared = response.content_length();
-                let mut hasher = Sha256::new();
+                let mut hasher = berth_oci::DigestHasher::new();
                 let mut len = 0u64;
                 let mut body = response.bytes_stream();
                 while let Some(chunk) = body.next().await {
@@ -80,7 +79,7 @@ async fn thirty_two_concurrent_cold_gets_make_one_upstream_get() {
                 (
                     declared,
                     len,
-                    format!("sha256:{}", hex::encode(hasher.finalize())),
+                    hasher.finish().to_string(),
                 )
             })
         })

@@ -10,7 +10,6 @@ use berth_testkit::checks::eventually_cached;
 use berth_testkit::{
     Berth, ChildManifest, Containerd, Skopeo, TestImage, Upstream, podman_pull, write_hosts_toml,
 };
-use std::time::Duration;
 
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -126,7 +125,7 @@ async fn a_list_and_one_platform_of_it_never_cross() {
     let mut up = Upstream::start().await;
     let list = &up.images().multi_docker;
     let (amd64, arm64) = (child(list, "linux/amd64"), child(list, "linux/arm64"));
-    let berth = Berth::hub(&up.url(), "tag_ttl = \"2s\"");
+    let berth = Berth::hub(&up.url(), "tag_ttl = \"1h\"");
     let url = format!("{}/v2/{}/manifests/latest", berth.url(), list.repository);
 
     // A client that accepts no list gets upstream's pick for it: amd64.
@@ -174,7 +173,7 @@ async fn a_list_and_one_platform_of_it_never_cross() {
     // that fits it, marked stale; a client that accepts neither gets an
     // error.
     up.stop();
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    berth.reconfigure("tag_ttl = \"1h\"", "tag_ttl = \"0s\"");
     let stale_list = get(&url, &DOCKER_DAEMON).await;
     assert_eq!(
         (stale_list.status, stale_list.digest.as_str()),
@@ -204,7 +203,7 @@ async fn a_list_and_one_platform_of_it_never_cross() {
 async fn an_outage_serves_a_narrower_client_the_answer_it_accepts() {
     let mut up = Upstream::start().await;
     let small = &up.images().small;
-    let berth = Berth::hub(&up.url(), "tag_ttl = \"1s\"");
+    let berth = Berth::hub(&up.url(), "tag_ttl = \"1h\"");
     let copied = tempfile::tempdir().unwrap();
     Skopeo::new()
         .mirror(&berth.addr)
@@ -215,7 +214,7 @@ async fn an_outage_serves_a_narrower_client_the_answer_it_accepts() {
         .await
         .unwrap();
     up.stop();
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    berth.reconfigure("tag_ttl = \"1h\"", "tag_ttl = \"0s\"");
     let url = format!("{}/v2/library/small/manifests/latest", berth.url());
     // skopeo's answer is a schema-2 manifest: a client that accepts only
     // that type gets it, marked stale.
@@ -242,16 +241,18 @@ async fn a_revalidation_refreshes_every_answer_or_drops_them_all() {
     let up = Upstream::start().await;
     let list = &up.images().multi_docker;
     let (amd64, arm64) = (child(list, "linux/amd64"), child(list, "linux/arm64"));
-    let berth = Berth::hub(&up.url(), "tag_ttl = \"2s\"");
+    let berth = Berth::hub(&up.url(), "tag_ttl = \"1h\"");
     let url = format!("{}/v2/{}/manifests/latest", berth.url(), list.repository);
     assert_eq!(get(&url, &[DOCKER_V2]).await.digest, amd64.digest);
     assert_eq!(get(&url, &EVERYTHING).await.digest, list.digest);
+    let (fresh, past) = ("tag_ttl = \"1h\"", "tag_ttl = \"0s\"");
 
     // Past tag_ttl, one HEAD confirms the list, and with it the tag: the
     // single-platform answer is current again too.
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    berth.reconfigure(fresh, past);
     up.reset_requests();
     assert_eq!(get(&url, &EVERYTHING).await.digest, list.digest);
+    berth.reconfigure(past, fresh);
     assert_eq!(get(&url, &[DOCKER_V2]).await.digest, amd64.digest);
     assert_eq!(tag_requests(&up, &list.repository, "latest"), ["HEAD 200"]);
 
@@ -259,9 +260,10 @@ async fn a_revalidation_refreshes_every_answer_or_drops_them_all() {
     // and no client gets an answer of the old tag.
     up.push_manifest(&list.repository, "latest", DOCKER_V2, &arm64.manifest)
         .await;
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    berth.reconfigure(fresh, past);
     up.reset_requests();
     let moved = get(&url, &EVERYTHING).await;
+    berth.reconfigure(past, fresh);
     assert_eq!(
         (moved.digest.as_str(), moved.content_type.as_str()),
         (arm64.digest.as_str(), DOCKER_V2)

@@ -7,7 +7,6 @@ use crate::sys::{Quiet, RssSampler, cpu_seconds, status_bytes};
 use crate::{Ctx, get_all};
 use berth_testkit::Berth;
 use berth_testkit::report::{Table, median, mib, ratio, secs};
-use sha2::{Digest as _, Sha256};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -101,7 +100,7 @@ fn seed_blobs(data: &Path, count: usize) -> String {
     let mut sample = String::new();
     for i in 0..count {
         let body = format!("berth bench blob {i}\n");
-        let hex = hex::encode(Sha256::digest(body.as_bytes()));
+        let hex = berth_oci::Digest::of(body.as_bytes()).hex();
         std::fs::write(root.join(&hex[..2]).join(&hex), body).expect("write blob");
         if i == count / 2 {
             sample = format!("sha256:{hex}");

@@ -8,7 +8,6 @@
 //! cost), so timing does not tell which users exist.
 
 use moka::sync::Cache;
-use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -102,15 +101,14 @@ impl Htpasswd {
 
     /// The cache key of a login: a hash keyed by this file's secret.
     fn key(&self, user: &str, password: &str, hash: &str) -> [u8; 32] {
-        Sha256::new()
-            .chain_update(self.secret)
-            .chain_update(user)
-            .chain_update([0])
-            .chain_update(password)
-            .chain_update([0])
-            .chain_update(hash)
-            .finalize()
-            .into()
+        let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for part in [&self.secret[..], user.as_bytes(), &[0], password.as_bytes(), &[0]] {
+            h.update(part);
+        }
+        h.update(hash.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(h.finish().as_ref());
+        key
     }
 
     /// Whether `password` was found to be `user`'s a short while ago, so

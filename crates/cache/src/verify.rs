@@ -4,8 +4,7 @@
 //! meanwhile (a quarantined blob is simply fetched again on its next use).
 
 use crate::{CacheError, Layout, io_err};
-use berth_oci::Digest;
-use sha2::{Digest as _, Sha256};
+use berth_oci::{Digest, DigestHasher};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -22,12 +21,12 @@ pub struct VerifyReport {
 
 fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = DigestHasher::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
-            return Ok(hex::encode(hasher.finalize()));
+            return Ok(hasher.finish().hex());
         }
         hasher.update(&buf[..n]);
     }

@@ -204,7 +204,12 @@ impl From<PullError> for ApiError {
                     "upstream {upstream} sent content that does not match {expected}; nothing was cached"
                 ),
             ),
-            PullError::Storage(_) => Self::new(
+            PullError::Unusable { .. } => Self::new(
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::Unavailable,
+                e.to_string(),
+            ),
+            PullError::Storage(_) | PullError::NoRoom(_) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::Unknown,
                 "internal cache error",

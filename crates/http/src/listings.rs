@@ -11,9 +11,9 @@ use crate::manifests::cache_headers;
 use crate::{HttpState, api_headers};
 use axum::body::Body;
 use axum::response::Response;
-use berth_oci::{Digest, ErrorCode, Resource, Tag};
+use berth_oci::{Digest, ErrorCode, Resource, Tag, check_tag_list};
 use berth_pull::{Listing, ListingAnswer, ListingRequest};
-use berth_upstream::{Passthrough, UpstreamError};
+use berth_upstream::Passthrough;
 use http::{HeaderValue, StatusCode, header};
 
 fn bad_query(message: String) -> ApiError {
@@ -27,12 +27,8 @@ pub(crate) async fn tags(
     query: Option<&str>,
 ) -> Result<Response, ApiError> {
     let request = tags_suffix(query)?;
-    let upstream = admitted.origin.name().to_owned();
     let check = |answer: Passthrough| {
-        let list = tag_list(&answer.body).map_err(|e| UpstreamError::Invalid {
-            upstream: upstream.clone(),
-            detail: format!("tag list: {e}"),
-        })?;
+        let list = check_tag_list(&answer.body).map_err(|e| e.to_string())?;
         Ok(Listing {
             content_type: "application/json".to_owned(),
             link: answer.link.as_deref().and_then(next_link),
@@ -46,34 +42,6 @@ pub(crate) async fn tags(
         kind: Resource::Tags,
     };
     Ok(respond(state.pull.listing(&req, check).await?))
-}
-
-/// A tag list as the distribution API defines it.
-#[derive(serde::Deserialize, serde::Serialize)]
-struct TagList {
-    name: String,
-    #[serde(default)]
-    tags: Option<Vec<String>>,
-}
-
-/// Check a tag list body: a JSON object with a string `name` and a list of
-/// valid tags (or null). Returns it re-serialised with just those fields.
-fn tag_list(body: &[u8]) -> Result<Vec<u8>, String> {
-    let list: TagList = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    if let Some(bad) = list
-        .tags
-        .iter()
-        .flatten()
-        .find(|t| t.parse::<Tag>().is_err())
-    {
-        let shown: String = bad.chars().take(64).collect();
-        return Err(format!("{shown:?} is not a tag"));
-    }
-    let list = TagList {
-        tags: Some(list.tags.unwrap_or_default()),
-        ..list
-    };
-    serde_json::to_vec(&list).map_err(|e| e.to_string())
 }
 
 /// The `rel="next"` link of a `Link` header, if it is a relative URL,
@@ -233,26 +201,6 @@ mod tests {
             "junk",
         ] {
             assert_eq!(next_link(refused), None, "{refused}");
-        }
-    }
-
-    #[test]
-    fn tag_lists_must_have_the_registry_shape() {
-        assert_eq!(
-            tag_list(br#"{"name":"x","tags":["a","b"],"extra":1}"#).unwrap(),
-            br#"{"name":"x","tags":["a","b"]}"#
-        );
-        assert_eq!(
-            tag_list(br#"{"name":"x","tags":null}"#).unwrap(),
-            br#"{"name":"x","tags":[]}"#
-        );
-        for bad in [
-            &b"<html>"[..],
-            br#"{"tags":["a"]}"#,
-            br#"{"name":"x","tags":"a"}"#,
-            br#"{"name":"x","tags":["../etc"]}"#,
-        ] {
-            assert!(tag_list(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
     }
 }

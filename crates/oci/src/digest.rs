@@ -1,7 +1,7 @@
 //! Content digests (`sha256:<64 hex>`) and the incremental verifier used
 //! while a blob streams in.
 
-use sha2::{Digest as _, Sha256};
+use aws_lc_rs::digest::{Context, SHA256};
 use std::fmt;
 use std::str::FromStr;
 
@@ -31,7 +31,7 @@ impl Digest {
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
         Self {
-            sha256: Sha256::digest(bytes).into(),
+            sha256: fixed(aws_lc_rs::digest::digest(&SHA256, bytes)),
         }
     }
 
@@ -111,11 +111,54 @@ impl Verified {
     }
 }
 
+/// The 32 bytes of a finished SHA-256.
+fn fixed(done: aws_lc_rs::digest::Digest) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(done.as_ref());
+    out
+}
+
+/// Hashes bytes as they stream past; [`DigestHasher::finish`] gives their
+/// digest.
+#[derive(Clone)]
+pub struct DigestHasher(Context);
+
+impl DigestHasher {
+    /// A hasher that has seen nothing yet.
+    pub fn new() -> Self {
+        Self(Context::new(&SHA256))
+    }
+
+    /// Feed the next chunk.
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.0.update(chunk);
+    }
+
+    /// The digest of everything fed.
+    pub fn finish(self) -> Digest {
+        Digest {
+            sha256: fixed(self.0.finish()),
+        }
+    }
+}
+
+impl Default for DigestHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for DigestHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DigestHasher")
+    }
+}
+
 /// Hashes bytes as they stream past and checks them against an expected
 /// digest at the end.
 #[derive(Debug, Clone)]
 pub struct DigestVerifier {
-    hasher: Sha256,
+    hasher: DigestHasher,
     expected: Digest,
 }
 
@@ -123,7 +166,7 @@ impl DigestVerifier {
     /// A verifier expecting `expected`.
     pub fn new(expected: Digest) -> Self {
         Self {
-            hasher: Sha256::new(),
+            hasher: DigestHasher::new(),
             expected,
         }
     }
@@ -136,9 +179,7 @@ impl DigestVerifier {
     /// Finish: the proof when the bytes hashed to the expected digest,
     /// otherwise the digest that was actually computed.
     pub fn finish(self) -> Result<Verified, Digest> {
-        let actual = Digest {
-            sha256: self.hasher.finalize().into(),
-        };
+        let actual = self.hasher.finish();
         if actual == self.expected {
             Ok(Verified(actual))
         } else {

@@ -203,11 +203,10 @@ impl PullService {
         };
         let max = origin.policy.fills.max_blob_size;
         if let Some(size) = download.size.filter(|s| *s > max) {
-            return Err(UpstreamError::Invalid {
+            return Err(PullError::Unusable {
                 upstream: origin.name().to_owned(),
                 detail: format!("blob {digest} has {size} bytes, more than max_blob_size ({max})"),
-            }
-            .into());
+            });
         }
         self.metrics.cache("blob", Outcome::Direct.as_str());
         Ok(BlobSource {
@@ -251,11 +250,10 @@ impl PullService {
         self.link(origin, repo, &[*digest]).await;
         match size {
             Some(size) => Ok((size, Outcome::Miss)),
-            None => Err(UpstreamError::Invalid {
+            None => Err(PullError::Unusable {
                 upstream: origin.name().to_owned(),
                 detail: "blob HEAD without Content-Length".to_owned(),
-            }
-            .into()),
+            }),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::job::FillJob;
 use crate::limits::{SPACE_CHECK_EVERY, SPACE_RESERVE, Unattended};
 use crate::source::{Download, DownloadBody};
 use crate::writer::{self, Piece, Written};
-use berth_cache::{BlobWriter, CacheError, Progress};
+use berth_cache::{BlobWriter, Progress};
 use berth_metrics::UpstreamLabels;
 use berth_oci::Verified;
 use berth_upstream::UpstreamError;
@@ -117,7 +117,7 @@ pub(super) async fn copy(
                 }
             };
             if received + batch.bytes > max {
-                break 'download Err(UpstreamError::Invalid {
+                break 'download Err(PullError::Unusable {
                     upstream: upstream.upstream.clone(),
                     detail: format!("blob {} grew past max_blob_size ({max} bytes)", job.digest),
                 }
@@ -126,10 +126,10 @@ pub(super) async fn copy(
             if size.is_none() && received + batch.bytes >= space_checked + SPACE_CHECK_EVERY {
                 space_checked = received + batch.bytes;
                 if job.blobs.reserve(SPACE_RESERVE).await.is_err() {
-                    break 'download Err(PullError::from(CacheError::NoRoom(format!(
+                    break 'download Err(PullError::NoRoom(format!(
                         "the cache disk is nearly full; blob {} of unknown size stopped after {received} bytes",
                         job.digest
-                    )))
+                    ))
                     .into());
                 }
             }
@@ -166,7 +166,7 @@ pub(super) async fn copy(
             .await
         {
             Ok(d) if d.size.is_some() && size.is_some() && d.size != size => {
-                break Err(UpstreamError::Invalid {
+                break Err(PullError::Unusable {
                     upstream: upstream.upstream.clone(),
                     detail: format!("blob size changed from {size:?} to {:?} on resume", d.size),
                 }
@@ -189,7 +189,7 @@ pub(super) async fn copy(
     if let Some(size) = size
         && size != bytes
     {
-        return Err(UpstreamError::Invalid {
+        return Err(PullError::Unusable {
             upstream: upstream.upstream,
             detail: format!("blob {} ended after {bytes} of {size} bytes", job.digest),
         }

@@ -280,7 +280,7 @@ async fn run(
     };
     // A zero-length answer would be complete before it could be verified.
     if download.size == Some(0) && job.digest != Digest::of(b"") {
-        let e = UpstreamError::Invalid {
+        let e = PullError::Unusable {
             upstream: job.source.name().to_owned(),
             detail: format!("empty body for blob {}", job.digest),
         };
@@ -289,7 +289,7 @@ async fn run(
     }
     let max = job.policy.fills.max_blob_size;
     if let Some(size) = download.size.filter(|s| *s > max) {
-        let e = UpstreamError::Invalid {
+        let e = PullError::Unusable {
             upstream: job.source.name().to_owned(),
             detail: format!(
                 "blob {} has {size} bytes, more than max_blob_size ({max})",

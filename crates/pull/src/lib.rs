@@ -7,6 +7,7 @@
 //! `berth-oci` and `berth-metrics`.
 
 mod blobs;
+mod clock;
 mod direct;
 mod download;
 mod fill;
@@ -28,6 +29,7 @@ mod tags;
 mod writer;
 
 pub use blobs::BlobSource;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use fill::RunningFill;
 pub use flight::{Flight, FlightLock, LocalFlights};
 pub use listings::{Listing, ListingAnswer, ListingRequest};
@@ -99,6 +101,19 @@ pub enum PullError {
         /// Digest of what arrived.
         actual: Digest,
     },
+    /// Upstream answered, but what it sent breaks a rule pull checks: a
+    /// blob of the wrong size, a manifest whose type contradicts its bytes.
+    /// Nothing of it is cached.
+    #[error("upstream {upstream} sent an invalid answer: {detail}")]
+    Unusable {
+        /// Upstream name.
+        upstream: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The cache disk filled up while a blob of unknown size streamed in.
+    #[error("no room in the cache: {0}")]
+    NoRoom(String),
     /// The local cache failed: the disk, not berth. Such failures make
     /// new downloads bypass the cache for a while.
     #[error("cache storage failed: {0}")]
@@ -113,7 +128,7 @@ impl PullError {
     /// Whether the cache disk failed (and new downloads should bypass it
     /// for a while), as opposed to upstream or berth itself.
     pub fn is_disk_failure(&self) -> bool {
-        matches!(self, Self::Storage(_))
+        matches!(self, Self::Storage(_) | Self::NoRoom(_))
     }
 }
 
@@ -145,6 +160,8 @@ pub struct PullService {
     disk: Arc<direct::DiskHealth>,
     fills: fill::FillTable,
     flights: Arc<dyn FlightLock>,
+    /// What decides whether a tag answer or listing is fresh.
+    clock: Arc<dyn Clock>,
     /// Per upstream: permits for fills that go on with no client waiting,
     /// and the `unattended_fills` they were sized from.
     unattended: std::sync::Mutex<UnattendedSets>,
@@ -154,6 +171,25 @@ pub struct PullService {
     ahead: prefetch::FetchedAhead,
     /// The engine itself, for the prefetch tasks it spawns.
     me: std::sync::Weak<PullService>,
+}
+
+/// What the engine takes from around it rather than owning: what keeps
+/// each upstream request to one at a time, and the clock.
+#[derive(Debug)]
+pub struct Surroundings {
+    /// Single flight (within this process by default).
+    pub flights: Arc<dyn FlightLock>,
+    /// The wall clock for freshness (the system's by default).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Surroundings {
+    fn default() -> Self {
+        Self {
+            flights: Arc::new(LocalFlights::default()),
+            clock: Arc::new(SystemClock),
+        }
+    }
 }
 
 impl PullService {
@@ -166,19 +202,19 @@ impl PullService {
         metrics: Arc<Metrics>,
         eager_bytes: u64,
     ) -> Arc<Self> {
-        let flights = Arc::new(LocalFlights::default());
-        Self::with_flights(blobs, index, metrics, eager_bytes, flights)
+        Self::with_surroundings(blobs, index, metrics, eager_bytes, Surroundings::default())
     }
 
-    /// An engine over the given stores, with `flights` keeping each
-    /// upstream request to one at a time.
-    pub fn with_flights(
+    /// An engine over the given stores, taking single flight and the
+    /// time from `surroundings`.
+    pub fn with_surroundings(
         blobs: Arc<dyn BlobStore>,
         index: Arc<dyn IndexStore>,
         metrics: Arc<Metrics>,
         eager_bytes: u64,
-        flights: Arc<dyn FlightLock>,
+        surroundings: Surroundings,
     ) -> Arc<Self> {
+        let Surroundings { flights, clock } = surroundings;
         let hot = HotManifests::new(HOT_MANIFEST_BYTES);
         let hot_blobs = HotBlobs::new(HOT_BLOB_BYTES);
         // What the store removes is never served from memory afterwards.
@@ -200,6 +236,7 @@ impl PullService {
             disk: Arc::default(),
             fills: fill::FillTable::default(),
             flights,
+            clock,
             unattended: std::sync::Mutex::default(),
             eager: prefetch::EagerBudget::new(eager_bytes),
             ahead: prefetch::FetchedAhead::default(),
@@ -259,6 +296,12 @@ mod tests {
             "the cause is kept"
         );
         assert!(PullError::from(CacheError::NoRoom("full".into())).is_disk_failure());
+        assert!(PullError::NoRoom("nearly full".into()).is_disk_failure());
+        let unusable = PullError::Unusable {
+            upstream: "u".into(),
+            detail: "short".into(),
+        };
+        assert!(!unusable.is_disk_failure());
         let thread = PullError::Internal("blob writer thread failed".into());
         assert!(!thread.is_disk_failure());
         let upstream = PullError::from(UpstreamError::Busy {

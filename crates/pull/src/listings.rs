@@ -4,12 +4,11 @@
 //! edge says a valid answer is (a tag list's shape, the links it keeps)
 //! is checked before anything is cached.
 
-use crate::manifests::now_ms;
 use crate::source::Origin;
 use crate::{Outcome, PullError, PullService};
 use berth_cache::{ListingKey, ListingRecord};
 use berth_oci::{RepoName, Resource};
-use berth_upstream::{Passthrough, UpstreamError};
+use berth_upstream::Passthrough;
 use bytes::Bytes;
 
 /// A tag list or referrers answer as it is served.
@@ -48,11 +47,12 @@ pub struct ListingRequest<'a> {
 
 impl PullService {
     /// Answer a tag list or referrers request from the cache or upstream;
-    /// `check` turns upstream's answer into what is served, or refuses it.
+    /// `check` turns upstream's answer into what is served, or refuses it
+    /// with the reason.
     pub async fn listing(
         &self,
         req: &ListingRequest<'_>,
-        check: impl Fn(Passthrough) -> Result<Listing, UpstreamError> + Send + Sync,
+        check: impl Fn(Passthrough) -> Result<Listing, String> + Send + Sync,
     ) -> Result<ListingAnswer, PullError> {
         let answer = self.cached_or_fetched_listing(req, check).await?;
         self.metrics
@@ -63,7 +63,7 @@ impl PullService {
     async fn cached_or_fetched_listing(
         &self,
         req: &ListingRequest<'_>,
-        check: impl Fn(Passthrough) -> Result<Listing, UpstreamError> + Send + Sync,
+        check: impl Fn(Passthrough) -> Result<Listing, String> + Send + Sync,
     ) -> Result<ListingAnswer, PullError> {
         let key = ListingKey {
             upstream: req.origin.name().to_owned(),
@@ -76,7 +76,7 @@ impl PullService {
         let passthrough = req.origin.is_passthrough();
         let granted = !passthrough || self.grants.fresh(req.origin, req.repo);
         let fresh =
-            |r: &ListingRecord| granted && now_ms().saturating_sub(r.checked_at_ms) < ttl_ms;
+            |r: &ListingRecord| granted && self.clock.now_ms().saturating_sub(r.checked_at_ms) < ttl_ms;
         if let Some(record) = self.index.listing(&key).await?
             && fresh(&record)
         {
@@ -100,17 +100,22 @@ impl PullService {
         }
         let fetched = match &boarded.failed_before {
             // The request before this one just failed: share its failure.
-            Some(PullError::Upstream(e)) => Err(e.clone()),
-            Some(other) => return Err(other.clone()),
+            Some(e) => Err(e.clone()),
             None => {
                 let fetched = req
                     .origin
                     .upstream
                     .passthrough(req.repo, req.request, req.kind, req.origin.client())
                     .await
-                    .and_then(check);
+                    .map_err(PullError::from)
+                    .and_then(|answer| {
+                        check(answer).map_err(|detail| PullError::Unusable {
+                            upstream: req.origin.name().to_owned(),
+                            detail,
+                        })
+                    });
                 if let Err(e) = &fetched {
-                    self.landed::<()>(&id, &Err(e.clone().into()));
+                    self.landed::<()>(&id, &Err(e.clone()));
                 }
                 fetched
             }
@@ -122,21 +127,21 @@ impl PullService {
                 }
                 listing
             }
-            Err(e) if e.is_outage() => match cached {
+            Err(PullError::Upstream(e)) if e.is_outage() => match cached {
                 Some(record) => {
                     tracing::warn!(request = req.request, error = %e, "upstream failed; serving cached listing (stale-if-error)");
                     return Ok(answer(record, Outcome::Stale));
                 }
                 None => return Err(e.into()),
             },
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
         if let Ok(body) = std::str::from_utf8(&listing.body) {
             let record = ListingRecord {
                 content_type: listing.content_type.clone(),
                 link: listing.link.clone(),
                 body: body.to_owned(),
-                checked_at_ms: now_ms(),
+                checked_at_ms: self.clock.now_ms(),
             };
             self.index.put_listing(&key, record).await?;
         }

@@ -40,12 +40,6 @@ pub struct ManifestAnswer {
     pub outcome: Outcome,
 }
 
-pub(super) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl PullService {
     /// Answer a manifest request from the cache or upstream.
     pub async fn manifest(&self, req: &ManifestRequest<'_>) -> Result<ManifestAnswer, PullError> {
@@ -196,7 +190,7 @@ impl PullService {
         let fetch = self.fetch_manifest_exactly(req, digest).await?;
         let media_type =
             manifest_media_type(&fetch.bytes, Some(&fetch.media_type)).map_err(|e| {
-                UpstreamError::Invalid {
+                PullError::Unusable {
                     upstream: req.origin.name().to_owned(),
                     detail: format!("manifest {digest}: {e}"),
                 }
@@ -238,7 +232,7 @@ impl PullService {
         digest: &Digest,
     ) -> Result<String, PullError> {
         let fetched = manifest_media_type(&fetch.bytes, Some(&fetch.media_type)).map_err(|e| {
-            UpstreamError::Invalid {
+            PullError::Unusable {
                 upstream: req.origin.name().to_owned(),
                 detail: format!("manifest {digest}: {e}"),
             }

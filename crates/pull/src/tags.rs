@@ -9,7 +9,7 @@
 //! confirmed list confirms every answer of the tag. When upstream fails,
 //! the freshest answer that fits the client is served stale.
 
-use crate::manifests::{ManifestAnswer, ManifestRequest, client_accept, now_ms, tag_key};
+use crate::manifests::{ManifestAnswer, ManifestRequest, client_accept, tag_key};
 use crate::{Outcome, PullError, PullService};
 use berth_cache::{TagAnswer, TagKey, TagRecord};
 use berth_oci::Digest;
@@ -56,7 +56,7 @@ impl PullService {
     /// Whether `answer` is within the tag TTL of its last confirmation.
     fn tag_fresh(&self, req: &ManifestRequest<'_>, answer: &TagAnswer) -> bool {
         let ttl_ms = req.origin.policy.tag_ttl.as_millis() as u64;
-        now_ms().saturating_sub(answer.checked_at_ms) < ttl_ms
+        self.clock.now_ms().saturating_sub(answer.checked_at_ms) < ttl_ms
     }
 
     /// The tag's answer, holding its flight lock.
@@ -95,7 +95,7 @@ impl PullService {
             .await
         {
             Ok(head) if head.digest.as_ref() == Some(&cached.digest) => {
-                record.confirm(&answer.accept, now_ms());
+                record.confirm(&answer.accept, self.clock.now_ms());
                 self.index.put_tag(key, record).await?;
                 return Ok(ManifestAnswer {
                     outcome: Outcome::Revalidated,
@@ -160,7 +160,7 @@ impl PullService {
             digest: digest.to_string(),
             media_type: media_type.clone(),
             size: fetch.bytes.len() as u64,
-            checked_at_ms: now_ms(),
+            checked_at_ms: self.clock.now_ms(),
         });
         self.index.put_tag(key, record).await?;
         Ok(ManifestAnswer {

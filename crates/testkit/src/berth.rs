@@ -156,6 +156,36 @@ impl Berth {
         crate::proc::wait_until(Duration::from_secs(10), || self.log().contains(text))
     }
 
+    /// Send SIGHUP: reload the config file now.
+    pub fn hangup(&self) {
+        let hup = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(hup.success());
+    }
+
+    /// Change `from` to `to` in the config file (written whole, by a
+    /// rename), send SIGHUP and wait until berth logs that it reloaded:
+    /// how a test moves past a TTL without waiting for it
+    /// (`tag_ttl = "1h"` to `"0s"`).
+    pub fn reconfigure(&self, from: &str, to: &str) {
+        let path = self.config_path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "{from:?} is not in the config:\n{text}");
+        let reloads = || self.log().matches("configuration reloaded").count();
+        let before = reloads();
+        let staged = path.with_extension("toml.new");
+        std::fs::write(&staged, text.replace(from, to)).unwrap();
+        std::fs::rename(&staged, &path).unwrap();
+        self.hangup();
+        assert!(
+            crate::proc::wait_until(Duration::from_secs(10), || reloads() > before),
+            "berth did not reload its config:\n{}",
+            self.log()
+        );
+    }
+
     /// Send SIGKILL and wait.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -2,12 +2,11 @@
 //! a pull (manifest bytes and blob digests on disk) and small HTTP helpers.
 
 use crate::TestImage;
-use sha2::{Digest as _, Sha256};
 use std::path::Path;
 
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    berth_oci::Digest::of(bytes).to_string()
 }
 
 /// A `skopeo copy ... dir:DEST` result holds exactly the image: the

@@ -9,7 +9,6 @@ use super::distribution::Distribution;
 use super::proc::run;
 use super::token::TokenIssuer;
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -157,12 +156,12 @@ pub fn test_images() -> &'static TestImages {
 }
 
 fn prepare() -> TestImages {
-    let mut hasher = Sha256::new();
+    let mut hasher = berth_oci::DigestHasher::new();
     for part in RECIPE {
         hasher.update(part.as_bytes());
-        hasher.update([0]);
+        hasher.update(&[0]);
     }
-    let key = &hex::encode(hasher.finalize())[..16];
+    let key = &hasher.finish().hex()[..16];
     load(&built_once("berth-test-images", key, build))
 }
 

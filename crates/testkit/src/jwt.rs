@@ -4,10 +4,9 @@
 
 use data_encoding::BASE64URL_NOPAD;
 use rcgen::{CertificateParams, KeyPair, PublicKeyData as _};
-use ring::rand::{SecureRandom as _, SystemRandom};
-use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One `access` entry of a registry token.
@@ -35,12 +34,9 @@ impl Signer {
             .self_signed(&key_pair)
             .expect("self-sign certificate");
         let rng = SystemRandom::new();
-        let key = EcdsaKeyPair::from_pkcs8(
-            &ECDSA_P256_SHA256_FIXED_SIGNING,
-            &key_pair.serialize_der(),
-            &rng,
-        )
-        .expect("load key into ring");
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key_pair.serialize_der())
+                .expect("load the signing key");
         Signer {
             key,
             kid: libtrust_kid(&key_pair.subject_public_key_info()),
@@ -98,7 +94,8 @@ impl Signer {
 /// libtrust key id: base32 of the first 30 bytes of sha256(SPKI DER), in 12
 /// colon-separated groups of 4.
 pub fn libtrust_kid(spki_der: &[u8]) -> String {
-    let digest = Sha256::digest(spki_der);
+    let digest = berth_oci::Digest::of(spki_der);
+    let digest = digest.as_bytes();
     let b32 = data_encoding::BASE32.encode(&digest[..30]);
     let b32 = b32.trim_end_matches('=');
     b32.as_bytes()
