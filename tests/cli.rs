@@ -165,11 +165,13 @@ async fn sigterm_drains_in_flight_downloads() {
     let url = format!("{}/v2/library/big/blobs/{}", b.url(), blob.digest);
     let mut response = reqwest::get(&url).await.unwrap();
     let mut received = response.chunk().await.unwrap().unwrap().to_vec();
+    // The stop has begun while the download is still under way.
+    b.send_terminate();
+    assert!(b.logged("shutting down"), "{}", b.log());
     let terminated = tokio::task::spawn_blocking(move || {
-        let status = b.terminate(Duration::from_secs(30));
+        let status = b.wait_exit(Duration::from_secs(30));
         (status, b)
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
     while let Some(c) = response.chunk().await.unwrap() {
         received.extend_from_slice(&c);
     }

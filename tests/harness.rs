@@ -196,10 +196,7 @@ async fn tap_is_transparent_for_heads_and_big_blobs() {
         .unwrap();
     assert_eq!(resp.content_length(), Some(blob.size));
     let body = resp.bytes().await.unwrap();
-    assert_eq!(
-        berth_testkit::checks::sha256(&body),
-        blob.digest
-    );
+    assert_eq!(berth_testkit::checks::sha256(&body), blob.digest);
 }
 
 #[tokio::test]

@@ -70,4 +70,3 @@ async fn tag_lists_are_cached_per_page_and_served_stale_in_an_outage() {
     let (status, _, _) = get(&format!("{all}?n=5")).await;
     assert!(status >= 500, "{status}");
 }
-

@@ -106,7 +106,6 @@ async fn clients_log_in_to_the_upstream_through_berth() {
     assert!(!body.contains("wrong"), "{body}");
 }
 
-
 /// Start an upload to `private/chunks` through berth: its `Location`.
 async fn start_upload(client: &reqwest::Client, berth: &Berth, token: &str) -> String {
     let start = client

@@ -98,10 +98,7 @@ async fn a_private_digest_is_not_served_under_another_name() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let bytes = r.bytes().await.unwrap();
-    assert_eq!(
-        berth_testkit::checks::sha256(&bytes),
-        layer
-    );
+    assert_eq!(berth_testkit::checks::sha256(&bytes), layer);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -76,11 +76,7 @@ async fn thirty_two_concurrent_cold_gets_make_one_upstream_get() {
                     len += chunk.len() as u64;
                     hasher.update(&chunk);
                 }
-                (
-                    declared,
-                    len,
-                    hasher.finish().to_string(),
-                )
+                (declared, len, hasher.finish().to_string())
             })
         })
         .collect();

@@ -21,12 +21,81 @@ fn proc_status(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("{field} not in /proc/{pid}/status"))
 }
 
-/// The value of one sample in berth's `/metrics`.
-async fn metric(berth: &Berth, sample: &str) -> u64 {
-    let text = berth.metrics().await;
+/// The value of one sample in a Prometheus text.
+fn sample_of(text: &str, sample: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0)
+}
+
+/// The value of one sample in berth's `/metrics`.
+async fn metric(berth: &Berth, sample: &str) -> u64 {
+    sample_of(&berth.metrics().await, sample)
+}
+
+/// The value of `sample` once it stops moving: three equal readings in a
+/// row, 100 ms apart (at most 10 s).
+async fn settled(berth: &Berth, sample: &str) -> u64 {
+    let mut last = (metric(berth, sample).await, 0);
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = metric(berth, sample).await;
+        last = if now == last.0 {
+            (now, last.1 + 1)
+        } else {
+            (now, 0)
+        };
+        if last.1 == 2 {
+            return now;
+        }
+    }
+    panic!("{sample} kept moving");
+}
+
+/// berth's `/metrics` on its admin listener, which has its own connection
+/// table: readable while the public listener is at its cap. Kept alive,
+/// so the reader holds one admin connection.
+struct AdminMetrics {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl AdminMetrics {
+    async fn of(berth: &Berth) -> Self {
+        Self {
+            client: reqwest::Client::new(),
+            url: format!("{}/metrics", berth.admin_url().await),
+        }
+    }
+
+    async fn get(&self, sample: &str) -> u64 {
+        let text = self.client.get(&self.url).send().await.unwrap();
+        sample_of(&text.text().await.unwrap(), sample)
+    }
+
+    /// Wait (at most 10 s) until `sample` is at least `at_least`.
+    async fn reaches(&self, sample: &str, at_least: u64) {
+        for _ in 0..500 {
+            if self.get(sample).await >= at_least {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{sample} never reached {at_least}");
+    }
+}
+
+/// The config of a mirror of `up` with `server` as its `[server]` table
+/// and metrics on an admin listener.
+fn capped(up: &Upstream, server: &str) -> String {
+    format!(
+        "{}\n[server]\n{server}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        upstream_toml(
+            "docker.io",
+            &up.url(),
+            "default = true\nauto_library = true"
+        )
+    )
 }
 
 /// Open an HTTP/2 (prior knowledge) connection and start `streams` GETs of
@@ -88,7 +157,8 @@ async fn stalled_http2_streams_cost_bounded_memory_and_no_threads() {
             assert_eq!(answer.status(), 200);
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every stream has filled what it may hold: berth sends no more.
+    settled(&berth, "berth_served_bytes_total").await;
 
     // A normal HTTP/1 client is served in full meanwhile, warm and cold.
     let http1 = reqwest::Client::builder().http1_only().build().unwrap();
@@ -141,14 +211,11 @@ async fn closed_within(tcp: &mut TcpStream, limit: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_and_idle_connections_are_timed_out_and_shed_at_the_cap() {
     let up = Upstream::start().await;
-    let berth = Berth::start(&format!(
-        "{}\n[server]\nmax_connections = 20\nmax_connections_per_ip = 20\nheader_read_timeout = \"2s\"\nidle_timeout = \"3s\"\n",
-        upstream_toml(
-            "docker.io",
-            &up.url(),
-            "default = true\nauto_library = true"
-        )
+    let berth = Berth::start(&capped(
+        &up,
+        "max_connections = 20\nmax_connections_per_ip = 20\nheader_read_timeout = \"2s\"\nidle_timeout = \"3s\"",
     ));
+    let admin = AdminMetrics::of(&berth).await;
     let addr = berth.url().trim_start_matches("http://").to_owned();
 
     // Ten slowloris connections (headers never finished), ten idle ones.
@@ -160,7 +227,8 @@ async fn slow_and_idle_connections_are_timed_out_and_shed_at_the_cap() {
     for _ in 0..10 {
         idle.push(silent(&addr, b"").await);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // berth holds all twenty (and the admin reader's one).
+    admin.reaches("berth_connections_open", 21).await;
 
     // The table is full, but a normal request is still served: the
     // longest-idle connection makes room.
@@ -172,7 +240,12 @@ async fn slow_and_idle_connections_are_timed_out_and_shed_at_the_cap() {
     .expect("served at the connection cap")
     .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(metric(&berth, "berth_connections_closed_total{reason=\"shed\"}").await >= 1);
+    assert!(
+        admin
+            .get("berth_connections_closed_total{reason=\"shed\"}")
+            .await
+            >= 1
+    );
 
     // Every slowloris connection is closed by the header-read timeout, and
     // every idle one by the idle timeout.
@@ -182,20 +255,21 @@ async fn slow_and_idle_connections_are_timed_out_and_shed_at_the_cap() {
             "berth kept a slow or idle connection open"
         );
     }
-    assert!(metric(&berth, "berth_connections_closed_total{reason=\"idle\"}").await >= 1);
+    assert!(
+        admin
+            .get("berth_connections_closed_total{reason=\"idle\"}")
+            .await
+            >= 1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn busy_connections_at_the_cap_turn_new_ones_away() {
     let up = Upstream::start().await;
     let big = up.images().big.largest_blob().clone();
-    let berth = Berth::start(&format!(
-        "{}\n[server]\nmax_connections = 4\nmax_connections_per_ip = 4\n",
-        upstream_toml(
-            "docker.io",
-            &up.url(),
-            "default = true\nauto_library = true"
-        )
+    let berth = Berth::start(&capped(
+        &up,
+        "max_connections = 4\nmax_connections_per_ip = 4",
     ));
     let addr = berth.url().trim_start_matches("http://").to_owned();
     let path = format!("/v2/library/big/blobs/{}", big.digest);
@@ -213,7 +287,13 @@ async fn busy_connections_at_the_cap_turn_new_ones_away() {
     for _ in 0..4 {
         busy.push(silent(&addr, request.as_bytes()).await);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // berth answers all four (their first bytes are in).
+    for tcp in &mut busy {
+        let mut head = [0u8; 12];
+        tcp.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+    }
+    let admin = AdminMetrics::of(&berth).await;
     let mut refused = TcpStream::connect(&addr).await.unwrap();
     refused
         .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -223,12 +303,14 @@ async fn busy_connections_at_the_cap_turn_new_ones_away() {
         closed_within(&mut refused, Duration::from_secs(2)).await,
         "a fifth connection is closed at once"
     );
-    // Metrics need a connection of their own.
-    drop(busy);
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        metric(&berth, "berth_connections_refused_total{reason=\"per_ip\"}").await
-            + metric(&berth, "berth_connections_refused_total{reason=\"total\"}").await,
+        admin
+            .get("berth_connections_refused_total{reason=\"per_ip\"}")
+            .await
+            + admin
+                .get("berth_connections_refused_total{reason=\"total\"}")
+                .await,
         1
     );
+    drop(busy);
 }

@@ -102,7 +102,13 @@ impl Htpasswd {
     /// The cache key of a login: a hash keyed by this file's secret.
     fn key(&self, user: &str, password: &str, hash: &str) -> [u8; 32] {
         let mut h = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        for part in [&self.secret[..], user.as_bytes(), &[0], password.as_bytes(), &[0]] {
+        for part in [
+            &self.secret[..],
+            user.as_bytes(),
+            &[0],
+            password.as_bytes(),
+            &[0],
+        ] {
             h.update(part);
         }
         h.update(hash.as_bytes());

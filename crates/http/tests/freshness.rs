@@ -65,7 +65,11 @@ async fn get(mirror: &Router, path: &str) -> (StatusCode, Option<String>, Bytes)
         .headers
         .get("warning")
         .map(|v| v.to_str().unwrap().to_owned());
-    (parts.status, warning, body.collect().await.unwrap().to_bytes())
+    (
+        parts.status,
+        warning,
+        body.collect().await.unwrap().to_bytes(),
+    )
 }
 
 fn is_stale(warning: Option<&str>) -> bool {
@@ -102,7 +106,10 @@ async fn a_tag_is_fresh_for_its_ttl_then_revalidated_with_a_head() {
     fake.reset_requests();
     for _ in 0..3 {
         let (status, warning, body) = get(&mirror, TAG).await;
-        assert_eq!((status, warning, &body[..]), (StatusCode::OK, None, FakeUpstream::MANIFEST));
+        assert_eq!(
+            (status, warning, &body[..]),
+            (StatusCode::OK, None, FakeUpstream::MANIFEST)
+        );
     }
     assert_eq!(fake.count("/manifests/"), 0, "{:?}", fake.requests());
 
@@ -118,7 +125,10 @@ async fn a_tag_is_fresh_for_its_ttl_then_revalidated_with_a_head() {
         .filter(|r| r.contains("/manifests/"))
         .collect();
     assert_eq!(asked.len(), 1, "{asked:?}");
-    assert!(asked[0].starts_with("HEAD /v2/proj/app/manifests/latest"), "{asked:?}");
+    assert!(
+        asked[0].starts_with("HEAD /v2/proj/app/manifests/latest"),
+        "{asked:?}"
+    );
 }
 
 #[tokio::test]
@@ -191,16 +201,28 @@ async fn listings_are_fresh_for_list_ttl_per_page_then_stale_in_an_outage() {
     let pages = [
         ("/v2/proj/app/tags/list".to_owned(), &tags[..]),
         ("/v2/proj/app/tags/list?n=1&last=a".to_owned(), &tags[..]),
-        (format!("/v2/proj/app/referrers/{subject}"), index.as_bytes()),
+        (
+            format!("/v2/proj/app/referrers/{subject}"),
+            index.as_bytes(),
+        ),
     ];
     for _ in 0..3 {
         for (path, body) in &pages {
             let (status, warning, served) = get(&mirror, path).await;
-            assert_eq!((status, warning, &served[..]), (StatusCode::OK, None, *body), "{path}");
+            assert_eq!(
+                (status, warning, &served[..]),
+                (StatusCode::OK, None, *body),
+                "{path}"
+            );
         }
     }
     // One fetch per page, each with its own query.
-    assert_eq!(fake.count("GET /v2/proj/app/tags/list "), 1, "{:?}", fake.requests());
+    assert_eq!(
+        fake.count("GET /v2/proj/app/tags/list "),
+        1,
+        "{:?}",
+        fake.requests()
+    );
     assert_eq!(fake.count("GET /v2/proj/app/tags/list?n=1&last=a "), 1);
     assert_eq!(fake.count("/referrers/"), 1);
 

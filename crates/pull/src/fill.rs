@@ -284,7 +284,7 @@ async fn run(
             upstream: job.source.name().to_owned(),
             detail: format!("empty body for blob {}", job.digest),
         };
-        start.send_replace(FillStart::Failed(e.into()));
+        start.send_replace(FillStart::Failed(e));
         return;
     }
     let max = job.policy.fills.max_blob_size;
@@ -296,7 +296,7 @@ async fn run(
                 job.digest
             ),
         };
-        start.send_replace(FillStart::Failed(e.into()));
+        start.send_replace(FillStart::Failed(e));
         return;
     }
     let begun = match job.blobs.reserve(download.size.unwrap_or(0)).await {

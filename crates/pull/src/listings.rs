@@ -75,8 +75,9 @@ impl PullService {
         // repository gets upstream's own answer (see `grants.rs`).
         let passthrough = req.origin.is_passthrough();
         let granted = !passthrough || self.grants.fresh(req.origin, req.repo);
-        let fresh =
-            |r: &ListingRecord| granted && self.clock.now_ms().saturating_sub(r.checked_at_ms) < ttl_ms;
+        let fresh = |r: &ListingRecord| {
+            granted && self.clock.now_ms().saturating_sub(r.checked_at_ms) < ttl_ms
+        };
         if let Some(record) = self.index.listing(&key).await?
             && fresh(&record)
         {

@@ -172,7 +172,10 @@ impl Berth {
     pub fn reconfigure(&self, from: &str, to: &str) {
         let path = self.config_path();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{from:?} is not in the config:\n{text}");
+        assert!(
+            text.contains(from),
+            "{from:?} is not in the config:\n{text}"
+        );
         let reloads = || self.log().matches("configuration reloaded").count();
         let before = reloads();
         let staged = path.with_extension("toml.new");
@@ -194,10 +197,20 @@ impl Berth {
 
     /// Send SIGTERM and wait up to `limit` for exit; returns the status.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        self.send_terminate();
+        self.wait_exit(limit)
+    }
+
+    /// Send SIGTERM (a graceful stop) and return at once.
+    pub fn send_terminate(&self) {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
+    }
+
+    /// Wait up to `limit` for the process to exit; returns the status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -2,10 +2,10 @@
 //! certificate (the registry's `rootcertbundle`), the libtrust-style `kid`
 //! distribution 2.8 looks keys up by, and compact JWS encoding of the claims.
 
-use data_encoding::BASE64URL_NOPAD;
-use rcgen::{CertificateParams, KeyPair, PublicKeyData as _};
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
+use data_encoding::BASE64URL_NOPAD;
+use rcgen::{CertificateParams, KeyPair, PublicKeyData as _};
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
