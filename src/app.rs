@@ -14,7 +14,7 @@ use berth_http::{
     public_ops_routes, redirect_router, router,
 };
 use berth_metrics::Metrics;
-use berth_pull::PullService;
+use berth_pull::{Origins, PullService};
 use berth_tls::Tls;
 use berth_upstream::{OwnListeners, UpstreamSet};
 use std::net::SocketAddr;
@@ -86,7 +86,11 @@ impl App {
         let state = Arc::new(HttpState::new(
             pull,
             Arc::clone(&metrics),
-            crate::reload::live(config, upstreams, access),
+            crate::reload::live(
+                config,
+                Origins::new(upstreams, &config.upstreams, None),
+                access,
+            ),
         ));
         let tls = match &config.tls {
             Some(settings) => Some(Arc::new(

@@ -23,6 +23,7 @@ use berth_access::Access;
 use berth_config::Config;
 use berth_http::{HttpState, Live};
 use berth_metrics::Metrics;
+use berth_pull::Origins;
 use berth_tls::Tls;
 use berth_upstream::{OwnListeners, UpstreamSet};
 use std::path::PathBuf;
@@ -113,7 +114,7 @@ impl Reloader {
         };
         let current = self.state.live();
         self.state.live.store(Arc::new(Live {
-            upstreams: Arc::clone(&current.upstreams),
+            origins: Arc::clone(&current.origins),
             domain: current.domain.clone(),
             access: Arc::new(access),
             url302: current.url302.clone(),
@@ -170,9 +171,14 @@ impl Reloader {
         {
             tracing::warn!("log_level not changed: {e}");
         }
+        let origins = Origins::new(
+            upstreams,
+            &config.upstreams,
+            Some(&self.state.live().origins),
+        );
         self.state
             .live
-            .store(Arc::new(live(&config, upstreams, access)));
+            .store(Arc::new(live(&config, origins, access)));
         for warning in config.warnings() {
             tracing::warn!("{warning}");
         }
@@ -232,9 +238,9 @@ fn keep_running(new: &mut Config, old: &Config) {
 }
 
 /// The settings a reload can replace, as `config` gives them.
-pub(crate) fn live(config: &Config, upstreams: UpstreamSet, access: Access) -> Live {
+pub(crate) fn live(config: &Config, origins: Origins, access: Access) -> Live {
     Live {
-        upstreams: Arc::new(upstreams),
+        origins: Arc::new(origins),
         domain: config.domain.clone(),
         access: Arc::new(access),
         url302: config.url302.clone(),

@@ -3,11 +3,15 @@
 //! finishes whole; a bad file is refused and the old settings stay;
 //! settings that need a restart say so; a file change that would loosen
 //! access (as a half-written file does) waits for SIGHUP; the htpasswd
-//! file is watched; SIGHUP reloads too.
+//! file is watched; SIGHUP reloads too; and each key the docs say
+//! reloads (an upstream's `url`, `domain`, `url302`, `[limits]` rates)
+//! applies to the next request. `tag_ttl` and `list_ttl` are reloaded by
+//! the tests that move past them (`tag_answers`, `listings`).
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::{Berth, Upstream};
+use berth_testkit::fake_upstream::FakeUpstream;
+use berth_testkit::{Berth, Upstream, upstream_toml};
 use std::time::{Duration, Instant};
 
 /// Poll `check` for up to 10 s.
@@ -208,4 +212,70 @@ async fn sighup_reloads_the_file() {
         "{}",
         berth.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_key_the_docs_say_reloads_applies_to_the_next_request() {
+    let (first, second) = (FakeUpstream::start().await, FakeUpstream::start().await);
+    for fake in [&first, &second] {
+        fake.manifest("latest");
+    }
+    let upstreams = |url: &str| {
+        format!(
+            "{}{}",
+            upstream_toml("fake.test", url, "default = true\ntag_ttl = \"0s\""),
+            upstream_toml(
+                "closed.test",
+                "http://127.0.0.1:9",
+                "host_prefix = \"closed\""
+            )
+        )
+    };
+    let before = upstreams(&first.url);
+    let berth = Berth::start(&before);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let manifest = format!("{}/v2/proj/app/manifests/latest", berth.url());
+    let get = async |url: &str, host: Option<&str>| {
+        let mut request = client.get(url);
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        request.send().await.unwrap()
+    };
+    let by_host = Some("closed.mirror.test");
+    assert_eq!(get(&manifest, by_host).await.status(), 200, "no domain yet");
+    assert_eq!(get(&format!("{}/", berth.url()), None).await.status(), 200);
+    let tag = "/v2/proj/app/manifests/latest";
+    let asked_first = first.count(tag);
+    assert!(asked_first > 0);
+
+    // The upstream's url, `domain` and `url302` change.
+    let after = format!(
+        "domain = \"mirror.test\"\nurl302 = \"https://docs.example/\"\n{}",
+        upstreams(&second.url)
+    );
+    berth.reconfigure(&before, &after);
+    assert_eq!(get(&manifest, None).await.status(), 200);
+    assert!(second.count(tag) > 0, "the new url was not asked");
+    assert_eq!(first.count(tag), asked_first, "the old url was asked");
+    let routed = get(&manifest, by_host).await;
+    assert_eq!(
+        routed.status(),
+        502,
+        "closed.mirror.test goes to closed.test"
+    );
+    let home = get(&format!("{}/", berth.url()), None).await;
+    assert_eq!(home.status(), 302);
+    assert_eq!(home.headers()["location"], "https://docs.example/");
+
+    // `[limits]` rates: one request a second, none above it.
+    berth.reconfigure(&after, &format!("{after}\n[limits]\nrate = 1\nburst = 0\n"));
+    let statuses = [
+        get(&manifest, None).await.status(),
+        get(&manifest, None).await.status(),
+    ];
+    assert_eq!(statuses.map(|s| s.as_u16()), [200, 429]);
 }

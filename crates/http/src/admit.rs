@@ -9,7 +9,7 @@
 use crate::error::ApiError;
 use crate::route::Route;
 use berth_oci::{ErrorCode, RepoName};
-use berth_pull::Origin;
+use berth_pull::{Origin, Origins};
 use berth_upstream::{Upstream, UpstreamSet};
 use http::StatusCode;
 use std::sync::Arc;
@@ -34,21 +34,25 @@ pub(crate) struct RequestMeta<'a> {
 
 /// Bind `route` to an upstream.
 pub(crate) fn admit(
-    upstreams: &UpstreamSet,
+    origins: &Origins,
     domain: Option<&str>,
     route: &Route,
     meta: &RequestMeta<'_>,
 ) -> Result<Admitted, ApiError> {
-    let (upstream, repo) = select(upstreams, domain, route, meta)?;
+    let (upstream, repo) = select(origins.upstreams(), domain, route, meta)?;
+    let origin = origins.of(upstream).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unknown,
+            "the upstream has no origin in this configuration",
+        )
+    })?;
     let repo = if upstream.config().auto_library && repo.segments() == 1 {
         repo.with_prefix("library").map_err(ApiError::bad_name)?
     } else {
         repo
     };
-    Ok(Admitted {
-        origin: Origin::of(upstream),
-        repo,
-    })
+    Ok(Admitted { origin, repo })
 }
 
 /// The upstream a `/v2/` request is about: by `?ns=`, then a host prefix,
@@ -141,9 +145,10 @@ mod tests {
     use berth_config::Config;
     use berth_metrics::Metrics;
 
-    fn set() -> UpstreamSet {
+    fn set() -> Origins {
         let config = Config::embedded(&|_| None).unwrap();
-        UpstreamSet::new(&config.upstreams, &Arc::new(Metrics::new())).unwrap()
+        let set = UpstreamSet::new(&config.upstreams, &Arc::new(Metrics::new())).unwrap();
+        Origins::new(set, &config.upstreams, None)
     }
 
     fn pick(path: &str, meta: &RequestMeta<'_>) -> Result<(String, String), ApiError> {

@@ -36,7 +36,7 @@ pub(crate) async fn catalog(
         .await?
         .into_iter()
         .filter_map(|key| {
-            let upstream = live.upstreams.by_name(&key.upstream)?;
+            let upstream = live.origins.upstreams().by_name(&key.upstream)?;
             let config = upstream.config();
             if config.auth_mode == AuthMode::Passthrough {
                 return None;

@@ -38,8 +38,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use berth_access::Access;
 use berth_metrics::Metrics;
-use berth_pull::PullService;
-use berth_upstream::UpstreamSet;
+use berth_pull::{Origins, PullService};
 use budget::BodyBudget;
 use error::ApiError;
 use http::{HeaderMap, HeaderValue, Method, header};
@@ -74,8 +73,9 @@ pub struct HttpState {
 /// The settings a reload can change while berth serves.
 #[derive(Debug)]
 pub struct Live {
-    /// Configured upstreams (with their transport and cache policy).
-    pub upstreams: Arc<UpstreamSet>,
+    /// Configured upstreams: their clients, and each one's origin (with
+    /// its cache policy) as a request takes it.
+    pub origins: Arc<Origins>,
     /// Base domain for Host routing.
     pub domain: Option<String>,
     /// Who may use the mirror.
@@ -283,7 +283,8 @@ async fn dispatch(
     if ping {
         access::rules(&live.access, &caller, request, None)?;
         // A pass-through registry's clients log in to it through berth.
-        if let Some(upstream) = admit::ping_upstream(&live.upstreams, live.domain.as_deref(), &meta)
+        if let Some(upstream) =
+            admit::ping_upstream(live.origins.upstreams(), live.domain.as_deref(), &meta)
             && upstream.config().auth_mode == berth_config::AuthMode::Passthrough
             && !request.headers.contains_key(header::AUTHORIZATION)
         {
@@ -310,7 +311,7 @@ async fn dispatch(
     {
         return Err(ApiError::read_only());
     }
-    let mut admitted = admit::admit(&live.upstreams, live.domain.as_deref(), &route, &meta)?;
+    let mut admitted = admit::admit(&live.origins, live.domain.as_deref(), &route, &meta)?;
     trail.upstream = Some(admitted.origin.name().to_owned());
     trail.repo = Some(admitted.repo.to_string());
     let target = access::Target {

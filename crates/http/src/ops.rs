@@ -96,7 +96,8 @@ async fn stats(State(state): State<Arc<HttpState>>) -> Response {
     let totals = s.upstreams();
     let live = state.live();
     let upstreams: Vec<Value> = live
-        .upstreams
+        .origins
+        .upstreams()
         .all()
         .iter()
         .map(|u| {
@@ -190,5 +191,8 @@ pub(crate) fn routing_table(upstreams: &UpstreamSet, domain: Option<&str>) -> Va
 async fn routes(State(state): State<Arc<HttpState>>) -> Response {
     crate::count(&state.metrics, "routes", 200);
     let live = state.live();
-    json_answer(&routing_table(&live.upstreams, live.domain.as_deref()))
+    json_answer(&routing_table(
+        live.origins.upstreams(),
+        live.domain.as_deref(),
+    ))
 }

@@ -145,7 +145,8 @@ async fn relay(state: &HttpState, request: Request) -> Result<Response, ApiError
         .map(|(_, v)| v.clone())
         .ok_or_else(|| bad_request("the token request names no service"))?;
     let upstream = live
-        .upstreams
+        .origins
+        .upstreams()
         .by_name(&service)
         .filter(|u| u.config().auth_mode == AuthMode::Passthrough)
         .ok_or_else(|| {

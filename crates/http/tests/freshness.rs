@@ -12,7 +12,7 @@ use berth_cache::{MemoryIndex, MemoryStore};
 use berth_config::Config;
 use berth_http::{HttpState, Live, router};
 use berth_metrics::Metrics;
-use berth_pull::{ManualClock, PullService, Surroundings};
+use berth_pull::{ManualClock, Origins, PullService, Surroundings};
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
 use berth_upstream::UpstreamSet;
 use bytes::Bytes;
@@ -31,7 +31,7 @@ fn mirror(fake: &FakeUpstream, extra: &str, clock: &Arc<ManualClock>) -> Router 
     );
     let config = Config::from_toml(&text, &|_| None).unwrap();
     let metrics = Arc::new(Metrics::new());
-    let upstreams = Arc::new(UpstreamSet::new(&config.upstreams, &metrics).unwrap());
+    let upstreams = UpstreamSet::new(&config.upstreams, &metrics).unwrap();
     let surroundings = Surroundings {
         clock: clock.clone(),
         ..Surroundings::default()
@@ -44,7 +44,7 @@ fn mirror(fake: &FakeUpstream, extra: &str, clock: &Arc<ManualClock>) -> Router 
         surroundings,
     );
     let live = Live {
-        upstreams,
+        origins: Arc::new(Origins::new(upstreams, &config.upstreams, None)),
         domain: None,
         access: Arc::new(berth_access::Access::load(&config.access).unwrap()),
         url302: None,

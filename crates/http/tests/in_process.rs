@@ -15,7 +15,7 @@ use berth_cache::{BlobStore, IndexStore, MemoryIndex, MemoryStore};
 use berth_config::Config;
 use berth_http::{HttpState, Live, metrics_routes, router};
 use berth_metrics::Metrics;
-use berth_pull::PullService;
+use berth_pull::{Origins, PullService};
 use berth_testkit::checks::pseudo_random;
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
 use berth_upstream::UpstreamSet;
@@ -35,10 +35,10 @@ fn mirror(fake: &FakeUpstream, blobs: Arc<dyn BlobStore>, index: Arc<dyn IndexSt
     );
     let config = Config::from_toml(&text, &|_| None).unwrap();
     let metrics = Arc::new(Metrics::new());
-    let upstreams = Arc::new(UpstreamSet::new(&config.upstreams, &metrics).unwrap());
+    let upstreams = UpstreamSet::new(&config.upstreams, &metrics).unwrap();
     let pull = PullService::new(blobs, index, Arc::clone(&metrics), config.cache.eager_bytes);
     let live = Live {
-        upstreams,
+        origins: Arc::new(Origins::new(upstreams, &config.upstreams, None)),
         domain: None,
         access: Arc::new(berth_access::Access::load(&config.access).unwrap()),
         url302: None,

@@ -7,7 +7,8 @@ use crate::direct::verified_stream;
 use crate::fill::{FillHandle, FillJob, Joined};
 use crate::grants::Probe;
 use crate::misses::blob_key;
-use crate::source::{Download, Origin};
+use crate::origin::Origin;
+use crate::source::Download;
 use crate::{Outcome, PullError, PullService};
 use berth_cache::{BlobBytes, FileSpan, Hit, Lookup, SMALL_BLOB};
 use berth_oci::{Digest, RepoName, Resource};
@@ -50,14 +51,14 @@ impl PullService {
         FillJob {
             blobs: Arc::clone(&self.blobs),
             source: origin.source(),
-            policy: origin.policy.clone(),
+            policy: Arc::clone(&origin.policy),
             flights: Arc::clone(&self.flights),
             repo: repo.clone(),
             digest: *digest,
             metrics: Arc::clone(&self.metrics),
             disk: Arc::clone(&self.disk),
             misses: self.misses.clone(),
-            unattended: self.unattended_permits(origin),
+            unattended: Arc::clone(&origin.unattended),
             urgency: Urgency::now(),
             eager: None,
         }

@@ -62,7 +62,7 @@ fn job(store: &Arc<MemoryStore>, source: &Arc<Canned>, digest: Digest) -> FillJo
     FillJob {
         blobs: Arc::clone(store) as Arc<dyn BlobStore>,
         source: Arc::clone(source) as Arc<dyn FillSource>,
-        policy: CachePolicy::default(),
+        policy: Arc::new(CachePolicy::default()),
         flights: Arc::new(LocalFlights::default()),
         repo: "proj/app".parse().unwrap(),
         digest,

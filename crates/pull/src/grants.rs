@@ -11,7 +11,7 @@
 //! per credential and repository at a time, and a refusal is repeated for
 //! a few seconds without asking again.
 
-use crate::source::Origin;
+use crate::origin::Origin;
 use crate::{PullError, PullService};
 use berth_oci::{Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName};
 use berth_upstream::UpstreamError;

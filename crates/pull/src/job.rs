@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(super) struct FillJob {
     pub(super) blobs: Arc<dyn BlobStore>,
     pub(super) source: Arc<dyn FillSource>,
-    pub(super) policy: CachePolicy,
+    pub(super) policy: Arc<CachePolicy>,
     pub(super) flights: Arc<dyn FlightLock>,
     pub(super) repo: RepoName,
     pub(super) digest: Digest,

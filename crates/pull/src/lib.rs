@@ -21,6 +21,7 @@ mod links;
 mod listings;
 mod manifests;
 mod misses;
+mod origin;
 mod prefetch;
 mod provenance;
 mod shared;
@@ -34,7 +35,8 @@ pub use fill::RunningFill;
 pub use flight::{Flight, FlightLock, LocalFlights};
 pub use listings::{Listing, ListingAnswer, ListingRequest};
 pub use manifests::{ManifestAnswer, ManifestRequest};
-pub use source::{Download, DownloadBody, FillSource, Origin, UpstreamSource};
+pub use origin::{Origin, Origins};
+pub use source::{Download, DownloadBody, FillSource, UpstreamSource};
 
 use berth_cache::{BlobStore, CacheError, HotBlobs, HotManifests, IndexStore};
 use berth_metrics::Metrics;
@@ -138,10 +140,6 @@ impl From<CacheError> for PullError {
     }
 }
 
-/// Per upstream name: the `unattended_fills` a set of permits was sized
-/// from, and the set.
-type UnattendedSets = std::collections::HashMap<String, (usize, Arc<tokio::sync::Semaphore>)>;
-
 /// The engine. Built once at start-up and shared by every request.
 #[derive(Debug)]
 pub struct PullService {
@@ -162,9 +160,6 @@ pub struct PullService {
     flights: Arc<dyn FlightLock>,
     /// What decides whether a tag answer or listing is fresh.
     clock: Arc<dyn Clock>,
-    /// Per upstream: permits for fills that go on with no client waiting,
-    /// and the `unattended_fills` they were sized from.
-    unattended: std::sync::Mutex<UnattendedSets>,
     /// The eager byte budget, over every upstream (see `prefetch.rs`).
     eager: prefetch::EagerBudget,
     /// Blobs fetched ahead that no client asked for yet.
@@ -237,7 +232,6 @@ impl PullService {
             fills: fill::FillTable::default(),
             flights,
             clock,
-            unattended: std::sync::Mutex::default(),
             eager: prefetch::EagerBudget::new(eager_bytes),
             ahead: prefetch::FetchedAhead::default(),
             me: me.clone(),
@@ -257,24 +251,6 @@ impl PullService {
     /// The blob downloads running, with their progress.
     pub fn fills_in_flight(&self) -> Vec<RunningFill> {
         self.fills.running()
-    }
-
-    /// The permits for `origin`'s fills that go on with no client.
-    /// A reload that changes `unattended_fills` starts a new set of that
-    /// size; fills already holding a permit of the old set keep it.
-    fn unattended_permits(&self, origin: &Origin) -> Arc<tokio::sync::Semaphore> {
-        let share = origin.policy.fills.unattended_fills as usize;
-        let fresh = || (share, Arc::new(tokio::sync::Semaphore::new(share)));
-        match self.unattended.lock() {
-            Ok(mut all) => {
-                let entry = all.entry(origin.name().to_owned()).or_insert_with(fresh);
-                if entry.0 != share {
-                    *entry = fresh();
-                }
-                Arc::clone(&entry.1)
-            }
-            Err(_) => fresh().1,
-        }
     }
 }
 

@@ -10,7 +10,7 @@
 //! joined another repository's download: a HEAD under the requested name,
 //! one per repository and digest at a time.
 
-use crate::source::Origin;
+use crate::origin::Origin;
 use crate::{PullError, PullService};
 use berth_cache::RepoKey;
 use berth_oci::{Digest, MANIFEST_MEDIA_TYPES, Reference, RepoName, Resource, references};

@@ -4,7 +4,7 @@
 //! edge says a valid answer is (a tag list's shape, the links it keeps)
 //! is checked before anything is cached.
 
-use crate::source::Origin;
+use crate::origin::Origin;
 use crate::{Outcome, PullError, PullService};
 use berth_cache::{ListingKey, ListingRecord};
 use berth_oci::{RepoName, Resource};

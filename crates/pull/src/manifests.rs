@@ -4,7 +4,7 @@
 //! tag, see `tags.rs`.
 
 use crate::grants::Probe;
-use crate::source::Origin;
+use crate::origin::Origin;
 use crate::{Outcome, PullError, PullService};
 use berth_cache::{HotManifest, Lookup, TagKey};
 use berth_oci::{

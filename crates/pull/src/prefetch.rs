@@ -20,7 +20,7 @@
 
 use crate::PullService;
 use crate::manifests::ManifestRequest;
-use crate::source::Origin;
+use crate::origin::Origin;
 use berth_oci::{BlobRef, Digest, Reference, RepoName, references};
 use berth_upstream::Urgency;
 use std::collections::HashSet;

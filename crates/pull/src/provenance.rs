@@ -13,7 +13,7 @@
 //! digest is marked before its fetch starts, so a request that would join
 //! the download in flight already sees the mark.
 
-use crate::source::Origin;
+use crate::origin::Origin;
 use crate::{PullError, PullService};
 use berth_cache::RepoKey;
 use berth_oci::Digest;

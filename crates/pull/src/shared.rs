@@ -6,7 +6,7 @@
 //! `request_deadline`.
 
 use crate::flight::Flight;
-use crate::source::Origin;
+use crate::origin::Origin;
 use crate::{PullError, PullService};
 use berth_upstream::UpstreamError;
 use moka::sync::Cache;

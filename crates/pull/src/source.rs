@@ -1,12 +1,10 @@
-//! Where a fill's bytes come from, and the upstream a pull goes to.
+//! Where a fill's bytes come from.
 //!
 //! A fill reads a [`FillSource`]: today an upstream registry; another store
 //! tier (an object store in front of local disk) or another replica can be
-//! one too. [`Origin`] is what admission hands the engine: the upstream to
-//! ask, and the cache policy for what comes from it.
+//! one too.
 
 use async_trait::async_trait;
-use berth_config::{AuthMode, CachePolicy};
 use berth_oci::{Digest, RepoName};
 use berth_upstream::{Upstream, UpstreamError, Urgency};
 use bytes::Bytes;
@@ -55,8 +53,8 @@ pub trait FillSource: Send + Sync + Debug {
 /// mode), or with berth's when `client` is `None`.
 #[derive(Debug)]
 pub struct UpstreamSource {
-    upstream: Arc<Upstream>,
-    client: Option<Arc<str>>,
+    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) client: Option<Arc<str>>,
 }
 
 #[async_trait]
@@ -85,61 +83,5 @@ impl FillSource for UpstreamSource {
             size,
             body: Box::pin(body),
         })
-    }
-}
-
-/// The upstream a request goes to, with the cache policy for what comes
-/// from it, and (in pass-through mode) the client's own credentials.
-#[derive(Debug, Clone)]
-pub struct Origin {
-    /// The upstream client.
-    pub upstream: Arc<Upstream>,
-    /// How its answers are cached.
-    pub policy: CachePolicy,
-    /// The client's `Authorization`, sent upstream in place of berth's
-    /// tokens; only in pass-through mode.
-    client: Option<Arc<str>>,
-}
-
-impl Origin {
-    /// The origin of `upstream`, with the policy configured for it.
-    pub fn of(upstream: &Arc<Upstream>) -> Self {
-        Self {
-            policy: upstream.config().policy.clone(),
-            upstream: Arc::clone(upstream),
-            client: None,
-        }
-    }
-
-    /// This origin asked with a client's own `Authorization` (pass-through
-    /// mode; `None`: the client gave none and is anonymous).
-    pub fn for_client(self, authorization: Option<&str>) -> Self {
-        Self {
-            client: authorization.map(Arc::from),
-            ..self
-        }
-    }
-
-    /// Whether each client's credentials go upstream (pass-through mode).
-    pub fn is_passthrough(&self) -> bool {
-        self.upstream.config().auth_mode == AuthMode::Passthrough
-    }
-
-    /// The client's `Authorization` to send upstream, if any.
-    pub fn client(&self) -> Option<&str> {
-        self.client.as_deref()
-    }
-
-    /// Where this origin's blobs are filled from.
-    pub fn source(&self) -> Arc<dyn FillSource> {
-        Arc::new(UpstreamSource {
-            upstream: Arc::clone(&self.upstream),
-            client: self.client.clone(),
-        })
-    }
-
-    /// The upstream's name.
-    pub fn name(&self) -> &str {
-        self.upstream.name()
     }
 }
