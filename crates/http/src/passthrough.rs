@@ -2,9 +2,10 @@
 //! logs in to that upstream through berth: `/v2/` and every refusal answer
 //! 401 with a bearer challenge whose realm is berth's own token endpoint
 //! (`/token`, also `/auth/token`), which relays the client's credentials to
-//! the upstream's realm (`berth_upstream::TokenAsk`). Scopes are rewritten
-//! from the names clients use to the names upstream knows (`library/` on
-//! Docker Hub), and a scope asks for push only where push is on.
+//! the upstream's realm through the engine (`PullService::relay_token`,
+//! which rewrites scopes from the names clients use to the names upstream
+//! knows, `library/` on Docker Hub, and asks for push only where push is
+//! on).
 //!
 //! The realm berth emits never carries a host a client made up: it is the
 //! request's `Host` only when that is the configured `domain` (or a host
@@ -20,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use berth_access::Limiter;
 use berth_config::AuthMode;
 use berth_oci::{ErrorCode, RepoName};
-use berth_upstream::{TokenAsk, Upstream};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -157,17 +157,13 @@ async fn relay(state: &HttpState, request: Request) -> Result<Response, ApiError
                 format!("service {shown:?} is no pass-through registry of this mirror"),
             )
         })?;
-    let params = relayed_params(upstream, params);
     let authorization = parts
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let reply = upstream
-        .relay_token(&TokenAsk {
-            method: parts.method.clone(),
-            params: &params,
-            authorization,
-        })
+    let reply = state
+        .pull
+        .relay_token(upstream, parts.method.clone(), params, authorization)
         .await?;
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = reply
@@ -182,37 +178,6 @@ async fn relay(state: &HttpState, request: Request) -> Result<Response, ApiError
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     api_headers(headers);
     Ok(response)
-}
-
-/// The parameters of a token request that go on to the realm: only those
-/// the token protocols define (GET and the OAuth2 POST), their names
-/// matched in any case and passed on in lower case, every scope rewritten
-/// to the upstream's names (see `upstream_scope`); `service` is the
-/// upstream's own, added by the relay.
-fn relayed_params(upstream: &Upstream, params: Vec<(String, String)>) -> Vec<(String, String)> {
-    const KNOWN: [&str; 9] = [
-        "scope",
-        "account",
-        "client_id",
-        "offline_token",
-        "grant_type",
-        "access_type",
-        "refresh_token",
-        "username",
-        "password",
-    ];
-    params
-        .into_iter()
-        .filter_map(|(k, v)| {
-            let name = KNOWN.into_iter().find(|n| k.eq_ignore_ascii_case(n))?;
-            let value = if name == "scope" {
-                upstream_scope(upstream, &v)?
-            } else {
-                v
-            };
-            Some((name.to_owned(), value))
-        })
-        .collect()
 }
 
 /// Requests per client address that reach upstream on credentials berth
@@ -268,108 +233,9 @@ fn bad_request(message: &str) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::Unsupported, message)
 }
 
-/// A client's scope as the upstream knows it: the repository name as
-/// routed (without the upstream's own path prefix, with `library/` where
-/// configured), and push only where push is on. Scopes of other kinds, and
-/// names that are no repository name, are dropped.
-fn upstream_scope(upstream: &Upstream, scope: &str) -> Option<String> {
-    let (kind, rest) = scope.split_once(':')?;
-    let (name, actions) = rest.rsplit_once(':')?;
-    if kind != "repository" {
-        return None;
-    }
-    let config = upstream.config();
-    let mut name: RepoName = name.parse().ok()?;
-    if let Some((first, rest)) = name.split_first()
-        && (first == config.name || config.aliases.iter().any(|a| a == first))
-    {
-        name = rest;
-    }
-    if config.auto_library && name.segments() == 1 {
-        name = name.with_prefix("library").ok()?;
-    }
-    let allowed: Vec<&str> = actions
-        .split(',')
-        .filter(|a| *a == "pull" || (*a == "push" && config.push))
-        .collect();
-    if allowed.is_empty() {
-        return None;
-    }
-    Some(format!("repository:{name}:{}", allowed.join(",")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_config::Config;
-    use berth_metrics::Metrics;
-    use berth_upstream::UpstreamSet;
-
-    fn hub(push: bool) -> Arc<Upstream> {
-        let mut config = Config::embedded(&|_| None).unwrap();
-        let mut hub = config.upstreams.remove(0);
-        assert_eq!(hub.name, "docker.io");
-        hub.auth_mode = AuthMode::Passthrough;
-        hub.push = push;
-        let set = UpstreamSet::new(&[hub], &Arc::new(Metrics::new())).unwrap();
-        Arc::clone(set.by_name("docker.io").unwrap())
-    }
-
-    #[test]
-    fn only_known_parameters_go_to_the_realm_whatever_their_case() {
-        let hub = hub(false);
-        let given = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect::<Vec<_>>()
-        };
-        let relayed = relayed_params(
-            &hub,
-            given(&[
-                ("Scope", "repository:alpine:push,delete"),
-                ("SCOPE", "repository:alpine:pull,push"),
-                ("Account", "alice"),
-                ("foo", "bar"),
-                ("Service", "elsewhere"),
-                ("grant_type", "password"),
-            ]),
-        );
-        assert_eq!(
-            relayed,
-            given(&[
-                ("scope", "repository:library/alpine:pull"),
-                ("account", "alice"),
-                ("grant_type", "password"),
-            ])
-        );
-    }
-
-    #[test]
-    fn scopes_are_rewritten_to_upstream_names() {
-        let up = hub(false);
-        let scope = |s: &str| upstream_scope(&up, s);
-        assert_eq!(
-            scope("repository:alpine:pull").as_deref(),
-            Some("repository:library/alpine:pull")
-        );
-        assert_eq!(
-            scope("repository:docker.io/org/app:pull").as_deref(),
-            Some("repository:org/app:pull")
-        );
-        assert_eq!(
-            scope("repository:org/app:pull,push").as_deref(),
-            Some("repository:org/app:pull")
-        );
-        assert_eq!(scope("repository:org/app:push"), None);
-        assert_eq!(scope("registry:catalog:*"), None);
-        assert_eq!(scope("repository:../x:pull"), None);
-        let pushing = hub(true);
-        assert_eq!(
-            upstream_scope(&pushing, "repository:org/app:pull,push").as_deref(),
-            Some("repository:org/app:pull,push")
-        );
-    }
 
     #[test]
     fn the_realm_never_carries_a_made_up_host() {

@@ -1,7 +1,7 @@
 //! Pushes through berth, in pass-through mode where `push = true`: blob
 //! uploads (POST, PATCH, PUT; monolithic and chunked) and manifest PUTs go
 //! to the upstream with the client's own credentials, their bodies
-//! streamed, never buffered (`berth_upstream::Write`). Anywhere else a
+//! streamed, never buffered (`berth_pull::PullService::forward_write`). Anywhere else a
 //! write is 405 `UNSUPPORTED`, and nothing is forwarded.
 //!
 //! Upstream's `Location` is rewritten to a path on berth, under the name
@@ -15,9 +15,8 @@ use crate::passthrough;
 use crate::route::{Endpoint, Route};
 use axum::body::Body;
 use axum::response::Response;
-use berth_oci::{ErrorCode, Reference, RepoName};
-use berth_pull::PullService;
-use berth_upstream::Write;
+use berth_oci::{ErrorCode, RepoName};
+use berth_pull::{ClientWrite, PullService, WriteTarget};
 use http::{HeaderValue, Method, StatusCode, header};
 
 /// Whether `method` on `endpoint` is a write berth may forward.
@@ -52,38 +51,30 @@ pub(crate) async fn forward(
     body: Body,
 ) -> Result<Response, ApiError> {
     let upstream = &admitted.origin.upstream;
-    if !(admitted.origin.is_passthrough() && upstream.config().push) {
+    if !PullService::takes_writes(&admitted.origin) {
         return Err(ApiError::read_only());
     }
-    let path = match &route.endpoint {
-        Endpoint::Upload(None) => format!("{}/blobs/uploads/", admitted.repo),
-        Endpoint::Upload(Some(session)) => format!("{}/blobs/uploads/{session}", admitted.repo),
-        Endpoint::Manifest(reference) => format!("{}/manifests/{reference}", admitted.repo),
+    let target = match &route.endpoint {
+        Endpoint::Upload(None) => WriteTarget::NewUpload,
+        Endpoint::Upload(Some(session)) => WriteTarget::Upload(session),
+        Endpoint::Manifest(reference) => WriteTarget::Manifest(reference),
         _ => return Err(ApiError::read_only()),
     };
     let query = upstream_query(request.query)?;
-    let write = Write {
+    let write = ClientWrite {
+        target,
         method: request.method.clone(),
-        path: &path,
         query: query.as_deref(),
         headers: request.headers,
-        client: admitted.origin.client(),
     };
-    let answer = upstream
-        .forward_write(&write, body.into_data_stream())
+    let answer = pull
+        .forward_write(
+            &admitted.origin,
+            &admitted.repo,
+            &write,
+            body.into_data_stream(),
+        )
         .await?;
-    if !matches!(answer.status, 401 | 403) {
-        pull.credential_accepted(&admitted.origin);
-    }
-    // A tag pushed through berth is not served from its old answers.
-    if let Endpoint::Manifest(Reference::Tag(tag)) = &route.endpoint
-        && (200..300).contains(&answer.status)
-        && let Err(e) = pull
-            .forget_tag(&admitted.origin, &admitted.repo, tag.as_str())
-            .await
-    {
-        tracing::warn!(error = %e, "could not drop the cached answers of a pushed tag");
-    }
     if answer.status == 401 {
         return Err(passthrough::unauthorized(
             request.base,

@@ -24,6 +24,7 @@ mod misses;
 mod origin;
 mod prefetch;
 mod provenance;
+mod relay;
 mod shared;
 mod source;
 mod tags;
@@ -36,6 +37,7 @@ pub use flight::{Flight, FlightLock, LocalFlights};
 pub use listings::{Listing, ListingAnswer, ListingRequest};
 pub use manifests::{ManifestAnswer, ManifestRequest};
 pub use origin::{Origin, Origins};
+pub use relay::{ClientWrite, WriteTarget};
 pub use source::{Download, DownloadBody, FillSource, UpstreamSource};
 
 use berth_cache::{BlobStore, CacheError, HotBlobs, HotManifests, IndexStore};
