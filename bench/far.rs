@@ -12,7 +12,7 @@
 use berth_testkit::bench_image::{self, BenchImage};
 use berth_testkit::report::{Table, median, ratio, secs};
 use berth_testkit::{
-    Berth, Containerd, Skopeo, Upstream, podman_pull, upstream_toml, write_hosts_toml,
+    Berth, Containerd, Skopeo, TestRegistry, podman_pull, upstream_toml, write_hosts_toml,
 };
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
@@ -91,7 +91,7 @@ async fn three_at_a_time(base: &str, image: &BenchImage, token: Option<&str>) ->
 
 /// What a cold pull of `image` through `berth` cost upstream, as
 /// "N token, N 401, N manifest GET, N GETs per blob (most)".
-async fn cold_pull_requests(up: &Upstream, hub: &str, image: &BenchImage) -> String {
+async fn cold_pull_requests(up: &TestRegistry, hub: &str, image: &BenchImage) -> String {
     let berth = Berth::start(hub);
     // Another repository first: berth learns the upstream's challenge.
     skopeo(
@@ -129,7 +129,7 @@ async fn cold_pull_requests(up: &Upstream, hub: &str, image: &BenchImage) -> Str
 
 /// Upstream manifest requests when skopeo, podman, containerd and the
 /// docker daemon's Accept set pull one tag through one berth.
-async fn mixed_clients(up: &Upstream, hub: &str) -> usize {
+async fn mixed_clients(up: &TestRegistry, hub: &str) -> usize {
     let berth = Berth::start(hub);
     up.reset_requests();
     let image = "docker.io/library/small:latest";
@@ -162,7 +162,7 @@ async fn mixed_clients(up: &Upstream, hub: &str) -> usize {
 #[tokio::main]
 async fn main() {
     let started = Instant::now();
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let image = bench_image::push(&up, "library/far", LAYER_MIB, LAYERS).await;
     up.set_delay(Some(ROUND_TRIP));
     up.set_rate(Some(RATE));

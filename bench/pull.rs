@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::report::{Table, f, ratio, secs};
-use berth_testkit::{Berth, Upstream, skopeo_copy_to_dir, upstream_toml};
+use berth_testkit::{Berth, TestRegistry, skopeo_copy_to_dir, upstream_toml};
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,7 @@ fn row(t: &mut Table, name: &str, berth: f64, direct: f64, goal: &str) {
 
 #[tokio::main]
 async fn main() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let big = &up.images().big;
     let image_bytes: u64 =
         big.blobs.iter().map(|b| b.size).sum::<u64>() + big.manifest.len() as u64;

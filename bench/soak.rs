@@ -7,7 +7,7 @@
 
 use berth_testkit::checks::sha256;
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
-use berth_testkit::{Berth, Upstream, upstream_toml};
+use berth_testkit::{Berth, TestRegistry, upstream_toml};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -47,7 +47,7 @@ async fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(600),
     );
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let fake = FakeUpstream::start().await;
     let cold: Vec<String> = (0..COLD_BLOBS)
         .map(|i| {

@@ -64,7 +64,7 @@ impl App {
                 "removed unfinished downloads left by a previous run"
             );
         }
-        blobs.keep(lifecycle(config)?);
+        blobs.start_lifecycle(lifecycle(config)?);
         let index = FsIndex::open(blobs.layout())
             .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
         let metrics = Arc::new(Metrics::new());

@@ -8,7 +8,7 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::{Berth, Skopeo, Upstream, podman_pull_with};
+use berth_testkit::{Berth, Skopeo, TestRegistry, podman_pull_with};
 use std::net::IpAddr;
 
 const USER: &str = "alice";
@@ -35,7 +35,7 @@ fn client_from(ip: &str) -> reqwest::Client {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logins_decide_who_pulls_with_real_clients() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let dir = tempfile::tempdir().unwrap();
     let berth = Berth::hub(&up.url(), &auth_toml(dir.path(), "anonymous = \"none\""));
     let image = "docker.io/library/small:latest";
@@ -141,7 +141,7 @@ async fn logins_decide_who_pulls_with_real_clients() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_from_one_address_gets_429_while_another_is_served() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "[limits]\nrate = 10\nburst = 20\n");
     let url = format!("{}/v2/", berth.url());
     let noisy = client_from("127.0.0.1");
@@ -171,7 +171,7 @@ async fn a_burst_from_one_address_gets_429_while_another_is_served() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rules_match_address_agent_repository_and_forwarded_clients() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(
         &up.url(),
         r#"[limits]
@@ -268,7 +268,7 @@ repository = "^library/secret"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_credentials_open_to_anyone_are_warned_about() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "username = \"u\"\npassword = \"p\"\n");
     let warning = "upstream credentials are configured (docker.io) but nothing limits who may pull";
     assert!(berth.log().contains(warning), "{}", berth.log());
@@ -283,7 +283,7 @@ async fn upstream_credentials_open_to_anyone_are_warned_about() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn outside_the_api_a_landing_page_or_the_configured_redirect_never_the_callers_host() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let plain = Berth::hub(&up.url(), "");
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -327,7 +327,7 @@ async fn outside_the_api_a_landing_page_or_the_configured_redirect_never_the_cal
 
 #[tokio::test(flavor = "multi_thread")]
 async fn browsers_of_the_configured_origin_get_cors_headers_and_others_none() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(
         &up.url(),
         "[access]\ncors_origins = [\"https://ui.example.com\"]\n",
@@ -386,7 +386,7 @@ async fn browsers_of_the_configured_origin_get_cors_headers_and_others_none() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_clients_credentials_cookies_and_own_headers_never_reach_upstream() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "");
     let client = reqwest::Client::new();
     let images = up.images();
@@ -430,7 +430,7 @@ async fn a_clients_credentials_cookies_and_own_headers_never_reach_upstream() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn region_rules_read_a_geoip_database() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("country.mmdb");
     berth_testkit::geoip::write_country_db(

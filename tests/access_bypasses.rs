@@ -9,10 +9,10 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::{Berth, Upstream, upstream_toml};
+use berth_testkit::{Berth, TestRegistry, upstream_toml};
 use std::net::IpAddr;
 
-fn hub(up: &Upstream) -> String {
+fn hub(up: &TestRegistry) -> String {
     upstream_toml(
         "docker.io",
         &up.url(),
@@ -34,7 +34,7 @@ async fn status(request: reqwest::RequestBuilder) -> u16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ipv4_rules_hold_on_a_dual_stack_listener() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     // An IPv6 socket on the IPv4-mapped loopback address: IPv4 clients
     // arrive as ::ffff:127.0.0.x, as on a `[::]` listener.
     let berth = Berth::start(&format!(
@@ -70,7 +70,7 @@ ip = ["127.0.0.3/32", "203.0.113.0/24"]
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_path_rule_sees_the_request_not_its_spelling() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::start(&format!(
         r#"[[access.rules]]
 name = "no-small"
@@ -112,7 +112,7 @@ path = "^/v2/library/small/"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_or_undecodable_user_agent_does_not_hide_from_a_deny_rule() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::start(&format!(
         r#"[[access.rules]]
 name = "no-scanners"
@@ -141,7 +141,7 @@ user_agent = "(?i)masscan"
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_wrong_passwords_are_counted_as_they_start() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("htpasswd");
     let hash = bcrypt::hash("correct horse", 8).unwrap();

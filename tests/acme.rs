@@ -10,13 +10,13 @@ use berth_testkit::checks::sample;
 use berth_testkit::pebble::Pebble;
 use berth_testkit::proc::free_port;
 use berth_testkit::tls::TestCa;
-use berth_testkit::{Berth, Upstream, upstream_toml};
+use berth_testkit::{Berth, TestRegistry, upstream_toml};
 use std::time::{Duration, Instant};
 
 const NAME: &str = "berth.test";
 
 fn config(
-    up: &Upstream,
+    up: &TestRegistry,
     pebble: &Pebble,
     ca: &TestCa,
     ports: (u16, u16),
@@ -58,8 +58,8 @@ async fn wait_for_log(berth: &Berth, pebble: &Pebble, line: &str, limit: Duratio
 async fn issued(
     challenge: &str,
     validity_secs: u64,
-) -> (Upstream, TestCa, (u16, u16), Pebble, String, Berth) {
-    let up = Upstream::start().await;
+) -> (TestRegistry, TestCa, (u16, u16), Pebble, String, Berth) {
+    let up = TestRegistry::start().await;
     let ca = TestCa::new();
     let ports = (free_port(), free_port());
     let pebble = Pebble::start(&ca, ports.1, ports.0, validity_secs);

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::checks::{cached, eventually_cached};
-use berth_testkit::{Berth, Skopeo, Upstream};
+use berth_testkit::{Berth, Skopeo, TestRegistry};
 
 const TOKEN: &str = "an-admin-token-of-some-length";
 
@@ -30,7 +30,7 @@ async fn status_of(url: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_endpoints_are_off_unless_configured() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "");
     let (status, body, _) = post(
         &format!("{}/admin/cache/purge?pattern=docker.io/**", berth.url()),
@@ -46,7 +46,7 @@ async fn admin_endpoints_are_off_unless_configured() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_listener_purges_with_its_token_and_keeps_metrics_off_the_public_port() {
-    let mut up = Upstream::start().await;
+    let mut up = TestRegistry::start().await;
     let images = up.images();
     let small = images.small.clone();
     let berth = Berth::hub(
@@ -134,7 +134,7 @@ async fn the_admin_listener_purges_with_its_token_and_keeps_metrics_off_the_publ
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_alone_puts_the_admin_endpoints_on_the_public_port() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), &format!("[admin]\ntoken = {TOKEN:?}\n"));
     let gc = format!("{}/admin/cache/gc", berth.url());
     assert_eq!(post(&gc, None).await.0, 401);

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::checks::eventually_cached;
-use berth_testkit::{Berth, Skopeo, Upstream};
+use berth_testkit::{Berth, Skopeo, TestRegistry};
 use std::process::{Command, Output};
 
 fn cache(config: &std::path::Path, args: &[&str]) -> Output {
@@ -68,7 +68,7 @@ fn every_cache_command_refuses_a_directory_that_is_not_a_store() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn du_ls_and_gc_describe_and_tidy_a_store_while_berth_serves_it() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let images = up.images();
     let berth = Berth::hub(&up.url(), "");
     pull_small_and_multi(&berth).await;
@@ -147,7 +147,7 @@ async fn du_ls_and_gc_describe_and_tidy_a_store_while_berth_serves_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn purge_removes_a_repository_from_disk_and_from_the_serving_berth() {
-    let mut up = Upstream::start().await;
+    let mut up = TestRegistry::start().await;
     let images = up.images();
     let (small, multi) = (&images.small, &images.multi);
     let mut berth = Berth::hub(&up.url(), "");

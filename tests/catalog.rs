@@ -4,7 +4,7 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::{Berth, Upstream};
+use berth_testkit::{Berth, TestRegistry};
 
 /// GET `url`: status, the `Link` header, and the repositories listed.
 async fn page(url: &str) -> (u16, Option<String>, Vec<String>) {
@@ -23,7 +23,7 @@ async fn page(url: &str) -> (u16, Option<String>, Vec<String>) {
 }
 
 /// Pull the manifests of `library/small` and `library/big` through `berth`.
-async fn cache_two(berth: &Berth, up: &Upstream) {
+async fn cache_two(berth: &Berth, up: &TestRegistry) {
     for image in [&up.images().small, &up.images().big] {
         let r = reqwest::Client::new()
             .get(format!(
@@ -41,7 +41,7 @@ async fn cache_two(berth: &Berth, up: &Upstream) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_catalog_lists_cached_repositories_a_page_at_a_time() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "");
     let (status, link, names) = page(&format!("{}/v2/_catalog", berth.url())).await;
     assert_eq!((status, link, names), (200, None, Vec::<String>::new()));
@@ -81,7 +81,7 @@ async fn the_catalog_lists_cached_repositories_a_page_at_a_time() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repository_the_rules_refuse_is_not_listed() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "");
     cache_two(&berth, &up).await;
     // A rule arrives that refuses library/big.

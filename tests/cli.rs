@@ -6,7 +6,7 @@
 use berth_cache::Layout;
 use berth_testkit as testkit;
 
-use berth_testkit::{Berth, Upstream, upstream_toml};
+use berth_testkit::{Berth, TestRegistry, upstream_toml};
 use std::process::Command;
 use std::time::Duration;
 
@@ -158,7 +158,7 @@ fn stale_spool_files_are_swept_at_start() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_drains_in_flight_downloads() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let blob = up.images().big.largest_blob().clone();
     let mut b = Berth::start(&upstream_toml("docker.io", &up.url(), "default = true"));
     up.set_throttle(Some(Duration::from_micros(100)));

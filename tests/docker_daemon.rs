@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::dockerd::{DockerDaemon, MirrorFrom};
-use berth_testkit::{Berth, Upstream};
+use berth_testkit::{Berth, TestRegistry};
 
 /// The repository digests docker records for `image`.
 fn repo_digests(daemon: &DockerDaemon, image: &str) -> String {
@@ -54,7 +54,7 @@ fn pull(daemon: &DockerDaemon, image: &str) {
 
 #[test]
 fn docker_pulls_through_berth_with_the_mirror_from_the_flag_and_from_daemon_json() {
-    let up = Upstream::start_blocking();
+    let up = TestRegistry::start_blocking();
     // With the upstream's credentials, so a namespaced private image can
     // be pulled too.
     let creds = format!(
@@ -106,7 +106,7 @@ fn docker_pulls_through_berth_with_the_mirror_from_the_flag_and_from_daemon_json
 
 #[test]
 fn docker_login_to_berth_then_pull_from_it() {
-    let up = Upstream::start_blocking();
+    let up = TestRegistry::start_blocking();
     let dir = tempfile::tempdir().unwrap();
     let htpasswd = dir.path().join("htpasswd");
     let hash = bcrypt::hash("s3cret-pass", 5).unwrap();
@@ -136,7 +136,7 @@ fn docker_login_to_berth_then_pull_from_it() {
 
 #[test]
 fn the_image_builds_from_scratch_and_serves_a_pull() {
-    let up = Upstream::start_blocking();
+    let up = TestRegistry::start_blocking();
     let daemon = DockerDaemon::start(MirrorFrom::Flag("http://127.0.0.1:9"));
     // The script users run, against this daemon, with a dev build.
     let root = env!("CARGO_MANIFEST_DIR");
@@ -226,7 +226,7 @@ fn the_image_builds_from_scratch_and_serves_a_pull() {
 
 #[test]
 fn docker_login_with_upstream_credentials_through_a_pass_through_berth() {
-    let up = Upstream::start_blocking();
+    let up = TestRegistry::start_blocking();
     let extra = format!(
         "auth_mode = \"passthrough\"\nrealm_hosts = [\"{}\"]\n",
         up.issuer().addr()

@@ -5,14 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::checks::{assert_range, blob_path, eventually_cached, oci_error, raw_get};
-use berth_testkit::{Berth, Upstream, upstream_toml};
+use berth_testkit::{Berth, TestRegistry, upstream_toml};
 
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 const DOCKER_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn small_blobs_are_answered_whole_and_in_ranges_from_memory() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let blob = small.blobs.iter().min_by_key(|b| b.size).unwrap().clone();
     let layer = small
@@ -54,7 +54,7 @@ async fn small_blobs_are_answered_whole_and_in_ranges_from_memory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ranges_and_head_lengths() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let berth = Berth::hub(&up.url(), "");
     let client = reqwest::Client::new();
@@ -133,7 +133,7 @@ async fn ranges_and_head_lengths() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn routing_by_prefix_host_ns_and_library() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let config = format!(
         "domain = \"mirror.test\"\n{}{}",
         upstream_toml("fallback.test", "http://127.0.0.1:9", "default = true"),
@@ -213,7 +213,7 @@ async fn routing_by_prefix_host_ns_and_library() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_client_gets_the_tag_answer_for_its_accept_set() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let list = &up.images().multi_docker;
     let amd64 = list
         .children
@@ -288,7 +288,7 @@ async fn each_client_gets_the_tag_answer_for_its_accept_set() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tag_lists_are_proxied_with_their_query() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "");
     let all: serde_json::Value = serde_json::from_slice(
         &reqwest::get(format!("{}/v2/small/tags/list", berth.url()))
@@ -327,7 +327,7 @@ async fn tag_lists_are_proxied_with_their_query() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_hostile_requests_are_refused() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "");
     up.reset_requests();
     let cases = [
@@ -411,7 +411,7 @@ async fn malformed_and_hostile_requests_are_refused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn referrers_are_proxied() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let berth = Berth::hub(&up.url(), "");
     up.reset_requests();

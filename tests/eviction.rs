@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::checks::{cached, pseudo_random, sha256};
-use berth_testkit::{Berth, PushedImage, Upstream, upstream_toml};
+use berth_testkit::{Berth, PushedImage, TestRegistry, upstream_toml};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use std::time::Duration;
 const LAYER: u32 = 1 << 20;
 
 /// Three images of one distinct 1 MiB layer each: a, b, c.
-async fn images(up: &Upstream) -> Vec<PushedImage> {
+async fn images(up: &TestRegistry) -> Vec<PushedImage> {
     let mut pushed = Vec::new();
     for (seed, name) in [(11, "a"), (12, "b"), (13, "c")] {
         let layer = pseudo_random(LAYER, seed);
@@ -97,7 +97,7 @@ async fn evicted(data: &Path, image: &PushedImage) -> bool {
 }
 
 /// A berth in front of `up` with `extra` config.
-fn start(up: &Upstream, extra: &str) -> Berth {
+fn start(up: &TestRegistry, extra: &str) -> Berth {
     Berth::start(&format!(
         "{extra}\n{}",
         upstream_toml(
@@ -121,7 +121,7 @@ async fn pull_in_order(berth: &Berth, pushed: &[PushedImage]) {
 
 /// Pulls a, b, c through a berth with `extra` config, in that order, and
 /// returns it.
-async fn pull_all(up: &Upstream, pushed: &[PushedImage], extra: &str) -> Berth {
+async fn pull_all(up: &TestRegistry, pushed: &[PushedImage], extra: &str) -> Berth {
     let berth = start(up, extra);
     pull_in_order(&berth, pushed).await;
     berth
@@ -129,7 +129,7 @@ async fn pull_all(up: &Upstream, pushed: &[PushedImage], extra: &str) -> Berth {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_least_recently_pulled_go_and_a_pinned_image_stays() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let pushed = images(&up).await;
     // How much the three take on this disk, with no cap.
     let measured = pull_all(&up, &pushed, "").await;
@@ -230,7 +230,7 @@ async fn the_least_recently_pulled_go_and_a_pinned_image_stays() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blob_evicted_while_a_client_reads_it_still_arrives_whole() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let pushed = images(&up).await;
     let big = &up.images().big;
     let layer = big.largest_blob();
@@ -280,7 +280,7 @@ async fn a_blob_evicted_while_a_client_reads_it_still_arrives_whole() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blob_larger_than_the_cap_is_served_uncached_and_evicts_nothing() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let pushed = images(&up).await;
     let big = &up.images().big;
     let layer = big.largest_blob();

@@ -9,11 +9,11 @@
 
 use berth_testkit::checks::{cached, eventually_cached, pseudo_random, sha256};
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
-use berth_testkit::{Berth, Skopeo, Upstream, upstream_toml};
+use berth_testkit::{Berth, Skopeo, TestRegistry, upstream_toml};
 use bytes::Bytes;
 
 /// The token requests the issuer answered for `scope`.
-fn token_requests(up: &Upstream, scope: &str) -> usize {
+fn token_requests(up: &TestRegistry, scope: &str) -> usize {
     up.issuer()
         .token_log()
         .iter()
@@ -23,7 +23,7 @@ fn token_requests(up: &Upstream, scope: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cold_pull_of_a_new_repository_costs_one_token_request_and_no_401() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let berth = Berth::hub(&up.url(), "");
     let copy = |image: &'static str| {
@@ -74,7 +74,7 @@ async fn get_manifest(berth: &Berth, path: &str) -> reqwest::Response {
 }
 
 /// The position of the first upstream request whose path ends with `end`.
-fn position(up: &Upstream, end: &str) -> usize {
+fn position(up: &TestRegistry, end: &str) -> usize {
     up.requests()
         .iter()
         .position(|r| r.path.ends_with(end))
@@ -83,7 +83,7 @@ fn position(up: &Upstream, end: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manifest_from_upstream_starts_the_downloads_of_its_blobs() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let berth = Berth::hub(&up.url(), "");
     get_manifest(&berth, "library/small/manifests/latest").await;
@@ -128,7 +128,7 @@ async fn a_manifest_from_upstream_starts_the_downloads_of_its_blobs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn eager_layers_off_fetches_only_what_clients_ask_for() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let berth = Berth::hub(&up.url(), "eager_layers = false");
     get_manifest(&berth, "library/small/manifests/latest").await;
@@ -153,7 +153,7 @@ async fn eager_layers_off_fetches_only_what_clients_ask_for() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prefetches_stay_within_the_eager_byte_budget() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let largest = small.largest_blob();
     assert!(largest.size > 256 << 10);
@@ -184,7 +184,7 @@ async fn prefetches_stay_within_the_eager_byte_budget() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_index_prefetches_only_the_platforms_configured() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let multi = &up.images().multi;
     let child = |platform: &str| {
         multi

@@ -8,7 +8,7 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::{Berth, Upstream};
+use berth_testkit::{Berth, TestRegistry};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
@@ -80,7 +80,7 @@ async fn until<F: std::future::Future<Output = bool>>(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_held_by_stalled_http2_connections_is_returned_after_they_close() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let big = up.images().big.largest_blob().clone();
     let berth = Berth::hub(&up.url(), "");
     let path = format!("/v2/library/big/blobs/{}", big.digest);
@@ -138,7 +138,7 @@ async fn memory_held_by_stalled_http2_connections_is_returned_after_they_close()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_http2_connections_together_hold_no_more_than_body_memory() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let big = up.images().big.largest_blob().clone();
     // Each connection may hold 4 MiB; all of them together, 16 MiB.
     let berth = Berth::hub(

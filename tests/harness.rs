@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // also in helpers outside #[test] fns
 
 use berth_testkit::{
-    Containerd, Skopeo, Upstream, podman_pull, skopeo_copy_to_dir, skopeo_inspect_raw,
+    Containerd, Skopeo, TestRegistry, podman_pull, skopeo_copy_to_dir, skopeo_inspect_raw,
     write_hosts_toml,
 };
 use reqwest::StatusCode;
@@ -18,7 +18,11 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn get_token(up: &Upstream, scope: &str, creds: Option<(&str, &str)>) -> reqwest::Response {
+async fn get_token(
+    up: &TestRegistry,
+    scope: &str,
+    creds: Option<(&str, &str)>,
+) -> reqwest::Response {
     let url = url::Url::parse_with_params(
         &up.issuer().realm(),
         [("service", "registry.test"), ("scope", scope)],
@@ -31,7 +35,7 @@ async fn get_token(up: &Upstream, scope: &str, creds: Option<(&str, &str)>) -> r
     req.send().await.unwrap()
 }
 
-async fn token(up: &Upstream, scope: &str, creds: Option<(&str, &str)>) -> String {
+async fn token(up: &TestRegistry, scope: &str, creds: Option<(&str, &str)>) -> String {
     let resp = get_token(up, scope, creds).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
@@ -43,7 +47,7 @@ async fn token(up: &Upstream, scope: &str, creds: Option<(&str, &str)>) -> Strin
 
 #[tokio::test]
 async fn skopeo_pulls_directly_and_the_tap_counts() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let src = format!("{}/{}", up.host(), small.reference());
 
@@ -72,7 +76,7 @@ async fn skopeo_pulls_directly_and_the_tap_counts() {
 
 #[tokio::test]
 async fn token_policy_is_enforced_by_the_registry() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let http = client();
     let manifest = |repo: &str| format!("{}/v2/{repo}/manifests/latest", up.url());
     let accept = up.images().small.media_type.clone();
@@ -154,7 +158,7 @@ async fn token_policy_is_enforced_by_the_registry() {
 
 #[tokio::test]
 async fn tap_is_transparent_for_heads_and_big_blobs() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let http = client();
     let big = &up.images().big;
     let t = token(&up, "repository:library/big:pull", None).await;
@@ -201,7 +205,7 @@ async fn tap_is_transparent_for_heads_and_big_blobs() {
 
 #[tokio::test]
 async fn stop_refuses_connections_and_restart_recovers() {
-    let mut up = Upstream::start().await;
+    let mut up = TestRegistry::start().await;
     let v2 = format!("{}/v2/", up.url());
     up.fail_next(1, 503);
     assert_eq!(
@@ -226,7 +230,7 @@ async fn stop_refuses_connections_and_restart_recovers() {
 
 #[tokio::test]
 async fn podman_pulls_through_a_mirror_location() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let imgs = up.images();
     let digest = podman_pull(&up.host(), "docker.io/library/small:latest")
         .await
@@ -238,7 +242,7 @@ async fn podman_pulls_through_a_mirror_location() {
 
 #[tokio::test]
 async fn containerd_pulls_through_a_hosts_toml_mirror() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let ctrd = Containerd::start().await;
     let hosts = tempfile::tempdir().unwrap();
     write_hosts_toml(hosts.path(), "docker.io", &up.url(), false);
@@ -264,7 +268,7 @@ async fn containerd_pulls_through_a_hosts_toml_mirror() {
 
 #[tokio::test]
 async fn skopeo_mirror_mode_sends_mirror_credentials() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let private = &up.images().private_small;
     let anonymous = Skopeo::new().mirror(&up.host());
     assert!(

@@ -8,13 +8,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::tls::{LeafFiles, TestCa, rotate};
-use berth_testkit::{Berth, Containerd, Skopeo, Upstream, podman_pull_tls, write_hosts_toml_ca};
+use berth_testkit::{
+    Berth, Containerd, Skopeo, TestRegistry, podman_pull_tls, write_hosts_toml_ca,
+};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// berth on HTTPS with `leaf`, Docker Hub at `up`, plus `extra`.
-fn https_berth(up: &Upstream, leaf: &LeafFiles, extra: &str) -> Berth {
+fn https_berth(up: &TestRegistry, leaf: &LeafFiles, extra: &str) -> Berth {
     Berth::hub(&up.url(), &format!("{}{extra}", leaf.tls_toml()))
 }
 
@@ -47,7 +49,7 @@ fn curl(ca: &TestCa, url: &str, http2: bool) -> (String, String, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn real_clients_pull_over_https_and_verify_the_certificate() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let images = up.images();
     let ca = TestCa::new();
     let leaf = ca.issue("berth", 2090);
@@ -170,7 +172,7 @@ async fn ask<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(conn: &mut
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_certificate_reaches_new_connections_and_held_ones_keep_working() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let ca = TestCa::new();
     let served = ca.issue("served", 2090);
     let mut berth = https_berth(&up, &served, "");
@@ -227,7 +229,7 @@ async fn a_rotated_certificate_reaches_new_connections_and_held_ones_keep_workin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_plain_listener_redirects_to_a_configured_name() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let ca = TestCa::new();
     let leaf = ca.issue_for("berth", &["mirror.test", "*.mirror.test"], 2090);
     let berth = https_berth(&up, &leaf, "redirect_listen = \"127.0.0.1:0\"\n");

@@ -7,7 +7,7 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::{Berth, Upstream};
+use berth_testkit::{Berth, TestRegistry};
 
 /// Status, `Warning` and body of a GET.
 async fn get(url: &str) -> (u16, Option<String>, Vec<u8>) {
@@ -25,7 +25,7 @@ async fn get(url: &str) -> (u16, Option<String>, Vec<u8>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tag_lists_are_cached_per_page_and_served_stale_in_an_outage() {
-    let mut up = Upstream::start().await;
+    let mut up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "list_ttl = \"1h\"");
     let all = format!("{}/v2/library/small/tags/list", berth.url());
     let page = format!("{all}?n=1&last=latest");
@@ -41,7 +41,7 @@ async fn tag_lists_are_cached_per_page_and_served_stale_in_an_outage() {
         assert_eq!(get(&all).await.2, all_body);
         assert_eq!(get(&page).await.2, page_body);
     }
-    let fetched = |up: &Upstream| {
+    let fetched = |up: &TestRegistry| {
         up.requests()
             .iter()
             .filter(|r| r.path.ends_with("/tags/list") && r.status == 200)

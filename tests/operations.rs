@@ -5,11 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::checks::sample;
-use berth_testkit::{Berth, Upstream};
+use berth_testkit::{Berth, TestRegistry};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_metrics_and_failed_pulls_are_counted() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "");
     for _ in 0..3 {
         let r = reqwest::get(format!("{}/health", berth.url()))
@@ -82,7 +82,7 @@ async fn health_metrics_and_failed_pulls_are_counted() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_repositorys_tag_list_says_name_unknown() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "");
     let r = reqwest::get(format!("{}/v2/library/nothing/tags/list", berth.url()))
         .await
@@ -126,7 +126,7 @@ async fn json(url: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stats_and_routes_say_what_the_mirror_did() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(
         &up.url(),
         "aliases = [\"hub\"]\n[cache]\nmax_size = \"1GiB\"\n",
@@ -209,7 +209,7 @@ async fn stats_and_routes_say_what_the_mirror_did() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_an_admin_listener_stats_and_routes_live_there() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "[admin]\nlisten = \"127.0.0.1:0\"\n");
     let admin = berth.admin_url().await;
     for path in ["/stats", "/routes"] {
@@ -224,7 +224,7 @@ async fn with_an_admin_listener_stats_and_routes_live_there() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_shows_what_stats_says() {
     use berth_testkit::chromium::{attribute_of, dump_dom, screenshot, text_of};
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "[cache]\nmax_size = \"1GiB\"\n");
     pull_twice_and_miss_once(&berth).await;
     let stats = json(&format!("{}/stats", berth.url())).await;
@@ -289,7 +289,7 @@ async fn the_dashboard_shows_what_stats_says() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_fits_800_and_1280_pixels_and_knows_the_size_without_a_cap() {
     use berth_testkit::chromium::{attribute_of, dump_dom_at, text_of};
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     // A long mirror URL, as real ones are, and no size cap.
     let berth = Berth::hub(
         &up.url(),
@@ -327,7 +327,7 @@ async fn the_dashboard_fits_800_and_1280_pixels_and_knows_the_size_without_a_cap
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_latency_errors_and_cache_gauges_are_exported() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "[cache]\nmax_size = \"1GiB\"\n");
     let small = &up.images().small;
     let r = reqwest::Client::new()
@@ -413,7 +413,7 @@ async fn docker_hubs_ratelimit_remaining_is_a_gauge() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_response_cut_off_at_the_end_of_the_grace_period_is_logged() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let mut berth = Berth::hub(&up.url(), "");
     let big = up.images().big.largest_blob().clone();
     // 48 MiB at 1 MiB/s: far longer than the harness's 2 s grace.

@@ -9,13 +9,13 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::{Berth, Upstream, upstream_toml};
+use berth_testkit::{Berth, TestRegistry, upstream_toml};
 use std::net::IpAddr;
 
 const TOKEN: &str = "0123456789abcdef-admin";
 const OPS: [&str; 4] = ["/stats", "/routes", "/metrics", "/dashboard"];
 
-fn hub(up: &Upstream) -> String {
+fn hub(up: &TestRegistry) -> String {
     upstream_toml(
         "docker.io",
         &up.url(),
@@ -25,7 +25,7 @@ fn hub(up: &Upstream) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ops_routes_on_the_public_port_obey_logins_and_rules() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("htpasswd");
     let hash = bcrypt::hash("correct horse", 4).unwrap();
@@ -82,7 +82,7 @@ ip = ["127.0.0.3/32"]
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tokenless_admin_listener_refuses_what_a_web_page_could_send() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::start(&format!("[admin]\nlisten = \"127.0.0.1:0\"\n{}", hub(&up)));
     let admin = berth.admin_url().await;
     let client = reqwest::Client::new();

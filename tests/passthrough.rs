@@ -6,10 +6,10 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::{Berth, Skopeo, Upstream, podman_pull_with};
+use berth_testkit::{Berth, Skopeo, TestRegistry, podman_pull_with};
 
 /// berth with the lab upstream as a pass-through Docker Hub.
-fn passthrough(up: &Upstream) -> Berth {
+fn passthrough(up: &TestRegistry) -> Berth {
     let extra = format!(
         "auth_mode = \"passthrough\"\nrealm_hosts = [\"{}\"]\n",
         up.issuer().addr()
@@ -21,7 +21,7 @@ const SECRET: &str = "docker.io/private/secret:latest";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn clients_log_in_to_the_upstream_through_berth() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = passthrough(&up);
     let secret = &up.images().private_secret;
     let dest = tempfile::tempdir().unwrap();
@@ -141,7 +141,7 @@ async fn token_via_berth(berth: &Berth, user: Option<(&str, &str)>, scope: &str)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cached_private_content_reaches_only_confirmed_clients() {
-    let mut up = Upstream::start().await;
+    let mut up = TestRegistry::start().await;
     let berth = passthrough(&up);
     let secret = up.images().private_secret.clone();
     let layer = secret.largest_blob().digest.clone();
@@ -226,7 +226,7 @@ async fn cached_private_content_reaches_only_confirmed_clients() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_emitted_url_carries_a_forged_host() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = passthrough(&up);
     let client = reqwest::Client::new();
     for path in ["/v2/", "/v2/private/secret/manifests/latest"] {
@@ -289,7 +289,7 @@ async fn skopeo_push_image(image: &str, dest: &str, creds: &str) -> Result<Strin
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pushes_go_upstream_with_the_clients_own_credentials() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let extra = format!(
         "auth_mode = \"passthrough\"\npush = true\nrealm_hosts = [\"{}\"]\n",
         up.issuer().addr()
@@ -380,7 +380,7 @@ async fn pushes_go_upstream_with_the_clients_own_credentials() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_are_refused_where_push_is_off() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let managed = Berth::hub(&up.url(), "");
     let passthrough_only = passthrough(&up);
     let client = reqwest::Client::new();
@@ -417,7 +417,7 @@ async fn writes_are_refused_where_push_is_off() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chunked_and_monolithic_uploads_follow_rewritten_locations() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let extra = format!(
         "auth_mode = \"passthrough\"\npush = true\nrealm_hosts = [\"{}\"]\n",
         up.issuer().addr()

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::checks::eventually_cached;
-use berth_testkit::{Berth, Upstream};
+use berth_testkit::{Berth, TestRegistry};
 use std::process::Output;
 
 async fn prefetch(berth: &Berth, args: &[&str]) -> Output {
@@ -18,7 +18,7 @@ async fn prefetch(berth: &Berth, args: &[&str]) -> Output {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prefetch_warms_images_once_and_reports_each_layer() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let images = up.images();
     let berth = Berth::hub(&up.url(), "eager_layers = false");
     let out = prefetch(
@@ -96,7 +96,7 @@ async fn prefetch_warms_images_once_and_reports_each_layer() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prefetch_draws_progress_bars_on_a_terminal() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "");
     // `script` runs the command under a pseudo-terminal and copies what it
     // drew.
@@ -124,7 +124,7 @@ async fn prefetch_draws_progress_bars_on_a_terminal() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prefetch_file_is_warmed_by_the_server_at_start() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("prefetch.txt");

@@ -6,11 +6,11 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::{Berth, Skopeo, Upstream};
+use berth_testkit::{Berth, Skopeo, TestRegistry};
 
 /// berth with the lab upstream's `puller` credentials: it may read
 /// `private/`, and so may every client of it (the operator's choice).
-fn berth_with_credentials(up: &Upstream) -> Berth {
+fn berth_with_credentials(up: &TestRegistry) -> Berth {
     let creds = format!(
         "username = \"puller\"\npassword = \"pullpass\"\nrealm_hosts = [\"{}\"]\n",
         up.issuer().addr()
@@ -20,7 +20,7 @@ fn berth_with_credentials(up: &Upstream) -> Berth {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_private_digest_is_not_served_under_another_name() {
-    let mut up = Upstream::start().await;
+    let mut up = TestRegistry::start().await;
     let berth = berth_with_credentials(&up);
     let secret = &up.images().private_secret;
     let layer = secret.largest_blob().digest.clone();
@@ -103,7 +103,7 @@ async fn a_private_digest_is_not_served_under_another_name() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn links_are_kept_across_restarts() {
-    let mut up = Upstream::start().await;
+    let mut up = TestRegistry::start().await;
     let data = tempfile::tempdir().unwrap();
     let config = berth_testkit::upstream_toml(
         "docker.io",
@@ -155,7 +155,7 @@ fn modes_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u32)> {
 async fn cached_private_content_is_readable_by_berths_user_alone() {
     // The most common umask; berth is started with it.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = berth_with_credentials(&up);
     let dest = tempfile::tempdir().unwrap();
     Skopeo::new()
@@ -177,7 +177,7 @@ async fn cached_private_content_is_readable_by_berths_user_alone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn another_upstreams_head_does_not_unlock_content_fetched_with_credentials() {
     use berth_testkit::fake_upstream::{Canned, FakeUpstream};
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let secret = &up.images().private_secret;
     let layer = secret.largest_blob().digest.clone();
     // A second upstream that claims every digest it is asked about, and

@@ -7,10 +7,10 @@
 use berth_testkit as testkit;
 
 use berth_testkit::checks::{assert_dir_holds, eventually_cached, json, oci_error, sample};
-use berth_testkit::{Berth, Skopeo, Upstream, skopeo_copy_to_dir, upstream_toml};
+use berth_testkit::{Berth, Skopeo, TestRegistry, skopeo_copy_to_dir, upstream_toml};
 
 /// Requests upstream answered with success (the token dance adds 401s).
-fn answered(up: &Upstream, method: &str, path: &str) -> usize {
+fn answered(up: &TestRegistry, method: &str, path: &str) -> usize {
     up.requests()
         .iter()
         .filter(|r| r.method == method && r.path.contains(path) && r.status < 300)
@@ -19,7 +19,7 @@ fn answered(up: &Upstream, method: &str, path: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cold_pull_then_warm_pull_sends_nothing_upstream() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let berth = Berth::hub(&up.url(), "tag_ttl = \"5m\"");
     up.reset_requests();
@@ -80,7 +80,7 @@ async fn cold_pull_then_warm_pull_sends_nothing_upstream() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pulls_an_oci_index_and_a_docker_manifest_list() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "");
     for image in [&up.images().multi, &up.images().multi_docker] {
         let raw = Skopeo::new()
@@ -125,7 +125,7 @@ async fn pulls_an_oci_index_and_a_docker_manifest_list() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_credentials_open_private_repositories() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let private = &up.images().private_small;
 
     // Without credentials upstream refuses berth: a 403 DENIED, not a 404.
@@ -179,7 +179,7 @@ async fn upstream_credentials_open_private_repositories() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn expired_tags_are_revalidated_with_a_head() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     // With tag_ttl 0 every request is past it.
     let berth = Berth::hub(&up.url(), "tag_ttl = \"0s\"");
@@ -214,7 +214,7 @@ async fn expired_tags_are_revalidated_with_a_head() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn upstream_down_serves_cached_tags_stale_and_uncached_as_5xx() {
-    let mut up = Upstream::start().await;
+    let mut up = TestRegistry::start().await;
     let small = &up.images().small;
     let berth = Berth::hub(&up.url(), "tag_ttl = \"1h\"");
     let dest = tempfile::tempdir().unwrap();

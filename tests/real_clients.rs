@@ -5,11 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::checks::eventually_cached;
-use berth_testkit::{Berth, Containerd, Upstream, podman_pull, upstream_toml, write_hosts_toml};
+use berth_testkit::{
+    Berth, Containerd, TestRegistry, podman_pull, upstream_toml, write_hosts_toml,
+};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_pulls_docker_hub_images_through_a_mirror() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let berth = Berth::start(&upstream_toml(
         "docker.io",
@@ -32,7 +34,7 @@ async fn podman_pulls_docker_hub_images_through_a_mirror() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_reaches_other_registries_through_a_namespace_path() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let multi = &up.images().multi;
     // "ghcr.io" is served by the test upstream; the default upstream is a
     // closed port, so only path-prefix routing can make this pull work.
@@ -65,7 +67,7 @@ async fn podman_reaches_other_registries_through_a_namespace_path() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn containerd_pulls_through_hosts_toml_with_ns() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let multi = &up.images().multi;
     // No default upstream: a request that did not carry ?ns=docker.io
     // could not be routed, so a successful pull proves containerd sent it.
@@ -113,7 +115,7 @@ async fn containerd_pulls_through_hosts_toml_with_ns() {
 /// registry without one of its own.
 #[tokio::test(flavor = "multi_thread")]
 async fn containerd_takes_the_mirror_from_the_default_hosts_toml() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     // Two upstreams, neither the default: only ?ns= routes a request.
     let berth = Berth::start(&format!(

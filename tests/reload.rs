@@ -11,7 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::fake_upstream::FakeUpstream;
-use berth_testkit::{Berth, Upstream, upstream_toml};
+use berth_testkit::{Berth, TestRegistry, upstream_toml};
 use std::time::{Duration, Instant};
 
 /// Poll `check` for up to 10 s.
@@ -25,7 +25,7 @@ async fn eventually(what: &str, berth: &Berth, mut check: impl AsyncFnMut() -> b
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_file_applies_to_new_requests_and_spares_those_in_flight() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let rule = "[[access.rules]]\nname = \"no-small\"\naction = \"deny\"\nrepository = \"^library/small$\"\n";
     let berth = Berth::hub(&up.url(), "");
     let path = berth.config_path();
@@ -120,7 +120,7 @@ async fn a_changed_file_applies_to_new_requests_and_spares_those_in_flight() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_half_written_file_never_opens_the_mirror() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("htpasswd");
     let hash = bcrypt::hash("correct horse", 4).unwrap();
@@ -160,7 +160,7 @@ async fn a_half_written_file_never_opens_the_mirror() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_htpasswd_file_applies_at_once() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("htpasswd");
     let entry =
@@ -199,7 +199,7 @@ async fn a_changed_htpasswd_file_applies_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_reloads_the_file() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "");
     let before = berth.log().matches("configuration reloaded").count();
     berth.hangup();

@@ -9,7 +9,7 @@ use berth_testkit as testkit;
 
 use berth_testkit::checks::{oci_error, pseudo_random, sha256};
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
-use berth_testkit::{Berth, Upstream, skopeo_copy_to_dir, upstream_toml};
+use berth_testkit::{Berth, TestRegistry, skopeo_copy_to_dir, upstream_toml};
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ async fn get_manifest(berth: &Berth, path: &str) -> reqwest::Response {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fails_over_to_a_healthy_mirror_and_opens_the_breaker() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let broken = FakeUpstream::start().await;
     broken.set_status_all(Some(503));
     let berth = Berth::start(&upstream_toml(
@@ -61,7 +61,7 @@ async fn fails_over_to_a_healthy_mirror_and_opens_the_breaker() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn transient_5xx_is_retried_and_404_is_not() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "eager_layers = false");
     assert_eq!(
         get_manifest(&berth, "small/manifests/v1").await.status(),
@@ -129,7 +129,7 @@ async fn a_broken_blob_download_resumes_with_a_range_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_headers_time_out_as_504() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::hub(&up.url(), "header_timeout = \"500ms\"\nretries = 0");
     up.set_delay(Some(Duration::from_secs(3)));
     let started = std::time::Instant::now();
@@ -175,7 +175,7 @@ async fn the_concurrency_cap_queues_then_refuses() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn token_service_down_serves_cached_tags_stale() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     up.issuer().set_expires_in(Duration::from_secs(6));
     let small = &up.images().small;
     let berth = Berth::hub(&up.url(), "tag_ttl = \"1h\"\nretries = 1");

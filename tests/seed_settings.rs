@@ -4,11 +4,11 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_testkit::{Berth, Upstream};
+use berth_testkit::{Berth, TestRegistry};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn seed_variables_route_redirect_and_filter() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let host = up.host();
     let berth = Berth::start_with_env(
         // The url is left to the environment.

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::checks::{assert_range, cached, sample, sha256};
-use berth_testkit::{Berth, Upstream};
+use berth_testkit::{Berth, TestRegistry};
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,7 @@ async fn warm_token(berth: &Berth) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_first_pull_after_a_start_asks_with_a_token() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let blob = up.images().big.largest_blob().clone();
     let berth = Berth::hub(&up.url(), "");
     // berth learns the upstream's challenge in the background at start.
@@ -53,7 +53,7 @@ async fn the_first_pull_after_a_start_asks_with_a_token() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn thirty_two_concurrent_cold_gets_make_one_upstream_get() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let blob = up.images().big.largest_blob().clone();
     assert!(blob.size >= 48 << 20);
     let berth = Berth::hub(&up.url(), "");
@@ -108,7 +108,7 @@ async fn thirty_two_concurrent_cold_gets_make_one_upstream_get() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn download_streams_early_and_survives_clients_that_leave_or_stall() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let blob = up.images().big.largest_blob().clone();
     let expected = up.images().read_blob(&blob.digest);
     let berth = Berth::hub(&up.url(), "");

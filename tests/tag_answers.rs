@@ -8,7 +8,8 @@
 
 use berth_testkit::checks::eventually_cached;
 use berth_testkit::{
-    Berth, ChildManifest, Containerd, Skopeo, TestImage, Upstream, podman_pull, write_hosts_toml,
+    Berth, ChildManifest, Containerd, Skopeo, TestImage, TestRegistry, podman_pull,
+    write_hosts_toml,
 };
 
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -67,7 +68,7 @@ fn child<'a>(list: &'a TestImage, platform: &str) -> &'a ChildManifest {
 
 /// Upstream requests for the manifest of `repo` by tag `tag`, but for
 /// the one 401 that teaches berth the upstream's challenge.
-fn tag_requests(up: &Upstream, repo: &str, tag: &str) -> Vec<String> {
+fn tag_requests(up: &TestRegistry, repo: &str, tag: &str) -> Vec<String> {
     let path = format!("/v2/{repo}/manifests/{tag}");
     up.requests()
         .into_iter()
@@ -78,7 +79,7 @@ fn tag_requests(up: &Upstream, repo: &str, tag: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_kind_of_client_shares_one_tag_fetch() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let berth = Berth::hub(&up.url(), "");
     let image = "docker.io/library/small:latest";
@@ -122,7 +123,7 @@ async fn every_kind_of_client_shares_one_tag_fetch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_list_and_one_platform_of_it_never_cross() {
-    let mut up = Upstream::start().await;
+    let mut up = TestRegistry::start().await;
     let list = &up.images().multi_docker;
     let (amd64, arm64) = (child(list, "linux/amd64"), child(list, "linux/arm64"));
     let berth = Berth::hub(&up.url(), "tag_ttl = \"1h\"");
@@ -201,7 +202,7 @@ async fn a_list_and_one_platform_of_it_never_cross() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_outage_serves_a_narrower_client_the_answer_it_accepts() {
-    let mut up = Upstream::start().await;
+    let mut up = TestRegistry::start().await;
     let small = &up.images().small;
     let berth = Berth::hub(&up.url(), "tag_ttl = \"1h\"");
     let copied = tempfile::tempdir().unwrap();
@@ -238,7 +239,7 @@ async fn an_outage_serves_a_narrower_client_the_answer_it_accepts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revalidation_refreshes_every_answer_or_drops_them_all() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let list = &up.images().multi_docker;
     let (amd64, arm64) = (child(list, "linux/amd64"), child(list, "linux/arm64"));
     let berth = Berth::hub(&up.url(), "tag_ttl = \"1h\"");

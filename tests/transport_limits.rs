@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use berth_testkit::checks::sha256;
-use berth_testkit::{Berth, Upstream, upstream_toml};
+use berth_testkit::{Berth, TestRegistry, upstream_toml};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -87,7 +87,7 @@ impl AdminMetrics {
 
 /// The config of a mirror of `up` with `server` as its `[server]` table
 /// and metrics on an admin listener.
-fn capped(up: &Upstream, server: &str) -> String {
+fn capped(up: &TestRegistry, server: &str) -> String {
     format!(
         "{}\n[server]\n{server}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
         upstream_toml(
@@ -125,7 +125,7 @@ async fn stalled_h2_connection(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_http2_streams_cost_bounded_memory_and_no_threads() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let big = up.images().big.largest_blob().clone();
     let small = up.images().small.largest_blob().clone();
     let berth = Berth::hub(&up.url(), "");
@@ -210,7 +210,7 @@ async fn closed_within(tcp: &mut TcpStream, limit: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_and_idle_connections_are_timed_out_and_shed_at_the_cap() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let berth = Berth::start(&capped(
         &up,
         "max_connections = 20\nmax_connections_per_ip = 20\nheader_read_timeout = \"2s\"\nidle_timeout = \"3s\"",
@@ -265,7 +265,7 @@ async fn slow_and_idle_connections_are_timed_out_and_shed_at_the_cap() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn busy_connections_at_the_cap_turn_new_ones_away() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let big = up.images().big.largest_blob().clone();
     let berth = Berth::start(&capped(
         &up,

@@ -7,7 +7,7 @@
 
 use berth_testkit::checks::{pseudo_random, sha256};
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
-use berth_testkit::{Berth, Upstream, upstream_toml};
+use berth_testkit::{Berth, TestRegistry, upstream_toml};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -21,7 +21,7 @@ async fn counter(berth: &Berth, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn http1_blobs_go_out_with_sendfile_and_http2_gets_the_same_bytes() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let blob = up.images().big.largest_blob().clone();
     let berth = Berth::hub(&up.url(), "");
     let url = format!("{}/v2/library/big/blobs/{}", berth.url(), blob.digest);
@@ -108,7 +108,7 @@ async fn read_answer(conn: &mut BufReader<tokio::net::TcpStream>, head_only: boo
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_keep_alive_connection_mixes_file_bodies_with_other_answers() {
-    let up = Upstream::start().await;
+    let up = TestRegistry::start().await;
     let small = &up.images().small;
     let layer = small.largest_blob().clone();
     let expected = up.images().read_blob(&layer.digest);

@@ -1,7 +1,7 @@
 //! The 1 GiB single-layer image, built only for this benchmark (the test
 //! suite's images stay small) by the testkit's bench image builder.
 
-use berth_testkit::Upstream;
+use berth_testkit::TestRegistry;
 use berth_testkit::bench_image::{self, BenchImage};
 
 /// Size of the layer's one file.
@@ -37,7 +37,7 @@ impl BigImage {
 }
 
 /// Pushes the image (built on first use) into `up` and describes it.
-pub(crate) async fn push(up: &Upstream) -> BigImage {
+pub(crate) async fn push(up: &TestRegistry) -> BigImage {
     let image = bench_image::push(up, REPOSITORY, MIB, 1).await;
     assert_eq!(image.layers.len(), 1, "the big image has one layer");
     BigImage {

@@ -33,14 +33,14 @@ mod throughput;
 mod wrk;
 
 use berth_testkit::report::Table;
-use berth_testkit::{Berth, Upstream, upstream_toml};
+use berth_testkit::{Berth, TestRegistry, upstream_toml};
 use big_image::BigImage;
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
 /// What every measure shares.
 pub(crate) struct Ctx {
-    pub(crate) up: Upstream,
+    pub(crate) up: TestRegistry,
     /// The 1 GiB single-layer image, pushed into `up`.
     pub(crate) gib: BigImage,
     /// berth's config: docker.io at the upstream, tags trusted for 1 h.
@@ -118,7 +118,7 @@ fn selected(step: &str) -> bool {
 async fn main() {
     let started = Instant::now();
     sys::start_watcher();
-    let up = step!("starting the upstream", Upstream::start().await);
+    let up = step!("starting the upstream", TestRegistry::start().await);
     let gib = step!("pushing the 1 GiB image", big_image::push(&up).await);
     let hub = upstream_toml(
         "docker.io",

@@ -59,7 +59,7 @@ impl FsStore {
     /// Keep the store within `lifecycle` from now on (see `lifecycle/`),
     /// and write noted accesses to file times. Runs in tasks of the
     /// current tokio runtime.
-    pub fn keep(&self, lifecycle: Lifecycle) {
+    pub fn start_lifecycle(&self, lifecycle: Lifecycle) {
         self.keeper.start(self.layout.clone(), lifecycle);
     }
 
@@ -144,7 +144,7 @@ impl BlobStore for FsStore {
             Err(e) => return Err(CacheError::io("open", &path, e)),
         };
         let size = file.metadata().map_err(io_err("stat", &path))?.len();
-        self.keeper.access.note(digest);
+        self.keeper.last_use.note(digest);
         Ok(Lookup::Hit(Hit::file(Arc::new(file), size)))
     }
 
@@ -202,8 +202,8 @@ impl BlobStore for FsStore {
         .await
     }
 
-    fn record_access(&self, digest: &Digest) {
-        self.keeper.access.note(digest);
+    fn record_use(&self, digest: &Digest) {
+        self.keeper.last_use.note(digest);
     }
 
     fn on_removal(&self, hook: RemovalHook) {

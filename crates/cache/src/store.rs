@@ -150,7 +150,7 @@ pub trait BlobStore: Send + Sync + Debug {
 
     /// `digest` was served from a copy outside the store (memory): count
     /// it as used, for eviction by last use.
-    fn record_access(&self, _digest: &Digest) {}
+    fn record_use(&self, _digest: &Digest) {}
 
     /// Call `hook` with the digest of each blob the store removes.
     fn on_removal(&self, _hook: crate::RemovalHook) {}

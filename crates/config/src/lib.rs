@@ -10,6 +10,7 @@ mod admin;
 mod builtin;
 mod cache;
 mod checks;
+mod compat_env;
 mod file;
 mod fills;
 mod names;
@@ -17,7 +18,6 @@ mod parse;
 mod policy;
 mod resilience;
 mod secret;
-mod seeds;
 mod server;
 mod tls;
 mod validate;
@@ -28,11 +28,11 @@ pub use access::{
 };
 pub use admin::AdminSettings;
 pub use cache::CacheSettings;
+pub use compat_env::ignored_variables;
 pub use fills::{DEFAULT_MAX_BLOB_SIZE, FillLimits};
 pub use policy::CachePolicy;
 pub use resilience::Resilience;
 pub use secret::Secret;
-pub use seeds::ignored_variables;
 pub use server::{ServerLimits, byte_size};
 pub use tls::{AcmeSettings, CertFiles, Challenge, LETS_ENCRYPT, TlsSettings, well_formed_name};
 
@@ -250,6 +250,6 @@ impl Config {
 }
 
 #[cfg(test)]
-mod seeds_tests;
+mod compat_env_tests;
 #[cfg(test)]
 mod tests;

@@ -37,7 +37,7 @@ pub(super) fn build(parsed: Parsed, env: Env<'_>) -> Result<Config, ConfigError>
         order,
     } = parsed;
     let mut entries = builtin::entries(&raw);
-    let seed_mappings = crate::seeds::apply(&mut raw, &mut entries, env, &mut p);
+    let seed_mappings = crate::compat_env::apply(&mut raw, &mut entries, env, &mut p);
     let (listen_key, listen_text) = match env("BERTH_LISTEN") {
         Some(v) => ("BERTH_LISTEN", v),
         None => (

@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::response::Response;
 use berth_oci::{Digest, ErrorCode, Resource, Tag, check_tag_list};
 use berth_pull::{Listing, ListingAnswer, ListingRequest};
-use berth_upstream::Passthrough;
+use berth_upstream::RelayedAnswer;
 use http::{HeaderValue, StatusCode, header};
 
 fn bad_query(message: String) -> ApiError {
@@ -27,7 +27,7 @@ pub(crate) async fn tags(
     query: Option<&str>,
 ) -> Result<Response, ApiError> {
     let request = tags_suffix(query)?;
-    let check = |answer: Passthrough| {
+    let check = |answer: RelayedAnswer| {
         let list = check_tag_list(&answer.body).map_err(|e| e.to_string())?;
         Ok(Listing {
             content_type: "application/json".to_owned(),
@@ -105,7 +105,7 @@ pub(crate) async fn referrers(
     query: Option<&str>,
 ) -> Result<Response, ApiError> {
     let request = referrers_suffix(digest, query)?;
-    let check = |answer: Passthrough| {
+    let check = |answer: RelayedAnswer| {
         Ok(Listing {
             content_type: answer
                 .content_type

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// A blob ready to stream: stored, or still filling.
 #[derive(Debug)]
-pub struct BlobSource {
+pub struct OpenedBlob {
     /// Total size, when known (always for stored blobs).
     pub size: Option<u64>,
     /// How it was answered.
@@ -38,7 +38,7 @@ enum Body {
     Upstream(Download),
 }
 
-impl BlobSource {
+impl OpenedBlob {
     /// Whether byte ranges can be served (not for a direct upstream stream).
     pub fn seekable(&self) -> bool {
         !matches!(self.body, Body::Upstream(_))
@@ -73,7 +73,7 @@ impl PullService {
         origin: &Origin,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<BlobSource, PullError> {
+    ) -> Result<OpenedBlob, PullError> {
         let opened = self.open_guarded(origin, repo, digest).await;
         if opened.is_err() {
             self.metrics.cache("blob", "failed");
@@ -86,7 +86,7 @@ impl PullService {
         origin: &Origin,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<BlobSource, PullError> {
+    ) -> Result<OpenedBlob, PullError> {
         self.check_grant(origin, repo, Probe::Blob(digest)).await?;
         let linked = self.linked(origin, repo, digest).await?;
         if !linked && self.private_elsewhere(origin, digest).await? {
@@ -112,10 +112,10 @@ impl PullService {
         origin: &Origin,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<BlobSource, PullError> {
+    ) -> Result<OpenedBlob, PullError> {
         let ahead = self.ahead.take(digest);
         if let Some(bytes) = self.hot_blobs.get(digest) {
-            self.blobs.record_access(digest);
+            self.blobs.record_use(digest);
             return Ok(self.hit(digest, bytes.len() as u64, Body::Memory(bytes), ahead));
         }
         if let Lookup::Hit(hit) = self.blobs.lookup(digest).await? {
@@ -145,7 +145,7 @@ impl PullService {
             Outcome::Miss
         };
         self.metrics.cache("blob", outcome.as_str());
-        Ok(BlobSource {
+        Ok(OpenedBlob {
             size: handle.size,
             outcome,
             digest: *digest,
@@ -161,7 +161,7 @@ impl PullService {
         digest: &Digest,
         hit: Hit,
         ahead: bool,
-    ) -> Result<BlobSource, PullError> {
+    ) -> Result<OpenedBlob, PullError> {
         if hit.size() > SMALL_BLOB {
             return Ok(self.hit(digest, hit.size(), Body::Stored(hit), ahead));
         }
@@ -172,10 +172,10 @@ impl PullService {
 
     /// A blob of `size` bytes answered from the cache; `ahead`: one berth
     /// fetched ahead, asked for the first time.
-    fn hit(&self, digest: &Digest, size: u64, body: Body, ahead: bool) -> BlobSource {
+    fn hit(&self, digest: &Digest, size: u64, body: Body, ahead: bool) -> OpenedBlob {
         let outcome = if ahead { Outcome::Ahead } else { Outcome::Hit };
         self.metrics.cache("blob", outcome.as_str());
-        BlobSource {
+        OpenedBlob {
             size: Some(size),
             outcome,
             digest: *digest,
@@ -191,7 +191,7 @@ impl PullService {
         repo: &RepoName,
         digest: &Digest,
         download: Option<Download>,
-    ) -> Result<BlobSource, PullError> {
+    ) -> Result<OpenedBlob, PullError> {
         let download = match download {
             Some(d) => d,
             None => {
@@ -210,7 +210,7 @@ impl PullService {
             });
         }
         self.metrics.cache("blob", Outcome::Direct.as_str());
-        Ok(BlobSource {
+        Ok(OpenedBlob {
             size: download.size,
             outcome: Outcome::Direct,
             digest: *digest,
@@ -230,7 +230,7 @@ impl PullService {
         self.check_grant(origin, repo, Probe::Blob(digest)).await?;
         let cached = match self.hot_blobs.get(digest) {
             Some(bytes) => {
-                self.blobs.record_access(digest);
+                self.blobs.record_use(digest);
                 Some(bytes.len() as u64)
             }
             None => self.blobs.size(digest).await?,
@@ -245,7 +245,7 @@ impl PullService {
         self.check_not_missing(origin, repo, digest)?;
         let head = origin
             .upstream
-            .head_blob(repo, digest, origin.client())
+            .head_blob(repo, digest, origin.client_authorization())
             .await;
         let size = self.remember_missing(origin, repo, digest, head)?;
         self.link(origin, repo, &[*digest]).await;
@@ -300,7 +300,7 @@ impl PullService {
     /// end of a blob whose size is not known yet).
     pub async fn stream_blob(
         &self,
-        source: BlobSource,
+        source: OpenedBlob,
         start: u64,
         end: Option<u64>,
     ) -> Result<BlobBytes, PullError> {

@@ -63,14 +63,14 @@ impl Default for Grants {
 
 /// The key of a credential at an upstream, hashed.
 fn credential_key(origin: &Origin) -> Digest {
-    let credential = origin.client().unwrap_or("");
+    let credential = origin.client_authorization().unwrap_or("");
     Digest::of(format!("{}\n{credential}", origin.name()).as_bytes())
 }
 
 /// The key of a grant: the upstream, the repository and the credential,
 /// hashed so that no credential is kept in memory as it is.
 fn grant_key(origin: &Origin, repo: &RepoName) -> Digest {
-    let credential = origin.client().unwrap_or("");
+    let credential = origin.client_authorization().unwrap_or("");
     Digest::of(format!("{}\n{repo}\n{credential}", origin.name()).as_bytes())
 }
 
@@ -163,13 +163,13 @@ impl PullService {
                     .collect();
                 origin
                     .upstream
-                    .head_manifest(repo, reference, &accept, origin.client())
+                    .head_manifest(repo, reference, &accept, origin.client_authorization())
                     .await
                     .map(|_| ())
             }
             Probe::Blob(digest) => origin
                 .upstream
-                .head_blob(repo, digest, origin.client())
+                .head_blob(repo, digest, origin.client_authorization())
                 .await
                 .map(|_| ()),
         };

@@ -30,7 +30,7 @@ mod source;
 mod tags;
 mod writer;
 
-pub use blobs::BlobSource;
+pub use blobs::OpenedBlob;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fill::RunningFill;
 pub use flight::{Flight, FlightLock, LocalFlights};

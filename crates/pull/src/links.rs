@@ -99,13 +99,13 @@ impl PullService {
                 let reference = Reference::Digest(*digest);
                 origin
                     .upstream
-                    .head_manifest(repo, &reference, &accept, origin.client())
+                    .head_manifest(repo, &reference, &accept, origin.client_authorization())
                     .await?;
             }
             _ => {
                 origin
                     .upstream
-                    .head_blob(repo, digest, origin.client())
+                    .head_blob(repo, digest, origin.client_authorization())
                     .await?;
             }
         }

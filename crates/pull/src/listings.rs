@@ -8,7 +8,7 @@ use crate::origin::Origin;
 use crate::{Outcome, PullError, PullService};
 use berth_cache::{ListingKey, ListingRecord};
 use berth_oci::{RepoName, Resource};
-use berth_upstream::Passthrough;
+use berth_upstream::RelayedAnswer;
 use bytes::Bytes;
 
 /// A tag list or referrers answer as it is served.
@@ -52,7 +52,7 @@ impl PullService {
     pub async fn listing(
         &self,
         req: &ListingRequest<'_>,
-        check: impl Fn(Passthrough) -> Result<Listing, String> + Send + Sync,
+        check: impl Fn(RelayedAnswer) -> Result<Listing, String> + Send + Sync,
     ) -> Result<ListingAnswer, PullError> {
         let answer = self.cached_or_fetched_listing(req, check).await?;
         self.metrics
@@ -63,7 +63,7 @@ impl PullService {
     async fn cached_or_fetched_listing(
         &self,
         req: &ListingRequest<'_>,
-        check: impl Fn(Passthrough) -> Result<Listing, String> + Send + Sync,
+        check: impl Fn(RelayedAnswer) -> Result<Listing, String> + Send + Sync,
     ) -> Result<ListingAnswer, PullError> {
         let key = ListingKey {
             upstream: req.origin.name().to_owned(),
@@ -106,7 +106,12 @@ impl PullService {
                 let fetched = req
                     .origin
                     .upstream
-                    .passthrough(req.repo, req.request, req.kind, req.origin.client())
+                    .get_relayed(
+                        req.repo,
+                        req.request,
+                        req.kind,
+                        req.origin.client_authorization(),
+                    )
                     .await
                     .map_err(PullError::from)
                     .and_then(|answer| {

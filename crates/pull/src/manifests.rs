@@ -113,7 +113,7 @@ impl PullService {
             outcome,
         };
         if let Some(hot) = self.hot.get(digest) {
-            self.blobs.record_access(digest);
+            self.blobs.record_use(digest);
             return Ok(Some(answer(hot)));
         }
         let Some(stored) = self.index.manifest_type(digest).await? else {
@@ -287,7 +287,12 @@ impl PullService {
         match req
             .origin
             .upstream
-            .get_manifest(req.repo, req.reference, req.accept, req.origin.client())
+            .get_manifest(
+                req.repo,
+                req.reference,
+                req.accept,
+                req.origin.client_authorization(),
+            )
             .await
         {
             Err(e @ UpstreamError::NotFound { .. }) => {

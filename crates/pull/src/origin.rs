@@ -44,7 +44,7 @@ impl Origin {
     }
 
     /// The client's `Authorization` to send upstream, if any.
-    pub fn client(&self) -> Option<&str> {
+    pub fn client_authorization(&self) -> Option<&str> {
         self.client_authorization.as_deref()
     }
 

@@ -36,7 +36,7 @@ impl PullService {
     /// pass-through client's.
     fn credentialed(origin: &Origin) -> bool {
         if origin.is_passthrough() {
-            origin.client().is_some()
+            origin.client_authorization().is_some()
         } else {
             origin.upstream.config().credentials.is_some()
         }

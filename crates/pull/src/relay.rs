@@ -68,7 +68,7 @@ impl PullService {
             path: &path,
             query: write.query,
             headers: write.headers,
-            client: origin.client(),
+            client: origin.client_authorization(),
         };
         let answer = origin.upstream.forward_write(&sent, body).await?;
         if !matches!(answer.status, 401 | 403) {

@@ -91,7 +91,12 @@ impl PullService {
         match req
             .origin
             .upstream
-            .head_manifest(req.repo, req.reference, req.accept, req.origin.client())
+            .head_manifest(
+                req.repo,
+                req.reference,
+                req.accept,
+                req.origin.client_authorization(),
+            )
             .await
         {
             Ok(head) if head.digest.as_ref() == Some(&cached.digest) => {

@@ -3,7 +3,7 @@
 //! pushed into an upstream with skopeo (bypassing the tap), and described
 //! as the registry stored them.
 
-use crate::Upstream;
+use crate::TestRegistry;
 use crate::clients::isolated_skopeo;
 use crate::images::{DOCKER_MANIFEST, built_once};
 use crate::proc::run;
@@ -54,7 +54,7 @@ impl BenchImage {
 
 /// Pushes an image of `layers` layers of `mib` MiB each (built on first
 /// use) into `up` as `repository:latest`, and describes it.
-pub async fn push(up: &Upstream, repository: &str, mib: u32, layers: u32) -> BenchImage {
+pub async fn push(up: &TestRegistry, repository: &str, mib: u32, layers: u32) -> BenchImage {
     let registry = up.registry_url();
     let host = registry.trim_start_matches("http://").to_owned();
     let dest = format!("docker://{host}/{repository}:{TAG}");

@@ -34,7 +34,7 @@ pub use clients::{
     skopeo_copy_to_dir, skopeo_inspect_raw, write_hosts_toml, write_hosts_toml_ca,
 };
 pub use images::{Blob, ChildManifest, TestImage, TestImages, test_images};
-pub use registry::{PushedImage, Upstream};
+pub use registry::{PushedImage, TestRegistry};
 pub use tap::Recorded;
 pub use token::{TokenIssuer, TokenRequest};
 

@@ -26,7 +26,7 @@ pub struct PushedImage {
 
 /// A running upstream registry behind a counting tap.
 #[derive(Debug)]
-pub struct Upstream {
+pub struct TestRegistry {
     images: &'static TestImages,
     tap: Option<Tap>,
     tap_port: u16,
@@ -36,17 +36,17 @@ pub struct Upstream {
     storage: tempfile::TempDir,
 }
 
-impl Upstream {
+impl TestRegistry {
     /// Builds/seeds the test images if needed, then starts the issuer, a
     /// registry on a fresh copy of the seeded storage, and the tap.
-    pub async fn start() -> Upstream {
-        tokio::task::spawn_blocking(Upstream::start_blocking)
+    pub async fn start() -> TestRegistry {
+        tokio::task::spawn_blocking(TestRegistry::start_blocking)
             .await
             .expect("starting upstream")
     }
 
     /// [`Upstream::start`] for tests without a runtime.
-    pub fn start_blocking() -> Upstream {
+    pub fn start_blocking() -> TestRegistry {
         let started = Instant::now();
         let images = test_images();
         let storage = tempfile::tempdir().expect("temp dir");
@@ -68,7 +68,7 @@ impl Upstream {
                 tap.addr()
             );
         }
-        Upstream {
+        TestRegistry {
             images,
             tap_port: tap.addr().port(),
             tap: Some(tap),
@@ -317,7 +317,7 @@ impl Upstream {
     }
 }
 
-impl Drop for Upstream {
+impl Drop for TestRegistry {
     fn drop(&mut self) {
         // Tap first, so nothing new reaches the registry while it dies.
         self.tap.take();

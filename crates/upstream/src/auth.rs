@@ -11,7 +11,7 @@
 //! refused, so a token another request has just fetched survives.
 
 use crate::UpstreamError;
-use crate::challenge::{Challenge, realm_allowed};
+use crate::challenge::{AuthChallenge, realm_allowed};
 use base64::Engine as _;
 use berth_config::Credentials;
 use berth_metrics::Metrics;
@@ -75,7 +75,7 @@ impl ScopeTokens {
 /// Per-mirror auth state.
 #[derive(Debug, Default)]
 pub(super) struct AuthState {
-    challenge: Mutex<Option<Challenge>>,
+    challenge: Mutex<Option<AuthChallenge>>,
     scopes: Mutex<HashMap<String, Arc<ScopeTokens>>>,
 }
 
@@ -108,13 +108,13 @@ fn usable_for(lifetime: Duration) -> Duration {
 }
 
 impl AuthState {
-    pub(super) fn remember(&self, challenge: Challenge) {
+    pub(super) fn remember(&self, challenge: AuthChallenge) {
         if let Ok(mut c) = self.challenge.lock() {
             *c = Some(challenge);
         }
     }
 
-    pub(super) fn challenge(&self) -> Option<Challenge> {
+    pub(super) fn challenge(&self) -> Option<AuthChallenge> {
         self.challenge.lock().ok()?.clone()
     }
 
@@ -146,8 +146,8 @@ impl AuthState {
     ) -> Result<(String, Option<String>), Option<String>> {
         match self.challenge() {
             None => Err(None),
-            Some(Challenge::Basic) => Err(req.credentials.map(basic_header)),
-            Some(Challenge::Bearer { realm, service }) => Ok((realm, service)),
+            Some(AuthChallenge::Basic) => Err(req.credentials.map(basic_header)),
+            Some(AuthChallenge::Bearer { realm, service }) => Ok((realm, service)),
         }
     }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 /// An authentication challenge from an upstream's 401.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Challenge {
+pub enum AuthChallenge {
     /// `Bearer realm=..,service=..`: fetch a token from the realm.
     Bearer {
         /// Token endpoint URL.
@@ -19,17 +19,17 @@ pub enum Challenge {
 
 /// Parse one `WWW-Authenticate` header value. `None` for schemes berth does
 /// not speak or a Bearer challenge without a realm.
-pub fn parse_challenge(header: &str) -> Option<Challenge> {
+pub fn parse_challenge(header: &str) -> Option<AuthChallenge> {
     let header = header.trim();
     let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
     if scheme.eq_ignore_ascii_case("basic") {
-        return Some(Challenge::Basic);
+        return Some(AuthChallenge::Basic);
     }
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
     let params = parse_params(rest);
-    Some(Challenge::Bearer {
+    Some(AuthChallenge::Bearer {
         realm: params.get("realm")?.clone(),
         service: params.get("service").cloned(),
     })
@@ -123,20 +123,20 @@ mod tests {
         );
         assert_eq!(
             c,
-            Some(Challenge::Bearer {
+            Some(AuthChallenge::Bearer {
                 realm: "https://auth.docker.io/token".into(),
                 service: Some("registry.docker.io".into()),
             })
         );
         assert_eq!(
             parse_challenge(r#"Basic realm="x""#),
-            Some(Challenge::Basic)
+            Some(AuthChallenge::Basic)
         );
         assert_eq!(parse_challenge("Bearer service=x"), None);
         assert_eq!(parse_challenge("Negotiate abc"), None);
         assert_eq!(
             parse_challenge(r#"bearer realm=http://h/t , service="a\"b""#),
-            Some(Challenge::Bearer {
+            Some(AuthChallenge::Bearer {
                 realm: "http://h/t".into(),
                 service: Some("a\"b".into()),
             })
@@ -153,7 +153,7 @@ mod tests {
         fn quoted_params_round_trip(realm in "[a-z:/.,= ]{1,30}", service in "[a-z.,]{0,20}") {
             let header = format!("Bearer realm=\"{realm}\",service=\"{service}\"");
             let parsed = parse_challenge(&header);
-            proptest::prop_assert_eq!(parsed, Some(Challenge::Bearer { realm, service: Some(service) }));
+            proptest::prop_assert_eq!(parsed, Some(AuthChallenge::Bearer { realm, service: Some(service) }));
         }
     }
 

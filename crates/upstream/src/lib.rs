@@ -22,7 +22,7 @@ mod slots;
 mod token_relay;
 mod warm;
 
-pub use challenge::{Challenge, parse_challenge, realm_allowed};
+pub use challenge::{AuthChallenge, parse_challenge, realm_allowed};
 pub use error::UpstreamError;
 pub use mirror::{BreakerState, MirrorHealth};
 pub use push::{Write, WriteAnswer};
@@ -73,9 +73,10 @@ pub struct ManifestHead {
     pub digest: Option<Digest>,
 }
 
-/// An upstream answer passed through to the client (tags, referrers).
+/// An upstream answer relayed to the client as it came (tag lists,
+/// referrers), once checked.
 #[derive(Debug, Clone)]
-pub struct Passthrough {
+pub struct RelayedAnswer {
     /// HTTP status.
     pub status: u16,
     /// `Content-Type`, if sent.
@@ -315,13 +316,13 @@ impl Upstream {
 
     /// GET `/v2/<repo>/<suffix>` and hand the answer back as it is, for
     /// tag lists and referrers.
-    pub async fn passthrough(
+    pub async fn get_relayed(
         &self,
         repo: &RepoName,
         suffix: &str,
         kind: Resource,
         client: Option<&str>,
-    ) -> Result<Passthrough, UpstreamError> {
+    ) -> Result<RelayedAnswer, UpstreamError> {
         let path = format!("{repo}/{suffix}");
         let accept = [
             "application/json".to_owned(),
@@ -336,7 +337,7 @@ impl Upstream {
         let content_type = header(&response, http::header::CONTENT_TYPE);
         let link = header(&response, http::header::LINK);
         let body = self.read_answer(response, answer.sent_at).await?;
-        Ok(Passthrough {
+        Ok(RelayedAnswer {
             status,
             content_type,
             link,

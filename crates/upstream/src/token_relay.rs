@@ -5,7 +5,7 @@
 //! mirror), and credentials go to it only under the same rule as berth's
 //! own (`realm_allowed`).
 
-use crate::challenge::{Challenge, realm_allowed};
+use crate::challenge::{AuthChallenge, realm_allowed};
 use crate::{Upstream, UpstreamError};
 use bytes::Bytes;
 use http::Method;
@@ -114,7 +114,7 @@ impl Upstream {
                 .ok_or_else(|| self.invalid("/v2/ answered without a bearer challenge"))?,
         };
         match challenge {
-            Challenge::Bearer { realm, service } => {
+            AuthChallenge::Bearer { realm, service } => {
                 let realm = url::Url::parse(&realm)
                     .map_err(|e| self.invalid(&format!("token realm {realm:?}: {e}")))?;
                 if !matches!(realm.scheme(), "http" | "https") {
@@ -122,7 +122,7 @@ impl Upstream {
                 }
                 Ok((realm, service))
             }
-            Challenge::Basic => Err(self.invalid(
+            AuthChallenge::Basic => Err(self.invalid(
                 "the upstream asks for Basic credentials, not tokens: it has no token realm to relay to",
             )),
         }

@@ -5,7 +5,7 @@
 //! trip. A mirror that does not answer keeps learning the old way, from
 //! its first 401; the attempt counts for no breaker.
 
-use crate::challenge::{Challenge, parse_challenge};
+use crate::challenge::{AuthChallenge, parse_challenge};
 use crate::mirror::Mirror;
 use crate::{Upstream, UpstreamError, UpstreamSet};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ impl Upstream {
     pub(crate) async fn learn_challenge(
         &self,
         mirror: &Mirror,
-    ) -> Result<Option<Challenge>, UpstreamError> {
+    ) -> Result<Option<AuthChallenge>, UpstreamError> {
         let url = mirror
             .url
             .join("/v2/")

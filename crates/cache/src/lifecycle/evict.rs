@@ -60,7 +60,7 @@ pub(super) fn pass(
     lifecycle: &Lifecycle,
 ) -> Result<Report, CacheError> {
     let started = std::time::Instant::now();
-    keeper.access.flush(layout);
+    keeper.last_use.flush(layout);
     let pinned = pins::pinned_blobs(layout, &lifecycle.pins);
     let mut entries = scan(layout)?;
     let mut report = Report {
@@ -88,7 +88,7 @@ pub(super) fn pass(
             report.kept_pinned += 1;
             continue;
         }
-        if keeper.access.was_used(&entry.digest) {
+        if keeper.last_use.was_used(&entry.digest) {
             continue;
         }
         let path = layout.blob(&entry.digest);
@@ -141,7 +141,7 @@ mod tests {
             .map(|i| blob(&layout, &[i; 100], 400 - u64::from(i) * 100))
             .collect();
         let keeper = Keeper::default();
-        keeper.access.note(&digests[0]);
+        keeper.last_use.note(&digests[0]);
         let block = std::fs::metadata(layout.blob(&digests[0]))
             .unwrap()
             .blocks()

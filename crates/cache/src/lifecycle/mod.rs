@@ -3,7 +3,7 @@
 //! repositories whatever their age.
 //!
 //! - Last access is the blob file's modification time. A hit does not
-//!   write it: it is noted in memory (`access.rs`) and written for many
+//!   write it: it is noted in memory (`last_use.rs`) and written for many
 //!   blobs at once, every half minute and before each eviction pass. After
 //!   a restart the file times are the record.
 //! - The bytes on disk are counted in memory (`Usage`): added at each
@@ -20,11 +20,11 @@
 //! - What a pass removes is told to the hooks registered with
 //!   `BlobStore::on_removal` (the engine's in-memory copies).
 
-mod access;
 mod evict;
+mod last_use;
 mod pins;
 
-use access::AccessLog;
+use last_use::UseLog;
 pub use pins::{PinPattern, store_pins, stored_pins};
 
 use crate::{CacheError, Layout, RemovalHook};
@@ -105,7 +105,7 @@ impl Usage {
 #[derive(Default)]
 pub(crate) struct Keeper {
     pub(crate) usage: Usage,
-    pub(crate) access: AccessLog,
+    pub(crate) last_use: UseLog,
     limit: Mutex<Option<u64>>,
     wake: Notify,
     hooks: Mutex<Vec<RemovalHook>>,
@@ -173,7 +173,7 @@ impl Keeper {
             loop {
                 tokio::time::sleep(FLUSH_EVERY).await;
                 let (keeper, layout) = (Arc::clone(&keeper), flush_layout.clone());
-                let _ = tokio::task::spawn_blocking(move || keeper.access.flush(&layout)).await;
+                let _ = tokio::task::spawn_blocking(move || keeper.last_use.flush(&layout)).await;
             }
         });
         if !lifecycle.bounded() {

@@ -14,11 +14,11 @@ const MAX_NOTED: usize = 1 << 20;
 
 /// Blobs used since the last flush.
 #[derive(Debug, Default)]
-pub(crate) struct AccessLog {
+pub(crate) struct UseLog {
     noted: Mutex<HashMap<Digest, SystemTime>>,
 }
 
-impl AccessLog {
+impl UseLog {
     /// `digest` was just used.
     pub(crate) fn note(&self, digest: &Digest) {
         let mut noted = self
@@ -90,7 +90,7 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        let log = AccessLog::default();
+        let log = UseLog::default();
         log.note(&digest);
         log.note(&Digest::of(b"gone"));
         assert!(log.was_used(&digest));
