@@ -119,8 +119,13 @@ impl App {
             Some(addr) => side.push(Side {
                 listener: bind(addr, "`admin.listen` in the config or BERTH_ADMIN_LISTEN").await?,
                 router: admin_hosts_only(
-                    admin_listener_router(maintenance, admin_token, Arc::clone(&metrics))
-                        .merge(ops_routes(Arc::clone(&state))),
+                    admin_listener_router(
+                        maintenance,
+                        admin_token,
+                        Arc::clone(&state),
+                        Arc::clone(&metrics),
+                    )
+                    .merge(ops_routes(Arc::clone(&state))),
                     config.domain.clone(),
                 ),
                 what: "admin listener",
@@ -128,7 +133,8 @@ impl App {
             None => {
                 public = public.merge(public_ops_routes(Arc::clone(&state), admin_token.clone()));
                 if admin_token.is_some() {
-                    public = public.merge(admin_router(maintenance, admin_token));
+                    public =
+                        public.merge(admin_router(maintenance, admin_token, Arc::clone(&state)));
                 }
             }
         }

@@ -30,6 +30,7 @@ pub use admin::AdminSettings;
 pub use cache::CacheSettings;
 pub use compat_env::ignored_variables;
 pub use fills::{DEFAULT_MAX_BLOB_SIZE, FillLimits};
+pub use names::qualify_repository;
 pub use policy::CachePolicy;
 pub use resilience::Resilience;
 pub use secret::Secret;

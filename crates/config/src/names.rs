@@ -5,7 +5,7 @@
 //! to the default upstream, with `library/` before a single segment where
 //! that upstream adds it.
 
-use crate::Config;
+use crate::{Config, UpstreamConfig};
 
 impl Config {
     /// `text` (a repository name or pattern) in the store's
@@ -13,28 +13,36 @@ impl Config {
     /// upstreams and is kept as written, as is everything when no upstream
     /// is the default.
     pub fn qualify_repository(&self, text: &str) -> String {
-        let (first, rest) = match text.split_once('/') {
-            Some((first, rest)) => (first, Some(rest)),
-            None => (text, None),
-        };
-        let named = self
-            .upstreams
-            .iter()
-            .find(|u| u.name == first || u.aliases.iter().any(|a| a == first));
-        match (named, rest) {
-            (Some(upstream), Some(rest)) => return format!("{}/{rest}", upstream.name),
-            (Some(_), None) => return text.to_owned(),
-            (None, _) if first.contains('*') => return text.to_owned(),
-            (None, _) => {}
-        }
-        let Some(default) = self.upstreams.iter().find(|u| u.default) else {
-            return text.to_owned();
-        };
-        if rest.is_none() && default.auto_library {
-            format!("{}/library/{text}", default.name)
-        } else {
-            format!("{}/{text}", default.name)
-        }
+        qualify_repository(self.upstreams.iter(), text)
+    }
+}
+
+/// [`Config::qualify_repository`] with `upstreams` as configured (for a
+/// running berth: the upstreams of the load in force).
+pub fn qualify_repository<'a>(
+    upstreams: impl Iterator<Item = &'a UpstreamConfig> + Clone,
+    text: &str,
+) -> String {
+    let (first, rest) = match text.split_once('/') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (text, None),
+    };
+    let named = upstreams
+        .clone()
+        .find(|u| u.name == first || u.aliases.iter().any(|a| a == first));
+    match (named, rest) {
+        (Some(upstream), Some(rest)) => return format!("{}/{rest}", upstream.name),
+        (Some(_), None) => return text.to_owned(),
+        (None, _) if first.contains('*') => return text.to_owned(),
+        (None, _) => {}
+    }
+    let Some(default) = upstreams.clone().find(|u| u.default) else {
+        return text.to_owned();
+    };
+    if rest.is_none() && default.auto_library {
+        format!("{}/library/{text}", default.name)
+    } else {
+        format!("{}/{text}", default.name)
     }
 }
 

@@ -1,16 +1,18 @@
 //! The admin endpoints, served only when an admin listener or a token is
-//! configured: `POST /admin/cache/purge?pattern=P` and
-//! `POST /admin/cache/gc`. With a token, each request must carry it as
+//! configured: `POST /admin/cache/purge?pattern=P` (`P` as in `berth cache
+//! purge`: a short name such as `team/app` or `nginx` is the repository a
+//! pull would route it to) and `POST /admin/cache/gc`. With a token, each request must carry it as
 //! `Authorization: Bearer <token>`; a wrong or missing one gets 401 and
 //! nothing runs. Answers are JSON; errors use the OCI envelope.
 
+use crate::HttpState;
 use crate::error::ApiError;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use berth_cache::{Maintenance, PinPattern};
-use berth_config::Secret;
+use berth_config::{Secret, qualify_repository};
 use berth_oci::ErrorCode;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::sync::Arc;
@@ -20,15 +22,26 @@ use std::sync::Arc;
 struct AdminState {
     maintenance: Maintenance,
     token: Option<Secret>,
+    /// The serving berth, for the upstreams in force: a short name in a
+    /// purge pattern is read as a pull would route it.
+    serving: Arc<HttpState>,
 }
 
 /// The admin endpoints over `maintenance`, guarded by `token` when one is
 /// given.
-pub fn admin_router(maintenance: Maintenance, token: Option<Secret>) -> Router {
+pub fn admin_router(
+    maintenance: Maintenance,
+    token: Option<Secret>,
+    serving: Arc<HttpState>,
+) -> Router {
     Router::new()
         .route("/admin/cache/purge", post(purge))
         .route("/admin/cache/gc", post(gc))
-        .with_state(Arc::new(AdminState { maintenance, token }))
+        .with_state(Arc::new(AdminState {
+            maintenance,
+            token,
+            serving,
+        }))
 }
 
 /// What an admin listener serves: the admin endpoints, `/metrics` and the
@@ -36,9 +49,10 @@ pub fn admin_router(maintenance: Maintenance, token: Option<Secret>) -> Router {
 pub fn admin_listener_router(
     maintenance: Maintenance,
     token: Option<Secret>,
+    serving: Arc<HttpState>,
     metrics: Arc<berth_metrics::Metrics>,
 ) -> Router {
-    admin_router(maintenance, token)
+    admin_router(maintenance, token, serving)
         .merge(crate::metrics_routes(Arc::clone(&metrics)))
         .merge(crate::health_routes(metrics))
         .fallback(|| async {
@@ -282,7 +296,7 @@ async fn purge(
     if let Some(refused) = refusal(&state, &headers) {
         return refused;
     }
-    let Some(text) = query.pattern else {
+    let Some(asked) = query.pattern else {
         return ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::Unsupported,
@@ -290,16 +304,20 @@ async fn purge(
         )
         .into_response();
     };
+    let live = state.serving.live();
+    let upstreams = live.origins.upstreams().all();
+    let text = qualify_repository(upstreams.iter().map(|u| u.config()), &asked);
     let Some(pattern) = PinPattern::parse(&text) else {
         return ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::NameInvalid,
-            format!("{text:?} is not a pattern like docker.io/library/* or ghcr.io/org/**"),
+            format!("{asked:?} is not a pattern like docker.io/library/* or ghcr.io/org/**"),
         )
         .into_response();
     };
     match state.maintenance.purge(pattern).await {
         Ok(report) => json(&serde_json::json!({
+            "asked": asked,
             "pattern": text,
             "tags": report.tags.len(),
             "blobs": report.blobs.len(),
