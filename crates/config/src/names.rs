@@ -13,14 +13,14 @@ impl Config {
     /// upstreams and is kept as written, as is everything when no upstream
     /// is the default.
     pub fn qualify_repository(&self, text: &str) -> String {
-        qualify_repository(self.upstreams.iter(), text)
+        qualify_repository(&self.upstreams.iter(), text)
     }
 }
 
 /// [`Config::qualify_repository`] with `upstreams` as configured (for a
 /// running berth: the upstreams of the load in force).
 pub fn qualify_repository<'a>(
-    upstreams: impl Iterator<Item = &'a UpstreamConfig> + Clone,
+    upstreams: &(impl Iterator<Item = &'a UpstreamConfig> + Clone),
     text: &str,
 ) -> String {
     let (first, rest) = match text.split_once('/') {

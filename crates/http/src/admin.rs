@@ -306,7 +306,7 @@ async fn purge(
     };
     let live = state.serving.live();
     let upstreams = live.origins.upstreams().all();
-    let text = qualify_repository(upstreams.iter().map(|u| u.config()), &asked);
+    let text = qualify_repository(&upstreams.iter().map(|u| u.config()), &asked);
     let Some(pattern) = PinPattern::parse(&text) else {
         return ApiError::new(
             StatusCode::BAD_REQUEST,
