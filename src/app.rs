@@ -6,7 +6,7 @@
 
 use anyhow::Context as _;
 use berth_access::Access;
-use berth_cache::{FsIndex, FsStore, Lifecycle, Maintenance, PinPattern};
+use berth_cache::{FsIndex, FsStore, Layout, Lifecycle, Maintenance, PinPattern};
 use berth_config::Config;
 use berth_config::ServerLimits;
 use berth_http::{
@@ -65,7 +65,10 @@ impl App {
             );
         }
         blobs.start_lifecycle(lifecycle(config)?);
-        let index = FsIndex::open(blobs.layout())
+        // The data directory's own files (index, ACME state, the control
+        // socket) are the app's; only the blobs are the store's.
+        let data_dir = Layout::new(&config.data_dir);
+        let index = FsIndex::open(&data_dir)
             .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
         let metrics = Arc::new(Metrics::new());
         let own = OwnListeners::default();
@@ -74,10 +77,10 @@ impl App {
         upstreams.learn_challenges();
         let (blobs, index) = (Arc::new(blobs), Arc::new(index));
         let maintenance = Maintenance::new(Arc::clone(&blobs), Arc::clone(&index));
-        if let Err(e) = crate::control::serve(blobs.layout(), maintenance.clone()) {
+        if let Err(e) = crate::control::serve(&data_dir, maintenance.clone()) {
             tracing::warn!(error = %format!("{e:#}"), "no control socket: `berth cache purge` will refuse while this berth serves");
         }
-        let acme_root = blobs.layout().acme();
+        let acme_root = data_dir.acme();
         let pull = PullService::new(blobs, index, Arc::clone(&metrics), config.cache.eager_bytes);
         let access = Access::load(&config.access).context("cannot use the access settings")?;
         for warning in config.warnings() {

@@ -8,7 +8,8 @@
 use crate::lifecycle::Keeper;
 use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
 use crate::{
-    CacheError, DataDirLock, Layout, Lifecycle, PinPattern, PurgeReport, RemovalHook, Spool, io_err,
+    BlobContent, CacheError, DataDirLock, Layout, Lifecycle, LocalFile, PinPattern, PurgeReport,
+    RemovalHook, Spool, io_err,
 };
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
@@ -145,7 +146,8 @@ impl BlobStore for FsStore {
         };
         let size = file.metadata().map_err(io_err("stat", &path))?.len();
         self.keeper.last_use.note(digest);
-        Ok(Lookup::Hit(Hit::file(Arc::new(file), size)))
+        let content = LocalFile::new(Arc::new(file));
+        Ok(Lookup::Hit(Hit::new(Arc::new(content), size)))
     }
 
     async fn size(&self, digest: &Digest) -> Result<Option<u64>, CacheError> {
@@ -229,8 +231,8 @@ struct FsWriter {
 
 #[async_trait]
 impl BlobWriter for FsWriter {
-    fn tail(&self) -> Arc<File> {
-        self.spool.reader()
+    fn tail(&self) -> Arc<dyn BlobContent> {
+        Arc::new(LocalFile::new(self.spool.reader()))
     }
 
     fn write(&mut self, chunks: &[Bytes]) -> Result<(), CacheError> {

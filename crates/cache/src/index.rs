@@ -248,7 +248,7 @@ impl IndexStore for FsIndex {
             .await
             .map_err(|e| CacheError::Io {
                 op: "list",
-                path: "the tag index".to_owned(),
+                subject: "the tag index".to_owned(),
                 error: std::io::Error::other(e),
             })?
     }

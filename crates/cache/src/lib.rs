@@ -8,6 +8,7 @@
 //! [`BlobBytes`].
 
 mod catalog;
+mod content;
 mod fs;
 mod gc;
 mod hot;
@@ -27,6 +28,7 @@ mod tags;
 mod verify;
 
 pub use catalog::{Catalog, CatalogBlob, CatalogTag};
+pub use content::{BlobContent, LocalFile, MemoryContent};
 pub use fs::FsStore;
 pub use gc::{GcReport, collect_garbage};
 pub use hot::{HotBlobs, HotCache, HotManifest, HotManifests, Weighed};
@@ -39,7 +41,7 @@ pub use lock::DataDirLock;
 pub use maintenance::Maintenance;
 pub use memory::{MemoryIndex, MemoryStore};
 pub use purge::{PurgeReport, purge_store};
-pub use reader::{FileSpan, Progress, ProgressState, stream_file};
+pub use reader::{Progress, ProgressState, Span};
 pub use store::{BlobStore, BlobWriter, Hit, IndexStore, Lookup, StoreUsage};
 pub use tags::{TagAnswer, TagKey, TagRecord};
 pub use verify::{VerifyReport, verify_store};
@@ -63,14 +65,15 @@ pub type RemovalHook = std::sync::Arc<dyn Fn(&Digest) + Send + Sync>;
 /// A stream of body chunks.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
 
-/// The bytes of a blob to send: held in memory, a span of a local file,
-/// which the HTTP edge can hand to the kernel without copying, or a stream
-/// of chunks from anywhere else (upstream, an object store).
+/// The bytes of a blob to send: held in memory, a span of stored (or
+/// filling) content, which the HTTP edge can hand to the kernel without
+/// copying when it is a local file, or a stream of chunks from anywhere
+/// else (upstream).
 pub enum BlobBytes {
     /// All of them, in memory.
     Memory(Bytes),
-    /// A range of a local file, complete or still being written.
-    File(FileSpan),
+    /// A range of a blob in a store, complete or still being written.
+    Span(Span),
     /// Chunks from elsewhere.
     Stream(ByteStream),
 }
@@ -80,7 +83,7 @@ impl BlobBytes {
     pub fn into_stream(self) -> ByteStream {
         match self {
             Self::Memory(bytes) => Box::pin(futures_util::stream::once(async { Ok(bytes) })),
-            Self::File(span) => span.into_stream(),
+            Self::Span(span) => span.into_stream(),
             Self::Stream(stream) => stream,
         }
     }
@@ -90,7 +93,7 @@ impl Debug for BlobBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Memory(bytes) => write!(f, "Memory({} bytes)", bytes.len()),
-            Self::File(span) => f.debug_tuple("File").field(span).finish(),
+            Self::Span(span) => f.debug_tuple("Span").field(span).finish(),
             Self::Stream(_) => f.write_str("Stream"),
         }
     }
@@ -102,12 +105,13 @@ pub enum CacheError {
     /// An I/O operation on the store failed.
     /// The OS error is part of the message, not a separate source, so
     /// an error chain prints it once.
-    #[error("cache {op} {path}: {error}")]
+    #[error("cache {op} {subject}: {error}")]
     Io {
         /// What was being done.
         op: &'static str,
-        /// Which file.
-        path: String,
+        /// What it was done to: a file's path, or where there is no file,
+        /// what the content is ("a cached blob", "the tag index").
+        subject: String,
         /// The OS error.
         error: std::io::Error,
     },
@@ -128,7 +132,7 @@ impl CacheError {
     pub(crate) fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
         Self::Io {
             op,
-            path: path.display().to_string(),
+            subject: path.display().to_string(),
             error: source,
         }
     }

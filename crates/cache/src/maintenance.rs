@@ -20,7 +20,7 @@ fn joined<T>(
     result.unwrap_or_else(|e| {
         Err(CacheError::Io {
             op: "run maintenance on",
-            path: "the store".to_owned(),
+            subject: "the store".to_owned(),
             error: std::io::Error::other(e.to_string()),
         })
     })

@@ -1,20 +1,18 @@
 //! A store and an index held in memory, for in-process tests and for
 //! embedding berth where no cache should outlive the process.
 //!
-//! A blob being written goes to an anonymous memory file (`memfd`), so
-//! readers tail it exactly as they tail a spool on disk; finishing copies
-//! it into the map.
+//! A blob being written grows in memory ([`MemoryContent`]), and readers
+//! tail it there; finishing moves it into the map. No file is involved.
 
 use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
-use crate::{CacheError, IndexStore, ListingKey, ListingRecord, RepoKey, TagKey, TagRecord};
+use crate::{
+    BlobContent, CacheError, IndexStore, ListingKey, ListingRecord, MemoryContent, RepoKey, TagKey,
+    TagRecord,
+};
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{IoSlice, Write as _};
-use std::os::unix::fs::FileExt as _;
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Blobs in memory, up to a capacity in bytes.
@@ -48,10 +46,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn memory_io(op: &'static str, source: std::io::Error) -> CacheError {
-    CacheError::io(op, Path::new("(memory file)"), source)
-}
-
 #[async_trait]
 impl BlobStore for MemoryStore {
     async fn lookup(&self, digest: &Digest) -> Result<Lookup, CacheError> {
@@ -81,14 +75,8 @@ impl BlobStore for MemoryStore {
         digest: &Digest,
         _size: Option<u64>,
     ) -> Result<Box<dyn BlobWriter>, CacheError> {
-        let fd = rustix::fs::memfd_create("berth-blob", rustix::fs::MemfdFlags::CLOEXEC)
-            .map_err(|e| memory_io("create", e.into()))?;
-        let file = File::from(fd);
-        let tail = file.try_clone().map_err(|e| memory_io("open", e))?;
         Ok(Box::new(MemoryWriter {
-            file,
-            tail: Arc::new(tail),
-            written: 0,
+            content: Arc::default(),
             digest: *digest,
             blobs: Arc::clone(&self.blobs),
         }))
@@ -102,47 +90,28 @@ impl BlobStore for MemoryStore {
     }
 }
 
-/// A blob being written to a memory file.
+/// A blob being written in memory.
 #[derive(Debug)]
 struct MemoryWriter {
-    file: File,
-    tail: Arc<File>,
-    written: u64,
+    content: Arc<MemoryContent>,
     digest: Digest,
     blobs: Arc<Mutex<HashMap<Digest, Bytes>>>,
 }
 
 #[async_trait]
 impl BlobWriter for MemoryWriter {
-    fn tail(&self) -> Arc<File> {
-        Arc::clone(&self.tail)
+    fn tail(&self) -> Arc<dyn BlobContent> {
+        Arc::clone(&self.content) as Arc<dyn BlobContent>
     }
 
     fn write(&mut self, chunks: &[Bytes]) -> Result<(), CacheError> {
-        let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
-        let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            let n = self
-                .file
-                .write_vectored(rest)
-                .map_err(|e| memory_io("write", e))?;
-            if n == 0 {
-                return Err(memory_io("write", std::io::ErrorKind::WriteZero.into()));
-            }
-            self.written += n as u64;
-            IoSlice::advance_slices(&mut rest, n);
-        }
+        self.content.append(chunks);
         Ok(())
     }
 
     async fn finish(self: Box<Self>, proof: Verified) -> Result<(), CacheError> {
         check_proof(&self.digest, &proof)?;
-        let len = usize::try_from(self.written).unwrap_or(usize::MAX);
-        let mut bytes = vec![0u8; len];
-        self.file
-            .read_exact_at(&mut bytes, 0)
-            .map_err(|e| memory_io("read", e))?;
-        lock(&self.blobs).insert(self.digest, Bytes::from(bytes));
+        lock(&self.blobs).insert(self.digest, self.content.to_bytes());
         Ok(())
     }
 
@@ -222,9 +191,8 @@ mod tests {
         let mut writer = store.begin(&d, None).await.unwrap();
         let tail = writer.tail();
         writer.write(&[Bytes::from_static(data)]).unwrap();
-        let mut seen = [0u8; 10];
-        tail.read_exact_at(&mut seen, 0).unwrap();
-        assert_eq!(&seen, data);
+        assert_eq!(&tail.read_at(0, data.len()).await.unwrap()[..], data);
+        assert!(tail.local_file().is_none(), "no file behind memory");
         assert!(matches!(store.lookup(&d).await.unwrap(), Lookup::Miss));
         let mut v = DigestVerifier::new(d);
         v.update(data);

@@ -1,17 +1,17 @@
-//! Reading a byte range of a blob file, complete or still being written:
-//! [`FileSpan`] hands out the stretches that may be sent (for `sendfile`
-//! or an in-place read), and [`stream_file`] reads them chunk by chunk as
-//! its consumer polls, never ahead of it. Both follow one rule for a file still being
-//! written: they track its [`Progress`] channel, never go past what the
-//! writer has published, and hold back the last byte of the range until
-//! the writer reports the blob complete and verified. A client can
-//! therefore never receive a whole body that later fails verification.
+//! Reading a byte range of a blob, complete or still being written, from
+//! whatever store holds it: a [`Span`] hands out the stretches that may be
+//! sent (for `sendfile` where the content is a local file, or a read), and
+//! [`Span::into_stream`] reads them chunk by chunk as its consumer polls,
+//! never ahead of it. Both follow one rule for a blob still being written:
+//! they track its [`Progress`] channel, never go past what the writer has
+//! published, and hold back the last byte of the range until the writer
+//! reports the blob complete and verified. A client can therefore never
+//! receive a whole body that later fails verification.
 
-use crate::ByteStream;
-use bytes::{Bytes, BytesMut};
+use crate::{BlobContent, ByteStream};
+use bytes::Bytes;
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -38,48 +38,54 @@ pub struct Progress {
     pub state: ProgressState,
 }
 
-/// A byte range of a local file to send: a stored blob, or the tail of one
+/// A byte range of a blob to send: a stored blob, or the tail of one
 /// still being written. Consumers either turn it into a stream of chunks
-/// ([`FileSpan::into_stream`]) or ask it for the next readable stretch and
-/// move those bytes themselves ([`FileSpan::next_readable`]), e.g. with
-/// `sendfile`.
+/// ([`Span::into_stream`]) or ask it for the next readable stretch and
+/// move those bytes themselves ([`Span::next_readable`]), e.g. with
+/// `sendfile` from [`Span::local_file`].
 #[derive(Debug)]
-pub struct FileSpan {
-    /// The file; shared with the writer while it is being filled.
-    pub file: Arc<File>,
+pub struct Span {
+    /// The blob's bytes; shared with the writer while it is being filled.
+    content: Arc<dyn BlobContent>,
     pos: u64,
     end: Option<u64>,
     progress: Option<watch::Receiver<Progress>>,
 }
 
-impl FileSpan {
-    /// Bytes `start..end` of a complete file.
-    pub fn complete(file: Arc<File>, start: u64, end: u64) -> Self {
+impl Span {
+    /// Bytes `start..end` of a complete blob.
+    pub fn complete(content: Arc<dyn BlobContent>, start: u64, end: u64) -> Self {
         Self {
-            file,
+            content,
             pos: start,
             end: Some(end),
             progress: None,
         }
     }
 
-    /// Bytes `start..end` of a file still being written, following
+    /// Bytes `start..end` of a blob still being written, following
     /// `progress`; `end = None` means "until the writer completes".
     pub fn filling(
-        file: Arc<File>,
+        content: Arc<dyn BlobContent>,
         start: u64,
         end: Option<u64>,
         progress: watch::Receiver<Progress>,
     ) -> Self {
         Self {
-            file,
+            content,
             pos: start,
             end,
             progress: Some(progress),
         }
     }
 
-    /// The file offset of the next byte the span hands out.
+    /// The local file holding the blob, where there is one (for
+    /// `sendfile`); offsets in it are the blob's.
+    pub fn local_file(&self) -> Option<&Arc<File>> {
+        self.content.local_file()
+    }
+
+    /// The offset of the next byte the span hands out.
     pub fn position(&self) -> u64 {
         self.pos
     }
@@ -89,7 +95,7 @@ impl FileSpan {
         self.end.is_some_and(|end| self.pos >= end)
     }
 
-    /// Bytes left in the span, if it is a complete file.
+    /// Bytes left in the span, if the blob is complete.
     pub fn complete_len(&self) -> Option<u64> {
         match (&self.progress, self.end) {
             (None, Some(end)) => Some(end.saturating_sub(self.pos)),
@@ -97,21 +103,32 @@ impl FileSpan {
         }
     }
 
-    /// Read a complete span into memory right here, for small spans where
-    /// one positional read beats handing the file to another thread or to
-    /// `sendfile`. A span still filling is refused.
-    pub(crate) fn read_now(&self) -> io::Result<Bytes> {
-        let len = self.complete_len().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::WouldBlock, "blob is still being written")
-        })?;
-        let mut buf = BytesMut::zeroed(usize::try_from(len).unwrap_or(usize::MAX));
-        self.file.read_exact_at(&mut buf, self.pos)?;
-        Ok(buf.freeze())
+    /// Read a complete span right here, for small spans where one read in
+    /// place beats handing the work to another thread or to `sendfile`.
+    /// `None` for a span still filling, or content that cannot be read
+    /// without waiting.
+    pub(crate) fn read_now(&self) -> Option<io::Result<Bytes>> {
+        let len = self.complete_len()?;
+        self.content
+            .read_now(self.pos, usize::try_from(len).unwrap_or(usize::MAX))
     }
 
     /// Stream the span in chunks read as the stream is polled.
+    ///
+    /// Nothing happens between polls: each chunk is read only when the
+    /// stream is polled for it, so a client that stops reading holds no
+    /// thread and no more than the chunk it was last given.
     pub fn into_stream(self) -> ByteStream {
-        stream_file(self.file, self.pos, self.end, self.progress)
+        Box::pin(futures_util::stream::try_unfold(
+            self,
+            |mut span| async move {
+                let Some((offset, len)) = span.next_readable(CHUNK).await? else {
+                    return Ok(None);
+                };
+                let chunk = span.content.read_at(offset, len as usize).await?;
+                Ok(Some((chunk, span)))
+            },
+        ))
     }
 
     /// The next stretch that may be sent, as (file offset, length) with the
@@ -194,93 +211,28 @@ fn stopped() -> io::Error {
     io::Error::other("upstream download stopped; response aborted")
 }
 
-/// Stream bytes `start..end` of `file`. With `progress`, the file is still
-/// being written: the stream follows it and `end = None` means "until the
-/// writer completes". Without it, the file is complete and `end` is its
-/// length or the range end.
-///
-/// Nothing happens between polls: each chunk is read only when the stream
-/// is polled for it, so a client that stops reading holds no thread and no
-/// more than the chunk it was last given. A chunk already in the page cache
-/// is read in place; one that needs the disk is read on a blocking thread,
-/// which is released as soon as the read returns.
-pub fn stream_file(
-    file: Arc<File>,
-    start: u64,
-    end: Option<u64>,
-    progress: Option<watch::Receiver<Progress>>,
-) -> ByteStream {
-    let span = FileSpan {
-        file,
-        pos: start,
-        end,
-        progress,
-    };
-    Box::pin(futures_util::stream::try_unfold(
-        span,
-        |mut span| async move {
-            let Some((offset, len)) = span.next_readable(CHUNK).await? else {
-                return Ok(None);
-            };
-            let chunk = read_at(&span.file, offset, len as usize).await?;
-            Ok(Some((chunk, span)))
-        },
-    ))
-}
-
-/// Read exactly `len` bytes at `offset`. Bytes the page cache holds are
-/// read right here without blocking (`RWF_NOWAIT`); the rest is read on a
-/// blocking thread, so a disk wait never stalls the async workers.
-async fn read_at(file: &Arc<File>, offset: u64, len: usize) -> io::Result<Bytes> {
-    let mut buf = BytesMut::zeroed(len);
-    let cached = read_cached(file, &mut buf, offset);
-    if cached == len {
-        return Ok(buf.freeze());
-    }
-    let file = Arc::clone(file);
-    tokio::task::spawn_blocking(move || {
-        read_exact_at(&file, &mut buf[cached..], offset + cached as u64)?;
-        Ok(buf.freeze())
-    })
-    .await
-    .map_err(io::Error::other)?
-}
-
-/// As many bytes at `offset` as the page cache holds, read without waiting
-/// for the disk; 0 when none are cached or the kernel cannot tell.
-fn read_cached(file: &File, buf: &mut [u8], offset: u64) -> usize {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let mut slices = [io::IoSliceMut::new(&mut buf[filled..])];
-        match rustix::io::preadv2(
-            file,
-            &mut slices,
-            offset + filled as u64,
-            rustix::io::ReadWriteFlags::NOWAIT,
-        ) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => filled += n,
-        }
-    }
-    filled
-}
-
-/// A positional read that fails if the file ends first.
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    file.read_exact_at(buf, offset).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            io::Error::new(io::ErrorKind::UnexpectedEof, "blob file ended early")
-        } else {
-            e
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use futures_util::StreamExt;
     use std::io::Write;
+
+    fn stream_file(
+        file: Arc<File>,
+        start: u64,
+        end: Option<u64>,
+        progress: Option<watch::Receiver<Progress>>,
+    ) -> ByteStream {
+        let content = Arc::new(crate::LocalFile::new(file));
+        match progress {
+            None => Span::complete(content, start, end.unwrap()).into_stream(),
+            Some(rx) => Span::filling(content, start, end, rx).into_stream(),
+        }
+    }
+
+    fn local(file: &Arc<File>) -> Arc<dyn BlobContent> {
+        Arc::new(crate::LocalFile::new(Arc::clone(file)))
+    }
 
     async fn collect(mut s: ByteStream) -> (Vec<u8>, bool) {
         let mut out = Vec::new();
@@ -368,7 +320,7 @@ mod tests {
     #[tokio::test]
     async fn spans_of_complete_files_come_in_stretches() {
         let (_f, file) = temp_file(&[7u8; 10]);
-        let mut span = FileSpan::complete(file, 2, 10);
+        let mut span = Span::complete(local(&file), 2, 10);
         assert_eq!(span.next_readable(5).await.unwrap(), Some((2, 5)));
         assert_eq!(span.next_readable(5).await.unwrap(), Some((7, 3)));
         assert_eq!(span.next_readable(5).await.unwrap(), None);
@@ -381,7 +333,7 @@ mod tests {
             written: 3,
             state: ProgressState::Filling,
         });
-        let mut span = FileSpan::filling(file, 0, None, rx);
+        let mut span = Span::filling(local(&file), 0, None, rx);
         assert_eq!(span.next_readable(100).await.unwrap(), Some((0, 2)));
         let next = tokio::spawn(async move {
             let got = span.next_readable(100).await.unwrap();
@@ -406,7 +358,7 @@ mod tests {
             written: 6,
             state: ProgressState::Filling,
         });
-        let mut span = FileSpan::filling(file, 0, Some(6), rx);
+        let mut span = Span::filling(local(&file), 0, Some(6), rx);
         assert_eq!(span.next_readable(100).await.unwrap(), Some((0, 5)));
         tx.send(Progress {
             written: 6,
@@ -420,17 +372,20 @@ mod tests {
     #[tokio::test]
     async fn small_complete_spans_are_read_in_place() {
         let (_f, file) = temp_file(b"0123456789");
-        let span = FileSpan::complete(Arc::clone(&file), 3, 7);
+        let span = Span::complete(local(&file), 3, 7);
         assert_eq!(span.complete_len(), Some(4));
-        assert_eq!(&span.read_now().unwrap()[..], b"3456");
-        let beyond = FileSpan::complete(Arc::clone(&file), 8, 12);
-        assert!(beyond.read_now().is_err(), "a short file is an error");
+        assert_eq!(&span.read_now().unwrap().unwrap()[..], b"3456");
+        let beyond = Span::complete(local(&file), 8, 12);
+        assert!(
+            beyond.read_now().unwrap().is_err(),
+            "a short file is an error"
+        );
         let (_tx, rx) = watch::channel(Progress {
             written: 10,
             state: ProgressState::Filling,
         });
-        let filling = FileSpan::filling(file, 0, Some(10), rx);
+        let filling = Span::filling(local(&file), 0, Some(10), rx);
         assert_eq!(filling.complete_len(), None);
-        assert!(filling.read_now().is_err());
+        assert!(filling.read_now().is_none());
     }
 }

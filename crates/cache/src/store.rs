@@ -1,10 +1,13 @@
 //! The storage seam, shaped after a lookup / hit / miss split:
 //! - [`BlobStore::lookup`] gives a [`Hit`] that holds what it needs to be
-//!   served (an open file, or the bytes), so an eviction after the lookup
-//!   cannot fail the response, and one hit serves any range;
+//!   served (its [`BlobContent`]: an open file, the bytes, an object), so
+//!   an eviction after the lookup cannot fail the response, and one hit
+//!   serves any range as a stream (a local file is an optional capability,
+//!   for `sendfile`);
 //! - on a miss, [`BlobStore::reserve`] makes room (where eviction plugs
 //!   in) and [`BlobStore::begin`] gives a [`BlobWriter`] that is written,
-//!   then finished (verified, then committed) or aborted;
+//!   then finished (verified, then committed) or aborted, while waiting
+//!   clients read its tail (a [`BlobContent`] too);
 //! - [`IndexStore`] keeps tag answers, listings and manifest media types, and says
 //!   when it fails rather than answering "not cached".
 //!
@@ -12,15 +15,13 @@
 //! `MemoryIndex`) implement it; a remote object store would too.
 
 use crate::{
-    BlobBytes, CacheError, FileSpan, ListingKey, ListingRecord, RepoKey, SMALL_BLOB, TagKey,
-    TagRecord,
+    BlobBytes, BlobContent, CacheError, ListingKey, ListingRecord, MemoryContent, RepoKey,
+    SMALL_BLOB, Span, TagKey, TagRecord,
 };
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
 use bytes::Bytes;
 use std::fmt::Debug;
-use std::fs::File;
-use std::os::unix::fs::FileExt as _;
 use std::sync::Arc;
 
 /// What a lookup found.
@@ -37,32 +38,19 @@ pub enum Lookup {
 #[derive(Debug, Clone)]
 pub struct Hit {
     size: u64,
-    content: Content,
-}
-
-#[derive(Debug, Clone)]
-enum Content {
-    /// An open local file; an unlink does not take its bytes away.
-    File(Arc<File>),
-    /// The bytes themselves.
-    Memory(Bytes),
+    content: Arc<dyn BlobContent>,
 }
 
 impl Hit {
-    /// A hit on an open local file of `size` bytes.
-    pub fn file(file: Arc<File>, size: u64) -> Self {
-        Self {
-            size,
-            content: Content::File(file),
-        }
+    /// A hit on `content`, `size` bytes long.
+    pub fn new(content: Arc<dyn BlobContent>, size: u64) -> Self {
+        Self { size, content }
     }
 
     /// A hit on bytes held in memory.
     pub fn memory(bytes: Bytes) -> Self {
-        Self {
-            size: bytes.len() as u64,
-            content: Content::Memory(bytes),
-        }
+        let size = bytes.len() as u64;
+        Self::new(Arc::new(MemoryContent::complete(bytes)), size)
     }
 
     /// The blob's size in bytes.
@@ -70,53 +58,38 @@ impl Hit {
         self.size
     }
 
-    /// Bytes `start..end` (clamped to the blob) to send. A span of a file
-    /// up to [`SMALL_BLOB`] is read right here, in one positional read,
-    /// which beats handing the file to another thread or to `sendfile`.
+    /// Bytes `start..end` (clamped to the blob) to send. A span up to
+    /// [`SMALL_BLOB`] that can be read at once (memory, a local file) is
+    /// read right here, which beats handing it to another thread or to
+    /// `sendfile`.
     pub fn read(&self, start: u64, end: u64) -> Result<BlobBytes, CacheError> {
         let end = end.min(self.size);
         let start = start.min(end);
-        match &self.content {
-            Content::Memory(bytes) => {
-                Ok(BlobBytes::Memory(bytes.slice(start as usize..end as usize)))
-            }
-            Content::File(file) => {
-                let span = FileSpan::complete(Arc::clone(file), start, end);
-                if end - start > SMALL_BLOB {
-                    return Ok(BlobBytes::File(span));
-                }
-                span.read_now()
-                    .map(BlobBytes::Memory)
-                    .map_err(|error| CacheError::Io {
-                        op: "read",
-                        path: "a cached blob".to_owned(),
-                        error,
-                    })
-            }
+        let span = Span::complete(Arc::clone(&self.content), start, end);
+        if end - start > SMALL_BLOB {
+            return Ok(BlobBytes::Span(span));
+        }
+        match span.read_now() {
+            Some(read) => read.map(BlobBytes::Memory).map_err(|error| CacheError::Io {
+                op: "read",
+                subject: "a cached blob".to_owned(),
+                error,
+            }),
+            None => Ok(BlobBytes::Span(span)),
         }
     }
 
     /// The whole blob in memory, for small objects such as manifests.
     pub async fn bytes(&self) -> Result<Bytes, CacheError> {
-        match &self.content {
-            Content::Memory(bytes) => Ok(bytes.clone()),
-            Content::File(file) => {
-                let file = Arc::clone(file);
-                let size = usize::try_from(self.size).unwrap_or(usize::MAX);
-                let read = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; size];
-                    file.read_exact_at(&mut buf, 0).map(|()| Bytes::from(buf))
-                })
-                .await;
-                let failed = |error| CacheError::Io {
-                    op: "read",
-                    path: "a cached blob".to_owned(),
-                    error,
-                };
-                read.map_err(|e| failed(std::io::Error::other(e)))?
-                    .map_err(failed)
-            }
-        }
+        let size = usize::try_from(self.size).unwrap_or(usize::MAX);
+        self.content
+            .read_at(0, size)
+            .await
+            .map_err(|error| CacheError::Io {
+                op: "read",
+                subject: "a cached blob".to_owned(),
+                error,
+            })
     }
 }
 
@@ -176,9 +149,9 @@ pub struct StoreUsage {
 /// Dropping it unfinished is the same as [`BlobWriter::abort`].
 #[async_trait]
 pub trait BlobWriter: Send + Debug {
-    /// A read handle on the bytes written so far, valid after the writer
-    /// is finished or aborted too.
-    fn tail(&self) -> Arc<File>;
+    /// The bytes written so far, for the clients that wait on the blob;
+    /// valid after the writer is finished or aborted too.
+    fn tail(&self) -> Arc<dyn BlobContent>;
 
     /// Append chunks in order. Blocking: call it from a thread of its own.
     fn write(&mut self, chunks: &[Bytes]) -> Result<(), CacheError>;

@@ -243,7 +243,7 @@ mod host_tests {
     async fn a_failed_maintenance_names_no_path_to_the_client() {
         let e = berth_cache::CacheError::Io {
             op: "remove",
-            path: "/srv/berth/blobs/ab/secret".to_owned(),
+            subject: "/srv/berth/blobs/ab/secret".to_owned(),
             error: std::io::Error::other("EIO"),
         };
         let response = failed(&e);

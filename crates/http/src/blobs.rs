@@ -72,7 +72,9 @@ pub(crate) async fn serve(
     let bytes = state.pull.stream_blob(source, start, end).await?;
     let body = match (bytes, &incoming.outbox) {
         (BlobBytes::Memory(bytes), _) => Body::from(bytes),
-        (BlobBytes::File(span), Some(outbox)) => zero_copy::body(span, Arc::clone(outbox)),
+        (BlobBytes::Span(span), Some(outbox)) if span.local_file().is_some() => {
+            zero_copy::body(span, Arc::clone(outbox))
+        }
         (bytes, _) => match &incoming.budget {
             Some(budget) => budget.body(bytes.into_stream()),
             None => Body::from_stream(bytes.into_stream()),

@@ -10,7 +10,7 @@ use crate::misses::blob_key;
 use crate::origin::Origin;
 use crate::source::Download;
 use crate::{Outcome, PullError, PullService};
-use berth_cache::{BlobBytes, FileSpan, Hit, Lookup, SMALL_BLOB};
+use berth_cache::{BlobBytes, Hit, Lookup, SMALL_BLOB, Span};
 use berth_oci::{Digest, RepoName, Resource};
 use berth_upstream::{UpstreamError, Urgency};
 use bytes::Bytes;
@@ -312,8 +312,8 @@ impl PullService {
                 Ok(BlobBytes::Memory(bytes.slice(start as usize..end as usize)))
             }
             Body::Stored(hit) => Ok(hit.read(start, end.unwrap_or(hit.size()))?),
-            Body::Fill(fill) => Ok(BlobBytes::File(FileSpan::filling(
-                fill.file,
+            Body::Fill(fill) => Ok(BlobBytes::Span(Span::filling(
+                fill.content,
                 start,
                 end,
                 fill.progress,

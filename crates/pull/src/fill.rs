@@ -15,19 +15,19 @@ use crate::PullError;
 use crate::download::{Stop, copy};
 pub(super) use crate::job::FillJob;
 use crate::source::Download;
-use berth_cache::{CacheError, Lookup, Progress, ProgressState};
+use berth_cache::{BlobContent, CacheError, Lookup, Progress, ProgressState};
 use berth_metrics::UpstreamLabels;
 use berth_oci::{Digest, Resource};
 use berth_upstream::{UpstreamError, Urgency};
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
 /// A fill whose download has started: readers open this.
 #[derive(Debug, Clone)]
 pub(super) struct FillHandle {
-    pub(super) file: Arc<File>,
+    /// The bytes written so far (the writer's tail).
+    pub(super) content: Arc<dyn BlobContent>,
     pub(super) progress: watch::Receiver<Progress>,
     pub(super) size: Option<u64>,
 }
@@ -37,7 +37,7 @@ pub(super) struct FillHandle {
 /// when none is left.
 #[derive(Debug, Clone)]
 struct Started {
-    file: Arc<File>,
+    content: Arc<dyn BlobContent>,
     progress: watch::Sender<Progress>,
     size: Option<u64>,
 }
@@ -155,7 +155,7 @@ impl FillTable {
             FillStart::Started(started) => {
                 let progress = mine.unwrap_or_else(|| started.progress.subscribe());
                 let handle = FillHandle {
-                    file: started.file,
+                    content: started.content,
                     progress,
                     size: started.size,
                 };
@@ -318,7 +318,7 @@ async fn run(
         }
     };
     start.send_replace(FillStart::Started(Started {
-        file: writer.tail(),
+        content: writer.tail(),
         progress: progress_tx.clone(),
         size: download.size,
     }));

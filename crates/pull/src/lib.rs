@@ -265,7 +265,7 @@ mod tests {
         let digest = Digest::of(b"x");
         let disk = PullError::from(CacheError::Io {
             op: "read",
-            path: format!("cached blob {digest}"),
+            subject: format!("cached blob {digest}"),
             error: std::io::Error::other("EIO"),
         });
         assert!(disk.is_disk_failure());

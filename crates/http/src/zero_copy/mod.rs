@@ -25,7 +25,7 @@
 //! [`ZeroCopyConn`] get these bodies; every other response streams chunks.
 
 use axum::body::Body;
-use berth_cache::FileSpan;
+use berth_cache::Span;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
@@ -200,29 +200,34 @@ fn out_of_step() -> io::Error {
     io::Error::other("zero-copy body out of step with its connection; closing it")
 }
 
-/// A response body that sends `span` from the file with `sendfile`.
-pub(crate) fn body(span: FileSpan, outbox: Arc<Outbox>) -> Body {
-    warm(&span.file, span.position(), STRETCH);
-    let frames = futures_util::stream::unfold(Some((span, Arc::clone(&outbox))), |state| async {
-        let (mut span, outbox) = state?;
-        match span.next_readable(STRETCH as u64).await {
-            Ok(Some((offset, len))) => {
-                if let Err(e) = outbox.empty().await {
-                    return Some((Err(e), None));
+/// A response body that sends `span` from its local file with `sendfile`
+/// (the caller checked that it has one).
+pub(crate) fn body(span: Span, outbox: Arc<Outbox>) -> Body {
+    let Some(file) = span.local_file().cloned() else {
+        return Body::from_stream(span.into_stream());
+    };
+    warm(&file, span.position(), STRETCH);
+    let frames =
+        futures_util::stream::unfold(Some((span, file, Arc::clone(&outbox))), |state| async {
+            let (mut span, file, outbox) = state?;
+            match span.next_readable(STRETCH as u64).await {
+                Ok(Some((offset, len))) => {
+                    if let Err(e) = outbox.empty().await {
+                        return Some((Err(e), None));
+                    }
+                    warm(&file, offset + len, STRETCH);
+                    let stand_in = outbox.load(Stretch {
+                        file: Arc::clone(&file),
+                        offset,
+                        len: len as usize,
+                    });
+                    let last = span.exhausted();
+                    Some((Ok((stand_in, last)), Some((span, file, outbox))))
                 }
-                warm(&span.file, offset + len, STRETCH);
-                let stand_in = outbox.load(Stretch {
-                    file: Arc::clone(&span.file),
-                    offset,
-                    len: len as usize,
-                });
-                let last = span.exhausted();
-                Some((Ok((stand_in, last)), Some((span, outbox))))
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
             }
-            Ok(None) => None,
-            Err(e) => Some((Err(e), None)),
-        }
-    });
+        });
     Body::new(ZeroCopyBody {
         frames: frames.boxed(),
         outbox,

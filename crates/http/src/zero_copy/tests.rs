@@ -98,7 +98,8 @@ async fn two_gets(strategy: Strategy, len: usize) -> (Vec<u8>, Vec<u8>) {
     let outbox = Arc::new(Outbox::default());
     let conn = ZeroCopyConn::new(server, Arc::clone(&outbox));
     let service = hyper::service::service_fn(move |_request| {
-        let span = FileSpan::complete(Arc::clone(&file), 0, len as u64);
+        let content = Arc::new(berth_cache::LocalFile::new(Arc::clone(&file)));
+        let span = Span::complete(content, 0, len as u64);
         let body = body(span, Arc::clone(&outbox));
         async move {
             let mut response = http::Response::new(body);

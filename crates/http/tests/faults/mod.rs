@@ -9,7 +9,6 @@ use berth_cache::{
 };
 use berth_oci::{Digest, Verified};
 use bytes::Bytes;
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,7 +79,7 @@ struct FaultyWriter {
 
 #[async_trait]
 impl BlobWriter for FaultyWriter {
-    fn tail(&self) -> Arc<File> {
+    fn tail(&self) -> Arc<dyn berth_cache::BlobContent> {
         self.inner.tail()
     }
 
@@ -89,7 +88,7 @@ impl BlobWriter for FaultyWriter {
         if self.written + len > self.full_at.load(Ordering::SeqCst) {
             return Err(CacheError::Io {
                 op: "write",
-                path: Path::new("(faulty disk)").display().to_string(),
+                subject: Path::new("(faulty disk)").display().to_string(),
                 error: std::io::Error::from_raw_os_error(28), // ENOSPC
             });
         }
@@ -122,7 +121,7 @@ impl FaultyIndex {
         if self.down.load(Ordering::SeqCst) {
             return Err(CacheError::Io {
                 op: "read",
-                path: "(index)".to_owned(),
+                subject: "(index)".to_owned(),
                 error: std::io::Error::other("the index is down"),
             });
         }
