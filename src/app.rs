@@ -6,7 +6,7 @@
 
 use anyhow::Context as _;
 use berth_access::Access;
-use berth_cache::{FsIndex, FsStore, Layout, Lifecycle, Maintenance, PinPattern};
+use berth_cache::{Layout, Lifecycle, PinPattern};
 use berth_config::Config;
 use berth_config::ServerLimits;
 use berth_http::{
@@ -41,6 +41,8 @@ pub struct App {
     reload: Option<(std::path::PathBuf, crate::telemetry::LogLevel)>,
     /// Where this berth listens: no upstream redirect may lead there.
     own: OwnListeners,
+    /// The blob store and what it holds (the data dir's lock, on `s3`).
+    _stores: crate::blob_store::Opened,
 }
 
 /// A listener beside the public one.
@@ -56,32 +58,26 @@ impl App {
     /// Build everything and bind the listen address. Fails with a clear
     /// message when the cache directory is unusable or the port is taken.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let (blobs, swept) = FsStore::open(&config.data_dir)
-            .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
-        if swept > 0 {
-            tracing::info!(
-                files = swept,
-                "removed unfinished downloads left by a previous run"
-            );
-        }
-        blobs.start_lifecycle(lifecycle(config)?);
+        let (stores, index) = crate::blob_store::open(config, lifecycle(config)?).await?;
         // The data directory's own files (index, ACME state, the control
         // socket) are the app's; only the blobs are the store's.
         let data_dir = Layout::new(&config.data_dir);
-        let index = FsIndex::open(&data_dir)
-            .with_context(|| format!("cannot use data_dir {}", config.data_dir.display()))?;
         let metrics = Arc::new(Metrics::new());
         let own = OwnListeners::default();
         let upstreams = UpstreamSet::serving(&config.upstreams, &metrics, &own)
             .context("cannot build the upstream HTTP clients")?;
         upstreams.learn_challenges();
-        let (blobs, index) = (Arc::new(blobs), Arc::new(index));
-        let maintenance = Maintenance::new(Arc::clone(&blobs), Arc::clone(&index));
+        let maintenance = stores.maintenance.clone();
         if let Err(e) = crate::control::serve(&data_dir, maintenance.clone()) {
             tracing::warn!(error = %format!("{e:#}"), "no control socket: `berth cache purge` will refuse while this berth serves");
         }
         let acme_root = data_dir.acme();
-        let pull = PullService::new(blobs, index, Arc::clone(&metrics), config.cache.eager_bytes);
+        let pull = PullService::new(
+            Arc::clone(&stores.blobs),
+            index,
+            Arc::clone(&metrics),
+            config.cache.eager_bytes,
+        );
         let access = Access::load(&config.access).context("cannot use the access settings")?;
         for warning in config.warnings() {
             tracing::warn!("{warning}");
@@ -162,6 +158,7 @@ impl App {
             config: config.clone(),
             reload: None,
             own,
+            _stores: stores,
         })
     }
 

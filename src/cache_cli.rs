@@ -29,6 +29,13 @@ const EXIT_IO: u8 = 74;
 /// The store of `config`, or the exit status for a directory that is not
 /// one.
 fn store(config: &Config) -> Result<Layout, ExitCode> {
+    if let berth_config::StorageSettings::S3(s3) = &config.storage {
+        eprintln!(
+            "berth: the blobs are in bucket {:?} (backend = \"s3\"); the cache commands work on the local disk store only, for now",
+            s3.bucket
+        );
+        return Err(ExitCode::from(EXIT_NOT_A_STORE));
+    }
     let layout = Layout::new(&config.data_dir);
     if layout.is_store() {
         Ok(layout)

@@ -5,7 +5,8 @@
 //! `berth check-config` prints it.
 
 use berth_config::{
-    AccessRule, Anonymous, AuthMode, Challenge, Config, LogFormat, RuleAction, UpstreamConfig,
+    AccessRule, Anonymous, AuthMode, Challenge, Config, LogFormat, RuleAction, StorageSettings,
+    UpstreamConfig,
 };
 use std::time::Duration;
 use toml::{Table, Value};
@@ -45,6 +46,26 @@ fn table(pairs: Vec<(&str, Option<Value>)>) -> Value {
         }
     }
     Value::Table(t)
+}
+
+/// `[storage]`, the secret redacted.
+fn storage_table(storage: &StorageSettings) -> Value {
+    match storage {
+        StorageSettings::Fs => table(vec![("backend", Some(text("fs")))]),
+        StorageSettings::S3(s3) => table(vec![
+            ("backend", Some(text("s3"))),
+            ("bucket", Some(text(&s3.bucket))),
+            ("prefix", Some(text(&s3.prefix))),
+            ("endpoint", s3.endpoint.as_ref().map(text)),
+            ("region", Some(text(&s3.region))),
+            ("path_style", Some(Value::Boolean(s3.path_style))),
+            ("access_key_id", s3.access_key_id.as_ref().map(text)),
+            (
+                "secret_access_key",
+                s3.secret_access_key.as_ref().map(|_| text(REDACTED)),
+            ),
+        ]),
+    }
 }
 
 /// `config` as TOML text, secrets redacted.
@@ -107,6 +128,7 @@ pub(crate) fn effective_table(c: &Config) -> Table {
             ("prefetch_interval", Some(duration(cache.prefetch_interval))),
         ])),
     ));
+    top.push(("storage", Some(storage_table(&c.storage))));
     top.push((
         "admin",
         Some(table(vec![

@@ -19,6 +19,7 @@
 mod output;
 
 pub mod app;
+mod blob_store;
 mod cache_cli;
 mod changed;
 mod check_config;

@@ -217,6 +217,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.cache != new.cache {
         keys.push("[cache]");
     }
+    if old.storage != new.storage {
+        keys.push("[storage]");
+    }
     if old.shutdown_grace != new.shutdown_grace {
         keys.push("shutdown_grace");
     }
@@ -233,6 +236,7 @@ fn keep_running(new: &mut Config, old: &Config) {
     new.admin.clone_from(&old.admin);
     new.server.clone_from(&old.server);
     new.cache.clone_from(&old.cache);
+    new.storage.clone_from(&old.storage);
     new.shutdown_grace = old.shutdown_grace;
     new.log_format = old.log_format;
 }

@@ -32,6 +32,14 @@ pub trait BlobContent: Send + Sync + Debug {
     fn local_file(&self) -> Option<&Arc<File>> {
         None
     }
+
+    /// Bytes `start..end` of complete content as one stream, where the
+    /// content has a cheaper way than reading it stretch by stretch (a
+    /// remote object: one ranged GET). `None`: read it with
+    /// [`BlobContent::read_at`].
+    fn stream_range(&self, _start: u64, _end: u64) -> Option<crate::ByteStream> {
+        None
+    }
 }
 
 /// A blob in a local file: a committed blob, or a spool being written.

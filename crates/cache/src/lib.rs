@@ -22,6 +22,7 @@ mod maintenance;
 mod memory;
 mod purge;
 mod reader;
+mod s3;
 mod spool;
 mod store;
 mod tags;
@@ -42,6 +43,7 @@ pub use maintenance::Maintenance;
 pub use memory::{MemoryIndex, MemoryStore};
 pub use purge::{PurgeReport, purge_store};
 pub use reader::{Progress, ProgressState, Span};
+pub use s3::{ONE_PUT, S3Store, part_size};
 pub use store::{BlobStore, BlobWriter, Hit, IndexStore, Lookup, StoreUsage};
 pub use tags::{TagAnswer, TagKey, TagRecord};
 pub use verify::{VerifyReport, verify_store};
@@ -115,6 +117,9 @@ pub enum CacheError {
         /// The OS error.
         error: std::io::Error,
     },
+    /// The store this berth runs on cannot do what was asked.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The cache filesystem has no room for what is being written.
     #[error("no room in the cache: {0}")]
     NoRoom(String),

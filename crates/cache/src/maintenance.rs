@@ -6,10 +6,15 @@
 use crate::{CacheError, FsIndex, FsStore, GcReport, PinPattern, PurgeReport, collect_garbage};
 use std::sync::Arc;
 
+/// What purge and gc cannot do yet on a store other than the local disk.
+const NOT_ON_OBJECTS: &str =
+    "purge and gc work on the local disk store; with backend = \"s3\" they are not available yet";
+
 /// The maintenance a serving process runs on its store and index.
 #[derive(Debug, Clone)]
 pub struct Maintenance {
-    store: Arc<FsStore>,
+    /// The local disk store; `None` when blobs live elsewhere.
+    store: Option<Arc<FsStore>>,
     index: Arc<FsIndex>,
     one_at_a_time: Arc<tokio::sync::Mutex<()>>,
 }
@@ -30,7 +35,17 @@ impl Maintenance {
     /// Maintenance of `store` and `index`, the ones this process serves.
     pub fn new(store: Arc<FsStore>, index: Arc<FsIndex>) -> Self {
         Self {
-            store,
+            store: Some(store),
+            index,
+            one_at_a_time: Arc::default(),
+        }
+    }
+
+    /// Maintenance of a berth whose blobs are not on local disk: purge and
+    /// gc answer [`CacheError::Unsupported`].
+    pub fn elsewhere(index: Arc<FsIndex>) -> Self {
+        Self {
+            store: None,
             index,
             one_at_a_time: Arc::default(),
         }
@@ -39,9 +54,13 @@ impl Maintenance {
     /// Remove the tags of the repositories `pattern` matches and the blobs
     /// only they need, from disk and from memory.
     pub async fn purge(&self, pattern: PinPattern) -> Result<PurgeReport, CacheError> {
+        let store = Arc::clone(
+            self.store
+                .as_ref()
+                .ok_or(CacheError::Unsupported(NOT_ON_OBJECTS))?,
+        );
         let _turn = self.one_at_a_time.lock().await;
         let shown = pattern.to_string();
-        let store = Arc::clone(&self.store);
         let report = joined(tokio::task::spawn_blocking(move || store.purge(&pattern)).await)?;
         self.index.forget_tags(&report.tags);
         tracing::info!(
@@ -56,8 +75,12 @@ impl Maintenance {
 
     /// Remove the index entries whose content has left the store.
     pub async fn collect_garbage(&self) -> Result<GcReport, CacheError> {
+        let store = self
+            .store
+            .as_ref()
+            .ok_or(CacheError::Unsupported(NOT_ON_OBJECTS))?;
         let _turn = self.one_at_a_time.lock().await;
-        let layout = self.store.layout().clone();
+        let layout = store.layout().clone();
         let report = joined(tokio::task::spawn_blocking(move || collect_garbage(&layout)).await)?;
         tracing::info!(
             tags = report.tags,

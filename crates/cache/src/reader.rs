@@ -119,6 +119,11 @@ impl Span {
     /// stream is polled for it, so a client that stops reading holds no
     /// thread and no more than the chunk it was last given.
     pub fn into_stream(self) -> ByteStream {
+        if let (None, Some(end)) = (&self.progress, self.end)
+            && let Some(stream) = self.content.stream_range(self.pos, end)
+        {
+            return stream;
+        }
         Box::pin(futures_util::stream::try_unfold(
             self,
             |mut span| async move {

@@ -2,25 +2,48 @@
 //! until a verified write is finished; a hit serves any range as a stream;
 //! waiting readers tail a blob while it is written; an aborted or
 //! unproven write never becomes visible. A backend that passes these can
-//! sit under the pull engine.
+//! sit under the pull engine. S3 runs against s3s-fs, started here.
 
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_cache::{BlobBytes, BlobStore, FsStore, Lookup, MemoryStore};
+use berth_cache::{BlobBytes, BlobStore, FsStore, Lookup, MemoryStore, S3Store};
 use berth_oci::{Digest, DigestVerifier};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use std::sync::Arc;
 
-/// Every backend, by name, each over a fresh store (the temp dir lives as
-/// long as the store is used).
-fn backends() -> Vec<(&'static str, Arc<dyn BlobStore>, Option<tempfile::TempDir>)> {
+/// What a backend needs kept alive while it is used (its directory, its
+/// server).
+type KeepAlive = Box<dyn std::any::Any>;
+
+/// Every backend, by name, each over a fresh store: the local disk,
+/// memory, and S3 (a real S3-compatible server, s3s-fs, which checks
+/// signatures).
+fn backends() -> Vec<(&'static str, Arc<dyn BlobStore>, KeepAlive)> {
     let dir = tempfile::tempdir().unwrap();
     let (fs, _) = FsStore::open(dir.path()).unwrap();
+    let s3 = berth_testkit::S3Server::start();
+    let spools = tempfile::tempdir().unwrap();
+    let objects = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(&s3.bucket)
+        .with_endpoint(&s3.endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id(&s3.access_key)
+        .with_secret_access_key(&s3.secret_key)
+        .build()
+        .unwrap();
+    let s3_store = S3Store::new(
+        Arc::new(objects),
+        "blobs-test/",
+        spools.path().join("spool"),
+    )
+    .unwrap();
     vec![
-        ("fs", Arc::new(fs), Some(dir)),
-        ("memory", Arc::new(MemoryStore::new(64 << 20)), None),
+        ("fs", Arc::new(fs), Box::new(dir)),
+        ("memory", Arc::new(MemoryStore::new(64 << 20)), Box::new(())),
+        ("s3", Arc::new(s3_store), Box::new((s3, spools))),
     ]
 }
 
@@ -181,5 +204,31 @@ async fn only_the_local_disk_offers_a_file_for_sendfile() {
             panic!("{name}: a large range is a span");
         };
         assert_eq!(span.local_file().is_some(), name == "fs", "{name}");
+        assert_eq!(collect(BlobBytes::Span(span)).await, data, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn a_blob_larger_than_one_put_is_stored_whole() {
+    for (name, store, _keep) in backends() {
+        let data = blob((berth_cache::ONE_PUT + (3 << 20)) as usize, 6);
+        let digest = Digest::of(&data);
+        let mut writer = store.begin(&digest, Some(data.len() as u64)).await.unwrap();
+        for piece in data.chunks(1 << 20) {
+            writer.write(&[Bytes::copy_from_slice(piece)]).unwrap();
+        }
+        writer.finish(proof(&data)).await.unwrap();
+        let Lookup::Hit(hit) = store.lookup(&digest).await.unwrap() else {
+            panic!("{name}: finished, yet missed");
+        };
+        assert_eq!(hit.size(), data.len() as u64, "{name}");
+        let tail_end = data.len() as u64 - 10;
+        let got = collect(hit.read(tail_end, data.len() as u64).unwrap()).await;
+        assert_eq!(got, &data[tail_end as usize..], "{name}");
+        assert_eq!(
+            collect(hit.read(0, data.len() as u64).unwrap()).await,
+            data,
+            "{name}"
+        );
     }
 }

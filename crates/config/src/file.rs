@@ -18,6 +18,7 @@ pub(super) struct RawConfig {
     pub(super) builtin_upstreams: Option<bool>,
     pub(super) server: Option<RawServer>,
     pub(super) cache: Option<RawCache>,
+    pub(super) storage: Option<RawStorage>,
     pub(super) admin: Option<RawAdmin>,
     pub(super) tls: Option<RawTls>,
     pub(super) auth: Option<RawAuth>,
@@ -93,6 +94,20 @@ pub(super) struct RawCache {
     pub(super) pin: Option<Vec<String>>,
     pub(super) prefetch_file: Option<String>,
     pub(super) prefetch_interval: Option<String>,
+}
+
+/// The `[storage]` table as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(super) struct RawStorage {
+    pub(super) backend: Option<String>,
+    pub(super) bucket: Option<String>,
+    pub(super) prefix: Option<String>,
+    pub(super) endpoint: Option<String>,
+    pub(super) region: Option<String>,
+    pub(super) path_style: Option<bool>,
+    pub(super) access_key_id: Option<String>,
+    pub(super) secret_access_key: Option<String>,
+    pub(super) secret_access_key_file: Option<String>,
 }
 
 /// The `[admin]` table as written.

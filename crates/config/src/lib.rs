@@ -19,6 +19,7 @@ mod policy;
 mod resilience;
 mod secret;
 mod server;
+mod storage;
 mod tls;
 mod validate;
 
@@ -35,6 +36,7 @@ pub use policy::CachePolicy;
 pub use resilience::Resilience;
 pub use secret::Secret;
 pub use server::{ServerLimits, byte_size};
+pub use storage::{S3Settings, StorageSettings};
 pub use tls::{AcmeSettings, CertFiles, Challenge, LETS_ENCRYPT, TlsSettings, well_formed_name};
 
 use std::net::SocketAddr;
@@ -76,6 +78,8 @@ pub struct Config {
     pub server: ServerLimits,
     /// Settings of the cache as a whole.
     pub cache: CacheSettings,
+    /// Where blobs are kept (`[storage]`).
+    pub storage: StorageSettings,
     /// The admin listener and token.
     pub admin: AdminSettings,
     /// HTTPS on `listen`, when `[tls]` is present.

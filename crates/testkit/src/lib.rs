@@ -24,6 +24,7 @@ pub mod pebble;
 pub mod proc;
 pub mod registry;
 pub mod report;
+pub mod s3;
 pub mod tap;
 pub mod tls;
 pub mod token;
@@ -35,6 +36,7 @@ pub use clients::{
 };
 pub use images::{Blob, ChildManifest, TestImage, TestImages, test_images};
 pub use registry::{PushedImage, TestRegistry};
+pub use s3::S3Server;
 pub use tap::Recorded;
 pub use token::{TokenIssuer, TokenRequest};
 

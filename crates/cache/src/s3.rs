@@ -1,0 +1,316 @@
+//! Blobs in an S3-compatible object store (AWS S3, MinIO, Garage, Ceph
+//! RGW, R2), through `object_store`.
+//!
+//! - A blob is the object `<prefix>blobs/sha256/<hex>`. It exists only once
+//!   verified: a fill is written to a local spool (which waiting clients
+//!   tail, and which feeds the upload), and [`BlobWriter::finish`] uploads
+//!   it only with the proof that it hashed to its digest, in one PUT up to
+//!   [`ONE_PUT`] bytes and as a multipart upload above, its parts sized so
+//!   that no blob needs more than S3's 10,000. A failed multipart upload
+//!   is aborted. Nothing partial is ever visible under a digest key.
+//! - An object that already exists under the key is the same content (the
+//!   key is its digest), so finding one is success: no conditional-write
+//!   support is assumed of the server.
+//! - A hit is the object's size and key; its bytes are read with ranged
+//!   GETs, one streamed GET per span sent, never buffered whole.
+
+use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
+use crate::{BlobContent, ByteStream, CacheError, LocalFile, Spool};
+use async_trait::async_trait;
+use berth_oci::{Digest, Verified};
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutPayload};
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Blobs up to this size go up in one PUT; larger ones in parts.
+pub const ONE_PUT: u64 = 16 << 20;
+/// The smallest part S3 takes (but for the last).
+const MIN_PART: u64 = 8 << 20;
+/// S3's limit on parts per upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// The part size for a blob of `size` bytes: at least [`MIN_PART`], and
+/// large enough that the blob fits in [`MAX_PARTS`] parts.
+pub fn part_size(size: u64) -> u64 {
+    MIN_PART.max(size.div_ceil(MAX_PARTS).next_multiple_of(1 << 20))
+}
+
+/// An S3 bucket (and key prefix) holding blobs, with a local directory for
+/// the spools of fills in progress.
+#[derive(Debug)]
+pub struct S3Store {
+    objects: Arc<dyn ObjectStore>,
+    prefix: String,
+    spools: PathBuf,
+    next_spool: AtomicU64,
+}
+
+impl S3Store {
+    /// Blobs in `objects` under `prefix` (empty, or ending in `/`), fills
+    /// spooled in `spools` (created if missing; leftovers removed).
+    pub fn new(
+        objects: Arc<dyn ObjectStore>,
+        prefix: &str,
+        spools: PathBuf,
+    ) -> Result<Self, CacheError> {
+        std::fs::create_dir_all(&spools).map_err(|e| CacheError::io("create", &spools, e))?;
+        if let Ok(entries) = std::fs::read_dir(&spools) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(Self {
+            objects,
+            prefix: prefix.to_owned(),
+            spools,
+            next_spool: AtomicU64::new(0),
+        })
+    }
+
+    /// The key of `digest`'s object.
+    fn key(&self, digest: &Digest) -> ObjectPath {
+        ObjectPath::from(format!("{}blobs/sha256/{}", self.prefix, digest.hex()))
+    }
+
+    /// The object's size, `None` when there is none.
+    async fn head(&self, key: &ObjectPath) -> Result<Option<u64>, CacheError> {
+        match self.objects.head(key).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(failed("look up", key, e)),
+        }
+    }
+}
+
+/// A failed object store call on `key`, as a cache error.
+#[allow(clippy::needless_pass_by_value, reason = "a map_err adapter")]
+fn failed(op: &'static str, key: &ObjectPath, e: object_store::Error) -> CacheError {
+    CacheError::Io {
+        op,
+        subject: format!("object {key}"),
+        error: std::io::Error::other(e.to_string()),
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Store {
+    async fn lookup(&self, digest: &Digest) -> Result<Lookup, CacheError> {
+        let key = self.key(digest);
+        Ok(match self.head(&key).await? {
+            Some(size) => {
+                let content = StoredObject {
+                    objects: Arc::clone(&self.objects),
+                    key,
+                };
+                Lookup::Hit(Hit::new(Arc::new(content), size))
+            }
+            None => Lookup::Miss,
+        })
+    }
+
+    async fn size(&self, digest: &Digest) -> Result<Option<u64>, CacheError> {
+        self.head(&self.key(digest)).await
+    }
+
+    async fn reserve(&self, _bytes: u64) -> Result<(), CacheError> {
+        // A bucket has no size limit of its own; `[cache] max_size` is the
+        // lifecycle's business.
+        Ok(())
+    }
+
+    async fn begin(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Box<dyn BlobWriter>, CacheError> {
+        let n = self.next_spool.fetch_add(1, Ordering::Relaxed);
+        let path = self.spools.join(format!("{}-{n}", digest.hex()));
+        let spool = Spool::create(path)?;
+        Ok(Box::new(S3Writer {
+            spool,
+            written: 0,
+            size,
+            digest: *digest,
+            key: self.key(digest),
+            objects: Arc::clone(&self.objects),
+        }))
+    }
+
+    async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError> {
+        check_whole(digest, &bytes)?;
+        let key = self.key(digest);
+        if self.head(&key).await?.is_some() {
+            return Ok(());
+        }
+        self.objects
+            .put(&key, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("write", &key, e))
+    }
+}
+
+/// A stored object's bytes, read with ranged GETs.
+#[derive(Debug)]
+struct StoredObject {
+    objects: Arc<dyn ObjectStore>,
+    key: ObjectPath,
+}
+
+#[async_trait]
+impl BlobContent for StoredObject {
+    async fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let range = offset..offset + len as u64;
+        let bytes = self
+            .objects
+            .get_range(&self.key, range)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if bytes.len() != len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("object {} ended early", self.key),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn read_now(&self, _offset: u64, _len: usize) -> Option<std::io::Result<Bytes>> {
+        None
+    }
+
+    fn stream_range(&self, start: u64, end: u64) -> Option<ByteStream> {
+        let objects = Arc::clone(&self.objects);
+        let key = self.key.clone();
+        let get = async move {
+            let options = GetOptions {
+                range: Some(GetRange::Bounded(start..end)),
+                ..GetOptions::default()
+            };
+            objects.get_opts(&key, options).await
+        };
+        let stream = futures_util::stream::once(get)
+            .map_ok(|answer| answer.into_stream())
+            .try_flatten()
+            .map_err(|e| std::io::Error::other(e.to_string()));
+        Some(Box::pin(stream))
+    }
+}
+
+/// A blob being written: spooled locally, uploaded once verified.
+#[derive(Debug)]
+struct S3Writer {
+    spool: Spool,
+    written: u64,
+    size: Option<u64>,
+    digest: Digest,
+    key: ObjectPath,
+    objects: Arc<dyn ObjectStore>,
+}
+
+impl S3Writer {
+    /// `len` bytes of the spool at `offset`, read on a blocking thread.
+    async fn spooled(&self, offset: u64, len: u64) -> Result<Bytes, CacheError> {
+        let content = LocalFile::new(self.spool.reader());
+        content
+            .read_at(offset, usize::try_from(len).unwrap_or(usize::MAX))
+            .await
+            .map_err(|e| CacheError::io("read", self.spool.path(), e))
+    }
+
+    /// Upload the spool in parts; abort the upload on any failure.
+    async fn upload_in_parts(&self) -> Result<(), CacheError> {
+        let mut upload = self
+            .objects
+            .put_multipart(&self.key)
+            .await
+            .map_err(|e| failed("start uploading", &self.key, e))?;
+        let part = part_size(self.written);
+        let mut offset = 0;
+        let sent = async {
+            while offset < self.written {
+                let len = part.min(self.written - offset);
+                let bytes = self.spooled(offset, len).await?;
+                upload
+                    .put_part(PutPayload::from(bytes))
+                    .await
+                    .map_err(|e| failed("upload a part of", &self.key, e))?;
+                offset += len;
+            }
+            upload
+                .complete()
+                .await
+                .map_err(|e| failed("complete", &self.key, e))
+        }
+        .await;
+        if sent.is_err() {
+            let _ = upload.abort().await;
+        }
+        sent.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl BlobWriter for S3Writer {
+    fn tail(&self) -> Arc<dyn BlobContent> {
+        Arc::new(LocalFile::new(self.spool.reader()))
+    }
+
+    fn write(&mut self, chunks: &[Bytes]) -> Result<(), CacheError> {
+        self.spool.write_chunks(chunks)?;
+        self.written += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, proof: Verified) -> Result<(), CacheError> {
+        check_proof(&self.digest, &proof)?;
+        if let Some(size) = self.size
+            && size != self.written
+        {
+            return Err(CacheError::Io {
+                op: "upload",
+                subject: format!("object {}", self.key),
+                error: std::io::Error::other(format!("{} bytes written of {size}", self.written)),
+            });
+        }
+        match self.objects.head(&self.key).await {
+            Ok(_) => return Ok(()),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(failed("look up", &self.key, e)),
+        }
+        if self.written <= ONE_PUT {
+            let bytes = self.spooled(0, self.written).await?;
+            self.objects
+                .put(&self.key, PutPayload::from(bytes))
+                .await
+                .map_err(|e| failed("write", &self.key, e))?;
+            return Ok(());
+        }
+        self.upload_in_parts().await
+    }
+
+    fn abort(self: Box<Self>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_fit_in_ten_thousand_whatever_the_size() {
+        assert_eq!(part_size(20 << 20), MIN_PART);
+        for size in [1u64 << 30, 100 << 30, 5 << 40] {
+            let part = part_size(size);
+            assert!(part >= MIN_PART);
+            assert!(size.div_ceil(part) <= MAX_PARTS, "{size}: {part}");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! An S3-compatible server for the tests: s3s-fs on a loopback port,
+//! checking SigV4 signatures, with one bucket. A bucket is a directory
+//! under its root, so a test can list what the bucket holds from disk.
+//! s3s-fs is a cargo-installed tool (`cargo install s3s-fs --features
+//! binary`): looked up on `PATH`, then in `~/.cargo/bin`.
+
+use crate::proc::{ChildGuard, free_port};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A running s3s-fs with one bucket. Killed on drop.
+#[derive(Debug)]
+pub struct S3Server {
+    server: Option<ChildGuard>,
+    /// `http://127.0.0.1:PORT`
+    pub endpoint: String,
+    /// The bucket created at start.
+    pub bucket: String,
+    /// The access key it accepts.
+    pub access_key: String,
+    /// Its secret.
+    pub secret_key: String,
+    port: u16,
+    root: tempfile::TempDir,
+}
+
+/// The s3s-fs executable.
+fn executable() -> PathBuf {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("s3s-fs"))
+            .find(|p| p.is_file())
+    });
+    on_path.unwrap_or_else(|| {
+        let home = std::env::var_os("HOME").unwrap_or_default();
+        Path::new(&home).join(".cargo/bin/s3s-fs")
+    })
+}
+
+impl S3Server {
+    /// Start s3s-fs with the bucket `berth-test`.
+    pub fn start() -> S3Server {
+        let root = tempfile::tempdir().unwrap();
+        let bucket = "berth-test".to_owned();
+        std::fs::create_dir(root.path().join(&bucket)).unwrap();
+        let (access_key, secret_key) = ("berthtestkey".to_owned(), "berth-test-secret".to_owned());
+        let port = free_port();
+        let log = root.path().join("s3s-fs.log");
+        let mut server = ChildGuard::spawn(
+            "s3s-fs",
+            Command::new(executable())
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--access-key", &access_key, "--secret-key", &secret_key])
+                .arg(root.path()),
+            &log,
+            Some(port),
+        );
+        server
+            .wait_ready(Duration::from_secs(20), || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            })
+            .unwrap_or_else(|e| {
+                panic!("{e}\n(install it with `cargo install s3s-fs@0.14.1 --features binary --locked`)")
+            });
+        S3Server {
+            server: Some(server),
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket,
+            access_key,
+            secret_key,
+            port,
+            root,
+        }
+    }
+
+    /// The `[storage]` table of a berth keeping its blobs here.
+    pub fn storage_toml(&self) -> String {
+        format!(
+            "[storage]\nbackend = \"s3\"\nbucket = \"{}\"\nendpoint = \"{}\"\npath_style = true\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            self.bucket, self.endpoint, self.access_key, self.secret_key
+        )
+    }
+
+    /// Every key in the bucket, sorted (read from the server's directory).
+    pub fn keys(&self) -> Vec<String> {
+        let bucket = self.root.path().join(&self.bucket);
+        let mut keys = Vec::new();
+        let mut dirs = vec![bucket.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if let Ok(key) = path.strip_prefix(&bucket) {
+                    keys.push(key.to_string_lossy().into_owned());
+                }
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    /// Stop the server (requests then fail to connect).
+    pub fn stop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            server.stop();
+        }
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}

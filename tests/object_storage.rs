@@ -1,0 +1,200 @@
+//! `backend = "s3"` end to end: a real S3-compatible server (s3s-fs, which
+//! checks signatures) behind berth, in front of the real token-auth
+//! registry. Pulls with skopeo, cold and warm and after a restart; 32
+//! concurrent cold clients and one upstream GET; corrupt upstream bytes
+//! never becoming an object; and a start that names the key when the
+//! bucket or the credentials are wrong.
+// Test code reports failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use berth_testkit::berth::serve_until_exit;
+use berth_testkit::checks::{assert_dir_holds, pseudo_random, sha256};
+use berth_testkit::fake_upstream::{Canned, FakeUpstream};
+use berth_testkit::{Berth, S3Server, TestRegistry, skopeo_copy_to_dir, upstream_toml};
+use bytes::Bytes;
+use std::time::Duration;
+
+/// The bucket keys of the blobs stored, as digests.
+fn stored(s3: &S3Server) -> Vec<String> {
+    s3.keys()
+        .iter()
+        .filter_map(|k| k.strip_prefix("blobs/sha256/"))
+        .map(|hex| format!("sha256:{hex}"))
+        .collect()
+}
+
+fn hub_on_s3(up: &TestRegistry, s3: &S3Server) -> String {
+    format!(
+        "{}{}",
+        upstream_toml(
+            "docker.io",
+            &up.url(),
+            "default = true\nauto_library = true"
+        ),
+        s3.storage_toml()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulls_fill_the_bucket_and_a_restarted_berth_serves_them_from_it() {
+    let up = TestRegistry::start().await;
+    let s3 = S3Server::start();
+    let image = up.images().small.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = hub_on_s3(&up, &s3);
+    let mut berth = Berth::start_with_data(&config, &data);
+    let dest = tempfile::tempdir().unwrap();
+    skopeo_copy_to_dir(
+        &format!("{}/library/small:latest", berth.addr),
+        &dest.path().join("cold"),
+    )
+    .await
+    .unwrap();
+    assert_dir_holds(&dest.path().join("cold"), &image);
+    // Each blob becomes an object once verified; nothing lands on local disk.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !image.blobs.iter().all(|b| stored(&s3).contains(&b.digest)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}\n{}",
+            s3.keys(),
+            berth.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        stored(&s3).contains(&image.digest),
+        "the manifest: {:?}",
+        s3.keys()
+    );
+    assert!(!berth_testkit::checks::cached(
+        &berth.data_dir,
+        &image.blobs[0].digest
+    ));
+
+    // A new berth on the same data dir and bucket: no upstream blob GET.
+    assert!(berth.terminate(Duration::from_secs(10)).is_some());
+    let again = Berth::start_with_data(&config, &data);
+    up.reset_requests();
+    skopeo_copy_to_dir(
+        &format!("{}/library/small:latest", again.addr),
+        &dest.path().join("warm"),
+    )
+    .await
+    .unwrap();
+    assert_dir_holds(&dest.path().join("warm"), &image);
+    for blob in &image.blobs {
+        assert_eq!(up.count("GET", &blob.digest), 0, "{:#?}", up.requests());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thirty_two_cold_clients_cause_one_upstream_get_and_one_object() {
+    let up = TestRegistry::start().await;
+    let s3 = S3Server::start();
+    let blob = up.images().big.largest_blob().clone();
+    let berth = Berth::start(&hub_on_s3(&up, &s3));
+    up.set_throttle(Some(Duration::from_micros(200)));
+    let url = format!("{}/v2/library/big/blobs/{}", berth.url(), blob.digest);
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let r = reqwest::get(url).await.unwrap();
+                assert_eq!(r.status(), 200);
+                sha256(&r.bytes().await.unwrap())
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), blob.digest);
+    }
+    up.set_throttle(None);
+    assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !stored(&s3).contains(&blob.digest) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}\n{}",
+            s3.keys(),
+            berth.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Served from the bucket now, any range.
+    let ranged = reqwest::Client::new()
+        .get(&url)
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.headers()["x-cache"], "HIT");
+    let full = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    assert_eq!(sha256(&full), blob.digest);
+    assert_eq!(ranged.bytes().await.unwrap(), full.slice(1000..2000));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_upstream_bytes_never_become_an_object() {
+    let fake = FakeUpstream::start().await;
+    let s3 = S3Server::start();
+    let good = pseudo_random(3 << 20, 7);
+    let digest = sha256(&good);
+    let mut bad = good.clone();
+    bad[12345] ^= 0xff;
+    fake.route(
+        &format!("proj/app/blobs/{digest}"),
+        Canned {
+            body: Bytes::from(bad),
+            content_type: "application/octet-stream",
+            ..Canned::default()
+        },
+    );
+    let berth = Berth::start(&format!(
+        "{}{}",
+        upstream_toml("fake.test", &fake.url, "default = true"),
+        s3.storage_toml()
+    ));
+    let r = reqwest::get(format!("{}/v2/proj/app/blobs/{digest}", berth.url()))
+        .await
+        .unwrap();
+    let body = r.bytes().await;
+    assert!(
+        body.is_err() || body.unwrap().len() < good.len(),
+        "a whole bad body was delivered"
+    );
+    assert!(berth.logged("blob download failed"), "{}", berth.log());
+    assert!(!stored(&s3).contains(&digest), "{:?}", s3.keys());
+}
+
+#[test]
+fn a_missing_bucket_or_wrong_credentials_stop_the_start_naming_the_key() {
+    let s3 = S3Server::start();
+    let upstream = upstream_toml("fake.test", "http://127.0.0.1:9", "default = true");
+    let cases = [
+        (
+            s3.storage_toml().replace(
+                &format!("bucket = \"{}\"", s3.bucket),
+                "bucket = \"no-such-bucket\"",
+            ),
+            "storage.bucket",
+        ),
+        (
+            s3.storage_toml().replace(&s3.secret_key, "a-wrong-secret"),
+            "storage.access_key_id / storage.secret_access_key",
+        ),
+    ];
+    for (storage, key) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (status, stderr) = serve_until_exit(
+            &format!("{upstream}{storage}"),
+            &dir.path().join("data"),
+            Duration::from_secs(30),
+        )
+        .expect("berth must not start");
+        assert!(!status.success());
+        assert!(stderr.contains(key), "{key}: {stderr}");
+    }
+}
