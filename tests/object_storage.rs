@@ -7,11 +7,13 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use berth_testkit::TestImage;
 use berth_testkit::berth::serve_until_exit;
 use berth_testkit::checks::{assert_dir_holds, pseudo_random, sha256};
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
 use berth_testkit::{Berth, S3Server, TestRegistry, skopeo_copy_to_dir, upstream_toml};
 use bytes::Bytes;
+use std::path::Path;
 use std::time::Duration;
 
 /// The bucket keys of the blobs stored, as digests.
@@ -21,6 +23,32 @@ fn stored(s3: &S3Server) -> Vec<String> {
         .filter_map(|k| k.strip_prefix("blobs/sha256/"))
         .map(|hex| format!("sha256:{hex}"))
         .collect()
+}
+
+/// Pull `small:latest` through `berth` with skopeo into `dest/name`, and
+/// check it arrived whole.
+async fn pull_small(berth: &Berth, image: &TestImage, dest: &Path, name: &str) {
+    skopeo_copy_to_dir(
+        &format!("{}/library/small:latest", berth.addr),
+        &dest.join(name),
+    )
+    .await
+    .unwrap();
+    assert_dir_holds(&dest.join(name), image);
+}
+
+/// Wait (at most 20 s) until every one of `digests` is an object.
+async fn until_stored(s3: &S3Server, berth: &Berth, digests: &[&str]) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !digests.iter().all(|d| stored(s3).iter().any(|s| s == d)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}\n{}",
+            s3.keys(),
+            berth.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn hub_on_s3(up: &TestRegistry, s3: &S3Server) -> String {
@@ -45,24 +73,10 @@ async fn pulls_fill_the_bucket_and_a_restarted_berth_serves_them_from_it() {
     let config = hub_on_s3(&up, &s3);
     let mut berth = Berth::start_with_data(&config, &data);
     let dest = tempfile::tempdir().unwrap();
-    skopeo_copy_to_dir(
-        &format!("{}/library/small:latest", berth.addr),
-        &dest.path().join("cold"),
-    )
-    .await
-    .unwrap();
-    assert_dir_holds(&dest.path().join("cold"), &image);
+    pull_small(&berth, &image, dest.path(), "cold").await;
     // Each blob becomes an object once verified; nothing lands on local disk.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !image.blobs.iter().all(|b| stored(&s3).contains(&b.digest)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}\n{}",
-            s3.keys(),
-            berth.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let blobs: Vec<&str> = image.blobs.iter().map(|b| b.digest.as_str()).collect();
+    until_stored(&s3, &berth, &blobs).await;
     assert!(
         stored(&s3).contains(&image.digest),
         "the manifest: {:?}",
@@ -77,13 +91,7 @@ async fn pulls_fill_the_bucket_and_a_restarted_berth_serves_them_from_it() {
     assert!(berth.terminate(Duration::from_secs(10)).is_some());
     let again = Berth::start_with_data(&config, &data);
     up.reset_requests();
-    skopeo_copy_to_dir(
-        &format!("{}/library/small:latest", again.addr),
-        &dest.path().join("warm"),
-    )
-    .await
-    .unwrap();
-    assert_dir_holds(&dest.path().join("warm"), &image);
+    pull_small(&again, &image, dest.path(), "warm").await;
     for blob in &image.blobs {
         assert_eq!(up.count("GET", &blob.digest), 0, "{:#?}", up.requests());
     }
@@ -112,16 +120,7 @@ async fn thirty_two_cold_clients_cause_one_upstream_get_and_one_object() {
     }
     up.set_throttle(None);
     assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !stored(&s3).contains(&blob.digest) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}\n{}",
-            s3.keys(),
-            berth.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_stored(&s3, &berth, &[&blob.digest]).await;
     // Served from the bucket now, any range.
     let ranged = reqwest::Client::new()
         .get(&url)

@@ -6,15 +6,13 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod mirror;
+
 use axum::Router;
 use axum::body::Body;
 use berth_cache::{MemoryIndex, MemoryStore};
-use berth_config::Config;
-use berth_http::{HttpState, Live, router};
-use berth_metrics::Metrics;
-use berth_pull::{ManualClock, Origins, PullService, Surroundings};
+use berth_pull::{ManualClock, Surroundings};
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
-use berth_upstream::UpstreamSet;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
@@ -25,32 +23,12 @@ use tower::ServiceExt as _;
 /// A mirror of `fake` with the upstream keys `extra`, whose freshness runs
 /// on `clock`.
 fn mirror(fake: &FakeUpstream, extra: &str, clock: &Arc<ManualClock>) -> Router {
-    let text = format!(
-        "builtin_upstreams = false\n[[upstreams]]\nname = \"fake.test\"\nurl = {:?}\ndefault = true\n{extra}\n",
-        fake.url
-    );
-    let config = Config::from_toml(&text, &|_| None).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let upstreams = UpstreamSet::new(&config.upstreams, &metrics).unwrap();
     let surroundings = Surroundings {
         clock: clock.clone(),
         ..Surroundings::default()
     };
-    let pull = PullService::with_surroundings(
-        Arc::new(MemoryStore::new(64 << 20)),
-        Arc::new(MemoryIndex::default()),
-        Arc::clone(&metrics),
-        config.cache.eager_bytes,
-        surroundings,
-    );
-    let live = Live {
-        origins: Arc::new(Origins::new(upstreams, &config.upstreams, None)),
-        domain: None,
-        access: Arc::new(berth_access::Access::load(&config.access).unwrap()),
-        url302: None,
-        cors_origins: Vec::new(),
-    };
-    router(Arc::new(HttpState::new(pull, metrics, live)))
+    let (blobs, index) = (MemoryStore::new(64 << 20), MemoryIndex::default());
+    mirror::mirror(fake, extra, Arc::new(blobs), Arc::new(index), surroundings)
 }
 
 /// Status, `Warning` header and body of a GET.

@@ -8,17 +8,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod faults;
+mod mirror;
 
 use axum::Router;
 use axum::body::Body;
 use berth_cache::{BlobStore, IndexStore, MemoryIndex, MemoryStore};
-use berth_config::Config;
-use berth_http::{HttpState, Live, metrics_routes, router};
-use berth_metrics::Metrics;
-use berth_pull::{Origins, PullService};
+use berth_pull::Surroundings;
 use berth_testkit::checks::pseudo_random;
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
-use berth_upstream::UpstreamSet;
 use bytes::Bytes;
 use faults::{FaultyIndex, FaultyStore};
 use http::{HeaderMap, Request, StatusCode};
@@ -29,23 +26,7 @@ use tower::ServiceExt as _;
 
 /// A mirror of `fake` (as the default upstream) over the given stores.
 fn mirror(fake: &FakeUpstream, blobs: Arc<dyn BlobStore>, index: Arc<dyn IndexStore>) -> Router {
-    let text = format!(
-        "builtin_upstreams = false\n[[upstreams]]\nname = \"fake.test\"\nurl = {:?}\ndefault = true\n",
-        fake.url
-    );
-    let config = Config::from_toml(&text, &|_| None).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let upstreams = UpstreamSet::new(&config.upstreams, &metrics).unwrap();
-    let pull = PullService::new(blobs, index, Arc::clone(&metrics), config.cache.eager_bytes);
-    let live = Live {
-        origins: Arc::new(Origins::new(upstreams, &config.upstreams, None)),
-        domain: None,
-        access: Arc::new(berth_access::Access::load(&config.access).unwrap()),
-        url302: None,
-        cors_origins: Vec::new(),
-    };
-    router(Arc::new(HttpState::new(pull, Arc::clone(&metrics), live)))
-        .merge(metrics_routes(metrics))
+    mirror::mirror(fake, "", blobs, index, Surroundings::default())
 }
 
 /// What a client sees: status, headers, and the body or why it broke off.
