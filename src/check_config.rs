@@ -80,6 +80,32 @@ fn redact_userinfo(value: &str) -> String {
     }
 }
 
+/// `check-config --probe`: try the S3 bucket `[storage]` names (one
+/// listing), as `serve` does at start; exit 78 naming the key when it
+/// fails. Nothing to try on `fs`.
+pub(crate) fn probe(c: &Config) -> ExitCode {
+    let berth_config::StorageSettings::S3(s3) = &c.storage else {
+        outln!("probe: nothing outside the file to try (blobs on local disk)");
+        return ExitCode::SUCCESS;
+    };
+    let tried = crate::blob_store::connect(s3).and_then(|objects| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(crate::blob_store::probe(&objects, s3))
+    });
+    match tried {
+        Ok(()) => {
+            outln!("probe: bucket {} answers with these credentials", s3.bucket);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
 /// Print the summary and the settings (every one with `full`, else what
 /// the file and the environment change); exit 78 when `serve` would refuse
 /// to start.
@@ -133,6 +159,17 @@ pub(crate) fn run(c: &Config, full: bool) -> ExitCode {
         if let Some(addr) = tls.redirect_listen {
             outln!("  redirect to HTTPS on http://{addr}");
         }
+    }
+    if let berth_config::StorageSettings::S3(s3) = &c.storage {
+        let endpoint = s3
+            .endpoint
+            .as_ref()
+            .map_or("AWS".to_owned(), ToString::to_string);
+        outln!(
+            "  blobs in S3: bucket {}, prefix {:?}, at {endpoint}",
+            s3.bucket,
+            s3.prefix
+        );
     }
     let access = &c.access;
     if access.auth.htpasswd_file.is_some()

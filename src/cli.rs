@@ -53,6 +53,10 @@ enum Command {
         /// Print every setting, the built-in upstreams in full too.
         #[arg(long)]
         full: bool,
+        /// Also try what is outside the file without serving: the S3
+        /// bucket of `[storage]` (endpoint, bucket, credentials).
+        #[arg(long)]
+        probe: bool,
     },
     /// Work on the cache directory.
     #[command(subcommand)]
@@ -161,8 +165,15 @@ impl Cli {
         // was started with.
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         match self.command {
-            Command::CheckConfig { config, full } => match load(config.as_ref()) {
-                Ok(c) => crate::check_config::run(&c, full),
+            Command::CheckConfig {
+                config,
+                full,
+                probe,
+            } => match load(config.as_ref()) {
+                Ok(c) => match crate::check_config::run(&c, full) {
+                    code if code != ExitCode::SUCCESS || !probe => code,
+                    _ => crate::check_config::probe(&c),
+                },
                 Err(code) => code,
             },
             Command::Cache(command) => {
