@@ -2,11 +2,12 @@
 //! checks signatures) behind berth, in front of the real token-auth
 //! registry. Pulls with skopeo, cold and warm and after a restart; 32
 //! concurrent cold clients and one upstream GET; corrupt upstream bytes
-//! never becoming an object; and a start that names the key when the
-//! bucket or the credentials are wrong.
+//! never becoming an object; a bucket that goes away and comes back; and a
+//! start that names the key when the bucket or the credentials are wrong.
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use berth_cache::SMALL_BLOB;
 use berth_testkit::TestImage;
 use berth_testkit::berth::serve_until_exit;
 use berth_testkit::checks::{assert_dir_holds, pseudo_random, sha256};
@@ -166,6 +167,67 @@ async fn corrupt_upstream_bytes_never_become_an_object() {
     );
     assert!(berth.logged("blob download failed"), "{}", berth.log());
     assert!(!stored(&s3).contains(&digest), "{:?}", s3.keys());
+}
+
+/// The value of the counter `name` in berth's metrics.
+async fn counter(berth: &Berth, name: &str) -> u64 {
+    let metrics = berth.metrics().await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name}: {metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_bucket_down_pulls_get_verified_bytes_from_upstream_and_the_bucket_fills_again_once_back()
+ {
+    let up = TestRegistry::start().await;
+    let mut s3 = S3Server::start();
+    let image = up.images().small.clone();
+    let big = up.images().big.largest_blob().clone();
+    let berth = Berth::start(&hub_on_s3(&up, &s3));
+    let dest = tempfile::tempdir().unwrap();
+    pull_small(&berth, &image, dest.path(), "cold").await;
+    let blobs: Vec<&str> = image.blobs.iter().map(|b| b.digest.as_str()).collect();
+    until_stored(&s3, &berth, &blobs).await;
+
+    // The bucket goes away between pulls: its objects, the manifest by
+    // digest among them, come from upstream, verified, and a cold blob too.
+    s3.stop();
+    up.reset_requests();
+    pull_small(&berth, &image, dest.path(), "down").await;
+    // (Small blobs served before are in memory: no store involved.)
+    assert!(image.blobs.iter().any(|b| b.size > SMALL_BLOB));
+    for blob in image.blobs.iter().filter(|b| b.size > SMALL_BLOB) {
+        assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
+    }
+    let url = format!("{}/v2/library/big/blobs/{}", berth.url(), big.digest);
+    let down = reqwest::get(&url).await.unwrap();
+    assert_eq!(down.status(), 200);
+    assert_eq!(sha256(&down.bytes().await.unwrap()), big.digest);
+    assert!(counter(&berth, "berth_cache_read_failures_total").await >= 2);
+    assert!(
+        berth.logged("cannot read blob from the cache"),
+        "{}",
+        berth.log()
+    );
+
+    // Back: stored objects serve again, and a blob fetched now is stored.
+    s3.start_again();
+    up.reset_requests();
+    pull_small(&berth, &image, dest.path(), "back").await;
+    for blob in &image.blobs {
+        assert_eq!(up.count("GET", &blob.digest), 0, "{:#?}", up.requests());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !stored(&s3).contains(&big.digest) {
+        // Uploads start again once the window after a failed one passed.
+        assert!(std::time::Instant::now() < deadline, "{}", berth.log());
+        let again = reqwest::get(&url).await.unwrap();
+        assert_eq!(sha256(&again.bytes().await.unwrap()), big.digest);
+    }
 }
 
 #[test]

@@ -142,6 +142,80 @@ async fn a_disk_that_fills_at_byte_n_costs_one_response_then_is_bypassed_then_tr
 }
 
 #[tokio::test]
+async fn a_store_that_cannot_be_read_costs_no_client_its_bytes_and_serves_again_once_back() {
+    let fake = FakeUpstream::start().await;
+    let (stored, stored_data) = blob(&fake, 300 << 10, 3);
+    let cold_data = pseudo_random(200 << 10, 4);
+    let cold = fake.blob(&cold_data, Canned::default());
+    fake.manifest("v1");
+    let store = Arc::new(FaultyStore::new(64 << 20));
+    let mirror = mirror(&fake, store.clone(), Arc::new(MemoryIndex::default()));
+    let stored_path = format!("/v2/proj/app/blobs/{stored}");
+    let cold_path = format!("/v2/proj/app/blobs/{cold}");
+    assert_eq!(
+        get(&mirror, &stored_path, None).await.body.unwrap(),
+        stored_data
+    );
+    let manifest = get(&mirror, "/v2/proj/app/manifests/v1", None).await;
+    let manifest_digest = manifest.headers["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(store.len(), 2, "the blob and the manifest are stored");
+
+    store.go_down();
+    // A stored blob, a cold one, a HEAD and a manifest by digest: each
+    // comes from upstream, verified, rather than failing.
+    let down = get(&mirror, &stored_path, None).await;
+    assert_eq!(down.status, StatusCode::OK);
+    assert_eq!(down.body.unwrap(), stored_data);
+    assert_eq!(
+        get(&mirror, &cold_path, None).await.body.unwrap(),
+        cold_data
+    );
+    let head = mirror
+        .clone()
+        .oneshot(Request::head(&cold_path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(
+        head.headers()["content-length"],
+        cold_data.len().to_string().as_str()
+    );
+    assert_eq!(fake.count(&format!("HEAD /v2/proj/app/blobs/{cold}")), 1);
+    let by_digest = get(
+        &mirror,
+        &format!("/v2/proj/app/manifests/{manifest_digest}"),
+        None,
+    )
+    .await;
+    assert_eq!(by_digest.status, StatusCode::OK);
+    assert_eq!(by_digest.body.unwrap(), FakeUpstream::MANIFEST);
+    assert_eq!(fake.count(&format!("GET /v2/proj/app/blobs/{stored}")), 2);
+    assert_eq!(fake.count(&format!("GET /v2/proj/app/blobs/{cold}")), 1);
+    assert_eq!(
+        store.len(),
+        2,
+        "nothing was stored while the store was down"
+    );
+    let metrics = get(&mirror, "/metrics", None).await.body.unwrap();
+    let metrics = String::from_utf8_lossy(&metrics);
+    let failures = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("berth_cache_read_failures_total "))
+        .expect("the read failures are counted");
+    assert!(failures.parse::<u64>().unwrap() >= 3, "{failures}");
+
+    // Back: what was stored before serves again without going upstream.
+    store.come_back();
+    let back = get(&mirror, &stored_path, None).await;
+    assert_eq!(x_cache(&back), "HIT");
+    assert_eq!(back.body.unwrap(), stored_data);
+    assert_eq!(fake.count(&format!("GET /v2/proj/app/blobs/{stored}")), 2);
+}
+
+#[tokio::test]
 async fn an_index_outage_is_an_error_not_a_miss() {
     let fake = FakeUpstream::start().await;
     fake.manifest("v1");

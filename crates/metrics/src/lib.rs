@@ -103,6 +103,8 @@ pub struct Metrics {
     pub resumes: Family<UpstreamLabels, Counter>,
     /// Blobs that could not be cached (no room, or a failing disk).
     pub cache_write_failures: Counter,
+    /// Store lookups and reads that failed; the content came from upstream.
+    pub cache_read_failures: Counter,
     /// Client connections: open, refused and closed by berth.
     pub connections: ConnectionMetrics,
     /// HTTPS: certificate expiry, loads and failed handshakes.
@@ -194,6 +196,12 @@ impl Metrics {
             "Blobs served without caching because the disk was full or a write failed",
             cache_write_failures.clone(),
         );
+        let cache_read_failures = Counter::default();
+        registry.register(
+            "cache_read_failures",
+            "Store lookups or reads that failed; the content was fetched from upstream as if not cached",
+            cache_read_failures.clone(),
+        );
         let connections = ConnectionMetrics::register(&mut registry);
         let tls = TlsMetrics::register(&mut registry);
         let upstream = UpstreamMetrics::register(&mut registry);
@@ -204,6 +212,7 @@ impl Metrics {
             stats: Stats::default(),
             connections,
             cache_write_failures,
+            cache_read_failures,
             mirror_state,
             resumes,
             http_requests,

@@ -97,7 +97,8 @@ impl PullService {
         self.mark_provenance(origin, digest).await;
         let source = self.open_unguarded(origin, repo, digest).await?;
         if !linked {
-            if source.outcome == Outcome::Miss {
+            // Fetched from upstream under this name: that is the proof.
+            if matches!(source.outcome, Outcome::Miss | Outcome::Direct) {
                 self.link(origin, repo, &[*digest]).await;
             } else {
                 self.confirm_link(origin, repo, digest, Resource::Blob)
@@ -118,8 +119,12 @@ impl PullService {
             self.blobs.record_use(digest);
             return Ok(self.hit(digest, bytes.len() as u64, Body::Memory(bytes), ahead));
         }
-        if let Lookup::Hit(hit) = self.blobs.lookup(digest).await? {
-            return self.stored(digest, hit, ahead).await;
+        match self.blobs.lookup(digest).await {
+            Ok(Lookup::Hit(hit)) => return self.stored(digest, hit, ahead).await,
+            Ok(Lookup::Miss) => {}
+            // The fill spools it and tries to store it; its readers get
+            // verified bytes whether or not the store takes them.
+            Err(e) => self.disk.read_failed(&self.metrics, "blob", digest, &e),
         }
         self.check_not_missing(origin, repo, digest)?;
         if self.disk.bypass() {
@@ -233,7 +238,11 @@ impl PullService {
                 self.blobs.record_use(digest);
                 Some(bytes.len() as u64)
             }
-            None => self.blobs.size(digest).await?,
+            None => self.blobs.size(digest).await.unwrap_or_else(|e| {
+                self.disk
+                    .read_failed(&self.metrics, "the size of blob", digest, &e);
+                None
+            }),
         };
         if let Some(size) = cached {
             if !self.linked(origin, repo, digest).await? {

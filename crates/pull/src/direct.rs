@@ -1,12 +1,14 @@
 //! Serving a blob straight from upstream when the cache cannot take it
 //! (disk full, or writes failing): the body is hashed as it passes and its
 //! last chunk is held back until the digest matched, so even uncached a
-//! client never receives a complete wrong blob. Also tracks the cache's
-//! disk health: after a write failure, new downloads bypass the cache for a
-//! while, then caching is tried again.
+//! client never receives a complete wrong blob. Also tracks the store's
+//! health: after a write failure, new downloads bypass the cache for a
+//! while, then caching is tried again; a failed read is logged once per
+//! outage, not once per request.
 
 use crate::source::Download;
-use berth_cache::ByteStream;
+use berth_cache::{ByteStream, CacheError};
+use berth_metrics::Metrics;
 use berth_oci::{Digest, DigestVerifier};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -19,10 +21,11 @@ use tokio_stream::wrappers::ReceiverStream;
 /// How long downloads bypass the cache after a write failed.
 const BYPASS_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
-/// Whether the cache's disk is taking writes.
+/// Whether the store is taking writes, and when a read last failed.
 #[derive(Debug, Default)]
 pub(super) struct DiskHealth {
     failed_at: Mutex<Option<Instant>>,
+    read_failed_at: Mutex<Option<Instant>>,
 }
 
 impl DiskHealth {
@@ -30,6 +33,30 @@ impl DiskHealth {
     pub(super) fn write_failed(&self) {
         if let Ok(mut f) = self.failed_at.lock() {
             *f = Some(Instant::now());
+        }
+    }
+
+    /// Reading `what` of `digest` from the store failed, and the caller
+    /// goes on as though it were not cached: count it, and warn at the
+    /// first failure of an outage (none in the last
+    /// [`BYPASS_AFTER_FAILURE`]), not at every request.
+    pub(super) fn read_failed(
+        &self,
+        metrics: &Metrics,
+        what: &str,
+        digest: &Digest,
+        error: &CacheError,
+    ) {
+        metrics.cache_read_failures.inc();
+        let first = self.read_failed_at.lock().is_ok_and(|mut last| {
+            let first = last.is_none_or(|t| t.elapsed() >= BYPASS_AFTER_FAILURE);
+            *last = Some(Instant::now());
+            first
+        });
+        if first {
+            tracing::warn!(%digest, %error, "cannot read {what} from the cache; fetching it from upstream, uncached where the store cannot take it");
+        } else {
+            tracing::debug!(%digest, %error, "cannot read {what} from the cache");
         }
     }
 

@@ -249,17 +249,16 @@ async fn run(
 ) {
     let _flight = job.flights.lock(&format!("blob {}", job.digest)).await;
     // The blob may have been stored between the request's lookup and this
-    // fill's start; then there is nothing to download.
+    // fill's start; then there is nothing to download. A store that cannot
+    // say is taken to lack it: the fill's readers get verified bytes even
+    // if it cannot take them afterwards.
     match job.blobs.lookup(&job.digest).await {
         Ok(Lookup::Miss) => {}
         Ok(Lookup::Hit(_)) => {
             start.send_replace(FillStart::Stored);
             return;
         }
-        Err(e) => {
-            start.send_replace(FillStart::Failed(e.into()));
-            return;
-        }
+        Err(e) => job.disk.read_failed(&job.metrics, "blob", &job.digest, &e),
     }
     let download = match job
         .source

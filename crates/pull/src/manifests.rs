@@ -119,10 +119,19 @@ impl PullService {
         let Some(stored) = self.index.manifest_type(digest).await? else {
             return Ok(None);
         };
-        let Lookup::Hit(hit) = self.blobs.lookup(digest).await? else {
-            return Ok(None);
+        let read = match self.blobs.lookup(digest).await {
+            Ok(Lookup::Hit(hit)) => hit.bytes().await,
+            Ok(Lookup::Miss) => return Ok(None),
+            Err(e) => Err(e),
         };
-        let bytes = hit.bytes().await?;
+        let bytes = match read {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // Fetched again from upstream, verified by its digest.
+                self.disk.read_failed(&self.metrics, "manifest", digest, &e);
+                return Ok(None);
+            }
+        };
         // The bytes decide; the stored type only where they cannot tell (a
         // record that contradicts them was written by an older version).
         let Ok(media_type) = manifest_media_type(&bytes, Some(&stored))
@@ -243,7 +252,11 @@ impl PullService {
             .await?
             .and_then(|stored| manifest_media_type(&fetch.bytes, Some(&stored)).ok());
         self.mark_provenance(req.origin, digest).await;
-        self.blobs.put_small(digest, fetch.bytes.clone()).await?;
+        if let Err(e) = self.blobs.put_small(digest, fetch.bytes.clone()).await {
+            // Served all the same: it was verified against its digest.
+            tracing::error!(%digest, error = %e, "manifest could not be stored; served uncached");
+            self.metrics.cache_write_failures.inc();
+        }
         let media_type = match recorded {
             Some(t) => t,
             None => {

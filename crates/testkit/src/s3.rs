@@ -46,13 +46,36 @@ impl S3Server {
         std::fs::create_dir(root.path().join(&bucket)).unwrap();
         let (access_key, secret_key) = ("berthtestkey".to_owned(), "berth-test-secret".to_owned());
         let port = free_port();
-        let log = root.path().join("s3s-fs.log");
+        let mut s3 = S3Server {
+            server: None,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket,
+            access_key,
+            secret_key,
+            port,
+            root,
+        };
+        s3.start_again();
+        s3
+    }
+
+    /// Start the server (again, after [`S3Server::stop`]) on the same port
+    /// and directory: it holds what it held.
+    pub fn start_again(&mut self) {
+        assert!(self.server.is_none(), "s3s-fs is running");
+        let port = self.port;
+        let log = self.root.path().join("s3s-fs.log");
         let mut server = ChildGuard::spawn(
             "s3s-fs",
             Command::new(executable())
                 .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .args(["--access-key", &access_key, "--secret-key", &secret_key])
-                .arg(root.path()),
+                .args([
+                    "--access-key",
+                    &self.access_key,
+                    "--secret-key",
+                    &self.secret_key,
+                ])
+                .arg(self.root.path()),
             &log,
             Some(port),
         );
@@ -63,15 +86,7 @@ impl S3Server {
             .unwrap_or_else(|e| {
                 panic!("{e}\n(install it with `cargo install s3s-fs@0.14.1 --features binary --locked`)")
             });
-        S3Server {
-            server: Some(server),
-            endpoint: format!("http://127.0.0.1:{port}"),
-            bucket,
-            access_key,
-            secret_key,
-            port,
-            root,
-        }
+        self.server = Some(server);
     }
 
     /// The `[storage]` table of a berth keeping its blobs here.

@@ -1,6 +1,7 @@
 //! Store faults injected through the store traits: a blob store over
-//! memory whose disk "fills" at a chosen byte, and an index that can go
-//! down.
+//! memory whose disk "fills" at a chosen byte or that goes down (as an
+//! unreachable bucket: every lookup and commit fails), and an index that
+//! can go down.
 
 use async_trait::async_trait;
 use berth_cache::{
@@ -19,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub(crate) struct FaultyStore {
     inner: MemoryStore,
     full_at: Arc<AtomicU64>,
+    down: Arc<AtomicBool>,
 }
 
 impl FaultyStore {
@@ -26,7 +28,22 @@ impl FaultyStore {
         Self {
             inner: MemoryStore::new(capacity),
             full_at: Arc::new(AtomicU64::new(u64::MAX)),
+            down: Arc::default(),
         }
+    }
+
+    /// From now on, until [`FaultyStore::come_back`], lookups, sizes and
+    /// commits fail.
+    pub(crate) fn go_down(&self) {
+        self.down.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn come_back(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.inner.digests().len()
     }
 
     /// Writes past byte `n` of any blob fail from now on.
@@ -42,10 +59,12 @@ impl FaultyStore {
 #[async_trait]
 impl BlobStore for FaultyStore {
     async fn lookup(&self, digest: &Digest) -> Result<Lookup, CacheError> {
+        unreachable_when(&self.down)?;
         self.inner.lookup(digest).await
     }
 
     async fn size(&self, digest: &Digest) -> Result<Option<u64>, CacheError> {
+        unreachable_when(&self.down)?;
         self.inner.size(digest).await
     }
 
@@ -62,12 +81,26 @@ impl BlobStore for FaultyStore {
             inner: self.inner.begin(digest, size).await?,
             written: 0,
             full_at: Arc::clone(&self.full_at),
+            down: Arc::clone(&self.down),
         }))
     }
 
     async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError> {
+        unreachable_when(&self.down)?;
         self.inner.put_small(digest, bytes).await
     }
+}
+
+/// The error of a store that cannot be reached, while `down` is set.
+fn unreachable_when(down: &AtomicBool) -> Result<(), CacheError> {
+    if down.load(Ordering::SeqCst) {
+        return Err(CacheError::Io {
+            op: "look up",
+            subject: "(faulty bucket)".to_owned(),
+            error: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        });
+    }
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -75,6 +108,7 @@ struct FaultyWriter {
     inner: Box<dyn BlobWriter>,
     written: u64,
     full_at: Arc<AtomicU64>,
+    down: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -97,6 +131,7 @@ impl BlobWriter for FaultyWriter {
     }
 
     async fn finish(self: Box<Self>, proof: Verified) -> Result<(), CacheError> {
+        unreachable_when(&self.down)?;
         self.inner.finish(proof).await
     }
 
