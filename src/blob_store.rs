@@ -3,10 +3,14 @@
 //! and the maintenance a serving berth runs. On `s3`: the bucket, tried at
 //! start so that wrong credentials, a missing bucket or an unreachable
 //! endpoint stop the start with the key to look at; fills are spooled
-//! under `data_dir`, which also keeps the index.
+//! under `data_dir`, which also keeps the index, and with
+//! `local_tier_size` the local tier in front of the bucket, kept within
+//! its size by a lifecycle of its own.
 
 use anyhow::Context as _;
-use berth_cache::{BlobStore, DataDirLock, FsIndex, FsStore, Layout, Maintenance, S3Store};
+use berth_cache::{
+    BlobStore, DataDirLock, FsIndex, FsStore, Layout, Maintenance, S3Store, TieredStore,
+};
 use berth_config::{Config, S3Settings, StorageSettings};
 use object_store::aws::AmazonS3Builder;
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
@@ -60,10 +64,32 @@ pub(crate) async fn open(
             let objects = connect(s3)?;
             probe(&objects, s3).await?;
             let spools = data_dir.tmp().join("uploads");
-            let blobs = S3Store::new(objects, &s3.prefix, spools).with_context(unusable)?;
-            tracing::info!(bucket = s3.bucket, prefix = s3.prefix, "blobs in S3");
+            let bucket = S3Store::new(objects, &s3.prefix, spools).with_context(unusable)?;
+            let blobs: Arc<dyn BlobStore> = match s3.local_tier_size {
+                None => {
+                    tracing::info!(bucket = s3.bucket, prefix = s3.prefix, "blobs in S3");
+                    Arc::new(bucket)
+                }
+                Some(capacity) => {
+                    let root = data_dir.local_tier();
+                    let (tier, _) = FsStore::open(&root).with_context(|| {
+                        format!("cannot use the local tier in {}", root.display())
+                    })?;
+                    tier.start_lifecycle(berth_cache::Lifecycle {
+                        max_size: Some(capacity),
+                        ..berth_cache::Lifecycle::default()
+                    });
+                    tracing::info!(
+                        bucket = s3.bucket,
+                        prefix = s3.prefix,
+                        local_tier_bytes = capacity,
+                        "blobs in S3, hot ones on local disk too"
+                    );
+                    Arc::new(TieredStore::new(Arc::new(tier), Arc::new(bucket), capacity))
+                }
+            };
             let opened = Opened {
-                blobs: Arc::new(blobs),
+                blobs,
                 maintenance: Maintenance::elsewhere(Arc::clone(&index)),
                 _lock: Some(lock),
             };

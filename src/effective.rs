@@ -64,6 +64,12 @@ fn storage_table(storage: &StorageSettings) -> Value {
                 "secret_access_key",
                 s3.secret_access_key.as_ref().map(|_| text(REDACTED)),
             ),
+            (
+                "local_tier_size",
+                s3.local_tier_size
+                    .map(|n| Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))),
+            ),
+            ("redirect", Some(Value::Boolean(s3.redirect))),
         ]),
     }
 }

@@ -230,6 +230,58 @@ async fn with_the_bucket_down_pulls_get_verified_bytes_from_upstream_and_the_buc
     }
 }
 
+/// GET `url` and check the body hashes to `digest`; the `X-Cache` answer.
+async fn get_verified(url: &str, digest: &str) -> String {
+    let r = reqwest::get(url).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let x_cache = r.headers()["x-cache"].to_str().unwrap().to_owned();
+    assert_eq!(sha256(&r.bytes().await.unwrap()), digest);
+    x_cache
+}
+
+/// Wait (at most 30 s) until `digest` is in `berth`'s local tier.
+async fn until_in_tier(berth: &Berth, digest: &str) {
+    let tier = berth.data_dir.join("tier");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !berth_testkit::checks::cached(&tier, digest) {
+        assert!(std::time::Instant::now() < deadline, "{}", berth.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_tier_serves_hot_blobs_with_sendfile_and_refills_from_the_bucket() {
+    let up = TestRegistry::start().await;
+    let s3 = S3Server::start();
+    let blob = up.images().big.largest_blob().clone();
+    let config = format!("{}local_tier_size = \"120MiB\"\n", hub_on_s3(&up, &s3));
+    let dir = tempfile::tempdir().unwrap();
+    let berth = Berth::start_with_data(&config, &dir.path().join("one"));
+    let url = format!("{}/v2/library/big/blobs/{}", berth.url(), blob.digest);
+    let sent = "berth_served_zero_copy_bytes_total";
+
+    // A fill goes to the bucket and stays in the tier: warm GETs are
+    // sendfile from local disk.
+    assert_eq!(get_verified(&url, &blob.digest).await, "MISS");
+    until_stored(&s3, &berth, &[&blob.digest]).await;
+    until_in_tier(&berth, &blob.digest).await;
+    let before = counter(&berth, sent).await;
+    assert_eq!(get_verified(&url, &blob.digest).await, "HIT");
+    assert!(counter(&berth, sent).await >= before + blob.size);
+
+    // Another berth with an empty tier on the same bucket: served from the
+    // bucket (no upstream GET), copied into its tier, then sendfile again.
+    let other = Berth::start_with_data(&config, &dir.path().join("two"));
+    let url = format!("{}/v2/library/big/blobs/{}", other.url(), blob.digest);
+    up.reset_requests();
+    assert_eq!(get_verified(&url, &blob.digest).await, "HIT");
+    assert_eq!(counter(&other, sent).await, 0);
+    until_in_tier(&other, &blob.digest).await;
+    assert_eq!(get_verified(&url, &blob.digest).await, "HIT");
+    assert!(counter(&other, sent).await >= blob.size);
+    assert_eq!(up.count("GET", &blob.digest), 0, "{:#?}", up.requests());
+}
+
 #[test]
 fn a_missing_bucket_or_wrong_credentials_stop_the_start_naming_the_key() {
     let s3 = S3Server::start();

@@ -113,6 +113,18 @@ fn commit_blocking(
     Ok(())
 }
 
+/// Whether `bytes` more fit on the disk that holds `dir`:
+/// [`CacheError::NoRoom`] when they do not. Unknown counts as room: the
+/// write is tried, and a failing write is handled.
+pub(crate) fn fits_on_disk(dir: &Path, bytes: u64) -> Result<(), CacheError> {
+    match rustix::fs::statvfs(dir) {
+        Ok(s) if s.f_bavail.saturating_mul(s.f_frsize) <= bytes => Err(CacheError::NoRoom(
+            format!("{bytes} bytes do not fit on the cache disk"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Run blocking store work (fsync, rename) on a thread of its own rather
 /// than the runtime's blocking pool, which readers of slow clients may fill:
 /// a fill's commit must not wait for them.
@@ -168,14 +180,7 @@ impl BlobStore for FsStore {
                  raise max_size to cache it"
             )));
         }
-        let tmp = self.layout.tmp();
-        match rustix::fs::statvfs(&tmp) {
-            Ok(s) if s.f_bavail.saturating_mul(s.f_frsize) <= bytes => Err(CacheError::NoRoom(
-                format!("{bytes} bytes do not fit on the cache disk"),
-            )),
-            // Unknown: try, and handle a failing write.
-            _ => Ok(()),
-        }
+        fits_on_disk(&self.layout.tmp(), bytes)
     }
 
     async fn begin(

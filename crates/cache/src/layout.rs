@@ -82,6 +82,12 @@ impl Layout {
         (self.blob(&digest) == path).then_some(digest)
     }
 
+    /// The root of the local tier in front of a bucket: a store of its
+    /// own, laid out as this one.
+    pub fn local_tier(&self) -> PathBuf {
+        self.root.join("tier")
+    }
+
     /// Spools and index writes in progress; emptied at start-up.
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")

@@ -26,6 +26,7 @@ mod s3;
 mod spool;
 mod store;
 mod tags;
+mod tiered;
 mod verify;
 
 pub use catalog::{Catalog, CatalogBlob, CatalogTag};
@@ -46,6 +47,7 @@ pub use reader::{Progress, ProgressState, Span};
 pub use s3::{ONE_PUT, S3Store, part_size};
 pub use store::{BlobStore, BlobWriter, Hit, IndexStore, Lookup, StoreUsage};
 pub use tags::{TagAnswer, TagKey, TagRecord};
+pub use tiered::{PROMOTIONS, TieredStore};
 pub use verify::{VerifyReport, verify_store};
 
 use spool::Spool;

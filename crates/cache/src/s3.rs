@@ -77,6 +77,19 @@ impl S3Store {
         ObjectPath::from(format!("{}blobs/sha256/{}", self.prefix, digest.hex()))
     }
 
+    /// Store `size` bytes of `content`, proven by `proof` to be `digest`,
+    /// as its object (a tier in front of the bucket commits through here).
+    pub async fn put_verified(
+        &self,
+        digest: &Digest,
+        content: &dyn BlobContent,
+        size: u64,
+        proof: &Verified,
+    ) -> Result<(), CacheError> {
+        check_proof(digest, proof)?;
+        upload(&self.objects, &self.key(digest), content, size).await
+    }
+
     /// The object's size, `None` when there is none.
     async fn head(&self, key: &ObjectPath) -> Result<Option<u64>, CacheError> {
         match self.objects.head(key).await {
@@ -117,10 +130,10 @@ impl BlobStore for S3Store {
         self.head(&self.key(digest)).await
     }
 
-    async fn reserve(&self, _bytes: u64) -> Result<(), CacheError> {
-        // A bucket has no size limit of its own; `[cache] max_size` is the
-        // lifecycle's business.
-        Ok(())
+    async fn reserve(&self, bytes: u64) -> Result<(), CacheError> {
+        // A bucket has no size limit of its own; the spool on local disk
+        // does.
+        crate::fs::fits_on_disk(&self.spools, bytes)
     }
 
     async fn begin(
@@ -216,46 +229,72 @@ struct S3Writer {
     objects: Arc<dyn ObjectStore>,
 }
 
-impl S3Writer {
-    /// `len` bytes of the spool at `offset`, read on a blocking thread.
-    async fn spooled(&self, offset: u64, len: u64) -> Result<Bytes, CacheError> {
-        let content = LocalFile::new(self.spool.reader());
-        content
-            .read_at(offset, usize::try_from(len).unwrap_or(usize::MAX))
-            .await
-            .map_err(|e| CacheError::io("read", self.spool.path(), e))
-    }
+/// `len` bytes of `content` at `offset`.
+async fn read_part(
+    content: &dyn BlobContent,
+    key: &ObjectPath,
+    offset: u64,
+    len: u64,
+) -> Result<Bytes, CacheError> {
+    content
+        .read_at(offset, usize::try_from(len).unwrap_or(usize::MAX))
+        .await
+        .map_err(|error| CacheError::Io {
+            op: "read what is to be uploaded as",
+            subject: format!("object {key}"),
+            error,
+        })
+}
 
-    /// Upload the spool in parts; abort the upload on any failure.
-    async fn upload_in_parts(&self) -> Result<(), CacheError> {
-        let mut upload = self
-            .objects
-            .put_multipart(&self.key)
-            .await
-            .map_err(|e| failed("start uploading", &self.key, e))?;
-        let part = part_size(self.written);
-        let mut offset = 0;
-        let sent = async {
-            while offset < self.written {
-                let len = part.min(self.written - offset);
-                let bytes = self.spooled(offset, len).await?;
-                upload
-                    .put_part(PutPayload::from(bytes))
-                    .await
-                    .map_err(|e| failed("upload a part of", &self.key, e))?;
-                offset += len;
-            }
-            upload
-                .complete()
-                .await
-                .map_err(|e| failed("complete", &self.key, e))
-        }
-        .await;
-        if sent.is_err() {
-            let _ = upload.abort().await;
-        }
-        sent.map(|_| ())
+/// Upload the first `size` bytes of `content` (verified by the caller) as
+/// `key`: nothing when the object exists (same key, same content), one
+/// PUT up to [`ONE_PUT`] bytes, parts above; a failed multipart upload is
+/// aborted, so nothing partial is left.
+async fn upload(
+    objects: &Arc<dyn ObjectStore>,
+    key: &ObjectPath,
+    content: &dyn BlobContent,
+    size: u64,
+) -> Result<(), CacheError> {
+    match objects.head(key).await {
+        Ok(_) => return Ok(()),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(failed("look up", key, e)),
     }
+    if size <= ONE_PUT {
+        let bytes = read_part(content, key, 0, size).await?;
+        return objects
+            .put(key, PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("write", key, e));
+    }
+    let mut upload = objects
+        .put_multipart(key)
+        .await
+        .map_err(|e| failed("start uploading", key, e))?;
+    let part = part_size(size);
+    let sent = async {
+        let mut offset = 0;
+        while offset < size {
+            let len = part.min(size - offset);
+            let bytes = read_part(content, key, offset, len).await?;
+            upload
+                .put_part(PutPayload::from(bytes))
+                .await
+                .map_err(|e| failed("upload a part of", key, e))?;
+            offset += len;
+        }
+        upload
+            .complete()
+            .await
+            .map_err(|e| failed("complete", key, e))
+    }
+    .await;
+    if sent.is_err() {
+        let _ = upload.abort().await;
+    }
+    sent.map(|_| ())
 }
 
 #[async_trait]
@@ -281,20 +320,8 @@ impl BlobWriter for S3Writer {
                 error: std::io::Error::other(format!("{} bytes written of {size}", self.written)),
             });
         }
-        match self.objects.head(&self.key).await {
-            Ok(_) => return Ok(()),
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(failed("look up", &self.key, e)),
-        }
-        if self.written <= ONE_PUT {
-            let bytes = self.spooled(0, self.written).await?;
-            self.objects
-                .put(&self.key, PutPayload::from(bytes))
-                .await
-                .map_err(|e| failed("write", &self.key, e))?;
-            return Ok(());
-        }
-        self.upload_in_parts().await
+        let spooled = LocalFile::new(self.spool.reader());
+        upload(&self.objects, &self.key, &spooled, self.written).await
     }
 
     fn abort(self: Box<Self>) {}

@@ -11,8 +11,9 @@
 //! - [`IndexStore`] keeps tag answers, listings and manifest media types, and says
 //!   when it fails rather than answering "not cached".
 //!
-//! The local disk (`FsStore`, `FsIndex`) and memory (`MemoryStore`,
-//! `MemoryIndex`) implement it; a remote object store would too.
+//! The local disk (`FsStore`, `FsIndex`), memory (`MemoryStore`,
+//! `MemoryIndex`), an S3 bucket (`S3Store`) and a bucket behind a local
+//! tier (`TieredStore`) implement it.
 
 use crate::{
     BlobBytes, BlobContent, CacheError, ListingKey, ListingRecord, MemoryContent, RepoKey,
@@ -56,6 +57,11 @@ impl Hit {
     /// The blob's size in bytes.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Where its bytes are read from.
+    pub(crate) fn content(&self) -> Arc<dyn BlobContent> {
+        Arc::clone(&self.content)
     }
 
     /// Bytes `start..end` (clamped to the blob) to send. A span up to

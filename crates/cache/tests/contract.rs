@@ -7,7 +7,7 @@
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use berth_cache::{BlobBytes, BlobStore, FsStore, Lookup, MemoryStore, S3Store};
+use berth_cache::{BlobBytes, BlobStore, FsStore, Lookup, MemoryStore, S3Store, TieredStore};
 use berth_oci::{Digest, DigestVerifier};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -17,14 +17,8 @@ use std::sync::Arc;
 /// server).
 type KeepAlive = Box<dyn std::any::Any>;
 
-/// Every backend, by name, each over a fresh store: the local disk,
-/// memory, and S3 (a real S3-compatible server, s3s-fs, which checks
-/// signatures).
-fn backends() -> Vec<(&'static str, Arc<dyn BlobStore>, KeepAlive)> {
-    let dir = tempfile::tempdir().unwrap();
-    let (fs, _) = FsStore::open(dir.path()).unwrap();
-    let s3 = berth_testkit::S3Server::start();
-    let spools = tempfile::tempdir().unwrap();
+/// An S3 client of `s3`'s bucket.
+fn bucket(s3: &berth_testkit::S3Server) -> Arc<dyn object_store::ObjectStore> {
     let objects = object_store::aws::AmazonS3Builder::new()
         .with_bucket_name(&s3.bucket)
         .with_endpoint(&s3.endpoint)
@@ -34,16 +28,50 @@ fn backends() -> Vec<(&'static str, Arc<dyn BlobStore>, KeepAlive)> {
         .with_secret_access_key(&s3.secret_key)
         .build()
         .unwrap();
-    let s3_store = S3Store::new(
-        Arc::new(objects),
-        "blobs-test/",
-        spools.path().join("spool"),
+    Arc::new(objects)
+}
+
+/// A store of `s3`'s bucket under `prefix`, spooling under `dir`.
+fn s3_store(s3: &berth_testkit::S3Server, prefix: &str, dir: &std::path::Path) -> S3Store {
+    S3Store::new(
+        bucket(s3),
+        prefix,
+        dir.join(format!("spool-{}", prefix.trim_end_matches('/'))),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// A bucket behind a local tier of `capacity` bytes, and a plain view of
+/// the same bucket (what another replica would see).
+fn tiered(
+    s3: &berth_testkit::S3Server,
+    dir: &std::path::Path,
+    capacity: u64,
+) -> (TieredStore, S3Store) {
+    let (local, _) = FsStore::open(&dir.join("tier")).unwrap();
+    let remote = s3_store(s3, "tiered/", dir);
+    let view = s3_store(s3, "tiered/", &dir.join("view"));
+    (
+        TieredStore::new(Arc::new(local), Arc::new(remote), capacity),
+        view,
+    )
+}
+
+/// Every backend, by name, each over a fresh store: the local disk,
+/// memory, S3 (a real S3-compatible server, s3s-fs, which checks
+/// signatures), and S3 behind a local tier.
+fn backends() -> Vec<(&'static str, Arc<dyn BlobStore>, KeepAlive)> {
+    let dir = tempfile::tempdir().unwrap();
+    let (fs, _) = FsStore::open(dir.path()).unwrap();
+    let s3 = berth_testkit::S3Server::start();
+    let spools = tempfile::tempdir().unwrap();
+    let s3_store = s3_store(&s3, "blobs-test/", spools.path());
+    let (tiered, _) = tiered(&s3, spools.path(), 256 << 20);
     vec![
         ("fs", Arc::new(fs), Box::new(dir)),
         ("memory", Arc::new(MemoryStore::new(64 << 20)), Box::new(())),
-        ("s3", Arc::new(s3_store), Box::new((s3, spools))),
+        ("s3", Arc::new(s3_store), Box::new(())),
+        ("tiered", Arc::new(tiered), Box::new((s3, spools))),
     ]
 }
 
@@ -192,7 +220,7 @@ async fn an_aborted_or_unproven_write_never_becomes_visible() {
 }
 
 #[tokio::test]
-async fn only_the_local_disk_offers_a_file_for_sendfile() {
+async fn only_local_disks_offer_a_file_for_sendfile() {
     for (name, store, _dir) in backends() {
         let data = blob(2 << 20, 5);
         let digest = Digest::of(&data);
@@ -203,6 +231,7 @@ async fn only_the_local_disk_offers_a_file_for_sendfile() {
         let BlobBytes::Span(span) = hit.read(0, data.len() as u64).unwrap() else {
             panic!("{name}: a large range is a span");
         };
+        // (The tiered store's put went to its bucket alone.)
         assert_eq!(span.local_file().is_some(), name == "fs", "{name}");
         assert_eq!(collect(BlobBytes::Span(span)).await, data, "{name}");
     }
@@ -231,4 +260,67 @@ async fn a_blob_larger_than_one_put_is_stored_whole() {
             "{name}"
         );
     }
+}
+
+/// The local file a lookup of `digest` serves from, if it has one.
+async fn local_hit(store: &dyn BlobStore, digest: &Digest) -> bool {
+    let Lookup::Hit(hit) = store.lookup(digest).await.unwrap() else {
+        panic!("missed {digest}");
+    };
+    let BlobBytes::Span(span) = hit.read(0, hit.size()).unwrap() else {
+        panic!("a large range is a span");
+    };
+    span.local_file().is_some()
+}
+
+#[tokio::test]
+async fn a_tier_keeps_fills_and_bucket_hits_on_local_disk_and_big_blobs_in_the_bucket_alone() {
+    let s3 = berth_testkit::S3Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, bucket) = tiered(&s3, dir.path(), 16 << 20);
+
+    // A fill: in the bucket (another replica sees it) and in the tier.
+    let filled = blob(3 << 20, 7);
+    let digest = Digest::of(&filled);
+    let mut writer = store
+        .begin(&digest, Some(filled.len() as u64))
+        .await
+        .unwrap();
+    writer.write(std::slice::from_ref(&filled)).unwrap();
+    writer.finish(proof(&filled)).await.unwrap();
+    assert!(matches!(
+        bucket.lookup(&digest).await.unwrap(),
+        Lookup::Hit(_)
+    ));
+    assert!(local_hit(&store, &digest).await, "a fill stays in the tier");
+
+    // In the bucket only: served from there, then copied into the tier.
+    let remote = blob(2 << 20, 8);
+    let digest = Digest::of(&remote);
+    bucket.put_small(&digest, remote.clone()).await.unwrap();
+    assert!(!local_hit(&store, &digest).await);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !local_hit(&store, &digest).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never copied into the tier"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let Lookup::Hit(hit) = store.lookup(&digest).await.unwrap() else {
+        panic!("missed");
+    };
+    assert_eq!(hit.bytes().await.unwrap(), remote);
+
+    // Larger than half the tier: the bucket alone.
+    let big = blob(9 << 20, 9);
+    let digest = Digest::of(&big);
+    let mut writer = store.begin(&digest, Some(big.len() as u64)).await.unwrap();
+    writer.write(std::slice::from_ref(&big)).unwrap();
+    writer.finish(proof(&big)).await.unwrap();
+    assert!(matches!(
+        bucket.lookup(&digest).await.unwrap(),
+        Lookup::Hit(_)
+    ));
+    assert!(!local_hit(&store, &digest).await);
 }

@@ -49,7 +49,7 @@ impl Default for CacheSettings {
 }
 
 /// A size at `key`, or the problem with it.
-fn size(p: &mut Problems, key: &str, raw: &RawSize) -> Option<u64> {
+pub(crate) fn size(p: &mut Problems, key: &str, raw: &RawSize) -> Option<u64> {
     match raw {
         RawSize::Bytes(n) => Some(*n),
         RawSize::Text(text) => parse_size(text).or_else(|| {

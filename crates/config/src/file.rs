@@ -108,6 +108,8 @@ pub(super) struct RawStorage {
     pub(super) access_key_id: Option<String>,
     pub(super) secret_access_key: Option<String>,
     pub(super) secret_access_key_file: Option<String>,
+    pub(super) local_tier_size: Option<RawSize>,
+    pub(super) redirect: Option<bool>,
 }
 
 /// The `[admin]` table as written.

@@ -34,6 +34,11 @@ pub struct S3Settings {
     pub access_key_id: Option<String>,
     /// Its secret.
     pub secret_access_key: Option<Secret>,
+    /// Bytes of local disk kept in front of the bucket for hot blobs;
+    /// `None`: none, every hit is read from the bucket.
+    pub local_tier_size: Option<u64>,
+    /// Answer a cached blob's GET with a 307 to a presigned URL.
+    pub redirect: bool,
 }
 
 /// Whether `name` is a bucket name S3 accepts: 3 to 63 lowercase letters,
@@ -66,6 +71,8 @@ pub(super) fn build(p: &mut Problems, raw: Option<&RawStorage>) -> StorageSettin
                     "secret_access_key_file",
                     raw.secret_access_key_file.is_some(),
                 ),
+                ("local_tier_size", raw.local_tier_size.is_some()),
+                ("redirect", raw.redirect.is_some()),
             ];
             for (key, _) in s3_only.iter().filter(|(_, set)| *set) {
                 p.add(
@@ -144,6 +151,11 @@ fn s3(p: &mut Problems, raw: &RawStorage) -> Option<S3Settings> {
         ),
         _ => {}
     }
+    let local_tier_size = raw
+        .local_tier_size
+        .as_ref()
+        .and_then(|r| crate::cache::size(p, "storage.local_tier_size", r))
+        .filter(|size| *size > 0);
     (p.0.len() == before).then(|| S3Settings {
         bucket,
         prefix,
@@ -152,6 +164,8 @@ fn s3(p: &mut Problems, raw: &RawStorage) -> Option<S3Settings> {
         path_style: raw.path_style.unwrap_or(false),
         access_key_id: raw.access_key_id.clone(),
         secret_access_key: secret,
+        local_tier_size,
+        redirect: raw.redirect.unwrap_or(false),
     })
 }
 
@@ -180,6 +194,24 @@ mod tests {
         assert_eq!(s3.region, "us-east-1");
         assert!(s3.path_style);
         assert_eq!(s3.secret_access_key.unwrap().expose(), "SK");
+        assert_eq!(s3.local_tier_size, None);
+        assert!(!s3.redirect);
+        let StorageSettings::S3(tiered) = storage(
+            "backend = \"s3\"\nbucket = \"abc\"\nlocal_tier_size = \"2GiB\"\nredirect = true",
+        )
+        .unwrap() else {
+            panic!("not s3")
+        };
+        assert_eq!(tiered.local_tier_size, Some(2 << 30));
+        assert!(tiered.redirect);
+        let problems =
+            storage("backend = \"s3\"\nbucket = \"abc\"\nlocal_tier_size = \"lots\"").unwrap_err();
+        assert!(problems.contains("storage.local_tier_size"), "{problems}");
+        let problems = storage("redirect = true").unwrap_err();
+        assert!(
+            problems.contains("storage.redirect: applies only"),
+            "{problems}"
+        );
         assert_eq!(storage("").unwrap(), StorageSettings::Fs);
 
         let problems = storage("backend = \"s4\"").unwrap_err();
