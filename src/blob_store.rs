@@ -12,10 +12,13 @@ use berth_cache::{
     BlobStore, DataDirLock, FsIndex, FsStore, Layout, Maintenance, S3Store, TieredStore,
 };
 use berth_config::{Config, S3Settings, StorageSettings};
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::{ClientOptions, ObjectStore, RetryConfig};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How long a presigned URL a `307` points to stays valid.
+const REDIRECT_VALID_FOR: Duration = Duration::from_secs(15 * 60);
 
 /// An opened blob store and what serves beside it.
 #[derive(Debug)]
@@ -62,9 +65,13 @@ pub(crate) async fn open(
             let lock = DataDirLock::acquire(&data_dir).with_context(unusable)?;
             let index = Arc::new(FsIndex::open(&data_dir).with_context(unusable)?);
             let objects = connect(s3)?;
-            probe(&objects, s3).await?;
+            probe(objects.as_ref(), s3).await?;
             let spools = data_dir.tmp().join("uploads");
-            let bucket = S3Store::new(objects, &s3.prefix, spools).with_context(unusable)?;
+            let mut bucket =
+                S3Store::new(objects.clone(), &s3.prefix, spools).with_context(unusable)?;
+            if s3.redirect {
+                bucket = bucket.with_redirects(objects, REDIRECT_VALID_FOR);
+            }
             let blobs: Arc<dyn BlobStore> = match s3.local_tier_size {
                 None => {
                     tracing::info!(bucket = s3.bucket, prefix = s3.prefix, "blobs in S3");
@@ -100,7 +107,7 @@ pub(crate) async fn open(
 
 /// The S3 client `s3` describes; the standard `AWS_*` variables fill in
 /// what the file leaves out.
-pub(crate) fn connect(s3: &S3Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
+pub(crate) fn connect(s3: &S3Settings) -> anyhow::Result<Arc<AmazonS3>> {
     // A few quick retries, never minutes: a client waits on a lookup. No
     // overall timeout: a cached blob's GET streams for as long as its
     // client takes to read it.
@@ -136,7 +143,7 @@ pub(crate) fn connect(s3: &S3Settings) -> anyhow::Result<Arc<dyn ObjectStore>> {
 
 /// Try the bucket with one listing under the prefix: an answer proves the
 /// endpoint, the bucket and the credentials.
-pub(crate) async fn probe(objects: &Arc<dyn ObjectStore>, s3: &S3Settings) -> anyhow::Result<()> {
+pub(crate) async fn probe(objects: &dyn ObjectStore, s3: &S3Settings) -> anyhow::Result<()> {
     let prefix = object_store::path::Path::from(s3.prefix.trim_end_matches('/'));
     let listed = tokio::time::timeout(
         Duration::from_secs(20),

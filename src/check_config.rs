@@ -92,7 +92,7 @@ pub(crate) fn probe(c: &Config) -> ExitCode {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        runtime.block_on(crate::blob_store::probe(&objects, s3))
+        runtime.block_on(crate::blob_store::probe(objects.as_ref(), s3))
     });
     match tried {
         Ok(()) => {

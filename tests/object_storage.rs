@@ -282,6 +282,69 @@ async fn a_local_tier_serves_hot_blobs_with_sendfile_and_refills_from_the_bucket
     assert_eq!(up.count("GET", &blob.digest), 0, "{:#?}", up.requests());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn with_redirect_on_a_stored_blob_is_a_presigned_307_that_skopeo_follows() {
+    let up = TestRegistry::start().await;
+    let s3 = S3Server::start();
+    let image = up.images().small.clone();
+    let config = format!("{}redirect = true\n", hub_on_s3(&up, &s3));
+    let berth = Berth::start(&config);
+    let dest = tempfile::tempdir().unwrap();
+    pull_small(&berth, &image, dest.path(), "cold").await;
+    let blobs: Vec<&str> = image.blobs.iter().map(|b| b.digest.as_str()).collect();
+    until_stored(&s3, &berth, &blobs).await;
+
+    // A stored layer: a 307 to its object, signed, whose bytes verify.
+    let layer = image.largest_blob();
+    assert!(layer.size > SMALL_BLOB);
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!("{}/v2/library/small/blobs/{}", berth.url(), layer.digest);
+    let r = no_follow.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 307);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&s3.endpoint), "{location}");
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    let direct = reqwest::get(&location).await.unwrap();
+    assert_eq!(direct.status(), 200);
+    assert_eq!(sha256(&direct.bytes().await.unwrap()), layer.digest);
+
+    // Manifests are never redirected.
+    let manifest = no_follow
+        .get(format!(
+            "{}/v2/library/small/manifests/{}",
+            berth.url(),
+            image.digest
+        ))
+        .header("accept", &image.media_type)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(manifest.status(), 200);
+    // The private-content guard decides first: under a repository upstream
+    // does not confirm, no redirect, no bytes.
+    let elsewhere = no_follow
+        .get(format!(
+            "{}/v2/library/nothere/blobs/{}",
+            berth.url(),
+            layer.digest
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404);
+    assert!(elsewhere.headers().get("location").is_none());
+
+    // skopeo follows the redirects; upstream sees no blob GET.
+    up.reset_requests();
+    pull_small(&berth, &image, dest.path(), "warm").await;
+    for blob in &image.blobs {
+        assert_eq!(up.count("GET", &blob.digest), 0, "{:#?}", up.requests());
+    }
+}
+
 #[test]
 fn a_missing_bucket_or_wrong_credentials_stop_the_start_naming_the_key() {
     let s3 = S3Server::start();

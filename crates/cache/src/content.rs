@@ -40,6 +40,13 @@ pub trait BlobContent: Send + Sync + Debug {
     fn stream_range(&self, _start: u64, _end: u64) -> Option<crate::ByteStream> {
         None
     }
+
+    /// A short-lived URL a client can fetch the whole content from
+    /// directly, where the store hands those out (a bucket with
+    /// `redirect` on). `None`: serve the bytes.
+    async fn redirect_url(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A blob in a local file: a committed blob, or a spool being written.

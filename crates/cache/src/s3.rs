@@ -12,7 +12,9 @@
 //!   key is its digest), so finding one is success: no conditional-write
 //!   support is assumed of the server.
 //! - A hit is the object's size and key; its bytes are read with ranged
-//!   GETs, one streamed GET per span sent, never buffered whole.
+//!   GETs, one streamed GET per span sent, never buffered whole. With
+//!   redirects on, a hit also offers a presigned GET URL of its object,
+//!   which the edge answers a client's GET with.
 
 use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
 use crate::{BlobContent, ByteStream, CacheError, LocalFile, Spool};
@@ -21,11 +23,13 @@ use berth_oci::{Digest, Verified};
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
 use object_store::path::Path as ObjectPath;
+use object_store::signer::{Method, Signer};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutPayload};
 use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Blobs up to this size go up in one PUT; larger ones in parts.
 pub const ONE_PUT: u64 = 16 << 20;
@@ -48,6 +52,14 @@ pub struct S3Store {
     prefix: String,
     spools: PathBuf,
     next_spool: AtomicU64,
+    redirects: Option<Arc<Redirects>>,
+}
+
+/// What presigns a hit's URL, and for how long it is valid.
+#[derive(Debug)]
+struct Redirects {
+    signer: Arc<dyn Signer>,
+    valid_for: Duration,
 }
 
 impl S3Store {
@@ -69,7 +81,16 @@ impl S3Store {
             prefix: prefix.to_owned(),
             spools,
             next_spool: AtomicU64::new(0),
+            redirects: None,
         })
+    }
+
+    /// Let hits offer a GET URL presigned by `signer`, valid for
+    /// `valid_for` (`redirect = true`).
+    #[must_use]
+    pub fn with_redirects(mut self, signer: Arc<dyn Signer>, valid_for: Duration) -> Self {
+        self.redirects = Some(Arc::new(Redirects { signer, valid_for }));
+        self
     }
 
     /// The key of `digest`'s object.
@@ -119,6 +140,7 @@ impl BlobStore for S3Store {
                 let content = StoredObject {
                     objects: Arc::clone(&self.objects),
                     key,
+                    redirects: self.redirects.clone(),
                 };
                 Lookup::Hit(Hit::new(Arc::new(content), size))
             }
@@ -173,6 +195,7 @@ impl BlobStore for S3Store {
 struct StoredObject {
     objects: Arc<dyn ObjectStore>,
     key: ObjectPath,
+    redirects: Option<Arc<Redirects>>,
 }
 
 #[async_trait]
@@ -198,6 +221,21 @@ impl BlobContent for StoredObject {
 
     fn read_now(&self, _offset: u64, _len: usize) -> Option<std::io::Result<Bytes>> {
         None
+    }
+
+    async fn redirect_url(&self) -> Option<String> {
+        let redirects = self.redirects.as_ref()?;
+        let signed = redirects
+            .signer
+            .signed_url(Method::GET, &self.key, redirects.valid_for)
+            .await;
+        match signed {
+            Ok(url) => Some(url.to_string()),
+            Err(e) => {
+                tracing::warn!(key = %self.key, error = %e, "cannot presign a URL; serving the bytes");
+                None
+            }
+        }
     }
 
     fn stream_range(&self, start: u64, end: u64) -> Option<ByteStream> {

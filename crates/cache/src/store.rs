@@ -59,6 +59,12 @@ impl Hit {
         self.size
     }
 
+    /// A short-lived URL the client may fetch the blob from itself, where
+    /// the store offers one (see [`BlobContent::redirect_url`]).
+    pub async fn redirect_url(&self) -> Option<String> {
+        self.content.redirect_url().await
+    }
+
     /// Where its bytes are read from.
     pub(crate) fn content(&self) -> Arc<dyn BlobContent> {
         Arc::clone(&self.content)

@@ -29,6 +29,24 @@ fn blob_headers(headers: &mut HeaderMap, digest: &Digest) {
     }
 }
 
+/// A `307` to where the client fetches the stored blob itself (a
+/// presigned URL of its object); its `Range`, if any, goes with it.
+fn redirect(location: &str, digest: &Digest, x_cache: &'static str) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    let headers = response.headers_mut();
+    api_headers(headers);
+    if let Ok(v) = HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+        headers.insert("docker-content-digest", v);
+    }
+    headers.insert("x-cache", HeaderValue::from_static(x_cache));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    response
+}
+
 pub(crate) async fn serve(
     state: &HttpState,
     admitted: &Admitted,
@@ -55,6 +73,9 @@ pub(crate) async fn serve(
         .await?;
     trail.outcome = Some(source.outcome);
     let x_cache = cache_header(source.outcome);
+    if let Some(location) = source.redirect_url().await {
+        return Ok(redirect(&location, digest, x_cache));
+    }
     let range_header = incoming
         .headers
         .get(header::RANGE)

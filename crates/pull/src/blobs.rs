@@ -43,6 +43,23 @@ impl OpenedBlob {
     pub fn seekable(&self) -> bool {
         !matches!(self.body, Body::Upstream(_))
     }
+
+    /// A short-lived URL where the client may fetch this stored blob
+    /// itself (its object presigned, with `redirect` on), rather than
+    /// through berth. Asked only after every guard passed.
+    pub fn redirect_url(&self) -> impl Future<Output = Option<String>> + Send + 'static {
+        // The hit alone is taken along: the body need not be `Sync`.
+        let hit = match &self.body {
+            Body::Stored(hit) => Some(hit.clone()),
+            _ => None,
+        };
+        async move {
+            match hit {
+                Some(hit) => hit.redirect_url().await,
+                None => None,
+            }
+        }
+    }
 }
 
 impl PullService {
