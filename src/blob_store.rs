@@ -1,9 +1,9 @@
-//! The blob store `[storage]` asks for, opened with what comes with it.
-//! On `fs`: the store under `data_dir`, its lifecycle (cap, age, pins)
-//! and the maintenance a serving berth runs. On `s3`: the bucket, tried at
-//! start so that wrong credentials, a missing bucket or an unreachable
+//! The blob store `[storage]` asks for, opened with what comes with it:
+//! its lifecycle (cap, age, pins) and the maintenance a serving berth
+//! runs. On `fs`: the store under `data_dir`. On `s3`: the bucket, tried
+//! at start so that wrong credentials, a missing bucket or an unreachable
 //! endpoint stop the start with the key to look at; fills are spooled
-//! under `data_dir`, which also keeps the index, and with
+//! under `data_dir`, which also keeps the index and last uses, and with
 //! `local_tier_size` the local tier in front of the bucket, kept within
 //! its size by a lifecycle of its own.
 
@@ -52,7 +52,7 @@ pub(crate) async fn open(
             blobs.start_lifecycle(lifecycle);
             let index = Arc::new(FsIndex::open(&data_dir).with_context(unusable)?);
             let blobs = Arc::new(blobs);
-            let maintenance = Maintenance::new(Arc::clone(&blobs), Arc::clone(&index));
+            let maintenance = Maintenance::new(blobs.upkeep(), data_dir, Arc::clone(&index));
             let opened = Opened {
                 blobs,
                 maintenance,
@@ -66,12 +66,14 @@ pub(crate) async fn open(
             let index = Arc::new(FsIndex::open(&data_dir).with_context(unusable)?);
             let objects = connect(s3)?;
             probe(objects.as_ref(), s3).await?;
-            let spools = data_dir.tmp().join("uploads");
             let mut bucket =
-                S3Store::new(objects.clone(), &s3.prefix, spools).with_context(unusable)?;
+                S3Store::new(objects.clone(), &s3.prefix, &data_dir).with_context(unusable)?;
             if s3.redirect {
                 bucket = bucket.with_redirects(objects, REDIRECT_VALID_FOR);
             }
+            bucket.start_lifecycle(data_dir.clone(), lifecycle);
+            let maintenance =
+                Maintenance::new(bucket.upkeep(), data_dir.clone(), Arc::clone(&index));
             let blobs: Arc<dyn BlobStore> = match s3.local_tier_size {
                 None => {
                     tracing::info!(bucket = s3.bucket, prefix = s3.prefix, "blobs in S3");
@@ -97,7 +99,7 @@ pub(crate) async fn open(
             };
             let opened = Opened {
                 blobs,
-                maintenance: Maintenance::elsewhere(Arc::clone(&index)),
+                maintenance,
                 _lock: Some(lock),
             };
             Ok((opened, index))

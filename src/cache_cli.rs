@@ -1,6 +1,7 @@
-//! `berth cache ...`: commands on the data directory, safe while berth
-//! serves it (`purge` asks the serving berth to do it, through the control
-//! socket, so its in-memory copies go too). Each refuses a directory that is not a berth store, and the
+//! `berth cache ...`: commands on the data directory and the blobs, on
+//! disk or in the bucket `[storage]` names, safe while berth serves them
+//! (`purge` asks the serving berth to do it, through the control socket,
+//! so its in-memory copies go too). Each refuses a directory that is not a berth store, and the
 //! exit status says what happened:
 //!
 //! | status | meaning |
@@ -12,7 +13,8 @@
 //! | 78 | the configuration is invalid (EX_CONFIG) |
 
 use berth_cache::{
-    Catalog, Layout, PinPattern, collect_garbage, store_pins, stored_pins, verify_store,
+    Catalog, DiskShelf, Layout, ObjectShelf, PinPattern, Shelf, collect_garbage, store_pins,
+    stored_pins, verify_store,
 };
 use berth_config::Config;
 use std::collections::{BTreeMap, HashSet};
@@ -26,25 +28,58 @@ const EXIT_NOT_A_STORE: u8 = 66;
 /// Exit status: the store could not be read or changed (EX_IOERR).
 const EXIT_IO: u8 = 74;
 
+/// The store of `config`: its data directory (the index, the pins) and
+/// its blobs, on disk or in a bucket.
+struct Store {
+    layout: Layout,
+    shelf: Box<dyn Shelf>,
+    /// What a bucket's calls run on, for as long as the shelf is used.
+    _runtime: Option<tokio::runtime::Runtime>,
+}
+
 /// The store of `config`, or the exit status for a directory that is not
-/// one.
-fn store(config: &Config) -> Result<Layout, ExitCode> {
-    if let berth_config::StorageSettings::S3(s3) = &config.storage {
-        eprintln!(
-            "berth: the blobs are in bucket {:?} (backend = \"s3\"); the cache commands work on the local disk store only, for now",
-            s3.bucket
-        );
-        return Err(ExitCode::from(EXIT_NOT_A_STORE));
-    }
+/// one (or a bucket that cannot be reached).
+fn store(config: &Config) -> Result<Store, ExitCode> {
     let layout = Layout::new(&config.data_dir);
-    if layout.is_store() {
-        Ok(layout)
-    } else {
+    let not_a_store = |what: &str| {
         eprintln!(
-            "berth: {} is not a berth store (no blobs/sha256 in it); check data_dir",
+            "berth: {} is not a berth store ({what}); check data_dir",
             config.data_dir.display()
         );
-        Err(ExitCode::from(EXIT_NOT_A_STORE))
+        ExitCode::from(EXIT_NOT_A_STORE)
+    };
+    match &config.storage {
+        berth_config::StorageSettings::Fs => {
+            if !layout.is_store() {
+                return Err(not_a_store("no blobs/sha256 in it"));
+            }
+            let shelf = Box::new(DiskShelf::new(layout.clone()));
+            Ok(Store {
+                layout,
+                shelf,
+                _runtime: None,
+            })
+        }
+        berth_config::StorageSettings::S3(s3) => {
+            if !layout.tags().is_dir() {
+                return Err(not_a_store("no index in it"));
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .map_err(|e| io_failure(&e))?;
+            let _entered = runtime.enter();
+            let objects = crate::blob_store::connect(s3).map_err(|e| io_failure(&e))?;
+            let shelf = ObjectShelf::new(objects, &s3.prefix, layout.last_uses())
+                .map_err(|e| io_failure(&e))?;
+            drop(_entered);
+            Ok(Store {
+                layout,
+                shelf: Box::new(shelf),
+                _runtime: Some(runtime),
+            })
+        }
     }
 }
 
@@ -54,12 +89,19 @@ fn io_failure(e: &dyn std::fmt::Display) -> ExitCode {
 }
 
 fn catalog(config: &Config) -> Result<Catalog, ExitCode> {
-    let layout = store(config)?;
-    Catalog::read(&layout).map_err(|e| io_failure(&e))
+    let store = store(config)?;
+    Catalog::read(&store.layout, store.shelf.as_ref()).map_err(|e| io_failure(&e))
 }
 
 /// `berth cache verify`.
 pub(crate) fn verify(config: &Config, quarantine: bool) -> ExitCode {
+    if let berth_config::StorageSettings::S3(s3) = &config.storage {
+        eprintln!(
+            "berth: verify reads blob files on local disk; the blobs are in bucket {:?}, each checked against its digest before it was stored",
+            s3.bucket
+        );
+        return ExitCode::from(EXIT_NOT_A_STORE);
+    }
     if let Err(code) = store(config) {
         return code;
     }
@@ -201,11 +243,11 @@ pub(crate) fn ls(config: &Config, text: Option<&str>) -> ExitCode {
 
 /// `berth cache gc`.
 pub(crate) fn gc(config: &Config) -> ExitCode {
-    let layout = match store(config) {
-        Ok(l) => l,
+    let store = match store(config) {
+        Ok(s) => s,
         Err(code) => return code,
     };
-    match collect_garbage(&layout) {
+    match collect_garbage(&store.layout, store.shelf.as_ref()) {
         Ok(report) => {
             outln!(
                 "removed {} tag records and {} media-type records whose manifests are gone",
@@ -235,7 +277,7 @@ fn pattern(config: &Config, text: &str) -> Result<PinPattern, ExitCode> {
 
 /// The store of `config` and the pattern `text`, or the exit status for
 /// whichever is wrong.
-fn store_and_pattern(config: &Config, text: &str) -> Result<(Layout, PinPattern), ExitCode> {
+fn store_and_pattern(config: &Config, text: &str) -> Result<(Store, PinPattern), ExitCode> {
     Ok((store(config)?, pattern(config, text)?))
 }
 
@@ -243,11 +285,12 @@ fn store_and_pattern(config: &Config, text: &str) -> Result<(Layout, PinPattern)
 /// kept in the data directory, and print them with the configured ones.
 /// The next eviction pass of a running berth reads them.
 pub(crate) fn pin(config: &Config, text: &str, add: bool) -> ExitCode {
-    let (layout, wanted) = match store_and_pattern(config, text) {
+    let (store, wanted) = match store_and_pattern(config, text) {
         Ok(both) => both,
         Err(code) => return code,
     };
-    let mut pins = match stored_pins(&layout) {
+    let layout = &store.layout;
+    let mut pins = match stored_pins(layout) {
         Ok(p) => p,
         Err(e) => return io_failure(&e),
     };
@@ -258,7 +301,7 @@ pub(crate) fn pin(config: &Config, text: &str, add: bool) -> ExitCode {
     } else if !had {
         eprintln!("berth: {wanted} was not pinned with `berth cache pin`");
     }
-    if let Err(e) = store_pins(&layout, &pins) {
+    if let Err(e) = store_pins(layout, &pins) {
         return io_failure(&e);
     }
     for p in &pins {
@@ -275,16 +318,17 @@ pub(crate) fn pin(config: &Config, text: &str, add: bool) -> ExitCode {
 /// directory does it itself (its in-memory copies go too); without one,
 /// it is done here.
 pub(crate) fn purge(config: &Config, text: &str) -> ExitCode {
-    let (layout, wanted) = match store_and_pattern(config, text) {
+    let (store, wanted) = match store_and_pattern(config, text) {
         Ok(both) => both,
         Err(code) => return code,
     };
-    let done = match crate::control::ask(&layout, &format!("purge {wanted}")) {
+    let layout = &store.layout;
+    let done = match crate::control::ask(layout, &format!("purge {wanted}")) {
         Some(answer) => answer.map(|summary| format!("{summary} (by the serving berth)")),
         // No berth answers. Holding the directory's lock proves none
         // serves it (and keeps one from starting meanwhile).
-        None => match berth_cache::DataDirLock::acquire(&layout) {
-            Ok(_lock) => berth_cache::purge_store(&layout, &wanted)
+        None => match berth_cache::DataDirLock::acquire(layout) {
+            Ok(_lock) => berth_cache::purge_store(layout, store.shelf.as_ref(), &wanted)
                 .map(|report| report.to_string())
                 .map_err(|e| e.to_string()),
             Err(e) => Err(format!(

@@ -1,53 +1,15 @@
 //! What the store holds, by repository: every committed blob with its
 //! bytes on disk and last use, and every cached tag with the manifests it
 //! answers with and the blobs they name (an index's platform manifests
-//! and theirs too). Read from the data directory alone, blocking, so the
-//! CLI can read it while berth serves; pins and `cache du` / `cache ls`
-//! are built on it.
+//! and theirs too). Read from the index under the data directory and the
+//! store's [`Shelf`], blocking, so the CLI can read it while berth serves;
+//! pins and `cache du` / `cache ls` are built on it.
 
 use crate::index::Stored;
-use crate::{CacheError, Layout, TagKey, TagRecord, io_err};
+use crate::{CacheError, Layout, Shelf, TagKey, TagRecord, io_err};
 use berth_oci::{Digest, references};
 use std::collections::{HashMap, HashSet};
-use std::os::unix::fs::MetadataExt as _;
 use std::time::SystemTime;
-
-/// A committed blob as a pass sees it.
-pub(crate) struct Entry {
-    pub(crate) digest: Digest,
-    /// Bytes on disk.
-    pub(crate) bytes: u64,
-    /// Last use (the file's modification time).
-    pub(crate) used: SystemTime,
-}
-
-/// Every committed blob under `layout`.
-pub(crate) fn scan(layout: &Layout) -> Result<Vec<Entry>, CacheError> {
-    let blobs = layout.blobs();
-    let mut entries = Vec::new();
-    for shard in std::fs::read_dir(&blobs).map_err(io_err("list", &blobs))? {
-        let shard = shard.map_err(io_err("list", &blobs))?.path();
-        let Ok(files) = std::fs::read_dir(&shard) else {
-            continue;
-        };
-        for file in files.flatten() {
-            let path = file.path();
-            let Some(digest) = layout.blob_digest(&path) else {
-                continue;
-            };
-            // Removed since it was listed: nothing to count.
-            let Ok(meta) = file.metadata() else {
-                continue;
-            };
-            entries.push(Entry {
-                digest,
-                bytes: meta.blocks() * 512,
-                used: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            });
-        }
-    }
-    Ok(entries)
-}
 
 /// A cached tag and everything its answers need.
 #[derive(Debug, Clone)]
@@ -79,9 +41,11 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Read the catalog of the store under `layout`.
-    pub fn read(layout: &Layout) -> Result<Self, CacheError> {
-        let blobs = scan(layout)?
+    /// Read the catalog of the index under `layout` and the blobs on
+    /// `shelf`.
+    pub fn read(layout: &Layout, shelf: &dyn Shelf) -> Result<Self, CacheError> {
+        let blobs = shelf
+            .scan()?
             .into_iter()
             .map(|e| {
                 (
@@ -117,7 +81,7 @@ impl Catalog {
             let mut blobs = HashSet::new();
             for answer in &stored.record.answers {
                 if let Ok(digest) = answer.digest.parse() {
-                    manifest_closure(layout, digest, &mut blobs, 2);
+                    manifest_closure(shelf, digest, &mut blobs, 2);
                 }
             }
             catalog.tags.push(CatalogTag {
@@ -152,20 +116,20 @@ impl Catalog {
 /// the manifests an index names, to `blobs`. A manifest not in the store
 /// is added but names nothing.
 pub(crate) fn manifest_closure(
-    layout: &Layout,
+    shelf: &dyn Shelf,
     digest: Digest,
     blobs: &mut HashSet<Digest>,
     depth: u8,
 ) {
     blobs.insert(digest);
-    let Ok(bytes) = std::fs::read(layout.blob(&digest)) else {
+    let Some(bytes) = shelf.read_small(&digest) else {
         return;
     };
     let named = references(&bytes);
     blobs.extend(named.blobs.iter().map(|b| b.digest));
     if depth > 0 {
         for child in named.manifests {
-            manifest_closure(layout, child.digest, blobs, depth - 1);
+            manifest_closure(shelf, child.digest, blobs, depth - 1);
         }
     }
 }

@@ -8,8 +8,8 @@
 use crate::lifecycle::Keeper;
 use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
 use crate::{
-    BlobContent, CacheError, DataDirLock, Layout, Lifecycle, LocalFile, PinPattern, PurgeReport,
-    RemovalHook, Spool, io_err,
+    BlobContent, CacheError, DataDirLock, DiskShelf, Layout, Lifecycle, LocalFile, RemovalHook,
+    Spool, Upkeep, io_err,
 };
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
@@ -61,16 +61,17 @@ impl FsStore {
     /// and write noted accesses to file times. Runs in tasks of the
     /// current tokio runtime.
     pub fn start_lifecycle(&self, lifecycle: Lifecycle) {
-        self.keeper.start(self.layout.clone(), lifecycle);
+        let shelf = Arc::new(DiskShelf::new(self.layout.clone()));
+        self.keeper.start(shelf, self.layout.clone(), lifecycle);
     }
 
-    /// Remove the cached tags of the repositories matching `pattern` and
-    /// the blobs only they need, telling the removal hooks (so in-memory
-    /// copies go too). Blocking.
-    pub fn purge(&self, pattern: &PinPattern) -> Result<PurgeReport, CacheError> {
-        let report = crate::purge::purge(&self.layout, pattern, &|d| self.keeper.removed(d))?;
-        self.keeper.usage.remove(report.bytes);
-        Ok(report)
+    /// What maintenance works on: the blobs on disk, and who hears of
+    /// their removal.
+    pub fn upkeep(&self) -> Upkeep {
+        Upkeep::new(
+            Arc::new(DiskShelf::new(self.layout.clone())),
+            Arc::clone(&self.keeper),
+        )
     }
 
     /// The layout of the data directory this store lives in.

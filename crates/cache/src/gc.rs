@@ -5,7 +5,7 @@
 //! on its next use.
 
 use crate::index::Stored;
-use crate::{CacheError, Layout, TagKey, TagRecord, io_err};
+use crate::{CacheError, Layout, Shelf, TagKey, TagRecord, io_err};
 use berth_oci::Digest;
 
 /// What a collection removed.
@@ -35,8 +35,9 @@ fn entries(dir: &std::path::Path) -> Result<Vec<std::path::PathBuf>, CacheError>
     }
 }
 
-/// Collect the garbage of the index under `layout`.
-pub fn collect_garbage(layout: &Layout) -> Result<GcReport, CacheError> {
+/// Collect the garbage of the index under `layout`, whose content is on
+/// `shelf`.
+pub fn collect_garbage(layout: &Layout, shelf: &dyn Shelf) -> Result<GcReport, CacheError> {
     let mut report = GcReport::default();
     for path in entries(&layout.tags())? {
         let bytes = match std::fs::read(&path) {
@@ -50,7 +51,7 @@ pub fn collect_garbage(layout: &Layout) -> Result<GcReport, CacheError> {
                 stored.record.answers.iter().any(|a| {
                     a.digest
                         .parse::<Digest>()
-                        .is_ok_and(|d| layout.blob(&d).exists())
+                        .is_ok_and(|d| shelf.holds(&d).unwrap_or(true))
                 })
             });
         if !live && remove(&path)? {
@@ -62,7 +63,7 @@ pub fn collect_garbage(layout: &Layout) -> Result<GcReport, CacheError> {
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok())
-            .is_none_or(|d| !layout.blob(&d).exists());
+            .is_none_or(|d| !shelf.holds(&d).unwrap_or(true));
         if gone && remove(&path)? {
             report.manifest_types += 1;
         }

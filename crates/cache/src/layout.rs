@@ -88,6 +88,12 @@ impl Layout {
         self.root.join("tier")
     }
 
+    /// The last uses of blobs kept in a bucket: one empty file per blob,
+    /// its modification time the use.
+    pub fn last_uses(&self) -> PathBuf {
+        self.root.join("index").join("last-use")
+    }
+
     /// Spools and index writes in progress; emptied at start-up.
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")

@@ -23,6 +23,8 @@ mod memory;
 mod purge;
 mod reader;
 mod s3;
+mod s3_shelf;
+mod shelf;
 mod spool;
 mod store;
 mod tags;
@@ -40,11 +42,13 @@ pub use lifecycle::{Lifecycle, PinPattern, store_pins, stored_pins};
 pub use links::RepoKey;
 pub use listings::{ListingKey, ListingRecord};
 pub use lock::DataDirLock;
-pub use maintenance::Maintenance;
+pub use maintenance::{Maintenance, Upkeep};
 pub use memory::{MemoryIndex, MemoryStore};
 pub use purge::{PurgeReport, purge_store};
 pub use reader::{Progress, ProgressState, Span};
 pub use s3::{ONE_PUT, S3Store, part_size};
+pub use s3_shelf::ObjectShelf;
+pub use shelf::{DiskShelf, Entry, Shelf};
 pub use store::{BlobStore, BlobWriter, Hit, IndexStore, Lookup, StoreUsage};
 pub use tags::{TagAnswer, TagKey, TagRecord};
 pub use tiered::{PROMOTIONS, TieredStore};
@@ -119,9 +123,6 @@ pub enum CacheError {
         /// The OS error.
         error: std::io::Error,
     },
-    /// The store this berth runs on cannot do what was asked.
-    #[error("{0}")]
-    Unsupported(&'static str),
     /// The cache filesystem has no room for what is being written.
     #[error("no room in the cache: {0}")]
     NoRoom(String),

@@ -2,19 +2,33 @@
 //! control socket or its admin endpoints): purge, which also drops the
 //! in-memory copies of what it removes, and index garbage collection. One
 //! runs at a time, on a blocking thread, so serving never waits for a scan.
+//! Both work on the store's [`Shelf`], whatever the backend.
 
-use crate::{CacheError, FsIndex, FsStore, GcReport, PinPattern, PurgeReport, collect_garbage};
+use crate::lifecycle::Keeper;
+use crate::{
+    CacheError, FsIndex, GcReport, Layout, PinPattern, PurgeReport, Shelf, collect_garbage,
+};
 use std::sync::Arc;
 
-/// What purge and gc cannot do yet on a store other than the local disk.
-const NOT_ON_OBJECTS: &str =
-    "purge and gc work on the local disk store; with backend = \"s3\" they are not available yet";
+/// What maintenance needs of a store: its blobs, and its lifecycle's
+/// bookkeeping (who hears of removals, the bytes it counts).
+#[derive(Debug, Clone)]
+pub struct Upkeep {
+    shelf: Arc<dyn Shelf>,
+    keeper: Arc<Keeper>,
+}
+
+impl Upkeep {
+    pub(crate) fn new(shelf: Arc<dyn Shelf>, keeper: Arc<Keeper>) -> Self {
+        Self { shelf, keeper }
+    }
+}
 
 /// The maintenance a serving process runs on its store and index.
 #[derive(Debug, Clone)]
 pub struct Maintenance {
-    /// The local disk store; `None` when blobs live elsewhere.
-    store: Option<Arc<FsStore>>,
+    upkeep: Upkeep,
+    layout: Layout,
     index: Arc<FsIndex>,
     one_at_a_time: Arc<tokio::sync::Mutex<()>>,
 }
@@ -32,36 +46,34 @@ fn joined<T>(
 }
 
 impl Maintenance {
-    /// Maintenance of `store` and `index`, the ones this process serves.
-    pub fn new(store: Arc<FsStore>, index: Arc<FsIndex>) -> Self {
+    /// Maintenance of the store `upkeep` describes and of `index`, the
+    /// index in the data directory `layout`: the ones this process serves.
+    pub fn new(upkeep: Upkeep, layout: Layout, index: Arc<FsIndex>) -> Self {
         Self {
-            store: Some(store),
-            index,
-            one_at_a_time: Arc::default(),
-        }
-    }
-
-    /// Maintenance of a berth whose blobs are not on local disk: purge and
-    /// gc answer [`CacheError::Unsupported`].
-    pub fn elsewhere(index: Arc<FsIndex>) -> Self {
-        Self {
-            store: None,
+            upkeep,
+            layout,
             index,
             one_at_a_time: Arc::default(),
         }
     }
 
     /// Remove the tags of the repositories `pattern` matches and the blobs
-    /// only they need, from disk and from memory.
+    /// only they need, from the store and from memory.
     pub async fn purge(&self, pattern: PinPattern) -> Result<PurgeReport, CacheError> {
-        let store = Arc::clone(
-            self.store
-                .as_ref()
-                .ok_or(CacheError::Unsupported(NOT_ON_OBJECTS))?,
-        );
         let _turn = self.one_at_a_time.lock().await;
         let shown = pattern.to_string();
-        let report = joined(tokio::task::spawn_blocking(move || store.purge(&pattern)).await)?;
+        let (layout, upkeep) = (self.layout.clone(), self.upkeep.clone());
+        let report = joined(
+            tokio::task::spawn_blocking(move || {
+                let keeper = &upkeep.keeper;
+                let report = crate::purge::purge(&layout, upkeep.shelf.as_ref(), &pattern, &|d| {
+                    keeper.removed(d);
+                })?;
+                keeper.usage.remove(report.bytes);
+                Ok(report)
+            })
+            .await,
+        )?;
         self.index.forget_tags(&report.tags);
         tracing::info!(
             pattern = shown,
@@ -75,13 +87,11 @@ impl Maintenance {
 
     /// Remove the index entries whose content has left the store.
     pub async fn collect_garbage(&self) -> Result<GcReport, CacheError> {
-        let store = self
-            .store
-            .as_ref()
-            .ok_or(CacheError::Unsupported(NOT_ON_OBJECTS))?;
         let _turn = self.one_at_a_time.lock().await;
-        let layout = store.layout().clone();
-        let report = joined(tokio::task::spawn_blocking(move || collect_garbage(&layout)).await)?;
+        let (layout, shelf) = (self.layout.clone(), Arc::clone(&self.upkeep.shelf));
+        let report = joined(
+            tokio::task::spawn_blocking(move || collect_garbage(&layout, shelf.as_ref())).await,
+        )?;
         tracing::info!(
             tags = report.tags,
             manifest_types = report.manifest_types,

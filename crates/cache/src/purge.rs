@@ -1,10 +1,10 @@
 //! `berth cache purge PATTERN`: remove the cached tags of the repositories
 //! matching a pattern, and every blob only they need (a layer another
 //! repository's tag also needs stays). A running berth does it itself, so
-//! that its in-memory copies go too (see `FsStore::purge`); without one,
-//! the command works on the directory directly.
+//! that its in-memory copies go too (see `Maintenance`); without one,
+//! the command works on the data directory and the store directly.
 
-use crate::{CacheError, Catalog, Layout, PinPattern, TagKey};
+use crate::{CacheError, Catalog, Layout, PinPattern, Shelf, TagKey};
 use berth_oci::Digest;
 use std::collections::HashSet;
 
@@ -39,14 +39,16 @@ fn remove(path: &std::path::Path) -> Result<bool, CacheError> {
     }
 }
 
-/// Purge the repositories matching `pattern` from the store under
-/// `layout`; `removed` hears of each blob removed. Blocking.
+/// Purge the repositories matching `pattern` from the index under
+/// `layout` and the blobs on `shelf`; `removed` hears of each blob
+/// removed. Blocking.
 pub(crate) fn purge(
     layout: &Layout,
+    shelf: &dyn Shelf,
     pattern: &PinPattern,
     removed: &dyn Fn(&Digest),
 ) -> Result<PurgeReport, CacheError> {
-    let catalog = Catalog::read(layout)?;
+    let catalog = Catalog::read(layout, shelf)?;
     let name = |key: &TagKey| format!("{}/{}", key.upstream, key.repo);
     let (matching, others): (Vec<_>, Vec<_>) = catalog
         .tags
@@ -65,7 +67,7 @@ pub(crate) fn purge(
         .filter(|d| !kept.contains(d))
         .collect();
     for digest in gone {
-        if remove(&layout.blob(digest))? {
+        if shelf.remove(digest)? {
             let _ = remove(&layout.manifest_type(digest));
             removed(digest);
             report.bytes += catalog.blobs.get(digest).map_or(0, |b| b.bytes);
@@ -75,9 +77,13 @@ pub(crate) fn purge(
     Ok(report)
 }
 
-/// Purge the repositories matching `pattern` from the store under
-/// `layout`, with no berth serving it (nothing in memory to tell).
-/// Blocking.
-pub fn purge_store(layout: &Layout, pattern: &PinPattern) -> Result<PurgeReport, CacheError> {
-    purge(layout, pattern, &|_| {})
+/// Purge the repositories matching `pattern` from the index under
+/// `layout` and the blobs on `shelf`, with no berth serving them (nothing
+/// in memory to tell). Blocking.
+pub fn purge_store(
+    layout: &Layout,
+    shelf: &dyn Shelf,
+    pattern: &PinPattern,
+) -> Result<PurgeReport, CacheError> {
+    purge(layout, shelf, pattern, &|_| {})
 }

@@ -16,8 +16,12 @@
 //!   redirects on, a hit also offers a presigned GET URL of its object,
 //!   which the edge answers a client's GET with.
 
+use crate::lifecycle::Keeper;
 use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
-use crate::{BlobContent, ByteStream, CacheError, LocalFile, Spool};
+use crate::{
+    BlobContent, ByteStream, CacheError, Layout, Lifecycle, LocalFile, ObjectShelf, RemovalHook,
+    Shelf, Spool, StoreUsage, Upkeep,
+};
 use async_trait::async_trait;
 use berth_oci::{Digest, Verified};
 use bytes::Bytes;
@@ -49,10 +53,11 @@ pub fn part_size(size: u64) -> u64 {
 #[derive(Debug)]
 pub struct S3Store {
     objects: Arc<dyn ObjectStore>,
-    prefix: String,
+    shelf: Arc<ObjectShelf>,
     spools: PathBuf,
     next_spool: AtomicU64,
     redirects: Option<Arc<Redirects>>,
+    keeper: Arc<Keeper>,
 }
 
 /// What presigns a hit's URL, and for how long it is valid.
@@ -64,25 +69,44 @@ struct Redirects {
 
 impl S3Store {
     /// Blobs in `objects` under `prefix` (empty, or ending in `/`), fills
-    /// spooled in `spools` (created if missing; leftovers removed).
+    /// spooled in the data directory `layout` (leftovers removed), which
+    /// also keeps their last uses. Made within a tokio runtime (see
+    /// [`ObjectShelf::new`]).
     pub fn new(
         objects: Arc<dyn ObjectStore>,
         prefix: &str,
-        spools: PathBuf,
+        layout: &Layout,
     ) -> Result<Self, CacheError> {
+        let spools = layout.tmp().join("uploads");
         std::fs::create_dir_all(&spools).map_err(|e| CacheError::io("create", &spools, e))?;
         if let Ok(entries) = std::fs::read_dir(&spools) {
             for entry in entries.flatten() {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+        let shelf = ObjectShelf::new(Arc::clone(&objects), prefix, layout.last_uses())?;
         Ok(Self {
             objects,
-            prefix: prefix.to_owned(),
+            shelf: Arc::new(shelf),
             spools,
             next_spool: AtomicU64::new(0),
             redirects: None,
+            keeper: Arc::default(),
         })
+    }
+
+    /// Keep the bucket within `lifecycle` from now on (objects deleted by
+    /// age and by last use past `max_size`; see `lifecycle/`). `layout`:
+    /// the data directory, whose index names the pinned tags.
+    pub fn start_lifecycle(&self, layout: Layout, lifecycle: Lifecycle) {
+        let shelf: Arc<dyn Shelf> = self.shelf.clone();
+        self.keeper.start(shelf, layout, lifecycle);
+    }
+
+    /// What maintenance works on: the bucket's blobs, and who hears of
+    /// their removal.
+    pub fn upkeep(&self) -> Upkeep {
+        Upkeep::new(self.shelf.clone(), Arc::clone(&self.keeper))
     }
 
     /// Let hits offer a GET URL presigned by `signer`, valid for
@@ -95,7 +119,7 @@ impl S3Store {
 
     /// The key of `digest`'s object.
     fn key(&self, digest: &Digest) -> ObjectPath {
-        ObjectPath::from(format!("{}blobs/sha256/{}", self.prefix, digest.hex()))
+        self.shelf.key(digest)
     }
 
     /// Store `size` bytes of `content`, proven by `proof` to be `digest`,
@@ -108,7 +132,9 @@ impl S3Store {
         proof: &Verified,
     ) -> Result<(), CacheError> {
         check_proof(digest, proof)?;
-        upload(&self.objects, &self.key(digest), content, size).await
+        upload(&self.objects, &self.key(digest), content, size).await?;
+        self.keeper.committed(size);
+        Ok(())
     }
 
     /// The object's size, `None` when there is none.
@@ -137,6 +163,7 @@ impl BlobStore for S3Store {
         let key = self.key(digest);
         Ok(match self.head(&key).await? {
             Some(size) => {
+                self.keeper.last_use.note(digest);
                 let content = StoredObject {
                     objects: Arc::clone(&self.objects),
                     key,
@@ -153,8 +180,13 @@ impl BlobStore for S3Store {
     }
 
     async fn reserve(&self, bytes: u64) -> Result<(), CacheError> {
-        // A bucket has no size limit of its own; the spool on local disk
-        // does.
+        if let Some(max) = self.keeper.limit().filter(|max| bytes > *max) {
+            return Err(CacheError::NoRoom(format!(
+                "a blob of {bytes} bytes is larger than the cache's max_size ({max} bytes); \
+                 raise max_size to cache it"
+            )));
+        }
+        // The spool on local disk needs the room too.
         crate::fs::fits_on_disk(&self.spools, bytes)
     }
 
@@ -173,6 +205,7 @@ impl BlobStore for S3Store {
             digest: *digest,
             key: self.key(digest),
             objects: Arc::clone(&self.objects),
+            keeper: Arc::clone(&self.keeper),
         }))
     }
 
@@ -182,11 +215,28 @@ impl BlobStore for S3Store {
         if self.head(&key).await?.is_some() {
             return Ok(());
         }
+        let size = bytes.len() as u64;
         self.objects
             .put(&key, PutPayload::from(bytes))
             .await
-            .map(|_| ())
-            .map_err(|e| failed("write", &key, e))
+            .map_err(|e| failed("write", &key, e))?;
+        self.keeper.committed(size);
+        Ok(())
+    }
+
+    fn record_use(&self, digest: &Digest) {
+        self.keeper.last_use.note(digest);
+    }
+
+    fn on_removal(&self, hook: RemovalHook) {
+        self.keeper.on_removal(hook);
+    }
+
+    fn usage(&self) -> StoreUsage {
+        StoreUsage {
+            bytes: self.keeper.usage.measured(),
+            cap: self.keeper.limit(),
+        }
     }
 }
 
@@ -265,6 +315,7 @@ struct S3Writer {
     digest: Digest,
     key: ObjectPath,
     objects: Arc<dyn ObjectStore>,
+    keeper: Arc<Keeper>,
 }
 
 /// `len` bytes of `content` at `offset`.
@@ -359,7 +410,9 @@ impl BlobWriter for S3Writer {
             });
         }
         let spooled = LocalFile::new(self.spool.reader());
-        upload(&self.objects, &self.key, &spooled, self.written).await
+        upload(&self.objects, &self.key, &spooled, self.written).await?;
+        self.keeper.committed(self.written);
+        Ok(())
     }
 
     fn abort(self: Box<Self>) {}

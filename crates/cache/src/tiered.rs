@@ -12,9 +12,12 @@
 //!   [`PROMOTIONS`] at a time.
 //! - A blob larger than half the tier never enters it: it would push out
 //!   everything else. It goes to the bucket alone.
+//! - What leaves the bucket (its lifecycle, a purge) leaves the tier too.
 
 use crate::store::{BlobStore, BlobWriter, Hit, Lookup};
-use crate::{BlobContent, CacheError, FsStore, RemovalHook, S3Store, Span, StoreUsage};
+use crate::{
+    BlobContent, CacheError, DiskShelf, FsStore, RemovalHook, S3Store, Shelf as _, Span, StoreUsage,
+};
 use async_trait::async_trait;
 use berth_oci::{Digest, DigestVerifier, Verified};
 use bytes::{Bytes, BytesMut};
@@ -44,6 +47,11 @@ impl TieredStore {
     /// `remote` behind `local`, whose lifecycle the caller started with a
     /// `max_size` of `capacity`.
     pub fn new(local: Arc<FsStore>, remote: Arc<S3Store>, capacity: u64) -> Self {
+        // What leaves the bucket (eviction, purge) leaves the tier too.
+        let tier = DiskShelf::new(local.layout().clone());
+        remote.on_removal(Arc::new(move |digest: &Digest| {
+            let _ = tier.remove(digest);
+        }));
         Self {
             local,
             remote,

@@ -31,14 +31,10 @@ fn bucket(s3: &berth_testkit::S3Server) -> Arc<dyn object_store::ObjectStore> {
     Arc::new(objects)
 }
 
-/// A store of `s3`'s bucket under `prefix`, spooling under `dir`.
+/// A store of `s3`'s bucket under `prefix`, its data directory in `dir`.
 fn s3_store(s3: &berth_testkit::S3Server, prefix: &str, dir: &std::path::Path) -> S3Store {
-    S3Store::new(
-        bucket(s3),
-        prefix,
-        dir.join(format!("spool-{}", prefix.trim_end_matches('/'))),
-    )
-    .unwrap()
+    let data_dir = dir.join(format!("data-{}", prefix.trim_end_matches('/')));
+    S3Store::new(bucket(s3), prefix, &berth_cache::Layout::new(data_dir)).unwrap()
 }
 
 /// A bucket behind a local tier of `capacity` bytes, and a plain view of

@@ -105,19 +105,6 @@ pub(super) fn build(parsed: Parsed, env: Env<'_>) -> Result<Config, ConfigError>
     let server = crate::server::build(&mut p, raw.server.as_ref());
     let cache = crate::cache::build(&mut p, raw.cache.as_ref());
     let storage = crate::storage::build(&mut p, raw.storage.as_ref());
-    if matches!(storage, crate::StorageSettings::S3(_)) {
-        for (key, set) in [
-            ("cache.max_size", cache.max_size.is_some()),
-            ("cache.max_age", cache.max_age.is_some()),
-        ] {
-            if set {
-                p.add(
-                    key,
-                    "is not applied to an S3 bucket yet (nothing would be evicted); bound the bucket with a lifecycle rule instead",
-                );
-            }
-        }
-    }
     let admin = crate::admin::build(&mut p, raw.admin.as_ref(), env, listen);
     let tls = crate::tls::build(&mut p, raw.tls.as_ref(), listen);
     let access = crate::access::build(

@@ -226,10 +226,6 @@ fn json(value: &serde_json::Value) -> Response {
 /// A maintenance failure: its cause (paths included) goes to the log, and
 /// the client learns only that it failed.
 fn failed(e: &berth_cache::CacheError) -> Response {
-    if let berth_cache::CacheError::Unsupported(why) = e {
-        return ApiError::new(StatusCode::NOT_IMPLEMENTED, ErrorCode::Unsupported, *why)
-            .into_response();
-    }
     tracing::error!(error = %e, "admin maintenance failed");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,

@@ -1,12 +1,11 @@
-//! One eviction pass over the store on local disk: write the noted
-//! accesses, scan every blob's size on disk and last use, remove what is
+//! One eviction pass over a store's [`Shelf`]: write the noted
+//! accesses, scan every blob's size and last use, remove what is
 //! older than `max_age`, then, above `max_size`, the least recently used
 //! until the store is under the low watermark. Pinned blobs and blobs
 //! used since the last flush stay. Blocking; runs on a thread of its own.
 
 use super::{Keeper, Lifecycle, pins};
-use crate::catalog::scan;
-use crate::{CacheError, Layout};
+use crate::{CacheError, Layout, Shelf};
 use std::time::{Duration, SystemTime};
 
 /// What a pass did.
@@ -54,15 +53,18 @@ impl Report {
     }
 }
 
+/// A pass over the blobs on `shelf`; `layout` is the data directory whose
+/// index names the pinned tags.
 pub(super) fn pass(
     keeper: &Keeper,
     layout: &Layout,
+    shelf: &dyn Shelf,
     lifecycle: &Lifecycle,
 ) -> Result<Report, CacheError> {
     let started = std::time::Instant::now();
-    keeper.last_use.flush(layout);
-    let pinned = pins::pinned_blobs(layout, &lifecycle.pins);
-    let mut entries = scan(layout)?;
+    keeper.last_use.flush(shelf);
+    let pinned = pins::pinned_blobs(layout, shelf, &lifecycle.pins);
+    let mut entries = shelf.scan()?;
     let mut report = Report {
         scanned: entries.len() as u64,
         before: entries.iter().map(|e| e.bytes).sum(),
@@ -91,11 +93,8 @@ pub(super) fn pass(
         if keeper.last_use.was_used(&entry.digest) {
             continue;
         }
-        let path = layout.blob(&entry.digest);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(CacheError::io("remove", &path, e)),
+        if !shelf.remove(&entry.digest)? {
+            continue;
         }
         let _ = std::fs::remove_file(layout.manifest_type(&entry.digest));
         keeper.removed(&entry.digest);
@@ -150,7 +149,8 @@ mod tests {
             max_size: Some(3 * block),
             ..Lifecycle::default()
         };
-        let report = pass(&keeper, &layout, &lifecycle).unwrap();
+        let shelf = crate::DiskShelf::new(layout.clone());
+        let report = pass(&keeper, &layout, &shelf, &lifecycle).unwrap();
         // The oldest was just used (and is now the newest); the next
         // oldest goes, which leaves three blocks: above 90 % of the cap, so
         // one more goes.
@@ -193,7 +193,8 @@ mod tests {
             pins: vec![PinPattern::parse("docker.io/library/*").unwrap()],
             ..Lifecycle::default()
         };
-        let report = pass(&Keeper::default(), &layout, &lifecycle).unwrap();
+        let shelf = crate::DiskShelf::new(layout.clone());
+        let report = pass(&Keeper::default(), &layout, &shelf, &lifecycle).unwrap();
         assert_eq!((report.removed, report.kept_pinned), (1, 1));
         assert!(!layout.blob(&old).exists());
         assert!(layout.blob(&pinned).exists());

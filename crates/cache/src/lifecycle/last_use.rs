@@ -1,9 +1,10 @@
-//! Last access, noted in memory and written to blob file times in batches:
-//! a hit costs a map insert, not a disk write. Each blob keeps the time of
+//! Last access, noted in memory and written to the store in batches
+//! (file times on disk, see `shelf.rs`): a hit costs a map insert, not a
+//! write. Each blob keeps the time of
 //! its own last use, so the order of uses survives the batching. Bounded:
 //! past [`MAX_NOTED`] distinct blobs, further ones wait for the next flush.
 
-use crate::Layout;
+use crate::Shelf;
 use berth_oci::Digest;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,36 +39,18 @@ impl UseLog {
             .contains_key(digest)
     }
 
-    /// Write each noted blob's last use to its file time, and forget them.
-    /// A blob removed meanwhile is skipped. Blocking.
-    pub(crate) fn flush(&self, layout: &Layout) {
+    /// Write each noted blob's last use to the store, and forget them.
+    /// Blocking.
+    pub(crate) fn flush(&self, shelf: &dyn Shelf) {
         let noted = std::mem::take(
             &mut *self
                 .noted
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        for (digest, used) in noted {
-            let at = timespec(used);
-            let times = rustix::fs::Timestamps {
-                last_access: at,
-                last_modification: at,
-            };
-            let _ = rustix::fs::utimensat(
-                rustix::fs::CWD,
-                layout.blob(&digest),
-                &times,
-                rustix::fs::AtFlags::empty(),
-            );
+        if !noted.is_empty() {
+            shelf.record_uses(noted.into_iter().collect());
         }
-    }
-}
-
-fn timespec(at: SystemTime) -> rustix::fs::Timespec {
-    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    rustix::fs::Timespec {
-        tv_sec: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        tv_nsec: since.subsec_nanos().into(),
     }
 }
 
@@ -78,7 +61,7 @@ mod tests {
     #[test]
     fn a_flush_writes_the_use_to_the_file_time() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
+        let layout = crate::Layout::new(dir.path());
         let digest = Digest::of(b"x");
         let path = layout.blob(&digest);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -94,7 +77,7 @@ mod tests {
         log.note(&digest);
         log.note(&Digest::of(b"gone"));
         assert!(log.was_used(&digest));
-        log.flush(&layout);
+        log.flush(&crate::DiskShelf::new(layout.clone()));
         assert!(!log.was_used(&digest));
         let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
         assert!(modified.elapsed().unwrap() < std::time::Duration::from_secs(60));

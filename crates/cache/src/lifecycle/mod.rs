@@ -1,11 +1,12 @@
-//! The cache's lifecycle on local disk: a size cap kept by evicting the
-//! least recently used blobs, an age limit, and pins that keep chosen
-//! repositories whatever their age.
+//! The cache's lifecycle, on any store's [`Shelf`]: a size cap kept by
+//! evicting the least recently used blobs, an age limit, and pins that
+//! keep chosen repositories whatever their age.
 //!
-//! - Last access is the blob file's modification time. A hit does not
-//!   write it: it is noted in memory (`last_use.rs`) and written for many
-//!   blobs at once, every half minute and before each eviction pass. After
-//!   a restart the file times are the record.
+//! - Last access is kept by the shelf (on disk, the blob file's
+//!   modification time). A hit does not write it: it is noted in memory
+//!   (`last_use.rs`) and written for many blobs at once, every half minute
+//!   and before each eviction pass. After a restart the shelf's record
+//!   stands.
 //! - The bytes on disk are counted in memory (`Usage`): added at each
 //!   commit, and set to the exact total by each pass, which scans the
 //!   store. The first pass runs at start-up, in the background; eviction
@@ -27,7 +28,7 @@ mod pins;
 use last_use::UseLog;
 pub use pins::{PinPattern, store_pins, stored_pins};
 
-use crate::{CacheError, Layout, RemovalHook};
+use crate::{CacheError, Layout, RemovalHook, Shelf};
 use berth_oci::Digest;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -158,22 +159,29 @@ impl Keeper {
         }
     }
 
-    /// Run the lifecycle of the store at `layout` until the process ends:
+    /// Run the lifecycle of the blobs on `shelf` until the process ends
+    /// (`layout`: the data directory, whose index names the pinned tags):
     /// write noted accesses every [`FLUSH_EVERY`], and, when `lifecycle`
     /// bounds the store, run a pass at once and then whenever a commit
     /// passes `max_size` or [`PASS_EVERY`] went by.
-    pub(crate) fn start(self: &Arc<Self>, layout: Layout, lifecycle: Lifecycle) {
+    pub(crate) fn start(
+        self: &Arc<Self>,
+        shelf: Arc<dyn Shelf>,
+        layout: Layout,
+        lifecycle: Lifecycle,
+    ) {
         *self
             .limit
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = lifecycle.max_size;
         let keeper = Arc::clone(self);
-        let flush_layout = layout.clone();
+        let flush_shelf = Arc::clone(&shelf);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(FLUSH_EVERY).await;
-                let (keeper, layout) = (Arc::clone(&keeper), flush_layout.clone());
-                let _ = tokio::task::spawn_blocking(move || keeper.last_use.flush(&layout)).await;
+                let (keeper, shelf) = (Arc::clone(&keeper), Arc::clone(&flush_shelf));
+                let _ = tokio::task::spawn_blocking(move || keeper.last_use.flush(shelf.as_ref()))
+                    .await;
             }
         });
         if !lifecycle.bounded() {
@@ -183,10 +191,7 @@ impl Keeper {
             let keeper = Arc::clone(self);
             tokio::spawn(async move {
                 let counted = tokio::task::spawn_blocking(move || {
-                    let total = crate::catalog::scan(&layout)?
-                        .iter()
-                        .map(|e| e.bytes)
-                        .sum::<u64>();
+                    let total = shelf.scan()?.iter().map(|e| e.bytes).sum::<u64>();
                     keeper.usage.set(total);
                     Ok::<_, CacheError>(())
                 })
@@ -202,7 +207,9 @@ impl Keeper {
             let mut first = true;
             loop {
                 let (k, l, c) = (Arc::clone(&keeper), layout.clone(), lifecycle.clone());
-                match tokio::task::spawn_blocking(move || evict::pass(&k, &l, &c)).await {
+                let s = Arc::clone(&shelf);
+                match tokio::task::spawn_blocking(move || evict::pass(&k, &l, s.as_ref(), &c)).await
+                {
                     Ok(Ok(report)) => {
                         report.log(first);
                         first = false;

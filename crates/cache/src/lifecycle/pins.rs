@@ -11,7 +11,7 @@
 
 use crate::catalog::manifest_closure;
 use crate::index::Stored;
-use crate::{CacheError, Layout, TagKey, TagRecord};
+use crate::{CacheError, Layout, Shelf, TagKey, TagRecord};
 use berth_oci::Digest;
 use std::collections::HashSet;
 
@@ -89,8 +89,13 @@ fn segment_matches(pattern: &str, text: &str) -> bool {
 }
 
 /// Every blob (manifests included) that a pinned tag in the index under
-/// `layout` keeps. Blocking: reads the tag files and the manifests.
-pub(super) fn pinned_blobs(layout: &Layout, configured: &[PinPattern]) -> HashSet<Digest> {
+/// `layout` keeps. Blocking: reads the tag files, and the manifests from
+/// `shelf`.
+pub(super) fn pinned_blobs(
+    layout: &Layout,
+    shelf: &dyn Shelf,
+    configured: &[PinPattern],
+) -> HashSet<Digest> {
     let mut kept = HashSet::new();
     let mut pins = configured.to_vec();
     match stored_pins(layout) {
@@ -118,7 +123,7 @@ pub(super) fn pinned_blobs(layout: &Layout, configured: &[PinPattern]) -> HashSe
         }
         for answer in &stored.record.answers {
             if let Ok(digest) = answer.digest.parse() {
-                manifest_closure(layout, digest, &mut kept, 2);
+                manifest_closure(shelf, digest, &mut kept, 2);
             }
         }
     }
