@@ -1,6 +1,7 @@
 //! `backend = "s3"` end to end: a real S3-compatible server (s3s-fs, which
 //! checks signatures) behind berth, in front of the real token-auth
-//! registry. Pulls with skopeo, cold and warm and after a restart; 32
+//! registry. Pulls with skopeo, cold and warm and after a restart, and
+//! with containerd cold and warm; 32
 //! concurrent cold clients and one upstream GET; corrupt upstream bytes
 //! never becoming an object; and a start that names the key when the
 //! bucket or the credentials are wrong.
@@ -12,7 +13,7 @@ mod bucket;
 use berth_testkit::berth::serve_until_exit;
 use berth_testkit::checks::{pseudo_random, sha256};
 use berth_testkit::fake_upstream::{Canned, FakeUpstream};
-use berth_testkit::{Berth, S3Server, TestRegistry, upstream_toml};
+use berth_testkit::{Berth, Containerd, S3Server, TestRegistry, upstream_toml, write_hosts_toml};
 use bucket::{hub_on_s3, pull_small, stored, until_stored};
 use bytes::Bytes;
 use std::time::Duration;
@@ -75,6 +76,9 @@ async fn thirty_two_cold_clients_cause_one_upstream_get_and_one_object() {
     up.set_throttle(None);
     assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
     until_stored(&s3, &berth, &[&blob.digest]).await;
+    // Stored in parts, every part's upload completed.
+    assert!(blob.size > berth_cache::ONE_PUT);
+    assert_eq!(s3.open_uploads(), Vec::<String>::new());
     // Served from the bucket now, any range.
     let ranged = reqwest::Client::new()
         .get(&url)
@@ -120,6 +124,86 @@ async fn corrupt_upstream_bytes_never_become_an_object() {
     );
     assert!(berth.logged("blob download failed"), "{}", berth.log());
     assert!(!stored(&s3).contains(&digest), "{:?}", s3.keys());
+    assert_eq!(s3.open_uploads(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containerd_pulls_cold_then_warm_from_the_bucket() {
+    let up = TestRegistry::start().await;
+    let s3 = S3Server::start();
+    let multi = up.images().multi.clone();
+    let berth = Berth::start(&format!(
+        "{}{}",
+        upstream_toml("docker.io", &up.url(), "auto_library = true"),
+        s3.storage_toml()
+    ));
+    let hosts = tempfile::tempdir().unwrap();
+    write_hosts_toml(hosts.path(), "docker.io", &berth.url(), false);
+    let amd64 = multi
+        .children
+        .iter()
+        .find(|c| c.platform == "linux/amd64")
+        .unwrap();
+    let blobs: Vec<&str> = amd64.blobs.iter().map(|b| b.digest.as_str()).collect();
+    // Each round a containerd with an empty content store of its own.
+    for round in ["cold", "warm"] {
+        let containerd = Containerd::start().await;
+        let digest = containerd
+            .ctr_pull("docker.io/library/multi:latest", hosts.path())
+            .await
+            .unwrap_or_else(|e| panic!("{round}: {e}\nberth log:\n{}", berth.log()));
+        assert_eq!(digest, multi.digest, "{round}");
+        until_stored(&s3, &berth, &blobs).await;
+    }
+    for blob in &blobs {
+        assert_eq!(up.count("GET", blob), 1, "{blob}: {:#?}", up.requests());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_an_upload_leaves_no_partial_object_and_a_restart_stores_it_whole() {
+    let fake = FakeUpstream::start().await;
+    let s3 = S3Server::start();
+    let data = pseudo_random(64 << 20, 11);
+    let digest = sha256(&data);
+    fake.route(
+        &format!("proj/app/blobs/{digest}"),
+        Canned {
+            body: Bytes::from(data),
+            content_type: "application/octet-stream",
+            ..Canned::default()
+        },
+    );
+    let config = format!(
+        "{}{}",
+        upstream_toml("fake.test", &fake.url, "default = true"),
+        s3.storage_toml()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut berth = Berth::start_with_data(&config, &dir.path().join("data"));
+    let url = format!("{}/v2/proj/app/blobs/{digest}", berth.url());
+    let client = tokio::spawn(reqwest::get(url.clone()));
+    // Killed as soon as the server holds a part of the upload (or, if the
+    // upload was quicker than that, once the object exists).
+    let key = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while s3.open_uploads().is_empty() && s3.object(&key).is_none() {
+        assert!(std::time::Instant::now() < deadline, "{}", berth.log());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    berth.kill9();
+    let _ = client.await;
+    // Under the digest: nothing, or the whole verified blob.
+    if let Some(object) = s3.object(&key) {
+        assert_eq!(sha256(&object), digest, "a partial object is visible");
+    }
+
+    let berth = Berth::start_with_data(&config, &dir.path().join("data"));
+    let url = format!("{}/v2/proj/app/blobs/{digest}", berth.url());
+    let again = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
+    assert_eq!(sha256(&again), digest);
+    until_stored(&s3, &berth, &[&digest]).await;
+    assert_eq!(sha256(&s3.object(&key).unwrap()), digest);
 }
 
 #[test]

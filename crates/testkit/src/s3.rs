@@ -116,6 +116,31 @@ impl S3Server {
         keys
     }
 
+    /// The files of multipart uploads the server holds open (s3s-fs keeps
+    /// an upload's parts and record as `.upload…` files until it is
+    /// completed or aborted).
+    pub fn open_uploads(&self) -> Vec<String> {
+        let mut open = Vec::new();
+        let mut dirs = vec![self.root.path().to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if name.contains(".upload") {
+                    open.push(name);
+                }
+            }
+        }
+        open
+    }
+
+    /// The bytes of the object `key`, if the bucket holds it.
+    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root.path().join(&self.bucket).join(key)).ok()
+    }
+
     /// Stop the server (requests then fail to connect).
     pub fn stop(&mut self) {
         if let Some(mut server) = self.server.take() {
