@@ -28,7 +28,7 @@ async fn skopeo_pull(host: &str, reference: &str) -> f64 {
 }
 
 /// `curl -o /dev/null URL`; curl's `time_total` in seconds.
-async fn curl(url: &str, bearer: Option<&str>, size: u64) -> f64 {
+pub(crate) async fn curl(url: &str, bearer: Option<&str>, size: u64) -> f64 {
     let mut cmd = tokio::process::Command::new("curl");
     cmd.args(["-sS", "-o", "/dev/null", "-w"])
         .arg("%{http_code} %{size_download} %{time_total}");

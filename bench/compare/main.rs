@@ -11,7 +11,9 @@
 //! - nginx over HTTPS with the same certificate, and berth's plain listener
 //!   (`https`);
 //! - berth with no access rules or limits, for the cost of admission
-//!   (`access`).
+//!   (`access`);
+//! - berth on the S3 backend against berth on local disk and against the
+//!   S3 server's own GET (`s3`, s3s-fs started here).
 //!
 //! Load comes from wrk, skopeo, curl and in-process reqwest clients. Run it
 //! with `bench/run compare` (a release build).
@@ -28,6 +30,7 @@ mod memory;
 mod nginx;
 mod proxy;
 mod sink;
+mod storage;
 mod sys;
 mod throughput;
 mod wrk;
@@ -109,7 +112,7 @@ macro_rules! step {
 
 /// Whether `BENCH_ONLY` (comma-separated step names: throughput,
 /// manifests, small, cold, concurrent, tag, rss, startup, access,
-/// https, eviction, million, h2mem) is unset or names `step`.
+/// https, eviction, million, h2mem, s3) is unset or names `step`.
 fn selected(step: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == step))
 }
@@ -184,6 +187,9 @@ async fn main() {
     }
     if selected("million") {
         step!("1,000,000 blobs", lifecycle::million(&mut t).await);
+    }
+    if selected("s3") {
+        step!("S3 backend", storage::s3(&ctx, &mut t).await);
     }
     if selected("h2mem") {
         step!(
