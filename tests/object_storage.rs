@@ -93,38 +93,102 @@ async fn thirty_two_cold_clients_cause_one_upstream_get_and_one_object() {
     assert_eq!(ranged.bytes().await.unwrap(), full.slice(1000..2000));
 }
 
+/// Serve `data` as blob `digest` of `proj/app`, in `pieces` with `pause`
+/// between them (none: at once).
+fn route_blob(fake: &FakeUpstream, digest: &str, data: Vec<u8>, pieces: usize, pause: Duration) {
+    fake.route(
+        &format!("proj/app/blobs/{digest}"),
+        Canned {
+            body: Bytes::from(data),
+            content_type: "application/octet-stream",
+            pieces,
+            pause,
+            ..Canned::default()
+        },
+    );
+}
+
+/// A berth on `s3` in front of `fake` as the default upstream.
+fn fake_on_s3(fake: &FakeUpstream, s3: &S3Server) -> Berth {
+    Berth::start(&format!(
+        "{}{}",
+        upstream_toml("fake.test", &fake.url, "default = true"),
+        s3.storage_toml()
+    ))
+}
+
+/// Wait (at most 30 s) until `s3` holds no multipart upload open.
+async fn until_no_upload_open(s3: &S3Server) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !s3.open_uploads().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            s3.open_uploads()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupt_upstream_bytes_never_become_an_object() {
     let fake = FakeUpstream::start().await;
     let s3 = S3Server::start();
-    let good = pseudo_random(3 << 20, 7);
-    let digest = sha256(&good);
-    let mut bad = good.clone();
-    bad[12345] ^= 0xff;
-    fake.route(
-        &format!("proj/app/blobs/{digest}"),
-        Canned {
-            body: Bytes::from(bad),
-            content_type: "application/octet-stream",
-            ..Canned::default()
-        },
-    );
-    let berth = Berth::start(&format!(
-        "{}{}",
-        upstream_toml("fake.test", &fake.url, "default = true"),
-        s3.storage_toml()
-    ));
-    let r = reqwest::get(format!("{}/v2/proj/app/blobs/{digest}", berth.url()))
-        .await
-        .unwrap();
-    let body = r.bytes().await;
-    assert!(
-        body.is_err() || body.unwrap().len() < good.len(),
-        "a whole bad body was delivered"
-    );
+    // One PUT, and (above 16 MiB) parts streamed during the download.
+    let mut digests = Vec::new();
+    for (size, seed) in [(3u32 << 20, 7), (40 << 20, 8)] {
+        let good = pseudo_random(size, seed);
+        let digest = sha256(&good);
+        let mut bad = good;
+        bad[12345] ^= 0xff;
+        route_blob(&fake, &digest, bad, 0, Duration::ZERO);
+        digests.push((digest, size as usize));
+    }
+    let berth = fake_on_s3(&fake, &s3);
+    for (digest, size) in &digests {
+        let r = reqwest::get(format!("{}/v2/proj/app/blobs/{digest}", berth.url()))
+            .await
+            .unwrap();
+        let body = r.bytes().await;
+        assert!(
+            body.is_err() || body.unwrap().len() < *size,
+            "a whole bad body was delivered"
+        );
+    }
     assert!(berth.logged("blob download failed"), "{}", berth.log());
-    assert!(!stored(&s3).contains(&digest), "{:?}", s3.keys());
-    assert_eq!(s3.open_uploads(), Vec::<String>::new());
+    // The streamed upload is aborted: no part is left, nothing is visible.
+    until_no_upload_open(&s3).await;
+    for (digest, _) in &digests {
+        assert!(!stored(&s3).contains(digest), "{:?}", s3.keys());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_fill_streams_its_parts_while_downloading_and_completes_once_verified() {
+    let fake = FakeUpstream::start().await;
+    let s3 = S3Server::start();
+    let data = pseudo_random(40 << 20, 12);
+    let digest = sha256(&data);
+    route_blob(&fake, &digest, data, 80, Duration::from_millis(25));
+    let berth = fake_on_s3(&fake, &s3);
+    let url = format!("{}/v2/proj/app/blobs/{digest}", berth.url());
+    let client = tokio::spawn(async move { reqwest::get(url).await.unwrap().bytes().await });
+    // While the download goes on: parts on the server, no object.
+    let key = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !s3.open_uploads().iter().any(|f| f.contains(".part-")) {
+        assert!(std::time::Instant::now() < deadline, "{}", berth.log());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        !client.is_finished(),
+        "the download ended before a part went up"
+    );
+    assert!(s3.object(&key).is_none(), "visible before it was verified");
+    assert_eq!(sha256(&client.await.unwrap().unwrap()), digest);
+    until_stored(&s3, &berth, &[&digest]).await;
+    assert_eq!(sha256(&s3.object(&key).unwrap()), digest);
+    until_no_upload_open(&s3).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -166,14 +230,7 @@ async fn kill_9_during_an_upload_leaves_no_partial_object_and_a_restart_stores_i
     let s3 = S3Server::start();
     let data = pseudo_random(64 << 20, 11);
     let digest = sha256(&data);
-    fake.route(
-        &format!("proj/app/blobs/{digest}"),
-        Canned {
-            body: Bytes::from(data),
-            content_type: "application/octet-stream",
-            ..Canned::default()
-        },
-    );
+    route_blob(&fake, &digest, data, 0, Duration::ZERO);
     let config = format!(
         "{}{}",
         upstream_toml("fake.test", &fake.url, "default = true"),

@@ -17,6 +17,7 @@
 //!   which the edge answers a client's GET with.
 
 use crate::lifecycle::Keeper;
+use crate::s3_upload::{PartUploader, commit, failed};
 use crate::store::{BlobStore, BlobWriter, Hit, Lookup, check_proof, check_whole};
 use crate::{
     BlobContent, ByteStream, CacheError, Layout, Lifecycle, LocalFile, ObjectShelf, RemovalHook,
@@ -34,19 +35,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-/// Blobs up to this size go up in one PUT; larger ones in parts.
-pub const ONE_PUT: u64 = 16 << 20;
-/// The smallest part S3 takes (but for the last).
-const MIN_PART: u64 = 8 << 20;
-/// S3's limit on parts per upload.
-const MAX_PARTS: u64 = 10_000;
-
-/// The part size for a blob of `size` bytes: at least [`MIN_PART`], and
-/// large enough that the blob fits in [`MAX_PARTS`] parts.
-pub fn part_size(size: u64) -> u64 {
-    MIN_PART.max(size.div_ceil(MAX_PARTS).next_multiple_of(1 << 20))
-}
 
 /// An S3 bucket (and key prefix) holding blobs, with a local directory for
 /// the spools of fills in progress.
@@ -123,18 +111,31 @@ impl S3Store {
     }
 
     /// Store `size` bytes of `content`, proven by `proof` to be `digest`,
-    /// as its object (a tier in front of the bucket commits through here).
-    pub async fn put_verified(
+    /// as its object, through `parts` streamed already if any (a tier in
+    /// front of the bucket commits through here).
+    pub(crate) async fn put_verified(
         &self,
         digest: &Digest,
         content: &dyn BlobContent,
         size: u64,
         proof: &Verified,
+        parts: Option<PartUploader>,
     ) -> Result<(), CacheError> {
         check_proof(digest, proof)?;
-        upload(&self.objects, &self.key(digest), content, size).await?;
+        commit(&self.objects, &self.key(digest), content, size, parts).await?;
         self.keeper.committed(size);
         Ok(())
+    }
+
+    /// Start streaming the parts of `digest`'s fill, `spool` growing to
+    /// `size` bytes, when it is large enough to go up in parts.
+    pub(crate) fn start_parts(
+        &self,
+        digest: &Digest,
+        spool: Arc<dyn BlobContent>,
+        size: Option<u64>,
+    ) -> Option<PartUploader> {
+        PartUploader::start(&self.objects, &self.key(digest), spool, size)
     }
 
     /// The object's size, `None` when there is none.
@@ -144,16 +145,6 @@ impl S3Store {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(failed("look up", key, e)),
         }
-    }
-}
-
-/// A failed object store call on `key`, as a cache error.
-#[allow(clippy::needless_pass_by_value, reason = "a map_err adapter")]
-fn failed(op: &'static str, key: &ObjectPath, e: object_store::Error) -> CacheError {
-    CacheError::Io {
-        op,
-        subject: format!("object {key}"),
-        error: std::io::Error::other(e.to_string()),
     }
 }
 
@@ -198,7 +189,9 @@ impl BlobStore for S3Store {
         let n = self.next_spool.fetch_add(1, Ordering::Relaxed);
         let path = self.spools.join(format!("{}-{n}", digest.hex()));
         let spool = Spool::create(path)?;
+        let tail = Arc::new(LocalFile::new(spool.reader()));
         Ok(Box::new(S3Writer {
+            parts: self.start_parts(digest, tail, size),
             spool,
             written: 0,
             size,
@@ -306,84 +299,18 @@ impl BlobContent for StoredObject {
     }
 }
 
-/// A blob being written: spooled locally, uploaded once verified.
+/// A blob being written: spooled locally, its parts uploaded as they are
+/// written, the upload completed once verified.
 #[derive(Debug)]
 struct S3Writer {
     spool: Spool,
+    parts: Option<PartUploader>,
     written: u64,
     size: Option<u64>,
     digest: Digest,
     key: ObjectPath,
     objects: Arc<dyn ObjectStore>,
     keeper: Arc<Keeper>,
-}
-
-/// `len` bytes of `content` at `offset`.
-async fn read_part(
-    content: &dyn BlobContent,
-    key: &ObjectPath,
-    offset: u64,
-    len: u64,
-) -> Result<Bytes, CacheError> {
-    content
-        .read_at(offset, usize::try_from(len).unwrap_or(usize::MAX))
-        .await
-        .map_err(|error| CacheError::Io {
-            op: "read what is to be uploaded as",
-            subject: format!("object {key}"),
-            error,
-        })
-}
-
-/// Upload the first `size` bytes of `content` (verified by the caller) as
-/// `key`: nothing when the object exists (same key, same content), one
-/// PUT up to [`ONE_PUT`] bytes, parts above; a failed multipart upload is
-/// aborted, so nothing partial is left.
-async fn upload(
-    objects: &Arc<dyn ObjectStore>,
-    key: &ObjectPath,
-    content: &dyn BlobContent,
-    size: u64,
-) -> Result<(), CacheError> {
-    match objects.head(key).await {
-        Ok(_) => return Ok(()),
-        Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(failed("look up", key, e)),
-    }
-    if size <= ONE_PUT {
-        let bytes = read_part(content, key, 0, size).await?;
-        return objects
-            .put(key, PutPayload::from(bytes))
-            .await
-            .map(|_| ())
-            .map_err(|e| failed("write", key, e));
-    }
-    let mut upload = objects
-        .put_multipart(key)
-        .await
-        .map_err(|e| failed("start uploading", key, e))?;
-    let part = part_size(size);
-    let sent = async {
-        let mut offset = 0;
-        while offset < size {
-            let len = part.min(size - offset);
-            let bytes = read_part(content, key, offset, len).await?;
-            upload
-                .put_part(PutPayload::from(bytes))
-                .await
-                .map_err(|e| failed("upload a part of", key, e))?;
-            offset += len;
-        }
-        upload
-            .complete()
-            .await
-            .map_err(|e| failed("complete", key, e))
-    }
-    .await;
-    if sent.is_err() {
-        let _ = upload.abort().await;
-    }
-    sent.map(|_| ())
 }
 
 #[async_trait]
@@ -395,6 +322,9 @@ impl BlobWriter for S3Writer {
     fn write(&mut self, chunks: &[Bytes]) -> Result<(), CacheError> {
         self.spool.write_chunks(chunks)?;
         self.written += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+        if let Some(parts) = &self.parts {
+            parts.written(self.written);
+        }
         Ok(())
     }
 
@@ -410,25 +340,10 @@ impl BlobWriter for S3Writer {
             });
         }
         let spooled = LocalFile::new(self.spool.reader());
-        upload(&self.objects, &self.key, &spooled, self.written).await?;
+        commit(&self.objects, &self.key, &spooled, self.written, self.parts).await?;
         self.keeper.committed(self.written);
         Ok(())
     }
 
     fn abort(self: Box<Self>) {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parts_fit_in_ten_thousand_whatever_the_size() {
-        assert_eq!(part_size(20 << 20), MIN_PART);
-        for size in [1u64 << 30, 100 << 30, 5 << 40] {
-            let part = part_size(size);
-            assert!(part >= MIN_PART);
-            assert!(size.div_ceil(part) <= MAX_PARTS, "{size}: {part}");
-        }
-    }
 }

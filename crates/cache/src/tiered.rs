@@ -4,8 +4,9 @@
 //! plain HTTP serves them with `sendfile` and a warm hit costs no request
 //! to the bucket.
 //!
-//! - A fill spools in the tier's own spool. Once verified it is uploaded
-//!   from that spool, then committed to the tier: a blob is in the tier only
+//! - A fill spools in the tier's own spool, which feeds the bucket's
+//!   upload as it grows. Once verified the upload is completed, then the
+//!   blob committed to the tier: a blob is in the tier only
 //!   if the bucket has it too, so evicting the tier loses nothing.
 //! - A hit found only in the bucket is served from there, and copied into
 //!   the tier in the background (verified again on the way), at most
@@ -14,6 +15,7 @@
 //!   everything else. It goes to the bucket alone.
 //! - What leaves the bucket (its lifecycle, a purge) leaves the tier too.
 
+use crate::s3_upload::PartUploader;
 use crate::store::{BlobStore, BlobWriter, Hit, Lookup};
 use crate::{
     BlobContent, CacheError, DiskShelf, FsStore, RemovalHook, S3Store, Shelf as _, Span, StoreUsage,
@@ -165,8 +167,10 @@ impl BlobStore for TieredStore {
         if !size.is_some_and(|size| self.fits(size)) {
             return self.remote.begin(digest, size).await;
         }
+        let local = self.local.begin(digest, size).await?;
         Ok(Box::new(TieredWriter {
-            local: self.local.begin(digest, size).await?,
+            parts: self.remote.start_parts(digest, local.tail(), size),
+            local,
             remote: Arc::clone(&self.remote),
             digest: *digest,
             written: 0,
@@ -196,6 +200,8 @@ impl BlobStore for TieredStore {
 #[derive(Debug)]
 struct TieredWriter {
     local: Box<dyn BlobWriter>,
+    /// The bucket's upload, streamed while the fill is written.
+    parts: Option<PartUploader>,
     remote: Arc<S3Store>,
     digest: Digest,
     written: u64,
@@ -210,13 +216,22 @@ impl BlobWriter for TieredWriter {
     fn write(&mut self, chunks: &[Bytes]) -> Result<(), CacheError> {
         self.local.write(chunks)?;
         self.written += chunks.iter().map(|c| c.len() as u64).sum::<u64>();
+        if let Some(parts) = &self.parts {
+            parts.written(self.written);
+        }
         Ok(())
     }
 
     async fn finish(self: Box<Self>, proof: Verified) -> Result<(), CacheError> {
         let spooled = self.local.tail();
         self.remote
-            .put_verified(&self.digest, spooled.as_ref(), self.written, &proof)
+            .put_verified(
+                &self.digest,
+                spooled.as_ref(),
+                self.written,
+                &proof,
+                self.parts,
+            )
             .await?;
         if let Err(e) = self.local.finish(proof).await {
             // The bucket has it: only the fast copy is missing.
