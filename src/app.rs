@@ -72,11 +72,13 @@ impl App {
             tracing::warn!(error = %format!("{e:#}"), "no control socket: `berth cache purge` will refuse while this berth serves");
         }
         let acme_root = data_dir.acme();
-        let pull = PullService::new(
+        let (index, surroundings) = crate::cluster::join(config, index, &metrics)?;
+        let pull = PullService::with_surroundings(
             Arc::clone(&stores.blobs),
             index,
             Arc::clone(&metrics),
             config.cache.eager_bytes,
+            surroundings,
         );
         let access = Access::load(&config.access).context("cannot use the access settings")?;
         for warning in config.warnings() {

@@ -135,6 +135,24 @@ pub(crate) fn effective_table(c: &Config) -> Table {
         ])),
     ));
     top.push(("storage", Some(storage_table(&c.storage))));
+    if let Some(cluster) = &c.cluster {
+        top.push((
+            "cluster",
+            Some(table(vec![
+                ("redis_url", Some(text(&cluster.redis_url))),
+                (
+                    "redis_password_file",
+                    cluster
+                        .redis_password
+                        .as_ref()
+                        .map(|(_, file)| text(&file.display())),
+                ),
+                ("node_url", Some(text(&cluster.node_url))),
+                ("secret_file", Some(text(&cluster.secret_file.display()))),
+                ("lease", Some(duration(cluster.lease))),
+            ])),
+        ));
+    }
     top.push((
         "admin",
         Some(table(vec![

@@ -24,6 +24,7 @@ mod cache_cli;
 mod changed;
 mod check_config;
 pub mod cli;
+mod cluster;
 mod control;
 mod effective;
 mod prefetch;

@@ -19,6 +19,7 @@ pub(super) struct RawConfig {
     pub(super) server: Option<RawServer>,
     pub(super) cache: Option<RawCache>,
     pub(super) storage: Option<RawStorage>,
+    pub(super) cluster: Option<RawCluster>,
     pub(super) admin: Option<RawAdmin>,
     pub(super) tls: Option<RawTls>,
     pub(super) auth: Option<RawAuth>,
@@ -110,6 +111,16 @@ pub(super) struct RawStorage {
     pub(super) secret_access_key_file: Option<String>,
     pub(super) local_tier_size: Option<RawSize>,
     pub(super) redirect: Option<bool>,
+}
+
+/// The `[cluster]` table as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(super) struct RawCluster {
+    pub(super) redis_url: Option<String>,
+    pub(super) redis_password_file: Option<String>,
+    pub(super) node_url: Option<String>,
+    pub(super) secret_file: Option<String>,
+    pub(super) lease: Option<String>,
 }
 
 /// The `[admin]` table as written.

@@ -10,6 +10,7 @@ mod admin;
 mod builtin;
 mod cache;
 mod checks;
+mod cluster;
 mod compat_env;
 mod file;
 mod fills;
@@ -29,6 +30,7 @@ pub use access::{
 };
 pub use admin::AdminSettings;
 pub use cache::CacheSettings;
+pub use cluster::ClusterSettings;
 pub use compat_env::ignored_variables;
 pub use fills::{DEFAULT_MAX_BLOB_SIZE, FillLimits};
 pub use names::qualify_repository;
@@ -80,6 +82,8 @@ pub struct Config {
     pub cache: CacheSettings,
     /// Where blobs are kept (`[storage]`).
     pub storage: StorageSettings,
+    /// Several replicas as one cache (`[cluster]`), when configured.
+    pub cluster: Option<ClusterSettings>,
     /// The admin listener and token.
     pub admin: AdminSettings,
     /// HTTPS on `listen`, when `[tls]` is present.

@@ -42,6 +42,7 @@ pub(super) fn parse(text: &str) -> Result<Parsed, ConfigError> {
             "server" => raw.server = field(p, k, value),
             "cache" => raw.cache = field(p, k, value),
             "storage" => raw.storage = field(p, k, value),
+            "cluster" => raw.cluster = field(p, k, value),
             "admin" => raw.admin = field(p, k, value),
             "tls" => raw.tls = field(p, k, value),
             "auth" => raw.auth = field(p, k, value),

@@ -11,9 +11,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+mod cluster;
 mod stats;
 mod tls;
 mod upstream;
+pub use cluster::{ClusterEventLabels, ClusterMetrics};
 pub use stats::{Minute, RecentError, Served, Stats, UpstreamTotals};
 pub use tls::{CertLoadLabels, CertificateLabels, TlsMetrics};
 pub use upstream::{ErrorLabels, LatencyLabels, NameLabels, UpstreamMetrics};
@@ -109,6 +111,8 @@ pub struct Metrics {
     pub connections: ConnectionMetrics,
     /// HTTPS: certificate expiry, loads and failed handshakes.
     pub tls: TlsMetrics,
+    /// Several replicas as one cache: Redis, leases, peers.
+    pub cluster: ClusterMetrics,
     /// The running totals of `/stats`.
     pub stats: Stats,
     /// Upstream latency, errors and rate-limit headroom; cache gauges.
@@ -204,11 +208,13 @@ impl Metrics {
         );
         let connections = ConnectionMetrics::register(&mut registry);
         let tls = TlsMetrics::register(&mut registry);
+        let cluster = ClusterMetrics::register(&mut registry);
         let upstream = UpstreamMetrics::register(&mut registry);
         Self {
             upstream,
             registry,
             tls,
+            cluster,
             stats: Stats::default(),
             connections,
             cache_write_failures,

@@ -23,6 +23,17 @@ pub struct Flight {
     _held: Box<dyn Debug + Send + Sync>,
 }
 
+impl Flight {
+    /// A lock held by `hold` until it is dropped; `waited`: someone held
+    /// it first.
+    pub fn held(waited: bool, hold: Box<dyn Debug + Send + Sync>) -> Self {
+        Self {
+            waited,
+            _held: hold,
+        }
+    }
+}
+
 /// Exclusive locks by key.
 #[async_trait]
 pub trait FlightLock: Send + Sync + Debug {

@@ -22,6 +22,7 @@ pub mod images;
 pub mod jwt;
 pub mod pebble;
 pub mod proc;
+pub mod redis;
 pub mod registry;
 pub mod report;
 pub mod s3;
@@ -35,6 +36,7 @@ pub use clients::{
     skopeo_copy_to_dir, skopeo_inspect_raw, write_hosts_toml, write_hosts_toml_ca,
 };
 pub use images::{Blob, ChildManifest, TestImage, TestImages, test_images};
+pub use redis::RedisServer;
 pub use registry::{PushedImage, TestRegistry};
 pub use s3::S3Server;
 pub use tap::Recorded;

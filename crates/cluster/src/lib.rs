@@ -1,0 +1,22 @@
+//! Several berth replicas acting as one cache, coordinated through Redis
+//! (or Valkey). Redis holds soft state only: losing it costs coordination,
+//! never data, and every replica keeps serving on its own meanwhile.
+//!
+//! - [`Redis`]: the connection, its health and the one log line per
+//!   outage;
+//! - [`SharedIndex`]: tag answers, listings, links and manifest media types
+//!   shared by the replicas, over each replica's own index;
+//! - [`LeasedFlights`]: single flight over the fleet, by leases renewed
+//!   while their holder lives, each with a fencing token;
+//! - [`start_heartbeat`] and [`replicas`]: which replicas are alive.
+
+mod index;
+mod keys;
+mod lease;
+mod nodes;
+mod redis_link;
+
+pub use index::SharedIndex;
+pub use lease::LeasedFlights;
+pub use nodes::{replicas, start_heartbeat};
+pub use redis_link::Redis;

@@ -1,0 +1,177 @@
+//! Several replicas as one cache, end to end: three berths joined through
+//! a real redis-server, in front of the real token-auth registry, with
+//! their blobs in one bucket (s3s-fs). One upstream GET for cold clients
+//! spread over the replicas; a tag revalidated by one replica is fresh for
+//! all; a replica killed mid-fill is taken over; Redis stopped mid-test
+//! costs coordination, not service, and the replicas rejoin by themselves.
+// Test code reports failure by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod fleet;
+
+use berth_testkit::checks::assert_dir_holds;
+use berth_testkit::checks::sha256;
+use berth_testkit::{S3Server, TestRegistry, skopeo_copy_to_dir};
+use fleet::{Fleet, metric, until_metric};
+use std::time::Duration;
+
+/// GET `url`, check the body hashes to `digest`.
+async fn get_verified(url: String, digest: String) {
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    assert_eq!(sha256(&r.bytes().await.unwrap()), digest, "{url}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thirty_cold_clients_over_three_replicas_cause_one_upstream_get() {
+    let up = TestRegistry::start().await;
+    let s3 = S3Server::start();
+    let fleet = Fleet::start(&up, Some(&s3), 3, "");
+    let blob = up.images().big.largest_blob().clone();
+    up.set_throttle(Some(Duration::from_micros(200)));
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let url = format!("{}/v2/library/big/blobs/{}", fleet.url(i % 3), blob.digest);
+            tokio::spawn(get_verified(url, blob.digest.clone()))
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    up.set_throttle(None);
+    assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
+    // Two replicas waited for the lease the third held.
+    let mut waited = 0;
+    for r in &fleet.replicas {
+        waited += metric(r, "berth_cluster_events_total{event=\"lease_waited\"}").await;
+        assert_eq!(metric(r, "berth_cluster_redis_up").await, 1);
+    }
+    assert!(waited >= 2, "{waited}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_revalidated_by_one_replica_is_fresh_for_the_others() {
+    let up = TestRegistry::start().await;
+    let s3 = S3Server::start();
+    let fleet = Fleet::start(&up, Some(&s3), 3, "");
+    let image = up.images().small.clone();
+    let dest = tempfile::tempdir().unwrap();
+    for i in 0..3 {
+        let to = dest.path().join(format!("via{i}"));
+        skopeo_copy_to_dir(
+            &format!("{}/library/small:latest", fleet.replicas[i].addr),
+            &to,
+        )
+        .await
+        .unwrap();
+        assert_dir_holds(&to, &image);
+    }
+    assert_eq!(
+        up.count_path("/manifests/latest"),
+        1,
+        "one manifest request for three replicas: {:#?}",
+        up.requests()
+    );
+    for blob in &image.blobs {
+        assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_killed_mid_fill_is_taken_over_and_its_waiters_elsewhere_get_verified_bytes() {
+    let up = TestRegistry::start().await;
+    let s3 = S3Server::start();
+    let mut fleet = Fleet::start(&up, Some(&s3), 2, "");
+    let blob = up.images().big.largest_blob().clone();
+    up.set_rate(Some(8 << 20));
+    let first = tokio::spawn({
+        let url = format!("{}/v2/library/big/blobs/{}", fleet.url(0), blob.digest);
+        async move { reqwest::get(url).await.map(|r| r.status()) }
+    });
+    // Replica 0 holds the lease and downloads.
+    until_metric(
+        &fleet.replicas[0],
+        "berth_cluster_events_total{event=\"lease_taken\"}",
+        1,
+    )
+    .await;
+    while up.count("GET", &blob.digest) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waiter = tokio::spawn(get_verified(
+        format!("{}/v2/library/big/blobs/{}", fleet.url(1), blob.digest),
+        blob.digest.clone(),
+    ));
+    until_metric(
+        &fleet.replicas[1],
+        "berth_cluster_events_total{event=\"lease_waited\"}",
+        1,
+    )
+    .await;
+    fleet.replicas[0].kill9();
+    let _ = first.await;
+    up.set_rate(None);
+    // The lease expires (2 s), replica 1 takes the fill over.
+    tokio::time::timeout(Duration::from_secs(60), waiter)
+        .await
+        .expect("the waiter is served")
+        .unwrap();
+    assert_eq!(up.count("GET", &blob.digest), 2, "{:#?}", up.requests());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_serve_on_while_redis_is_down_and_rejoin_when_it_is_back() {
+    let up = TestRegistry::start().await;
+    let s3 = S3Server::start();
+    let mut fleet = Fleet::start(&up, Some(&s3), 2, "");
+    let image = up.images().small.clone();
+    let dest = tempfile::tempdir().unwrap();
+    for r in &fleet.replicas {
+        until_metric(r, "berth_cluster_redis_up", 1).await;
+    }
+    fleet.redis.stop();
+    for r in &fleet.replicas {
+        until_metric(r, "berth_cluster_redis_up", 0).await;
+    }
+    // Each replica serves on its own.
+    for i in 0..2 {
+        let to = dest.path().join(format!("down{i}"));
+        skopeo_copy_to_dir(
+            &format!("{}/library/small:latest", fleet.replicas[i].addr),
+            &to,
+        )
+        .await
+        .unwrap();
+        assert_dir_holds(&to, &image);
+        assert!(
+            fleet.replicas[i].logged("Redis does not answer"),
+            "{}",
+            fleet.replicas[i].log()
+        );
+    }
+    // Back (empty, as a Redis that lost its data): the replicas rejoin
+    // without a request, and share again.
+    fleet.redis.start_again();
+    for r in &fleet.replicas {
+        until_metric(r, "berth_cluster_redis_up", 1).await;
+        assert!(r.logged("Redis answers again"), "{}", r.log());
+    }
+    up.reset_requests();
+    let other = up.images().big.clone();
+    for i in 0..2 {
+        let to = dest.path().join(format!("back{i}"));
+        skopeo_copy_to_dir(
+            &format!("{}/library/big:latest", fleet.replicas[i].addr),
+            &to,
+        )
+        .await
+        .unwrap();
+        assert_dir_holds(&to, &other);
+    }
+    assert_eq!(
+        up.count_path("/manifests/latest"),
+        1,
+        "{:#?}",
+        up.requests()
+    );
+}

@@ -1,0 +1,84 @@
+//! What the cluster tests share: replicas of berth on known ports, joined
+//! through one Redis, in front of the real token-auth registry, with their
+//! blobs in one bucket (`s3 + cluster`) or each on its own disk
+//! (`fs + cluster`).
+#![allow(dead_code)]
+
+use berth_testkit::proc::free_port;
+use berth_testkit::{Berth, RedisServer, S3Server, TestRegistry, upstream_toml};
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+/// Replicas joined through one Redis.
+pub(crate) struct Fleet {
+    pub(crate) replicas: Vec<Berth>,
+    pub(crate) redis: RedisServer,
+    secret: tempfile::NamedTempFile,
+    /// Each replica's config body, to start it again.
+    bodies: Vec<String>,
+}
+
+impl Fleet {
+    /// `n` replicas in front of `up`; their blobs in `s3` when given,
+    /// else each on its own disk. `extra` goes into every config.
+    pub(crate) fn start(up: &TestRegistry, s3: Option<&S3Server>, n: usize, extra: &str) -> Fleet {
+        let redis = RedisServer::start();
+        let mut secret = tempfile::NamedTempFile::new().unwrap();
+        secret.write_all(b"a-cluster-secret-for-tests\n").unwrap();
+        let mut fleet = Fleet {
+            replicas: Vec::new(),
+            redis,
+            secret,
+            bodies: Vec::new(),
+        };
+        for _ in 0..n {
+            let port = free_port();
+            let body = format!(
+                "listen = \"127.0.0.1:{port}\"\n{}{}\n[cluster]\nredis_url = \"{}\"\nsecret_file = {:?}\nlease = \"2s\"\n{extra}",
+                upstream_toml(
+                    "docker.io",
+                    &up.url(),
+                    "default = true\nauto_library = true"
+                ),
+                s3.map(S3Server::storage_toml).unwrap_or_default(),
+                fleet.redis.url(),
+                fleet.secret.path(),
+            );
+            fleet.replicas.push(Berth::start(&body));
+            fleet.bodies.push(body);
+        }
+        fleet
+    }
+
+    /// The URL of replica `i`.
+    pub(crate) fn url(&self, i: usize) -> String {
+        self.replicas[i].url()
+    }
+}
+
+/// The value of the metric line starting with `name` (labels included)
+/// in `berth`'s metrics; 0 when absent.
+pub(crate) async fn metric(berth: &Berth, name: &str) -> u64 {
+    let metrics = berth.metrics().await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+/// Wait (at most 20 s) until `berth`'s metric `name` is `value`.
+pub(crate) async fn until_metric(berth: &Berth, name: &str, value: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = metric(berth, name).await;
+        if now == value {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} is {now}, not {value}\n{}",
+            berth.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
