@@ -11,7 +11,7 @@ use berth_config::Config;
 use berth_config::ServerLimits;
 use berth_http::{
     HttpState, Server, admin_hosts_only, admin_listener_router, admin_router, ops_routes,
-    public_ops_routes, redirect_router, router,
+    peer_router, public_ops_routes, redirect_router, router,
 };
 use berth_metrics::Metrics;
 use berth_pull::{Origins, PullService};
@@ -72,13 +72,13 @@ impl App {
             tracing::warn!(error = %format!("{e:#}"), "no control socket: `berth cache purge` will refuse while this berth serves");
         }
         let acme_root = data_dir.acme();
-        let (index, surroundings) = crate::cluster::join(config, index, &metrics)?;
+        let joined = crate::cluster::join(config, index, &metrics)?;
         let pull = PullService::with_surroundings(
             Arc::clone(&stores.blobs),
-            index,
+            joined.index,
             Arc::clone(&metrics),
             config.cache.eager_bytes,
-            surroundings,
+            joined.surroundings,
         );
         let access = Access::load(&config.access).context("cannot use the access settings")?;
         for warning in config.warnings() {
@@ -115,6 +115,9 @@ impl App {
             });
         }
         let mut public = router(Arc::clone(&state));
+        if let Some(secret) = joined.peer_secret {
+            public = public.merge(peer_router(Arc::clone(&state), secret));
+        }
         let admin_token = config.admin.token.clone();
         match config.admin.listen {
             Some(addr) => side.push(Side {

@@ -1,22 +1,37 @@
 //! Joining the other replicas when `[cluster]` is configured: the index
-//! shared through Redis over this replica's own, and single flight by
-//! leases. Without `[cluster]`, both stay within this process.
+//! shared through Redis over this replica's own, single flight by leases,
+//! and the other replicas as a blob's source (their peer endpoint, which
+//! this replica serves too). Without `[cluster]`, all of it stays within
+//! this process.
 
 use berth_cache::IndexStore;
-use berth_cluster::{LeasedFlights, Redis, SharedIndex};
+use berth_cluster::{ClusterPeers, LeasedFlights, Redis, SharedIndex};
 use berth_config::Config;
+use berth_config::Secret;
 use berth_metrics::Metrics;
 use berth_pull::Surroundings;
 use std::sync::Arc;
 
-/// The index and the surroundings the engine runs with.
+/// What the engine runs with, and the secret the peer endpoint answers
+/// to (in a cluster).
+pub(crate) struct Joined {
+    pub(crate) index: Arc<dyn IndexStore>,
+    pub(crate) surroundings: Surroundings,
+    pub(crate) peer_secret: Option<Secret>,
+}
+
+/// Join the cluster `config` names, if any.
 pub(crate) fn join(
     config: &Config,
     local: Arc<dyn IndexStore>,
     metrics: &Arc<Metrics>,
-) -> anyhow::Result<(Arc<dyn IndexStore>, Surroundings)> {
+) -> anyhow::Result<Joined> {
     let Some(settings) = &config.cluster else {
-        return Ok((local, Surroundings::default()));
+        return Ok(Joined {
+            index: local,
+            surroundings: Surroundings::default(),
+            peer_secret: None,
+        });
     };
     let redis = Redis::new(settings, Arc::clone(metrics)).map_err(anyhow::Error::msg)?;
     berth_cluster::start_heartbeat(&redis);
@@ -26,9 +41,16 @@ pub(crate) fn join(
         "clustered: the index and single flight are shared through Redis"
     );
     let index: Arc<dyn IndexStore> = Arc::new(SharedIndex::new(Arc::clone(&redis), local));
+    let peers = ClusterPeers::new(Arc::clone(&redis), settings.secret.clone())
+        .map_err(anyhow::Error::msg)?;
     let surroundings = Surroundings {
         flights: Arc::new(LeasedFlights::new(redis, settings.lease)),
+        peers: Some(Arc::new(peers)),
         ..Surroundings::default()
     };
-    Ok((index, surroundings))
+    Ok(Joined {
+        index,
+        surroundings,
+        peer_secret: Some(settings.secret.clone()),
+    })
 }

@@ -40,13 +40,16 @@ async fn thirty_cold_clients_over_three_replicas_cause_one_upstream_get() {
     }
     up.set_throttle(None);
     assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
-    // Two replicas waited for the lease the third held.
-    let mut waited = 0;
+    // The two replicas that did not hold the lease read the blob from the
+    // one that did, while it downloaded.
+    let (mut from_peers, mut bytes_in) = (0, 0);
     for r in &fleet.replicas {
-        waited += metric(r, "berth_cluster_events_total{event=\"lease_waited\"}").await;
+        from_peers += metric(r, "berth_cluster_events_total{event=\"peer_fill\"}").await;
+        bytes_in += metric(r, "berth_cluster_peer_bytes_in_total").await;
         assert_eq!(metric(r, "berth_cluster_redis_up").await, 1);
     }
-    assert!(waited >= 2, "{waited}");
+    assert!(from_peers >= 2, "{from_peers}");
+    assert!(bytes_in >= 2 * blob.size, "{bytes_in}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,7 +81,7 @@ async fn a_tag_revalidated_by_one_replica_is_fresh_for_the_others() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_replica_killed_mid_fill_is_taken_over_and_its_waiters_elsewhere_get_verified_bytes() {
+async fn a_replica_killed_mid_fill_is_taken_over_and_its_readers_elsewhere_get_verified_bytes() {
     let up = TestRegistry::start().await;
     let s3 = S3Server::start();
     let mut fleet = Fleet::start(&up, Some(&s3), 2, "");
@@ -102,21 +105,40 @@ async fn a_replica_killed_mid_fill_is_taken_over_and_its_waiters_elsewhere_get_v
         format!("{}/v2/library/big/blobs/{}", fleet.url(1), blob.digest),
         blob.digest.clone(),
     ));
+    // Replica 1 streams it from replica 0, which is then killed.
     until_metric(
         &fleet.replicas[1],
-        "berth_cluster_events_total{event=\"lease_waited\"}",
+        "berth_cluster_events_total{event=\"peer_fill\"}",
         1,
     )
     .await;
     fleet.replicas[0].kill9();
     let _ = first.await;
     up.set_rate(None);
-    // The lease expires (2 s), replica 1 takes the fill over.
+    // Replica 1 goes on from upstream from the byte it reached.
     tokio::time::timeout(Duration::from_secs(60), waiter)
         .await
         .expect("the waiter is served")
         .unwrap();
     assert_eq!(up.count("GET", &blob.digest), 2, "{:#?}", up.requests());
+    assert_eq!(
+        metric(
+            &fleet.replicas[1],
+            "berth_cluster_events_total{event=\"peer_failed\"}"
+        )
+        .await,
+        1
+    );
+    let resumed = up
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains(&blob.digest))
+        .any(|r| r.header_names.iter().any(|h| h == "range"));
+    assert!(
+        resumed,
+        "the takeover asked for the rest only: {:#?}",
+        up.requests()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -173,5 +195,106 @@ async fn replicas_serve_on_while_redis_is_down_and_rejoin_when_it_is_back() {
         1,
         "{:#?}",
         up.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_own_disks_cold_clients_over_three_replicas_cause_one_upstream_get() {
+    let up = TestRegistry::start().await;
+    let fleet = Fleet::start(&up, None, 3, "");
+    let blob = up.images().big.largest_blob().clone();
+    up.set_throttle(Some(Duration::from_micros(200)));
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let url = format!("{}/v2/library/big/blobs/{}", fleet.url(i % 3), blob.digest);
+            tokio::spawn(get_verified(url, blob.digest.clone()))
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    up.set_throttle(None);
+    assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
+    // Every replica keeps its own copy: a later GET on each is a hit.
+    for i in 0..3 {
+        let url = format!("{}/v2/library/big/blobs/{}", fleet.url(i), blob.digest);
+        let r = reqwest::get(&url).await.unwrap();
+        assert_eq!(r.headers()["x-cache"], "HIT");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_own_disks_a_replica_that_never_saw_an_image_pulls_it_from_a_peer() {
+    let up = TestRegistry::start().await;
+    let fleet = Fleet::start(&up, None, 2, "");
+    let image = up.images().small.clone();
+    let dest = tempfile::tempdir().unwrap();
+    let first = dest.path().join("first");
+    skopeo_copy_to_dir(
+        &format!("{}/library/small:latest", fleet.replicas[0].addr),
+        &first,
+    )
+    .await
+    .unwrap();
+    up.reset_requests();
+    let second = dest.path().join("second");
+    skopeo_copy_to_dir(
+        &format!("{}/library/small:latest", fleet.replicas[1].addr),
+        &second,
+    )
+    .await
+    .unwrap();
+    assert_dir_holds(&second, &image);
+    for blob in &image.blobs {
+        assert_eq!(up.count("GET", &blob.digest), 0, "{:#?}", up.requests());
+    }
+    let size: u64 = image.blobs.iter().map(|b| b.size).sum();
+    assert!(metric(&fleet.replicas[1], "berth_cluster_peer_bytes_in_total").await >= size);
+    assert!(metric(&fleet.replicas[0], "berth_cluster_peer_bytes_out_total").await >= size);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_peer_endpoint_refuses_a_request_without_the_secret() {
+    let up = TestRegistry::start().await;
+    let fleet = Fleet::start(&up, None, 1, "");
+    let blob = up.images().small.blobs[0].clone();
+    // Cached on the replica first.
+    get_verified(
+        format!("{}/v2/library/small/blobs/{}", fleet.url(0), blob.digest),
+        blob.digest.clone(),
+    )
+    .await;
+    let url = format!("{}/_berth/peer/blobs/{}", fleet.url(0), blob.digest);
+    let client = reqwest::Client::new();
+    for auth in [
+        None,
+        Some("Bearer wrong-secret-of-the-same-size!"),
+        Some("Basic YTpi"),
+    ] {
+        let mut request = client.get(&url);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("UNAUTHORIZED"), "{body}");
+        assert!(!body.contains(&blob.digest), "{body}");
+    }
+    let r = client
+        .get(&url)
+        .bearer_auth("a-cluster-secret-for-tests")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(sha256(&r.bytes().await.unwrap()), blob.digest);
+    assert_eq!(
+        metric(
+            &fleet.replicas[0],
+            "berth_cluster_events_total{event=\"peer_refused\"}"
+        )
+        .await,
+        3
     );
 }

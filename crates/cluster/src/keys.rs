@@ -41,6 +41,11 @@ pub(crate) fn fence(flight: &str) -> String {
     format!("berth:fence:{{{}}}", flight.replace(['{', '}'], "_"))
 }
 
+/// The replicas that hold a blob on their own disk.
+pub(crate) fn holders(digest: &Digest) -> String {
+    format!("berth:holders:{digest}")
+}
+
 /// A replica's heartbeat.
 pub(crate) fn node(url: &str) -> String {
     format!("berth:node:{url}")

@@ -17,7 +17,7 @@
 
 use crate::{Redis, keys};
 use async_trait::async_trait;
-use berth_pull::{Flight, FlightLock, LocalFlights};
+use berth_pull::{Claim, Flight, FlightLock, LocalFlights};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,7 +118,22 @@ impl LeasedFlights {
 
 #[async_trait]
 impl FlightLock for LeasedFlights {
+    async fn claim(&self, key: &str) -> Claim {
+        self.take(key, true).await
+    }
+
     async fn lock(&self, key: &str) -> Flight {
+        match self.take(key, false).await {
+            Claim::Mine(flight) => flight,
+            Claim::Elsewhere(_) => unreachable!("take gives way only when asked to"),
+        }
+    }
+}
+
+impl LeasedFlights {
+    /// Take the lease on `key`, waiting while another holds it; with
+    /// `give_way`, say which replica holds it instead of waiting.
+    async fn take(&self, key: &str, give_way: bool) -> Claim {
         let local = self.local.lock(key).await;
         let mut waited = local.waited;
         let (lease, fence) = (keys::lease(key), keys::fence(key));
@@ -126,11 +141,15 @@ impl FlightLock for LeasedFlights {
         let mut pause = FIRST_POLL;
         loop {
             match self.try_acquire(&lease, &fence, &holder).await {
-                None => {
-                    // Redis cannot say: within this replica only.
-                    return local;
-                }
+                // Redis cannot say: within this replica only.
+                None => return Claim::Mine(local),
                 Some(0) => {
+                    if give_way
+                        && let Some(node) = self.holder(&lease).await
+                        && node != holder
+                    {
+                        return Claim::Elsewhere(node);
+                    }
                     if !waited {
                         self.redis.metrics().cluster.event("lease_waited");
                     }
@@ -158,10 +177,22 @@ impl FlightLock for LeasedFlights {
                             value,
                         )),
                     };
-                    return Flight::held(waited, Box::new(held));
+                    return Claim::Mine(Flight::held(waited, Box::new(held)));
                 }
             }
         }
+    }
+
+    /// The replica holding the lease `lease`, if Redis says.
+    async fn holder(&self, lease: &str) -> Option<String> {
+        let lease = lease.to_owned();
+        let value = self
+            .redis
+            .run("read a lease", |mut c| async move {
+                redis::AsyncCommands::get::<_, Option<String>>(&mut c, lease).await
+            })
+            .await??;
+        value.rsplit_once(' ').map(|(node, _)| node.to_owned())
     }
 }
 

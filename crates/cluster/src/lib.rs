@@ -8,15 +8,19 @@
 //!   shared by the replicas, over each replica's own index;
 //! - [`LeasedFlights`]: single flight over the fleet, by leases renewed
 //!   while their holder lives, each with a fencing token;
+//! - [`ClusterPeers`]: the other replicas as a blob's source, read from
+//!   their peer endpoint while they download it or once they hold it;
 //! - [`start_heartbeat`] and [`replicas`]: which replicas are alive.
 
 mod index;
 mod keys;
 mod lease;
 mod nodes;
+mod peers;
 mod redis_link;
 
 pub use index::SharedIndex;
 pub use lease::LeasedFlights;
 pub use nodes::{replicas, start_heartbeat};
+pub use peers::ClusterPeers;
 pub use redis_link::Redis;

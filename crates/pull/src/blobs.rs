@@ -70,6 +70,7 @@ impl PullService {
             source: origin.source(),
             policy: Arc::clone(&origin.policy),
             flights: Arc::clone(&self.flights),
+            peers: self.peers.clone(),
             repo: repo.clone(),
             digest: *digest,
             metrics: Arc::clone(&self.metrics),
@@ -174,6 +175,31 @@ impl PullService {
             body: Body::Fill(handle),
             max: origin.policy.fills.max_blob_size,
         })
+    }
+
+    /// A blob for another replica of the cluster: stored here, or being
+    /// downloaded here; `None` when neither (this replica never goes
+    /// upstream for a peer). The asking replica ran the client's guards.
+    pub async fn open_for_peer(&self, digest: &Digest) -> Result<Option<OpenedBlob>, PullError> {
+        let opened = |size, body| OpenedBlob {
+            size,
+            outcome: Outcome::Hit,
+            digest: *digest,
+            body,
+            max: size.unwrap_or(u64::MAX),
+        };
+        if let Some(bytes) = self.hot_blobs.get(digest) {
+            return Ok(Some(opened(Some(bytes.len() as u64), Body::Memory(bytes))));
+        }
+        if let Ok(Lookup::Hit(hit)) = self.blobs.lookup(digest).await {
+            self.blobs.record_use(digest);
+            return Ok(Some(opened(Some(hit.size()), Body::Stored(hit))));
+        }
+        Ok(self
+            .fills
+            .join_running(digest)
+            .await
+            .map(|fill| opened(fill.size, Body::Fill(fill))))
     }
 
     /// A stored blob: a small one is read into the hot set and served from

@@ -13,6 +13,7 @@
 
 use crate::PullError;
 use crate::download::{Stop, copy};
+use crate::flight::{Claim, Flight};
 pub(super) use crate::job::FillJob;
 use crate::source::Download;
 use berth_cache::{BlobContent, CacheError, Lookup, Progress, ProgressState};
@@ -175,6 +176,25 @@ impl FillTable {
 }
 
 impl FillTable {
+    /// A handle on the fill of `digest` running now, if any, once its
+    /// download has started; never starts one.
+    pub(super) async fn join_running(&self, digest: &Digest) -> Option<FillHandle> {
+        let mut rx = self.fills.lock().ok()?.get(digest)?.start.clone();
+        let start = rx
+            .wait_for(|s| !matches!(s, FillStart::Pending))
+            .await
+            .ok()?
+            .clone();
+        match start {
+            FillStart::Started(started) => Some(FillHandle {
+                content: started.content,
+                progress: started.progress.subscribe(),
+                size: started.size,
+            }),
+            _ => None,
+        }
+    }
+
     /// The fills running, with their progress.
     pub(super) fn running(&self) -> Vec<RunningFill> {
         let Ok(fills) = self.fills.lock() else {
@@ -242,12 +262,29 @@ impl FillTable {
     }
 }
 
+/// Take the flight on the blob, or, when another replica downloads it,
+/// read it from there: then nothing is held (`None`), the other replica's
+/// flight is the one.
+async fn board(job: &mut FillJob) -> Option<Flight> {
+    let key = format!("blob {}", job.digest);
+    match job.flights.claim(&key).await {
+        Claim::Mine(flight) => Some(flight),
+        Claim::Elsewhere(node) => match job.peers.clone() {
+            Some(peers) => {
+                job.source = peers.source(&node, Arc::clone(&job.source));
+                None
+            }
+            None => Some(job.flights.lock(&key).await),
+        },
+    }
+}
+
 async fn run(
     mut job: FillJob,
     start: watch::Sender<FillStart>,
     progress_tx: watch::Sender<Progress>,
 ) {
-    let _flight = job.flights.lock(&format!("blob {}", job.digest)).await;
+    let flight = board(&mut job).await;
     // The blob may have been stored between the request's lookup and this
     // fill's start; then there is nothing to download. A store that cannot
     // say is taken to lack it: the fill's readers get verified bytes even
@@ -259,6 +296,13 @@ async fn run(
             return;
         }
         Err(e) => job.disk.read_failed(&job.metrics, "blob", &job.digest, &e),
+    }
+    if flight.is_some()
+        && let Some(peers) = job.peers.clone()
+        && let Some(node) = peers.holding(&job.digest).await
+    {
+        // Another replica holds it on its own disk.
+        job.source = peers.source(&node, Arc::clone(&job.source));
     }
     let download = match job
         .source
@@ -335,7 +379,12 @@ async fn run(
                 state: ProgressState::Complete,
             });
             match writer.finish(proof).await {
-                Ok(()) => tracing::info!(digest = %job.digest, bytes = written, "blob cached"),
+                Ok(()) => {
+                    tracing::info!(digest = %job.digest, bytes = written, "blob cached");
+                    if let Some(peers) = &job.peers {
+                        peers.hold(&job.digest).await;
+                    }
+                }
                 Err(e) => {
                     tracing::error!(digest = %job.digest, error = %e, "verified blob could not be committed; not cached");
                     job.disk_write_failed();

@@ -64,6 +64,7 @@ fn job(store: &Arc<MemoryStore>, source: &Arc<Canned>, digest: Digest) -> FillJo
         source: Arc::clone(source) as Arc<dyn FillSource>,
         policy: Arc::new(CachePolicy::default()),
         flights: Arc::new(LocalFlights::default()),
+        peers: None,
         repo: "proj/app".parse().unwrap(),
         digest,
         metrics: Arc::new(Metrics::new()),

@@ -34,11 +34,27 @@ impl Flight {
     }
 }
 
+/// What [`FlightLock::claim`] got.
+#[derive(Debug)]
+pub enum Claim {
+    /// The lock: this process does the work.
+    Mine(Flight),
+    /// Another replica holds it, reached at this URL: its work in
+    /// progress can be read from there.
+    Elsewhere(String),
+}
+
 /// Exclusive locks by key.
 #[async_trait]
 pub trait FlightLock: Send + Sync + Debug {
     /// Wait for the lock on `key`.
     async fn lock(&self, key: &str) -> Flight;
+
+    /// Take the lock on `key`, or say which other replica holds it rather
+    /// than wait. Within one process there is no other replica.
+    async fn claim(&self, key: &str) -> Claim {
+        Claim::Mine(self.lock(key).await)
+    }
 }
 
 type LockMap = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;

@@ -21,6 +21,8 @@ pub(super) struct FillJob {
     pub(super) source: Arc<dyn FillSource>,
     pub(super) policy: Arc<CachePolicy>,
     pub(super) flights: Arc<dyn FlightLock>,
+    /// The other replicas, in a cluster.
+    pub(super) peers: Option<Arc<dyn crate::Peers>>,
     pub(super) repo: RepoName,
     pub(super) digest: Digest,
     pub(super) metrics: Arc<Metrics>,

@@ -22,6 +22,7 @@ mod listings;
 mod manifests;
 mod misses;
 mod origin;
+mod peers;
 mod prefetch;
 mod provenance;
 mod relay;
@@ -33,10 +34,11 @@ mod writer;
 pub use blobs::OpenedBlob;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fill::RunningFill;
-pub use flight::{Flight, FlightLock, LocalFlights};
+pub use flight::{Claim, Flight, FlightLock, LocalFlights};
 pub use listings::{Listing, ListingAnswer, ListingRequest};
 pub use manifests::{ManifestAnswer, ManifestRequest};
 pub use origin::{Origin, Origins};
+pub use peers::Peers;
 pub use relay::{ClientWrite, WriteTarget};
 pub use source::{Download, DownloadBody, FillSource, UpstreamSource};
 
@@ -160,6 +162,8 @@ pub struct PullService {
     disk: Arc<direct::DiskHealth>,
     fills: fill::FillTable,
     flights: Arc<dyn FlightLock>,
+    /// The other replicas, in a cluster.
+    peers: Option<Arc<dyn Peers>>,
     /// What decides whether a tag answer or listing is fresh.
     clock: Arc<dyn Clock>,
     /// The eager byte budget, over every upstream (see `prefetch.rs`).
@@ -178,6 +182,8 @@ pub struct Surroundings {
     pub flights: Arc<dyn FlightLock>,
     /// The wall clock for freshness (the system's by default).
     pub clock: Arc<dyn Clock>,
+    /// The other replicas, in a cluster (none by default).
+    pub peers: Option<Arc<dyn Peers>>,
 }
 
 impl Default for Surroundings {
@@ -185,6 +191,7 @@ impl Default for Surroundings {
         Self {
             flights: Arc::new(LocalFlights::default()),
             clock: Arc::new(SystemClock),
+            peers: None,
         }
     }
 }
@@ -211,7 +218,11 @@ impl PullService {
         eager_bytes: u64,
         surroundings: Surroundings,
     ) -> Arc<Self> {
-        let Surroundings { flights, clock } = surroundings;
+        let Surroundings {
+            flights,
+            clock,
+            peers,
+        } = surroundings;
         let hot = HotManifests::new(HOT_MANIFEST_BYTES);
         let hot_blobs = HotBlobs::new(HOT_BLOB_BYTES);
         // What the store removes is never served from memory afterwards.
@@ -233,6 +244,7 @@ impl PullService {
             disk: Arc::default(),
             fills: fill::FillTable::default(),
             flights,
+            peers,
             clock,
             eager: prefetch::EagerBudget::new(eager_bytes),
             ahead: prefetch::FetchedAhead::default(),
