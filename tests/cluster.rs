@@ -298,3 +298,86 @@ async fn the_peer_endpoint_refuses_a_request_without_the_secret() {
         3
     );
 }
+
+/// Send `signal` (`STOP`, `CONT`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_frozen_mid_fill_is_taken_over_and_publishes_nothing_wrong_when_it_wakes() {
+    let up = TestRegistry::start().await;
+    let s3 = S3Server::start();
+    let fleet = Fleet::start(&up, Some(&s3), 2, "");
+    let blob = up.images().big.largest_blob().clone();
+    up.set_rate(Some(8 << 20));
+    let frozen_client = tokio::spawn(get_verified(
+        format!("{}/v2/library/big/blobs/{}", fleet.url(0), blob.digest),
+        blob.digest.clone(),
+    ));
+    until_metric(
+        &fleet.replicas[0],
+        "berth_cluster_events_total{event=\"lease_taken\"}",
+        1,
+    )
+    .await;
+    while up.count("GET", &blob.digest) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reader = tokio::spawn(get_verified(
+        format!("{}/v2/library/big/blobs/{}", fleet.url(1), blob.digest),
+        blob.digest.clone(),
+    ));
+    until_metric(
+        &fleet.replicas[1],
+        "berth_cluster_events_total{event=\"peer_fill\"}",
+        1,
+    )
+    .await;
+    signal(fleet.replicas[0].pid(), "STOP");
+    up.set_rate(None);
+    // Replica 0 sends nothing more: replica 1 gives up on it and goes on
+    // from upstream; its client gets verified bytes.
+    tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("the reader elsewhere is served")
+        .unwrap();
+    assert_eq!(
+        metric(
+            &fleet.replicas[1],
+            "berth_cluster_events_total{event=\"peer_failed\"}"
+        )
+        .await,
+        1
+    );
+    // Woken up, replica 0 finishes its own download: its client gets
+    // verified bytes, and the one object stays the blob's bytes.
+    signal(fleet.replicas[0].pid(), "CONT");
+    tokio::time::timeout(Duration::from_secs(60), frozen_client)
+        .await
+        .expect("the frozen replica's client is served")
+        .unwrap();
+    let key = format!("blobs/sha256/{}", blob.digest.trim_start_matches("sha256:"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while s3.object(&key).is_none() {
+        assert!(std::time::Instant::now() < deadline, "{:?}", s3.keys());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sha256(&s3.object(&key).unwrap()), blob.digest);
+    // The woken replica's own upload ends too (completed on the same
+    // bytes, or aborted): none is left open.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !s3.open_uploads().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            s3.open_uploads()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sha256(&s3.object(&key).unwrap()), blob.digest);
+}

@@ -20,7 +20,7 @@ const MIN_SECRET_LEN: usize = 16;
 /// How this replica joins the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
-    /// `redis://host:port/db` or `rediss://…`, without a password.
+    /// `redis://host:port/db`, without a password.
     pub redis_url: url::Url,
     /// The password Redis asks for, if any, and the file it was read from.
     pub redis_password: Option<(Secret, std::path::PathBuf)>,
@@ -110,7 +110,7 @@ pub(super) fn build(
     })
 }
 
-/// A Redis URL: `redis://` or `rediss://`, a host, an optional database
+/// A Redis URL: `redis://`, a host, an optional database
 /// number as the path, and no password (it belongs in a file).
 fn redis_url(p: &mut Problems, text: &str) -> Option<url::Url> {
     const KEY: &str = "cluster.redis_url";
@@ -121,8 +121,15 @@ fn redis_url(p: &mut Problems, text: &str) -> Option<url::Url> {
             return None;
         }
     };
-    if !matches!(url.scheme(), "redis" | "rediss") || url.host_str().is_none() {
-        p.add(KEY, "must be a redis:// or rediss:// URL with a host");
+    if url.scheme() == "rediss" {
+        p.add(
+            KEY,
+            "rediss:// (Redis over TLS) is not supported yet: use redis:// on a private network, or a TLS tunnel",
+        );
+        return None;
+    }
+    if url.scheme() != "redis" || url.host_str().is_none() {
+        p.add(KEY, "must be a redis:// URL with a host");
         return None;
     }
     // The message must not repeat the URL: it may hold a secret.
@@ -215,7 +222,9 @@ mod tests {
         );
         assert!(e.contains("cluster.lease"), "{e}");
         let e = cluster("redis_url = \"http://127.0.0.1:6379\"").unwrap_err();
-        assert!(e.contains("redis:// or rediss://"), "{e}");
+        assert!(e.contains("must be a redis:// URL"), "{e}");
+        let e = cluster("redis_url = \"rediss://127.0.0.1:6380\"").unwrap_err();
+        assert!(e.contains("not supported yet"), "{e}");
         assert!(e.contains("cluster.secret_file"), "{e}");
         let e = Config::from_toml(
             "listen = \"0.0.0.0:5000\"\n[cluster]\nredis_url = \"redis://r\"\nsecret_file = \"/nonexistent\"",
