@@ -80,7 +80,9 @@ impl App {
             config.cache.eager_bytes,
             joined.surroundings,
         );
-        let access = Access::load(&config.access).context("cannot use the access settings")?;
+        let access = Access::load(&config.access)
+            .context("cannot use the access settings")?
+            .with_fleet(joined.buckets.clone());
         for warning in config.warnings() {
             tracing::warn!("{warning}");
         }

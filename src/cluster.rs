@@ -1,11 +1,13 @@
 //! Joining the other replicas when `[cluster]` is configured: the index
 //! shared through Redis over this replica's own, single flight by leases,
+//! the rate limits counted over the fleet,
 //! and the other replicas as a blob's source (their peer endpoint, which
 //! this replica serves too). Without `[cluster]`, all of it stays within
 //! this process.
 
+use berth_access::FleetBuckets;
 use berth_cache::IndexStore;
-use berth_cluster::{ClusterPeers, LeasedFlights, Redis, SharedIndex};
+use berth_cluster::{ClusterPeers, LeasedFlights, Redis, RedisBuckets, SharedIndex};
 use berth_config::Config;
 use berth_config::Secret;
 use berth_metrics::Metrics;
@@ -18,6 +20,8 @@ pub(crate) struct Joined {
     pub(crate) index: Arc<dyn IndexStore>,
     pub(crate) surroundings: Surroundings,
     pub(crate) peer_secret: Option<Secret>,
+    /// The shared counters the rate limits are kept in.
+    pub(crate) buckets: Option<Arc<dyn FleetBuckets>>,
 }
 
 /// Join the cluster `config` names, if any.
@@ -31,6 +35,7 @@ pub(crate) fn join(
             index: local,
             surroundings: Surroundings::default(),
             peer_secret: None,
+            buckets: None,
         });
     };
     let redis = Redis::new(settings, Arc::clone(metrics)).map_err(anyhow::Error::msg)?;
@@ -41,6 +46,7 @@ pub(crate) fn join(
         "clustered: the index and single flight are shared through Redis"
     );
     let index: Arc<dyn IndexStore> = Arc::new(SharedIndex::new(Arc::clone(&redis), local));
+    let buckets: Arc<dyn FleetBuckets> = Arc::new(RedisBuckets::new(Arc::clone(&redis)));
     let peers = ClusterPeers::new(Arc::clone(&redis), settings.secret.clone())
         .map_err(anyhow::Error::msg)?;
     let surroundings = Surroundings {
@@ -52,5 +58,6 @@ pub(crate) fn join(
         index,
         surroundings,
         peer_secret: Some(settings.secret.clone()),
+        buckets: Some(buckets),
     })
 }

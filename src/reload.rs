@@ -106,7 +106,7 @@ impl Reloader {
     /// Read the htpasswd file again into the running access policy.
     fn reload_logins(&self) {
         let access = match Access::load(&self.running.access) {
-            Ok(a) => a,
+            Ok(a) => a.with_fleet(self.state.live().access.fleet()),
             Err(e) => {
                 tracing::error!("logins not reloaded, the running ones stay: {e}");
                 return;
@@ -142,7 +142,7 @@ impl Reloader {
             return;
         }
         let access = match Access::load(&config.access) {
-            Ok(a) => a,
+            Ok(a) => a.with_fleet(self.state.live().access.fleet()),
             Err(e) => {
                 tracing::error!(
                     trigger = why,

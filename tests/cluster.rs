@@ -381,3 +381,49 @@ async fn a_replica_frozen_mid_fill_is_taken_over_and_publishes_nothing_wrong_whe
     }
     assert_eq!(sha256(&s3.object(&key).unwrap()), blob.digest);
 }
+
+/// Requests to `/v2/` from this client, round robin over `urls`, until
+/// `n` were sent: how many were let through.
+async fn allowed(urls: &[String], n: usize) -> usize {
+    let client = reqwest::Client::new();
+    let mut ok = 0;
+    for i in 0..n {
+        let r = client
+            .get(format!("{}/v2/", urls[i % urls.len()]))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            429 => assert!(r.headers().contains_key("retry-after")),
+            other => panic!("status {other}"),
+        }
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limit_holds_over_the_fleet() {
+    let up = TestRegistry::start().await;
+    let fleet = Fleet::start(&up, None, 3, "[limits]\nrate = 1\nburst = 9\n");
+    let urls: Vec<String> = (0..3).map(|i| fleet.url(i)).collect();
+    // A burst of 10 and one a second: spread over three replicas, the
+    // client gets what one replica would give it, not three times that.
+    let spread = allowed(&urls, 30).await;
+    assert!((10..=12).contains(&spread), "{spread} let through");
+    for r in &fleet.replicas {
+        let failed = metric(r, "berth_cluster_events_total{event=\"redis_failed\"}").await;
+        assert_eq!(failed, 0, "{}", r.log());
+    }
+    // Without Redis, each replica counts on its own.
+    let mut fleet = fleet;
+    fleet.redis.stop();
+    for r in &fleet.replicas {
+        until_metric(r, "berth_cluster_redis_up", 0).await;
+    }
+    let alone = allowed(&urls, 45).await;
+    assert!(
+        alone >= 2 * spread,
+        "{alone} let through by three replicas counting alone, {spread} by the fleet"
+    );
+}

@@ -1,13 +1,15 @@
 //! Who may use the mirror, decided before anything is served: the
 //! client's address (`client`), logins against an htpasswd file
 //! (`htpasswd`), rate limits per client IP, per user and on failed logins
-//! (`limiter`), and access rules (`rules`). The edge asks [`Access`] and
+//! (`limiter`), kept over a cluster's replicas when it shares its counters
+//! (`fleet`), and access rules (`rules`). The edge asks [`Access`] and
 //! turns a [`Refusal`] into its answer.
 //!
 //! Uses `berth-config` (what `[auth]`, `[limits]` and `[[access.rules]]`
 //! say).
 
 mod client;
+mod fleet;
 mod geo;
 mod htpasswd;
 mod limiter;
@@ -18,6 +20,7 @@ mod verifications;
 mod tests;
 
 pub use client::client_ip;
+pub use fleet::FleetBuckets;
 pub use geo::{GeoIp, GeoIpError};
 pub use htpasswd::{Htpasswd, HtpasswdError};
 pub use limiter::Limiter;
@@ -61,9 +64,11 @@ pub struct Access {
     settings: AccessSettings,
     htpasswd: Option<Arc<Htpasswd>>,
     geoip: Option<GeoIp>,
-    per_ip: Option<Limiter<IpAddr>>,
-    per_user: Option<Limiter<String>>,
-    failed_logins: Limiter<IpAddr>,
+    per_ip: Option<fleet::Bucket<IpAddr>>,
+    per_user: Option<fleet::Bucket<String>>,
+    failed_logins: fleet::Bucket<IpAddr>,
+    /// The cluster's shared counters, when there is one.
+    fleet: Option<Arc<dyn FleetBuckets>>,
     verifications: verifications::Verifications,
 }
 
@@ -88,13 +93,31 @@ impl Access {
             settings: settings.clone(),
             htpasswd,
             geoip,
-            per_ip: limits.rate.map(|r| Limiter::new(r, limits.burst)),
-            per_user: limits.rate.map(|r| Limiter::new(r, limits.burst)),
-            failed_logins: Limiter::new(1, FAILED_LOGIN_BURST),
+            per_ip: limits
+                .rate
+                .map(|r| fleet::Bucket::new("ip", r, limits.burst)),
+            per_user: limits
+                .rate
+                .map(|r| fleet::Bucket::new("user", r, limits.burst)),
+            failed_logins: fleet::Bucket::new("login", 1, FAILED_LOGIN_BURST),
+            fleet: None,
             verifications: verifications::Verifications::new(
                 std::thread::available_parallelism().map_or(2, usize::from),
             ),
         })
+    }
+
+    /// Keep the limits over a cluster's replicas through `fleet`.
+    #[must_use]
+    pub fn with_fleet(mut self, fleet: Option<Arc<dyn FleetBuckets>>) -> Self {
+        self.fleet = fleet;
+        self
+    }
+
+    /// The cluster's shared counters this policy uses, if any (a reloaded
+    /// policy keeps them).
+    pub fn fleet(&self) -> Option<Arc<dyn FleetBuckets>> {
+        self.fleet.clone()
     }
 
     /// Whether clients can log in at all.
@@ -137,9 +160,12 @@ impl Access {
     }
 
     /// Count one request from `ip` against its rate.
-    pub fn admit(&self, ip: IpAddr) -> Result<(), Refusal> {
+    pub async fn admit(&self, ip: IpAddr) -> Result<(), Refusal> {
         match &self.per_ip {
-            Some(limiter) => limiter.take(&ip).map_err(retry_after),
+            Some(bucket) => bucket
+                .take(self.fleet.as_deref(), &ip)
+                .await
+                .map_err(retry_after),
             None => Ok(()),
         }
     }
@@ -185,8 +211,11 @@ impl Access {
         if !htpasswd.remembered(user, password) {
             self.verify(htpasswd, ip, user, password).await?;
         }
-        if let Some(limiter) = &self.per_user {
-            limiter.take(&user.to_owned()).map_err(retry_after)?;
+        if let Some(bucket) = &self.per_user {
+            bucket
+                .take(self.fleet.as_deref(), &user.to_owned())
+                .await
+                .map_err(retry_after)?;
         }
         Ok(Some(user.to_owned()))
     }
@@ -202,7 +231,12 @@ impl Access {
         user: &str,
         password: &str,
     ) -> Result<(), Refusal> {
-        if self.failed_logins.take(&ip).is_err() {
+        if self
+            .failed_logins
+            .take(self.fleet.as_deref(), &ip)
+            .await
+            .is_err()
+        {
             return Err(Refusal::TooManyRequests(FAILED_LOGIN_BURST.into()));
         }
         let ok = match self.verifications.turn(ip).await {
@@ -219,7 +253,9 @@ impl Access {
             None => false,
         };
         if ok {
-            self.failed_logins.give_back(&ip);
+            self.failed_logins
+                .give_back(self.fleet.as_deref(), &ip)
+                .await;
             return Ok(());
         }
         tracing::info!(%ip, user, "login refused");

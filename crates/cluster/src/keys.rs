@@ -46,6 +46,11 @@ pub(crate) fn holders(digest: &Digest) -> String {
     format!("berth:holders:{digest}")
 }
 
+/// A fleet-wide rate limit's bucket (`ip:…`, `user:…`, `login:…`).
+pub(crate) fn bucket(key: &str) -> String {
+    format!("berth:rate:{key}")
+}
+
 /// A replica's heartbeat.
 pub(crate) fn node(url: &str) -> String {
     format!("berth:node:{url}")

@@ -8,10 +8,13 @@
 //!   shared by the replicas, over each replica's own index;
 //! - [`LeasedFlights`]: single flight over the fleet, by leases renewed
 //!   while their holder lives, each with a fencing token;
+//! - [`RedisBuckets`]: the `[limits]` rate limits and failed-login
+//!   throttling counted over the fleet;
 //! - [`ClusterPeers`]: the other replicas as a blob's source, read from
 //!   their peer endpoint while they download it or once they hold it;
 //! - [`start_heartbeat`] and [`replicas`]: which replicas are alive.
 
+mod buckets;
 mod index;
 mod keys;
 mod lease;
@@ -19,6 +22,7 @@ mod nodes;
 mod peers;
 mod redis_link;
 
+pub use buckets::RedisBuckets;
 pub use index::SharedIndex;
 pub use lease::LeasedFlights;
 pub use nodes::{replicas, start_heartbeat};

@@ -50,7 +50,7 @@ pub(crate) async fn caller(
     ping: bool,
 ) -> Result<Caller, ApiError> {
     let ip = access.client(peer, &request.headers);
-    access.admit(ip)?;
+    access.admit(ip).await?;
     let user = access.login(ip, &request.headers, ping).await?;
     Ok(Caller { ip, peer, user })
 }

@@ -57,7 +57,7 @@ async fn check(guard: &Guard, parts: &http::request::Parts) -> Result<(), ApiErr
         .is_some_and(|token| crate::admin::bearer_matches(&parts.headers, token));
     let caller = if token_given {
         let ip = live.access.client(peer, &parts.headers);
-        live.access.admit(ip)?;
+        live.access.admit(ip).await?;
         Caller {
             ip,
             peer,
