@@ -37,6 +37,7 @@ pub struct ClusterSettings {
 pub(super) fn build(
     p: &mut Problems,
     raw: Option<&RawCluster>,
+    env: &dyn Fn(&str) -> Option<String>,
     listen: SocketAddr,
 ) -> Option<ClusterSettings> {
     let raw = raw?;
@@ -54,23 +55,28 @@ pub(super) fn build(
     let redis_password = raw.redis_password_file.as_deref().and_then(|file| {
         read_secret(p, "cluster.redis_password_file", file).map(|s| (s, file.into()))
     });
-    let node_url = match raw.node_url.as_deref() {
-        Some(text) => parse_url(p, "cluster.node_url", text),
-        None if listen.ip().is_unspecified() => {
-            p.add(
+    // Set per replica where one file serves them all (a Kubernetes pod's
+    // own name).
+    let node_url = match env("BERTH_CLUSTER_NODE_URL") {
+        Some(text) => parse_url(p, "BERTH_CLUSTER_NODE_URL", &text),
+        None => match raw.node_url.as_deref() {
+            Some(text) => parse_url(p, "cluster.node_url", text),
+            None if listen.ip().is_unspecified() => {
+                p.add(
                 "cluster.node_url",
-                format!("listen is {listen}, which the other replicas cannot dial: set node_url to this replica's own address, like \"http://10.0.0.5:5000\""),
+                format!("listen is {listen}, which the other replicas cannot dial: set node_url (or BERTH_CLUSTER_NODE_URL) to this replica's own address, like \"http://10.0.0.5:5000\""),
             );
-            None
-        }
-        None if listen.port() == 0 => {
-            p.add(
+                None
+            }
+            None if listen.port() == 0 => {
+                p.add(
                 "cluster.node_url",
                 "listen picks its port at start (port 0), so the other replicas cannot know it: set node_url",
             );
-            None
-        }
-        None => url::Url::parse(&format!("http://{listen}")).ok(),
+                None
+            }
+            None => url::Url::parse(&format!("http://{listen}")).ok(),
+        },
     };
     let secret = match raw.secret_file.as_deref() {
         None => {
@@ -237,5 +243,15 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("cannot read \"/nonexistent\""), "{e}");
+        let secret = secret_file("0123456789abcdef0123");
+        let c = Config::from_toml(
+            &format!("listen = \"0.0.0.0:5000\"\n[cluster]\nredis_url = \"redis://r\"\nsecret_file = {:?}", secret.path()),
+            &|k| (k == "BERTH_CLUSTER_NODE_URL").then(|| "http://berth-1.berth-peers:5000".to_owned()),
+        )
+        .unwrap();
+        assert_eq!(
+            c.cluster.unwrap().node_url.as_str(),
+            "http://berth-1.berth-peers:5000/"
+        );
     }
 }

@@ -105,7 +105,7 @@ pub(super) fn build(parsed: Parsed, env: Env<'_>) -> Result<Config, ConfigError>
     let server = crate::server::build(&mut p, raw.server.as_ref());
     let cache = crate::cache::build(&mut p, raw.cache.as_ref());
     let storage = crate::storage::build(&mut p, raw.storage.as_ref());
-    let cluster = crate::cluster::build(&mut p, raw.cluster.as_ref(), listen);
+    let cluster = crate::cluster::build(&mut p, raw.cluster.as_ref(), env, listen);
     let admin = crate::admin::build(&mut p, raw.admin.as_ref(), env, listen);
     let tls = crate::tls::build(&mut p, raw.tls.as_ref(), listen);
     let access = crate::access::build(
