@@ -86,7 +86,7 @@ impl App {
         for warning in config.warnings() {
             tracing::warn!("{warning}");
         }
-        let state = Arc::new(HttpState::new(
+        let mut state = HttpState::new(
             pull,
             Arc::clone(&metrics),
             crate::reload::live(
@@ -94,7 +94,9 @@ impl App {
                 Origins::new(upstreams, &config.upstreams, None),
                 access,
             ),
-        ));
+        );
+        state.cluster = joined.view.clone();
+        let state = Arc::new(state);
         let tls = match &config.tls {
             Some(settings) => Some(Arc::new(
                 Tls::start(settings, &acme_root, Arc::clone(&metrics))

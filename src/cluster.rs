@@ -10,6 +10,7 @@ use berth_cache::IndexStore;
 use berth_cluster::{ClusterPeers, LeasedFlights, Redis, RedisBuckets, SharedIndex};
 use berth_config::Config;
 use berth_config::Secret;
+use berth_http::ClusterView;
 use berth_metrics::Metrics;
 use berth_pull::Surroundings;
 use std::sync::Arc;
@@ -22,6 +23,34 @@ pub(crate) struct Joined {
     pub(crate) peer_secret: Option<Secret>,
     /// The shared counters the rate limits are kept in.
     pub(crate) buckets: Option<Arc<dyn FleetBuckets>>,
+    /// What `/stats` shows of the cluster.
+    pub(crate) view: Option<Arc<dyn ClusterView>>,
+}
+
+/// The cluster for `/stats`: Redis's view, and this replica's peer bytes.
+#[derive(Debug)]
+struct StatsView {
+    redis: Arc<Redis>,
+    metrics: Arc<Metrics>,
+}
+
+#[async_trait::async_trait]
+impl ClusterView for StatsView {
+    async fn snapshot(&self) -> serde_json::Value {
+        let s = berth_cluster::cluster_status(&self.redis).await;
+        let m = &self.metrics.cluster;
+        serde_json::json!({
+            "node": s.node,
+            "redis": if s.redis_up { "up" } else { "down" },
+            "replicas": s.replicas,
+            "downloads": s.fills.iter().map(|(digest, node)| serde_json::json!({
+                "digest": digest,
+                "node": node,
+            })).collect::<Vec<_>>(),
+            "peerBytesIn": m.peer_bytes_in.get(),
+            "peerBytesOut": m.peer_bytes_out.get(),
+        })
+    }
 }
 
 /// Join the cluster `config` names, if any.
@@ -36,10 +65,12 @@ pub(crate) fn join(
             surroundings: Surroundings::default(),
             peer_secret: None,
             buckets: None,
+            view: None,
         });
     };
     let redis = Redis::new(settings, Arc::clone(metrics)).map_err(anyhow::Error::msg)?;
     berth_cluster::start_heartbeat(&redis);
+    let redis_for_view = Arc::clone(&redis);
     tracing::info!(
         node = redis.node(),
         lease = ?settings.lease,
@@ -59,5 +90,9 @@ pub(crate) fn join(
         surroundings,
         peer_secret: Some(settings.secret.clone()),
         buckets: Some(buckets),
+        view: Some(Arc::new(StatsView {
+            redis: Arc::clone(&redis_for_view),
+            metrics: Arc::clone(metrics),
+        })),
     })
 }

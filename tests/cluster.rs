@@ -427,3 +427,58 @@ async fn the_rate_limit_holds_over_the_fleet() {
         "{alone} let through by three replicas counting alone, {spread} by the fleet"
     );
 }
+
+/// `/stats` of the berth at `base`.
+async fn stats_of(base: &str) -> serde_json::Value {
+    let body = reqwest::get(format!("{base}/stats"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stats_and_the_dashboard_show_the_replicas_and_redis() {
+    use berth_testkit::chromium::{attribute_of, dump_dom};
+    let up = TestRegistry::start().await;
+    let mut fleet = Fleet::start(&up, None, 2, "");
+    let mut nodes: Vec<String> = (0..2)
+        .map(|i| format!("http://{}", fleet.replicas[i].addr))
+        .collect();
+    let this_one = nodes[0].clone();
+    nodes.sort();
+    // Both heartbeats are in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let stats = loop {
+        let stats = stats_of(&fleet.url(0)).await;
+        if stats["cluster"]["replicas"].as_array().map(Vec::len) == Some(2) {
+            break stats;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let cluster = &stats["cluster"];
+    assert_eq!(cluster["redis"], "up");
+    assert_eq!(cluster["node"], this_one);
+    assert_eq!(cluster["replicas"], serde_json::json!(nodes));
+    let page = format!("{}/dashboard", fleet.url(0));
+    let dom = tokio::task::spawn_blocking(move || dump_dom(&page))
+        .await
+        .unwrap();
+    assert_eq!(
+        attribute_of(&dom, "cluster-summary", "data-redis").as_deref(),
+        Some("up"),
+        "{dom}"
+    );
+    for node in &nodes {
+        assert!(dom.contains(&format!("data-node=\"{node}\"")), "{dom}");
+    }
+    // Redis gone: /stats says so, and lists no replica it cannot know.
+    fleet.redis.stop();
+    until_metric(&fleet.replicas[0], "berth_cluster_redis_up", 0).await;
+    let stats = stats_of(&fleet.url(0)).await;
+    assert_eq!(stats["cluster"]["redis"], "down");
+    assert_eq!(stats["cluster"]["replicas"], serde_json::json!([]));
+}

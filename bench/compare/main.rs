@@ -13,7 +13,9 @@
 //! - berth with no access rules or limits, for the cost of admission
 //!   (`access`);
 //! - berth on the S3 backend against berth on local disk and against the
-//!   S3 server's own GET (`s3`, s3s-fs started here).
+//!   S3 server's own GET (`s3`, s3s-fs started here);
+//! - berth replicas joined through Redis (`cluster`, redis-server started
+//!   here).
 //!
 //! Load comes from wrk, skopeo, curl and in-process reqwest clients. Run it
 //! with `bench/run compare` (a release build).
@@ -22,6 +24,7 @@
 
 mod access;
 mod big_image;
+mod cluster;
 mod cold;
 mod h2_memory;
 mod https;
@@ -112,7 +115,7 @@ macro_rules! step {
 
 /// Whether `BENCH_ONLY` (comma-separated step names: throughput,
 /// manifests, small, cold, concurrent, tag, rss, startup, access,
-/// https, eviction, million, h2mem, s3) is unset or names `step`.
+/// https, eviction, million, h2mem, s3, cluster) is unset or names `step`.
 fn selected(step: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == step))
 }
@@ -190,6 +193,9 @@ async fn main() {
     }
     if selected("s3") {
         step!("S3 backend", storage::s3(&ctx, &mut t).await);
+    }
+    if selected("cluster") {
+        step!("cluster", cluster::cluster(&ctx, &mut t).await);
     }
     if selected("h2mem") {
         step!(

@@ -12,7 +12,8 @@
 //!   throttling counted over the fleet;
 //! - [`ClusterPeers`]: the other replicas as a blob's source, read from
 //!   their peer endpoint while they download it or once they hold it;
-//! - [`start_heartbeat`] and [`replicas`]: which replicas are alive.
+//! - [`start_heartbeat`] and [`replicas`]: which replicas are alive;
+//!   [`cluster_status`]: the cluster as `/stats` shows it.
 
 mod buckets;
 mod index;
@@ -21,6 +22,7 @@ mod lease;
 mod nodes;
 mod peers;
 mod redis_link;
+mod status;
 
 pub use buckets::RedisBuckets;
 pub use index::SharedIndex;
@@ -28,3 +30,4 @@ pub use lease::LeasedFlights;
 pub use nodes::{replicas, start_heartbeat};
 pub use peers::ClusterPeers;
 pub use redis_link::Redis;
+pub use status::{ClusterStatus, cluster_status};

@@ -70,6 +70,15 @@ pub struct HttpState {
     /// Per client address: pass-through requests with credentials
     /// upstream has not confirmed, and token relays (see `passthrough`).
     pub(crate) relay_budget: passthrough::RelayBudget,
+    /// What `/stats` says about the cluster, when this berth is in one.
+    pub cluster: Option<Arc<dyn ClusterView>>,
+}
+
+/// The cluster as `/stats` and the dashboard show it.
+#[async_trait::async_trait]
+pub trait ClusterView: Send + Sync + std::fmt::Debug {
+    /// The `cluster` object of `/stats`.
+    async fn snapshot(&self) -> serde_json::Value;
 }
 
 /// The settings a reload can change while berth serves.
@@ -97,6 +106,7 @@ impl HttpState {
             next_request_id: AtomicU64::new(0),
             live: ArcSwap::from_pointee(live),
             relay_budget: passthrough::RelayBudget::default(),
+            cluster: None,
         }
     }
 

@@ -6,7 +6,8 @@
 //! `lastTimeout`, `timestamp`), then the cache's hit ratio (also per
 //! minute over the last hour), its size against its cap, the downloads
 //! running, each upstream's totals and mirror health, the repositories
-//! asked for most and the last errors. Neither shows a credential.
+//! asked for most and the last errors, and in a cluster the replicas,
+//! Redis and the downloads the fleet runs. Neither shows a credential.
 
 use crate::HttpState;
 use axum::Router;
@@ -115,7 +116,7 @@ async fn stats(State(state): State<Arc<HttpState>>) -> Response {
             })
         })
         .collect();
-    let body = json!({
+    let mut body = json!({
         "requests": requests,
         "errors": errors,
         "timeouts": timeouts,
@@ -154,6 +155,9 @@ async fn stats(State(state): State<Arc<HttpState>>) -> Response {
             "target": e.target,
         })).collect::<Vec<_>>(),
     });
+    if let Some(cluster) = &state.cluster {
+        body["cluster"] = cluster.snapshot().await;
+    }
     json_answer(&body)
 }
 
