@@ -1,26 +1,19 @@
-//! Several replicas as one cache, end to end: three berths joined through
-//! a real redis-server, in front of the real token-auth registry, with
-//! their blobs in one bucket (s3s-fs). One upstream GET for cold clients
-//! spread over the replicas; a tag revalidated by one replica is fresh for
-//! all; a replica killed mid-fill is taken over; Redis stopped mid-test
-//! costs coordination, not service, and the replicas rejoin by themselves.
+//! Several replicas as one cache, end to end: berths joined through a
+//! real redis-server, in front of the real token-auth registry, with their
+//! blobs in one bucket (s3s-fs). One upstream GET for cold clients spread
+//! over the replicas; a tag revalidated by one replica is fresh for all; a
+//! replica killed or frozen mid-fill is taken over by its readers
+//! elsewhere; Redis stopped mid-test costs coordination, not service, and
+//! the replicas rejoin by themselves.
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod fleet;
 
-use berth_testkit::checks::assert_dir_holds;
-use berth_testkit::checks::sha256;
+use berth_testkit::checks::{assert_dir_holds, sha256};
 use berth_testkit::{S3Server, TestRegistry, skopeo_copy_to_dir};
-use fleet::{Fleet, metric, until_metric};
+use fleet::{Fleet, get_verified, metric, until_metric};
 use std::time::Duration;
-
-/// GET `url`, check the body hashes to `digest`.
-async fn get_verified(url: String, digest: String) {
-    let r = reqwest::get(&url).await.unwrap();
-    assert_eq!(r.status(), 200, "{url}");
-    assert_eq!(sha256(&r.bytes().await.unwrap()), digest, "{url}");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn thirty_cold_clients_over_three_replicas_cause_one_upstream_get() {
@@ -198,107 +191,6 @@ async fn replicas_serve_on_while_redis_is_down_and_rejoin_when_it_is_back() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn on_own_disks_cold_clients_over_three_replicas_cause_one_upstream_get() {
-    let up = TestRegistry::start().await;
-    let fleet = Fleet::start(&up, None, 3, "");
-    let blob = up.images().big.largest_blob().clone();
-    up.set_throttle(Some(Duration::from_micros(200)));
-    let tasks: Vec<_> = (0..30)
-        .map(|i| {
-            let url = format!("{}/v2/library/big/blobs/{}", fleet.url(i % 3), blob.digest);
-            tokio::spawn(get_verified(url, blob.digest.clone()))
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    up.set_throttle(None);
-    assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
-    // Every replica keeps its own copy: a later GET on each is a hit.
-    for i in 0..3 {
-        let url = format!("{}/v2/library/big/blobs/{}", fleet.url(i), blob.digest);
-        let r = reqwest::get(&url).await.unwrap();
-        assert_eq!(r.headers()["x-cache"], "HIT");
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn on_own_disks_a_replica_that_never_saw_an_image_pulls_it_from_a_peer() {
-    let up = TestRegistry::start().await;
-    let fleet = Fleet::start(&up, None, 2, "");
-    let image = up.images().small.clone();
-    let dest = tempfile::tempdir().unwrap();
-    let first = dest.path().join("first");
-    skopeo_copy_to_dir(
-        &format!("{}/library/small:latest", fleet.replicas[0].addr),
-        &first,
-    )
-    .await
-    .unwrap();
-    up.reset_requests();
-    let second = dest.path().join("second");
-    skopeo_copy_to_dir(
-        &format!("{}/library/small:latest", fleet.replicas[1].addr),
-        &second,
-    )
-    .await
-    .unwrap();
-    assert_dir_holds(&second, &image);
-    for blob in &image.blobs {
-        assert_eq!(up.count("GET", &blob.digest), 0, "{:#?}", up.requests());
-    }
-    let size: u64 = image.blobs.iter().map(|b| b.size).sum();
-    assert!(metric(&fleet.replicas[1], "berth_cluster_peer_bytes_in_total").await >= size);
-    assert!(metric(&fleet.replicas[0], "berth_cluster_peer_bytes_out_total").await >= size);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_peer_endpoint_refuses_a_request_without_the_secret() {
-    let up = TestRegistry::start().await;
-    let fleet = Fleet::start(&up, None, 1, "");
-    let blob = up.images().small.blobs[0].clone();
-    // Cached on the replica first.
-    get_verified(
-        format!("{}/v2/library/small/blobs/{}", fleet.url(0), blob.digest),
-        blob.digest.clone(),
-    )
-    .await;
-    let url = format!("{}/_berth/peer/blobs/{}", fleet.url(0), blob.digest);
-    let client = reqwest::Client::new();
-    for auth in [
-        None,
-        Some("Bearer wrong-secret-of-the-same-size!"),
-        Some("Basic YTpi"),
-    ] {
-        let mut request = client.get(&url);
-        if let Some(auth) = auth {
-            request = request.header("authorization", auth);
-        }
-        let r = request.send().await.unwrap();
-        assert_eq!(r.status(), 401, "{auth:?}");
-        let body = r.text().await.unwrap();
-        assert!(body.contains("UNAUTHORIZED"), "{body}");
-        assert!(!body.contains(&blob.digest), "{body}");
-    }
-    let r = client
-        .get(&url)
-        .bearer_auth("a-cluster-secret-for-tests")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(sha256(&r.bytes().await.unwrap()), blob.digest);
-    assert_eq!(
-        metric(
-            &fleet.replicas[0],
-            "berth_cluster_events_total{event=\"peer_refused\"}"
-        )
-        .await,
-        3
-    );
-}
-
 /// Send `signal` (`STOP`, `CONT`) to process `pid`.
 fn signal(pid: u32, signal: &str) {
     let status = std::process::Command::new("kill")
@@ -380,105 +272,4 @@ async fn a_replica_frozen_mid_fill_is_taken_over_and_publishes_nothing_wrong_whe
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sha256(&s3.object(&key).unwrap()), blob.digest);
-}
-
-/// Requests to `/v2/` from this client, round robin over `urls`, until
-/// `n` were sent: how many were let through.
-async fn allowed(urls: &[String], n: usize) -> usize {
-    let client = reqwest::Client::new();
-    let mut ok = 0;
-    for i in 0..n {
-        let r = client
-            .get(format!("{}/v2/", urls[i % urls.len()]))
-            .send()
-            .await
-            .unwrap();
-        match r.status().as_u16() {
-            200 => ok += 1,
-            429 => assert!(r.headers().contains_key("retry-after")),
-            other => panic!("status {other}"),
-        }
-    }
-    ok
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_rate_limit_holds_over_the_fleet() {
-    let up = TestRegistry::start().await;
-    let fleet = Fleet::start(&up, None, 3, "[limits]\nrate = 1\nburst = 9\n");
-    let urls: Vec<String> = (0..3).map(|i| fleet.url(i)).collect();
-    // A burst of 10 and one a second: spread over three replicas, the
-    // client gets what one replica would give it, not three times that.
-    let spread = allowed(&urls, 30).await;
-    assert!((10..=12).contains(&spread), "{spread} let through");
-    for r in &fleet.replicas {
-        let failed = metric(r, "berth_cluster_events_total{event=\"redis_failed\"}").await;
-        assert_eq!(failed, 0, "{}", r.log());
-    }
-    // Without Redis, each replica counts on its own.
-    let mut fleet = fleet;
-    fleet.redis.stop();
-    for r in &fleet.replicas {
-        until_metric(r, "berth_cluster_redis_up", 0).await;
-    }
-    let alone = allowed(&urls, 45).await;
-    assert!(
-        alone >= 2 * spread,
-        "{alone} let through by three replicas counting alone, {spread} by the fleet"
-    );
-}
-
-/// `/stats` of the berth at `base`.
-async fn stats_of(base: &str) -> serde_json::Value {
-    let body = reqwest::get(format!("{base}/stats"))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    serde_json::from_slice(&body).unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn stats_and_the_dashboard_show_the_replicas_and_redis() {
-    use berth_testkit::chromium::{attribute_of, dump_dom};
-    let up = TestRegistry::start().await;
-    let mut fleet = Fleet::start(&up, None, 2, "");
-    let mut nodes: Vec<String> = (0..2)
-        .map(|i| format!("http://{}", fleet.replicas[i].addr))
-        .collect();
-    let this_one = nodes[0].clone();
-    nodes.sort();
-    // Both heartbeats are in.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let stats = loop {
-        let stats = stats_of(&fleet.url(0)).await;
-        if stats["cluster"]["replicas"].as_array().map(Vec::len) == Some(2) {
-            break stats;
-        }
-        assert!(std::time::Instant::now() < deadline, "{stats:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let cluster = &stats["cluster"];
-    assert_eq!(cluster["redis"], "up");
-    assert_eq!(cluster["node"], this_one);
-    assert_eq!(cluster["replicas"], serde_json::json!(nodes));
-    let page = format!("{}/dashboard", fleet.url(0));
-    let dom = tokio::task::spawn_blocking(move || dump_dom(&page))
-        .await
-        .unwrap();
-    assert_eq!(
-        attribute_of(&dom, "cluster-summary", "data-redis").as_deref(),
-        Some("up"),
-        "{dom}"
-    );
-    for node in &nodes {
-        assert!(dom.contains(&format!("data-node=\"{node}\"")), "{dom}");
-    }
-    // Redis gone: /stats says so, and lists no replica it cannot know.
-    fleet.redis.stop();
-    until_metric(&fleet.replicas[0], "berth_cluster_redis_up", 0).await;
-    let stats = stats_of(&fleet.url(0)).await;
-    assert_eq!(stats["cluster"]["redis"], "down");
-    assert_eq!(stats["cluster"]["replicas"], serde_json::json!([]));
 }

@@ -4,6 +4,7 @@
 //! (`fs + cluster`).
 #![allow(dead_code)]
 
+use berth_testkit::checks::sha256;
 use berth_testkit::proc::free_port;
 use berth_testkit::{Berth, RedisServer, S3Server, TestRegistry, upstream_toml};
 use std::io::Write as _;
@@ -81,4 +82,11 @@ pub(crate) async fn until_metric(berth: &Berth, name: &str, value: u64) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// GET `url`, check the body hashes to `digest`.
+pub(crate) async fn get_verified(url: String, digest: String) {
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    assert_eq!(sha256(&r.bytes().await.unwrap()), digest, "{url}");
 }
