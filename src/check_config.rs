@@ -80,29 +80,60 @@ fn redact_userinfo(value: &str) -> String {
     }
 }
 
-/// `check-config --probe`: try the S3 bucket `[storage]` names (one
-/// listing), as `serve` does at start; exit 78 naming the key when it
-/// fails. Nothing to try on `fs`.
+/// `check-config --probe`: try what lies outside the file, as `serve`
+/// would use it: the S3 bucket `[storage]` names (one listing), and the
+/// Redis of `[cluster]` (one `PING`); exit 78 naming the key when one
+/// fails.
 pub(crate) fn probe(c: &Config) -> ExitCode {
-    let berth_config::StorageSettings::S3(s3) = &c.storage else {
-        outln!("probe: nothing outside the file to try (blobs on local disk)");
-        return ExitCode::SUCCESS;
+    let s3 = match &c.storage {
+        berth_config::StorageSettings::S3(s3) => Some(s3),
+        berth_config::StorageSettings::Fs => None,
     };
-    let tried = crate::blob_store::connect(s3).and_then(|objects| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(crate::blob_store::probe(objects.as_ref(), s3))
-    });
-    match tried {
-        Ok(()) => {
-            outln!("probe: bucket {} answers with these credentials", s3.bucket);
-            ExitCode::SUCCESS
-        }
+    if s3.is_none() && c.cluster.is_none() {
+        outln!("probe: nothing outside the file to try (blobs on local disk, no cluster)");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
         Err(e) => {
-            eprintln!("berth: {e:#}");
-            ExitCode::from(EXIT_CONFIG)
+            eprintln!("berth: cannot start the probe: {e}");
+            return ExitCode::from(EXIT_CONFIG);
         }
+    };
+    let mut failed = false;
+    if let Some(s3) = s3 {
+        let tried = crate::blob_store::connect(s3)
+            .and_then(|objects| runtime.block_on(crate::blob_store::probe(objects.as_ref(), s3)));
+        match tried {
+            Ok(()) => outln!("probe: bucket {} answers with these credentials", s3.bucket),
+            Err(e) => {
+                eprintln!("berth: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if let Some(cluster) = &c.cluster {
+        let metrics = std::sync::Arc::new(berth_metrics::Metrics::new());
+        let tried = berth_cluster::Redis::new(cluster, metrics)
+            .and_then(|redis| runtime.block_on(redis.ping()));
+        match tried {
+            Ok(()) => outln!("probe: Redis answers at {}", cluster.redis_url),
+            Err(e) => {
+                eprintln!(
+                    "berth: cluster.redis_url: Redis at {} does not answer: {e}",
+                    cluster.redis_url
+                );
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

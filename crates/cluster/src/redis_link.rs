@@ -75,6 +75,25 @@ impl Redis {
         }))
     }
 
+    /// Send one `PING` now: `Err` says why Redis did not answer (for
+    /// `check-config --probe`; serving never waits on it).
+    pub async fn ping(&self) -> Result<(), String> {
+        let dialled = tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            self.client.get_multiplexed_async_connection(),
+        )
+        .await
+        .map_err(|_| format!("no connection within {COMMAND_TIMEOUT:?}"))?;
+        let mut c = dialled.map_err(|e| e.to_string())?;
+        let answer = tokio::time::timeout(
+            COMMAND_TIMEOUT,
+            redis::cmd("PING").query_async::<String>(&mut c),
+        )
+        .await
+        .map_err(|_| format!("no answer to PING within {COMMAND_TIMEOUT:?}"))?;
+        answer.map(|_| ()).map_err(|e| e.to_string())
+    }
+
     /// This replica's URL, as the others reach it.
     pub fn node(&self) -> &str {
         &self.node
