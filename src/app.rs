@@ -73,6 +73,9 @@ impl App {
         }
         let acme_root = data_dir.acme();
         let joined = crate::cluster::join(config, index, &metrics)?;
+        if let Some(slots) = &joined.slots {
+            upstreams.share_slots(slots);
+        }
         let pull = PullService::with_surroundings(
             Arc::clone(&stores.blobs),
             joined.index,

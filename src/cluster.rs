@@ -7,12 +7,13 @@
 
 use berth_access::FleetBuckets;
 use berth_cache::IndexStore;
-use berth_cluster::{ClusterPeers, LeasedFlights, Redis, RedisBuckets, SharedIndex};
+use berth_cluster::{ClusterPeers, LeasedFlights, Redis, RedisBuckets, RedisSlots, SharedIndex};
 use berth_config::Config;
 use berth_config::Secret;
 use berth_http::ClusterView;
 use berth_metrics::Metrics;
 use berth_pull::Surroundings;
+use berth_upstream::FleetSlots;
 use std::sync::Arc;
 
 /// What the engine runs with, and the secret the peer endpoint answers
@@ -25,6 +26,8 @@ pub(crate) struct Joined {
     pub(crate) buckets: Option<Arc<dyn FleetBuckets>>,
     /// What `/stats` shows of the cluster.
     pub(crate) view: Option<Arc<dyn ClusterView>>,
+    /// The upstream request slots shared by the replicas.
+    pub(crate) slots: Option<Arc<dyn FleetSlots>>,
 }
 
 /// The cluster for `/stats`: Redis's view, and this replica's peer bytes.
@@ -66,6 +69,7 @@ pub(crate) fn join(
             peer_secret: None,
             buckets: None,
             view: None,
+            slots: None,
         });
     };
     let redis = Redis::new(settings, Arc::clone(metrics)).map_err(anyhow::Error::msg)?;
@@ -78,6 +82,7 @@ pub(crate) fn join(
     );
     let index: Arc<dyn IndexStore> = Arc::new(SharedIndex::new(Arc::clone(&redis), local));
     let buckets: Arc<dyn FleetBuckets> = Arc::new(RedisBuckets::new(Arc::clone(&redis)));
+    let slots: Arc<dyn FleetSlots> = Arc::new(RedisSlots::new(Arc::clone(&redis), settings.lease));
     let peers = ClusterPeers::new(Arc::clone(&redis), settings.secret.clone())
         .map_err(anyhow::Error::msg)?;
     let surroundings = Surroundings {
@@ -94,5 +99,6 @@ pub(crate) fn join(
             redis: Arc::clone(&redis_for_view),
             metrics: Arc::clone(metrics),
         })),
+        slots: Some(slots),
     })
 }

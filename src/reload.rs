@@ -152,7 +152,12 @@ impl Reloader {
             }
         };
         let upstreams = match UpstreamSet::serving(&config.upstreams, &self.metrics, &self.own) {
-            Ok(u) => u,
+            Ok(u) => {
+                if let Some(slots) = self.state.live().origins.upstreams().fleet_slots() {
+                    u.share_slots(&slots);
+                }
+                u
+            }
             Err(e) => {
                 tracing::error!(trigger = why, error = %e, "configuration not reloaded, the running one stays: cannot build the upstream clients");
                 return;

@@ -256,3 +256,43 @@ fn check_config_probe_tries_redis_without_serving() {
     assert!(text.contains("cluster.redis_url: Redis at"), "{text}");
     assert!(!dir.path().join("data").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_concurrent_holds_over_the_fleet() {
+    let up = TestRegistry::start().await;
+    let fleet = Fleet::start(&up, None, 2, "");
+    // One request at a time for the whole fleet.
+    for r in &fleet.replicas {
+        r.reconfigure(
+            "auto_library = true",
+            "auto_library = true\nmax_concurrent = 1",
+        );
+    }
+    let (first, second) = (&up.images().big, &up.images().small);
+    let (slow, quick) = (first.largest_blob(), second.largest_blob());
+    up.set_rate(Some(8 << 20));
+    let holder = tokio::spawn(get_verified(
+        format!("{}/v2/library/big/blobs/{}", fleet.url(0), slow.digest),
+        slow.digest.clone(),
+    ));
+    // Replica 0's download is under way (its answer's head went out).
+    while up.count("GET", &slow.digest) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let other = tokio::spawn(get_verified(
+        format!("{}/v2/library/small/blobs/{}", fleet.url(1), quick.digest),
+        quick.digest.clone(),
+    ));
+    // Replica 1 waits for the fleet's one slot, and sends nothing meanwhile.
+    until_metric(
+        &fleet.replicas[1],
+        "berth_cluster_events_total{event=\"slot_waited\"}",
+        1,
+    )
+    .await;
+    assert_eq!(up.count("GET", &quick.digest), 0, "{:#?}", up.requests());
+    up.set_rate(None);
+    holder.await.unwrap();
+    other.await.unwrap();
+    assert_eq!(up.count("GET", &quick.digest), 1);
+}

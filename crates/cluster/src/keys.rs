@@ -51,6 +51,11 @@ pub(crate) fn bucket(key: &str) -> String {
     format!("berth:rate:{key}")
 }
 
+/// The request slots held for an upstream, over the fleet.
+pub(crate) fn slots(upstream: &str) -> String {
+    format!("berth:slots:{upstream}")
+}
+
 /// A replica's heartbeat.
 pub(crate) fn node(url: &str) -> String {
     format!("berth:node:{url}")

@@ -9,7 +9,8 @@
 //! - [`LeasedFlights`]: single flight over the fleet, by leases renewed
 //!   while their holder lives, each with a fencing token;
 //! - [`RedisBuckets`]: the `[limits]` rate limits and failed-login
-//!   throttling counted over the fleet;
+//!   throttling counted over the fleet; [`RedisSlots`]: each upstream's
+//!   `max_concurrent` over the fleet;
 //! - [`ClusterPeers`]: the other replicas as a blob's source, read from
 //!   their peer endpoint while they download it or once they hold it;
 //! - [`start_heartbeat`] and [`replicas`]: which replicas are alive;
@@ -22,6 +23,7 @@ mod lease;
 mod nodes;
 mod peers;
 mod redis_link;
+mod slots;
 mod status;
 
 pub use buckets::RedisBuckets;
@@ -30,4 +32,5 @@ pub use lease::LeasedFlights;
 pub use nodes::{replicas, start_heartbeat};
 pub use peers::ClusterPeers;
 pub use redis_link::Redis;
+pub use slots::RedisSlots;
 pub use status::{ClusterStatus, cluster_status};

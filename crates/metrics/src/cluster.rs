@@ -11,8 +11,9 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClusterEventLabels {
     /// `redis_lost`, `redis_back`, `redis_failed` (one command failed),
-    /// `lease_taken`, `lease_waited`, `lease_lost`, `peer_fill`,
-    /// `peer_failed`, `peer_refused`.
+    /// `lease_taken`, `lease_waited`, `lease_lost`, `slot_waited` (an
+    /// upstream request waited for the fleet's `max_concurrent`),
+    /// `peer_fill`, `peer_failed`, `peer_refused`.
     pub event: &'static str,
 }
 

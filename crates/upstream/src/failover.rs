@@ -38,10 +38,27 @@ pub(super) struct Answer {
 }
 
 impl Upstream {
-    /// A request slot within `queue_timeout`. A prefetch waits without a
-    /// limit until a client waits for it too; from then on, it waits as
-    /// long as a client's request would.
+    /// A request slot within `queue_timeout`, and in a cluster one of the
+    /// fleet's within `queue_timeout` more. A prefetch waits for this
+    /// replica's slot without a limit until a client waits for it too;
+    /// from then on, it waits as long as a client's request would.
     async fn slot(&self, urgency: Option<&Urgency>) -> Result<Slot, UpstreamError> {
+        let mut slot = self.own_slot(urgency).await?;
+        if let Some(fleet) = self.fleet.get() {
+            let wait = self.config.resilience.queue_timeout;
+            let max = self.config.resilience.max_concurrent;
+            slot.fleet = tokio::time::timeout(wait, fleet.acquire(self.name(), max))
+                .await
+                .map_err(|_| UpstreamError::Busy {
+                    upstream: self.name().to_owned(),
+                    waited: wait,
+                })?;
+        }
+        Ok(slot)
+    }
+
+    /// One of this replica's request slots (see [`Upstream::slot`]).
+    async fn own_slot(&self, urgency: Option<&Urgency>) -> Result<Slot, UpstreamError> {
         let wait = self.config.resilience.queue_timeout;
         let busy = || UpstreamError::Busy {
             upstream: self.name().to_owned(),

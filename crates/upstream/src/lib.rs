@@ -13,6 +13,7 @@ mod body;
 mod challenge;
 mod error;
 mod failover;
+mod fleet_slots;
 mod mirror;
 mod push;
 mod redirect;
@@ -24,6 +25,7 @@ mod warm;
 
 pub use challenge::{AuthChallenge, parse_challenge, realm_allowed};
 pub use error::UpstreamError;
+pub use fleet_slots::{FleetSlot, FleetSlots};
 pub use mirror::{BreakerState, MirrorHealth};
 pub use push::{Write, WriteAnswer};
 pub use redirect::OwnListeners;
@@ -53,6 +55,8 @@ pub struct Upstream {
     metrics: Arc<Metrics>,
     /// Where berth listens: never a redirect target.
     own: OwnListeners,
+    /// The cluster's slots, taken beside this replica's own.
+    fleet: std::sync::OnceLock<Arc<dyn FleetSlots>>,
 }
 
 /// A manifest as upstream sent it.
@@ -178,6 +182,7 @@ impl Upstream {
             slots,
             metrics,
             own,
+            fleet: std::sync::OnceLock::new(),
         };
         for i in 0..upstream.mirrors.len() {
             upstream.publish_mirror_state(i);
@@ -418,6 +423,18 @@ impl UpstreamSet {
             set.by_name.insert(c.name.clone(), upstream);
         }
         Ok(set)
+    }
+
+    /// Keep every upstream's `max_concurrent` over the fleet too.
+    pub fn share_slots(&self, fleet: &Arc<dyn FleetSlots>) {
+        for upstream in self.by_name.values() {
+            let _ = upstream.fleet.set(Arc::clone(fleet));
+        }
+    }
+
+    /// The fleet's slots these upstreams share, if any.
+    pub fn fleet_slots(&self) -> Option<Arc<dyn FleetSlots>> {
+        self.by_name.values().find_map(|u| u.fleet.get().cloned())
     }
 
     /// The upstream named `name` (its configured name or an alias).

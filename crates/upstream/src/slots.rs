@@ -47,6 +47,8 @@ impl Urgency {
 #[derive(Debug)]
 pub struct Slot {
     slots: Arc<Slots>,
+    /// The fleet's slot held with it, in a cluster.
+    pub(crate) fleet: Option<crate::FleetSlot>,
 }
 
 impl Drop for Slot {
@@ -111,6 +113,7 @@ impl Slots {
                 state.free -= 1;
                 return Slot {
                     slots: Arc::clone(self),
+                    fleet: None,
                 };
             }
             let (grant, receiver) = oneshot::channel();
@@ -162,6 +165,7 @@ impl Slots {
             // pool when the refused slot is dropped here, outside the lock.
             let _ = waiter.grant.send(Slot {
                 slots: Arc::clone(self),
+                fleet: None,
             });
         }
     }
