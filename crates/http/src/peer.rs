@@ -5,15 +5,19 @@
 //! there were nothing here. A peer never makes this replica go upstream:
 //! what is neither stored nor being downloaded here is a `404`. The asking
 //! replica ran its own client's access rules and private-content guard
-//! before it asked.
+//! before it asked. Bodies go out with `sendfile` where they are in a
+//! local file, as for clients.
 
 use crate::admin::bearer_matches;
 use crate::error::ApiError;
 use crate::range::{RangeAnswer, parse_range};
+use crate::server::ConnInfo;
+use crate::zero_copy::{self, Outbox};
 use crate::{HttpState, api_headers};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use berth_cache::BlobBytes;
 use berth_config::Secret;
 use berth_oci::{Digest, ErrorCode};
 use futures_util::StreamExt as _;
@@ -33,9 +37,10 @@ pub fn peer_router(state: Arc<HttpState>, secret: Secret) -> axum::Router {
 async fn blob(
     State((state, secret)): State<(Arc<HttpState>, Arc<Secret>)>,
     Path(digest): Path<String>,
-    headers: HeaderMap,
+    request: axum::extract::Request,
 ) -> Response {
-    if !bearer_matches(&headers, &secret) {
+    let headers = request.headers();
+    if !bearer_matches(headers, &secret) {
         state.metrics.cluster.event("peer_refused");
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -44,12 +49,23 @@ async fn blob(
         )
         .into_response();
     }
-    match serve(&state, &digest, &headers).await {
+    // From the file with `sendfile` on plain HTTP/1, as for clients.
+    let outbox = request
+        .extensions()
+        .get::<ConnInfo>()
+        .filter(|_| request.version() <= http::Version::HTTP_11)
+        .and_then(|info| info.outbox.clone());
+    match serve(&state, &digest, headers, outbox).await {
         Ok(r) | Err(r) => r,
     }
 }
 
-async fn serve(state: &HttpState, digest: &str, headers: &HeaderMap) -> Result<Response, Response> {
+async fn serve(
+    state: &HttpState,
+    digest: &str,
+    headers: &HeaderMap,
+    outbox: Option<Arc<Outbox>>,
+) -> Result<Response, Response> {
     let digest: Digest = digest
         .parse()
         .map_err(|e| ApiError::bad_digest(e).into_response())?;
@@ -84,13 +100,23 @@ async fn serve(state: &HttpState, digest: &str, headers: &HeaderMap) -> Result<R
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     let counted = state.metrics.cluster.peer_bytes_out.clone();
-    let body = bytes.into_stream().map(move |chunk| {
-        if let Ok(c) = &chunk {
-            counted.inc_by(c.len() as u64);
+    let body = match (bytes, outbox) {
+        (BlobBytes::Span(span), Some(outbox)) if span.local_file().is_some() => {
+            // Counted as sent: what a broken connection leaves unsent is
+            // the asking replica's to fetch elsewhere.
+            if let Some(end) = end {
+                counted.inc_by(end - start);
+            }
+            zero_copy::body(span, outbox)
         }
-        chunk
-    });
-    let mut response = Response::new(Body::from_stream(body));
+        (bytes, _) => Body::from_stream(bytes.into_stream().map(move |chunk| {
+            if let Ok(c) = &chunk {
+                counted.inc_by(c.len() as u64);
+            }
+            chunk
+        })),
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let h = response.headers_mut();
     api_headers(h);
