@@ -73,6 +73,36 @@ async fn a_tag_revalidated_by_one_replica_is_fresh_for_the_others() {
     }
 }
 
+/// Once replica 0 holds `blob`'s lease and upstream began answering it, a
+/// verified GET of it through replica 1, returned once replica 1 streams it
+/// from replica 0.
+async fn reader_from_peer(
+    up: &TestRegistry,
+    fleet: &Fleet,
+    blob: &berth_testkit::Blob,
+) -> tokio::task::JoinHandle<()> {
+    until_metric(
+        &fleet.replicas[0],
+        "berth_cluster_events_total{event=\"lease_taken\"}",
+        1,
+    )
+    .await;
+    while up.count("GET", &blob.digest) == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reader = tokio::spawn(get_verified(
+        format!("{}/v2/library/big/blobs/{}", fleet.url(1), blob.digest),
+        blob.digest.clone(),
+    ));
+    until_metric(
+        &fleet.replicas[1],
+        "berth_cluster_events_total{event=\"peer_fill\"}",
+        1,
+    )
+    .await;
+    reader
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_killed_mid_fill_is_taken_over_and_its_readers_elsewhere_get_verified_bytes() {
     let up = TestRegistry::start().await;
@@ -84,27 +114,8 @@ async fn a_replica_killed_mid_fill_is_taken_over_and_its_readers_elsewhere_get_v
         let url = format!("{}/v2/library/big/blobs/{}", fleet.url(0), blob.digest);
         async move { reqwest::get(url).await.map(|r| r.status()) }
     });
-    // Replica 0 holds the lease and downloads.
-    until_metric(
-        &fleet.replicas[0],
-        "berth_cluster_events_total{event=\"lease_taken\"}",
-        1,
-    )
-    .await;
-    while up.count("GET", &blob.digest) == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let waiter = tokio::spawn(get_verified(
-        format!("{}/v2/library/big/blobs/{}", fleet.url(1), blob.digest),
-        blob.digest.clone(),
-    ));
     // Replica 1 streams it from replica 0, which is then killed.
-    until_metric(
-        &fleet.replicas[1],
-        "berth_cluster_events_total{event=\"peer_fill\"}",
-        1,
-    )
-    .await;
+    let waiter = reader_from_peer(&up, &fleet, &blob).await;
     fleet.replicas[0].kill9();
     let _ = first.await;
     up.set_rate(None);
@@ -211,25 +222,7 @@ async fn a_replica_frozen_mid_fill_is_taken_over_and_publishes_nothing_wrong_whe
         format!("{}/v2/library/big/blobs/{}", fleet.url(0), blob.digest),
         blob.digest.clone(),
     ));
-    until_metric(
-        &fleet.replicas[0],
-        "berth_cluster_events_total{event=\"lease_taken\"}",
-        1,
-    )
-    .await;
-    while up.count("GET", &blob.digest) == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let reader = tokio::spawn(get_verified(
-        format!("{}/v2/library/big/blobs/{}", fleet.url(1), blob.digest),
-        blob.digest.clone(),
-    ));
-    until_metric(
-        &fleet.replicas[1],
-        "berth_cluster_events_total{event=\"peer_fill\"}",
-        1,
-    )
-    .await;
+    let reader = reader_from_peer(&up, &fleet, &blob).await;
     signal(fleet.replicas[0].pid(), "STOP");
     up.set_rate(None);
     // Replica 0 sends nothing more: replica 1 gives up on it and goes on

@@ -223,29 +223,15 @@ fn check_config_probe_tries_redis_without_serving() {
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "a-cluster-secret-for-tests").unwrap();
     let probe = |redis_url: &str| {
-        let path = dir.path().join("berth.toml");
         let upstream =
             berth_testkit::upstream_toml("fake.test", "http://127.0.0.1:9", "default = true");
-        std::fs::write(
-            &path,
-            format!(
+        berth_testkit::berth::check_config_probe(
+            &dir.path().join("berth.toml"),
+            &format!(
                 "listen = \"127.0.0.1:5999\"\ndata_dir = \"{}\"\n{upstream}[cluster]\nredis_url = \"{redis_url}\"\nsecret_file = {secret:?}\n",
                 dir.path().join("data").display()
             ),
         )
-        .unwrap();
-        let out = std::process::Command::new(berth_testkit::berth_binary())
-            .args(["check-config", "--probe", "--config"])
-            .arg(&path)
-            .env_remove("BERTH_CLUSTER_NODE_URL")
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), text)
     };
     let (code, text) = probe(&redis.url());
     assert_eq!(code, Some(0), "{text}");

@@ -298,27 +298,14 @@ fn check_config_probe_tries_the_bucket_without_serving() {
     let s3 = S3Server::start();
     let dir = tempfile::tempdir().unwrap();
     let probe = |storage: &str| {
-        let path = dir.path().join("berth.toml");
         let upstream = upstream_toml("fake.test", "http://127.0.0.1:9", "default = true");
-        std::fs::write(
-            &path,
-            format!(
+        berth_testkit::berth::check_config_probe(
+            &dir.path().join("berth.toml"),
+            &format!(
                 "data_dir = \"{}\"\n{upstream}{storage}",
                 dir.path().join("data").display()
             ),
         )
-        .unwrap();
-        let out = std::process::Command::new(berth_testkit::berth_binary())
-            .args(["check-config", "--probe", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code(), text)
     };
     let (code, text) = probe(&s3.storage_toml());
     assert_eq!(code, Some(0), "{text}");

@@ -239,6 +239,25 @@ pub fn upstream_toml(name: &str, url: &str, extra: &str) -> String {
     format!("[[upstreams]]\nname = {name:?}\nurl = {url:?}\n{extra}\n")
 }
 
+/// `berth check-config --probe` on the config `text`, written to
+/// `path`: its exit code and what it printed (stdout, then stderr).
+pub fn check_config_probe(path: &Path, text: &str) -> (Option<i32>, String) {
+    std::fs::write(path, text).unwrap();
+    let out = Command::new(crate::berth_binary())
+        .args(["check-config", "--probe", "--config"])
+        .arg(path)
+        .env_remove("BERTH_CONFIG")
+        .env_remove("BERTH_CLUSTER_NODE_URL")
+        .output()
+        .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), printed)
+}
+
 /// Run `berth serve` with `body` (like [`Berth::start_with_data`]) on
 /// `data_dir`, with a config file of its own, and wait up to `limit` for it
 /// to exit: its status and stderr, or `None` (and it is killed) if it was
