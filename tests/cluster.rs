@@ -10,8 +10,8 @@
 
 mod fleet;
 
-use berth_testkit::checks::{assert_dir_holds, sha256};
-use berth_testkit::{S3Server, TestRegistry, skopeo_copy_to_dir};
+use berth_testkit::checks::sha256;
+use berth_testkit::{S3Server, TestRegistry};
 use fleet::{Fleet, get_verified, metric, until_metric};
 use std::time::Duration;
 
@@ -21,17 +21,7 @@ async fn thirty_cold_clients_over_three_replicas_cause_one_upstream_get() {
     let s3 = S3Server::start();
     let fleet = Fleet::start(&up, Some(&s3), 3, "");
     let blob = up.images().big.largest_blob().clone();
-    up.set_throttle(Some(Duration::from_micros(200)));
-    let tasks: Vec<_> = (0..30)
-        .map(|i| {
-            let url = format!("{}/v2/library/big/blobs/{}", fleet.url(i % 3), blob.digest);
-            tokio::spawn(get_verified(url, blob.digest.clone()))
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    up.set_throttle(None);
+    fleet.cold_clients(&up, &blob, 30).await;
     assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
     // The two replicas that did not hold the lease read the blob from the
     // one that did, while it downloaded.
@@ -52,16 +42,9 @@ async fn a_tag_revalidated_by_one_replica_is_fresh_for_the_others() {
     let fleet = Fleet::start(&up, Some(&s3), 3, "");
     let image = up.images().small.clone();
     let dest = tempfile::tempdir().unwrap();
-    for i in 0..3 {
-        let to = dest.path().join(format!("via{i}"));
-        skopeo_copy_to_dir(
-            &format!("{}/library/small:latest", fleet.replicas[i].addr),
-            &to,
-        )
-        .await
-        .unwrap();
-        assert_dir_holds(&to, &image);
-    }
+    fleet
+        .pull_through_each("small", &image, dest.path(), "via", 3)
+        .await;
     assert_eq!(
         up.count_path("/manifests/latest"),
         1,
@@ -160,15 +143,10 @@ async fn replicas_serve_on_while_redis_is_down_and_rejoin_when_it_is_back() {
         until_metric(r, "berth_cluster_redis_up", 0).await;
     }
     // Each replica serves on its own.
+    fleet
+        .pull_through_each("small", &image, dest.path(), "down", 2)
+        .await;
     for i in 0..2 {
-        let to = dest.path().join(format!("down{i}"));
-        skopeo_copy_to_dir(
-            &format!("{}/library/small:latest", fleet.replicas[i].addr),
-            &to,
-        )
-        .await
-        .unwrap();
-        assert_dir_holds(&to, &image);
         assert!(
             fleet.replicas[i].logged("Redis does not answer"),
             "{}",
@@ -184,16 +162,9 @@ async fn replicas_serve_on_while_redis_is_down_and_rejoin_when_it_is_back() {
     }
     up.reset_requests();
     let other = up.images().big.clone();
-    for i in 0..2 {
-        let to = dest.path().join(format!("back{i}"));
-        skopeo_copy_to_dir(
-            &format!("{}/library/big:latest", fleet.replicas[i].addr),
-            &to,
-        )
-        .await
-        .unwrap();
-        assert_dir_holds(&to, &other);
-    }
+    fleet
+        .pull_through_each("big", &other, dest.path(), "back", 2)
+        .await;
     assert_eq!(
         up.count_path("/manifests/latest"),
         1,

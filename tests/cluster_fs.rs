@@ -19,17 +19,7 @@ async fn on_own_disks_cold_clients_over_three_replicas_cause_one_upstream_get() 
     let up = TestRegistry::start().await;
     let fleet = Fleet::start(&up, None, 3, "");
     let blob = up.images().big.largest_blob().clone();
-    up.set_throttle(Some(Duration::from_micros(200)));
-    let tasks: Vec<_> = (0..30)
-        .map(|i| {
-            let url = format!("{}/v2/library/big/blobs/{}", fleet.url(i % 3), blob.digest);
-            tokio::spawn(get_verified(url, blob.digest.clone()))
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    up.set_throttle(None);
+    fleet.cold_clients(&up, &blob, 30).await;
     assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
     // Every replica keeps its own copy: a later GET on each is a hit.
     for i in 0..3 {

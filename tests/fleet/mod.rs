@@ -4,9 +4,11 @@
 //! (`fs + cluster`).
 #![allow(dead_code)]
 
-use berth_testkit::checks::sha256;
+use berth_testkit::checks::{assert_dir_holds, sha256};
 use berth_testkit::proc::free_port;
-use berth_testkit::{Berth, RedisServer, S3Server, TestRegistry, upstream_toml};
+use berth_testkit::{
+    Berth, Blob, RedisServer, S3Server, TestImage, TestRegistry, skopeo_copy_to_dir, upstream_toml,
+};
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
@@ -49,6 +51,50 @@ impl Fleet {
             fleet.bodies.push(body);
         }
         fleet
+    }
+
+    /// `clients` concurrent verified GETs of the `library/big` layer
+    /// `blob`, spread over the replicas in turn, while upstream sends
+    /// slowly enough that they overlap.
+    pub(crate) async fn cold_clients(&self, up: &TestRegistry, blob: &Blob, clients: usize) {
+        up.set_throttle(Some(Duration::from_micros(200)));
+        let tasks: Vec<_> = (0..clients)
+            .map(|i| {
+                let url = format!(
+                    "{}/v2/library/big/blobs/{}",
+                    self.url(i % self.replicas.len()),
+                    blob.digest
+                );
+                tokio::spawn(get_verified(url, blob.digest.clone()))
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        up.set_throttle(None);
+    }
+
+    /// Pull `library/<name>:latest` with skopeo through each of the first
+    /// `n` replicas in turn, into `dest/<label><i>`, checking it arrived
+    /// whole as `image`.
+    pub(crate) async fn pull_through_each(
+        &self,
+        name: &str,
+        image: &TestImage,
+        dest: &std::path::Path,
+        label: &str,
+        n: usize,
+    ) {
+        for i in 0..n {
+            let to = dest.join(format!("{label}{i}"));
+            skopeo_copy_to_dir(
+                &format!("{}/library/{name}:latest", self.replicas[i].addr),
+                &to,
+            )
+            .await
+            .unwrap();
+            assert_dir_holds(&to, image);
+        }
     }
 
     /// The URL of replica `i`.
