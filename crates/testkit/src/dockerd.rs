@@ -4,7 +4,9 @@
 //! storage driver, so it needs nothing of the machine's. The mirror comes
 //! from `--registry-mirror` or from a daemon.json, as users set it. The
 //! CLI is `/usr/bin/docker` of the same package. Dropping it stops the
-//! daemon by its pid (SIGTERM, which also stops the containerd it runs).
+//! daemon by its pid (SIGTERM, which also stops the containerd it runs)
+//! and unmounts what a daemon that did not exit cleanly left mounted in
+//! its directory, so that the directory is removed.
 
 use super::proc::ChildGuard;
 use std::path::{Path, PathBuf};
@@ -153,5 +155,24 @@ impl Drop for DockerDaemon {
                 .arg(pid.to_string())
                 .status();
         }
+        unmount_under(self.dir.path());
+    }
+}
+
+/// Unmounts every mount point below `dir` (deepest first): a daemon killed
+/// before its own cleanup leaves its network namespace mounted there, and
+/// the directory could not be removed.
+fn unmount_under(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| Path::new(point).starts_with(dir))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.len()));
+    for point in points {
+        let _ = Command::new("umount").arg("--lazy").arg(point).status();
     }
 }
