@@ -147,6 +147,13 @@ pub(crate) fn effective_table(c: &Config) -> Table {
                         .as_ref()
                         .map(|(_, file)| text(&file.display())),
                 ),
+                (
+                    "redis_ca_file",
+                    cluster
+                        .redis_ca
+                        .as_ref()
+                        .map(|(_, file)| text(&file.display())),
+                ),
                 ("node_url", Some(text(&cluster.node_url))),
                 ("secret_file", Some(text(&cluster.secret_file.display()))),
                 ("lease", Some(duration(cluster.lease))),

@@ -224,8 +224,42 @@ async fn a_replica_frozen_mid_fill_is_taken_over_and_publishes_nothing_wrong_whe
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(sha256(&s3.object(&key).unwrap()), blob.digest);
-    // The woken replica's own upload ends too (completed on the same
-    // bytes, or aborted): none is left open.
+    // The woken replica finds its lease lost before it commits (the
+    // fence): of the two, exactly one stored the blob, and no upload is
+    // left open.
+    until_metric(
+        &fleet.replicas[0],
+        "berth_cluster_events_total{event=\"lease_lost_before_commit\"}",
+        1,
+    )
+    .await;
+    let ended = |line: &&str| {
+        line.contains(&blob.digest)
+            && (line.contains("blob cached") || line.contains("not stored again"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let logs = loop {
+        let logs: Vec<String> = fleet.replicas.iter().map(|r| r.log()).collect();
+        if logs.iter().all(|log| log.lines().any(|l| ended(&l))) {
+            break logs;
+        }
+        assert!(std::time::Instant::now() < deadline, "{logs:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stored: usize = logs
+        .iter()
+        .map(|log| {
+            log.lines()
+                .filter(|l| l.contains(&blob.digest) && l.contains("blob cached"))
+                .count()
+        })
+        .sum();
+    assert_eq!(stored, 1, "{logs:?}");
+    assert!(
+        logs[0].contains("not stored again"),
+        "the woken replica stored nothing: {}",
+        logs[0]
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !s3.open_uploads().is_empty() {
         assert!(

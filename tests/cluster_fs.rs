@@ -1,7 +1,8 @@
 //! Several replicas as one cache, each on its own disk (`fs` + cluster),
 //! and what the fleet shares beside blobs: cold clients spread over the
 //! replicas cause one upstream GET; a replica that never saw an image reads
-//! it from a peer; the peer endpoint refuses a request without the cluster
+//! it from a peer, manifests included; a peer that evicted a blob is asked
+//! no more; the peer endpoint refuses a request without the cluster
 //! secret; the rate limit holds over the fleet; `/stats` and the dashboard
 //! show the replicas and Redis.
 // Test code reports failure by panicking.
@@ -57,6 +58,102 @@ async fn on_own_disks_a_replica_that_never_saw_an_image_pulls_it_from_a_peer() {
     let size: u64 = image.blobs.iter().map(|b| b.size).sum();
     assert!(metric(&fleet.replicas[1], "berth_cluster_peer_bytes_in_total").await >= size);
     assert!(metric(&fleet.replicas[0], "berth_cluster_peer_bytes_out_total").await >= size);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_own_disks_a_tag_fetched_by_one_replica_serves_the_others_without_upstream() {
+    let up = TestRegistry::start().await;
+    let fleet = Fleet::start(&up, None, 3, "");
+    let image = up.images().small.clone();
+    let dest = tempfile::tempdir().unwrap();
+    fleet
+        .pull_through_each("small", &image, dest.path(), "via", 3)
+        .await;
+    // Each manifest (the tag, and by digest what it lists) went upstream
+    // once for the three replicas, each blob too: the others read them
+    // from a peer.
+    let mut manifests: Vec<String> = up
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/manifests/"))
+        .map(|r| r.path)
+        .collect();
+    assert!(!manifests.is_empty());
+    let all = manifests.len();
+    manifests.dedup();
+    assert_eq!(manifests.len(), all, "{:#?}", up.requests());
+    assert_eq!(
+        up.count_path("/manifests/latest"),
+        1,
+        "{:#?}",
+        up.requests()
+    );
+    for blob in &image.blobs {
+        assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
+    }
+    for i in 1..3 {
+        assert!(
+            metric(
+                &fleet.replicas[i],
+                "berth_cluster_events_total{event=\"peer_manifest\"}"
+            )
+            .await
+                >= 1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_own_disks_a_replica_that_evicted_a_blob_is_asked_for_it_no_more() {
+    const TOKEN: &str = "an-admin-token-of-some-length";
+    let up = TestRegistry::start().await;
+    let fleet = Fleet::start(&up, None, 3, &format!("[admin]\ntoken = {TOKEN:?}\n"));
+    let blob = up.images().big.largest_blob().clone();
+    let get = |i: usize| {
+        get_verified(
+            format!("{}/v2/library/big/blobs/{}", fleet.url(i), blob.digest),
+            blob.digest.clone(),
+        )
+    };
+    let image = up.images().big.clone();
+    let dest = tempfile::tempdir().unwrap();
+    fleet
+        .pull_through_each("big", &image, dest.path(), "via", 1)
+        .await;
+    // Replica 0 lets the image go (as eviction would).
+    let purged = reqwest::Client::new()
+        .post(format!(
+            "{}/admin/cache/purge?pattern=library/big",
+            fleet.url(0)
+        ))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200, "{:?}", purged.text().await);
+    // Replica 1 asks it, hears 404, and fetches upstream.
+    get(1).await;
+    assert_eq!(up.count("GET", &blob.digest), 2, "{:#?}", up.requests());
+    assert_eq!(
+        metric(
+            &fleet.replicas[1],
+            "berth_cluster_events_total{event=\"peer_failed\"}"
+        )
+        .await,
+        1
+    );
+    // Replica 2 is sent to replica 1, which holds it, never to replica 0.
+    get(2).await;
+    assert_eq!(up.count("GET", &blob.digest), 2, "{:#?}", up.requests());
+    assert_eq!(
+        metric(
+            &fleet.replicas[2],
+            "berth_cluster_events_total{event=\"peer_failed\"}"
+        )
+        .await,
+        0
+    );
+    assert!(metric(&fleet.replicas[2], "berth_cluster_peer_bytes_in_total").await >= blob.size);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,17 +7,21 @@
 //! takes the flight over. Redis measures the expiry itself, so clocks
 //! that disagree between replicas do not matter.
 //!
-//! What a lease guards is safe against a holder that lost it and goes on
-//! (a frozen replica that resumes): blobs are content-addressed and
-//! verified, so publishing one twice stores the same bytes; a tag write
-//! older than the tag Redis holds is refused (`index.rs`).
+//! A holder that lost its lease and goes on (a frozen replica that
+//! resumes) publishes nothing: before a fill commits, it asks whether the
+//! lease still holds its value (holder and fencing token), and one that
+//! lost it leaves the blob to the replica that took the flight over. The
+//! window between that answer and the commit is short, and what could slip
+//! through it is harmless: blobs are content-addressed and verified, so a
+//! second commit stores the same bytes. A tag write older than the tag
+//! Redis holds is refused (`index.rs`).
 //!
 //! When Redis cannot answer, the process's own lock alone is held: each
 //! replica coordinates within itself until Redis is back.
 
 use crate::{Redis, keys};
 use async_trait::async_trait;
-use berth_pull::{Claim, Flight, FlightLock, LocalFlights};
+use berth_pull::{Claim, Flight, FlightLock, Hold, LocalFlights};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,7 +78,34 @@ struct Held {
     /// Keeps the process's own lock.
     _local: Flight,
     renewer: Option<tokio::task::JoinHandle<()>>,
+    /// Redis, the scripts, the lease's key and this holder's value in it.
     release: Option<(Arc<Redis>, Arc<Scripts>, String, String)>,
+}
+
+#[async_trait]
+impl Hold for Held {
+    /// Whether the lease still holds this holder's value: a lease that
+    /// expired (its holder was paused or cut off longer than the lease)
+    /// or that another replica took since is lost.
+    async fn still_held(&self) -> Option<bool> {
+        let (redis, _, lease, value) = self.release.as_ref()?;
+        let key = lease.clone();
+        let now = redis
+            .run("check a lease", |mut c| async move {
+                redis::AsyncCommands::get::<_, Option<String>>(&mut c, key).await
+            })
+            .await?;
+        let held = now.as_deref() == Some(value.as_str());
+        if !held {
+            redis.metrics().cluster.event("lease_lost_before_commit");
+            tracing::warn!(
+                lease,
+                holder_now = now.as_deref().unwrap_or("nobody"),
+                "this replica lost its lease during the flight: it leaves publishing to the replica that took it over"
+            );
+        }
+        Some(held)
+    }
 }
 
 impl LeasedFlights {

@@ -1,10 +1,11 @@
-//! The other replicas as a blob's source. A fill that another replica is
+//! The other replicas as a source of blobs and manifests. A fill that another replica is
 //! downloading (it holds the lease) or holds (it said so in
 //! `berth:holders:{digest}`) is read from that replica's peer endpoint,
 //! with the cluster secret, from the byte the fill reached. When the peer
 //! fails (it died, froze, or no longer has the blob), the fill goes on
 //! from upstream with a `Range` from the byte reached: its clients see no
-//! error, and the bytes are verified either way.
+//! error, and the bytes are verified either way. A holder that answers
+//! 404 (it evicted the blob) leaves the blob's holders.
 
 use crate::{Redis, keys, nodes};
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use berth_config::Secret;
 use berth_oci::{Digest, RepoName};
 use berth_pull::{Download, FillSource, Peers};
 use berth_upstream::{UpstreamError, Urgency};
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use redis::AsyncCommands as _;
 use std::sync::Arc;
@@ -78,6 +80,35 @@ impl Peers for ClusterPeers {
             .find(|n| n != self.redis.node() && alive.contains(n))
     }
 
+    async fn read_small(&self, node: &str, digest: &Digest, limit: usize) -> Option<Bytes> {
+        let url = format!("{node}/_berth/peer/blobs/{digest}");
+        let response = self
+            .client
+            .get(&url)
+            .bearer_auth(self.secret.expose())
+            .send()
+            .await
+            .ok()?;
+        if response.status() != http::StatusCode::OK
+            || response.content_length().is_some_and(|n| n > limit as u64)
+        {
+            return None;
+        }
+        let mut body = response.bytes_stream();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.ok()?;
+            if bytes.len() + chunk.len() > limit {
+                return None;
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let metrics = self.redis.metrics();
+        metrics.cluster.peer_bytes_in.inc_by(bytes.len() as u64);
+        metrics.cluster.event("peer_manifest");
+        Some(Bytes::from(bytes))
+    }
+
     async fn hold(&self, digest: &Digest) {
         let (key, node) = (keys::holders(digest), self.redis.node().to_owned());
         self.redis
@@ -102,6 +133,16 @@ struct PeerSource {
 }
 
 impl PeerSource {
+    /// Take the peer out of the blob's holders.
+    async fn forget_holder(&self, digest: &Digest) {
+        let (key, node) = (keys::holders(digest), self.node.clone());
+        self.redis
+            .run("forget a holder", |mut c| async move {
+                c.srem::<_, _, ()>(key, node).await
+            })
+            .await;
+    }
+
     async fn ask_peer(&self, digest: &Digest, offset: u64) -> Result<Download, String> {
         let url = format!("{}/_berth/peer/blobs/{digest}", self.node);
         let mut request = self.client.get(&url).bearer_auth(self.secret.expose());
@@ -118,6 +159,12 @@ impl PeerSource {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.rsplit_once('/'))
                 .and_then(|(_, total)| total.parse().ok()),
+            404 => {
+                // It no longer holds the blob (evicted, or its disk was
+                // replaced): no other replica should ask it again.
+                self.forget_holder(digest).await;
+                return Err(format!("answered {status}"));
+            }
             _ => return Err(format!("answered {status}")),
         };
         let (failed, metrics) = (Arc::clone(&self.failed), Arc::clone(&self.redis));

@@ -59,8 +59,26 @@ impl Redis {
                 .map_err(|()| "cluster.redis_url: cannot carry a password".to_owned())?;
         }
         // The error must not repeat the URL: it may now hold the password.
-        let client = redis::Client::open(url.as_str())
-            .map_err(|e| format!("cluster.redis_url: {}", e.kind_text()))?;
+        let client = match &settings.redis_ca {
+            // rediss:// with the operator's CA; without one, the system's
+            // roots (and always the host name checked).
+            Some((pem, _)) => redis::Client::build_with_tls(
+                url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                },
+            ),
+            None => redis::Client::open(url.as_str()),
+        }
+        .map_err(|e| {
+            let keys = if settings.redis_ca.is_some() {
+                "cluster.redis_url or cluster.redis_ca_file"
+            } else {
+                "cluster.redis_url"
+            };
+            format!("{keys}: {}", e.kind_text())
+        })?;
         metrics.cluster.redis_up.set(0);
         Ok(Arc::new(Self {
             client,

@@ -1,7 +1,9 @@
 //! The cluster's parts against a real redis-server, in process: a stale
 //! tag write refused, a lease named to another replica and taken once
-//! given back, the rate limit's burst and refill, the fleet's upstream
-//! slots, and every part falling back when Redis is gone.
+//! given back, a lost lease noticed before a commit, the rate limit's
+//! burst and refill, the fleet's upstream
+//! slots, every part falling back when Redis is gone, and Redis over TLS
+//! trusted through the configured CA only.
 // Test code reports failure by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,15 +14,22 @@ use berth_config::{ClusterSettings, Secret};
 use berth_metrics::Metrics;
 use berth_pull::{Claim, FlightLock as _};
 use berth_testkit::RedisServer;
+use berth_testkit::tls::TestCa;
 use berth_upstream::FleetSlots as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A replica named `node` on `redis`.
 fn replica(redis: &RedisServer, node: &str) -> Arc<Redis> {
+    replica_trusting(redis, node, None)
+}
+
+/// A replica named `node` on `redis`, trusting the CA file `ca` for TLS.
+fn replica_trusting(redis: &RedisServer, node: &str, ca: Option<&std::path::Path>) -> Arc<Redis> {
     let settings = ClusterSettings {
         redis_url: redis.url().parse().unwrap(),
         redis_password: None,
+        redis_ca: ca.map(|file| (std::fs::read(file).unwrap(), file.to_owned())),
         node_url: node.parse().unwrap(),
         secret: Secret::new("a-cluster-secret-for-tests"),
         secret_file: "/nonexistent".into(),
@@ -86,6 +95,43 @@ async fn a_held_lease_names_its_holder_and_is_taken_once_given_back() {
 }
 
 #[tokio::test]
+async fn a_lease_lost_while_held_is_noticed_before_a_commit() {
+    let redis = RedisServer::start();
+    let a = LeasedFlights::new(replica(&redis, "http://a:1"), Duration::from_secs(2));
+    let b = LeasedFlights::new(replica(&redis, "http://b:1"), Duration::from_secs(2));
+    let Claim::Mine(first) = a.claim("blob sha256:x").await else {
+        panic!("the first claim is mine")
+    };
+    assert_eq!(first.still_held().await, Some(true));
+    // The lease runs out under A (as when A is paused for longer than
+    // it): B takes the flight over.
+    let mut raw = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let leases: Vec<String> = redis::AsyncCommands::keys(&mut raw, "berth:lease:*")
+        .await
+        .unwrap();
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    let _: i64 = redis::AsyncCommands::del(&mut raw, &leases[0])
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), b.lock("blob sha256:x"))
+        .await
+        .expect("the lease is free");
+    assert_eq!(first.still_held().await, Some(false));
+    assert_eq!(second.still_held().await, Some(true));
+    // A giving up its lost lease leaves B's alone.
+    drop(first);
+    let still: Option<String> = redis::AsyncCommands::get(&mut raw, &leases[0])
+        .await
+        .unwrap();
+    assert!(still.is_some_and(|v| v.starts_with("http://b:1 ")));
+    assert_eq!(second.still_held().await, Some(true));
+}
+
+#[tokio::test]
 async fn the_shared_rate_limit_gives_its_burst_then_refuses() {
     let redis = RedisServer::start();
     let buckets = RedisBuckets::new(replica(&redis, "http://a:1"));
@@ -140,4 +186,26 @@ async fn without_redis_every_part_says_it_cannot_answer() {
     assert!(matches!(flights.claim("k").await, Claim::Mine(_)));
     assert!(!redis.is_up());
     assert!(redis.ping().await.is_err());
+}
+
+#[tokio::test]
+async fn over_tls_redis_is_trusted_through_the_configured_ca_only() {
+    let ca = TestCa::new();
+    let server = RedisServer::start_tls(&ca);
+    let trusting = replica_trusting(&server, "http://a:1", Some(&ca.ca_file()));
+    trusting.ping().await.unwrap();
+    let flights = LeasedFlights::new(Arc::clone(&trusting), Duration::from_secs(2));
+    let Claim::Mine(held) = flights.claim("blob sha256:x").await else {
+        panic!("the first claim is mine")
+    };
+    assert_eq!(held.still_held().await, Some(true));
+    assert!(trusting.is_up());
+    // A certificate from another CA is refused, and so is the system's
+    // trust when no CA is configured.
+    let stranger = TestCa::new();
+    let wary = replica_trusting(&server, "http://b:1", Some(&stranger.ca_file()));
+    let e = wary.ping().await.unwrap_err();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    let system = replica_trusting(&server, "http://c:1", None);
+    assert!(system.ping().await.is_err());
 }

@@ -20,10 +20,13 @@ const MIN_SECRET_LEN: usize = 16;
 /// How this replica joins the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
-    /// `redis://host:port/db`, without a password.
+    /// `redis://host:port/db` or `rediss://` (TLS), without a password.
     pub redis_url: url::Url,
     /// The password Redis asks for, if any, and the file it was read from.
     pub redis_password: Option<(Secret, std::path::PathBuf)>,
+    /// With `rediss://`: the CA certificates (PEM) that Redis's certificate
+    /// must chain to, and their file; without, the system's roots.
+    pub redis_ca: Option<(Vec<u8>, std::path::PathBuf)>,
     /// How the other replicas reach this one.
     pub node_url: url::Url,
     /// Shared by the replicas; authenticates their requests to each other.
@@ -55,6 +58,10 @@ pub(super) fn build(
     let redis_password = raw.redis_password_file.as_deref().and_then(|file| {
         read_secret(p, "cluster.redis_password_file", file).map(|s| (s, file.into()))
     });
+    let redis_ca = raw
+        .redis_ca_file
+        .as_deref()
+        .and_then(|file| redis_ca(p, file, redis_url.as_ref()));
     // Set per replica where one file serves them all (a Kubernetes pod's
     // own name).
     let node_url = match env("BERTH_CLUSTER_NODE_URL") {
@@ -109,6 +116,7 @@ pub(super) fn build(
     Some(ClusterSettings {
         redis_url: redis_url?,
         redis_password,
+        redis_ca,
         node_url: node_url?,
         secret: secret?,
         secret_file: raw.secret_file.clone()?.into(),
@@ -116,8 +124,34 @@ pub(super) fn build(
     })
 }
 
-/// A Redis URL: `redis://`, a host, an optional database
-/// number as the path, and no password (it belongs in a file).
+/// The CA file for a `rediss://` Redis: PEM certificates.
+fn redis_ca(
+    p: &mut Problems,
+    file: &str,
+    url: Option<&url::Url>,
+) -> Option<(Vec<u8>, std::path::PathBuf)> {
+    const KEY: &str = "cluster.redis_ca_file";
+    if url.is_some_and(|u| u.scheme() != "rediss") {
+        p.add(KEY, "only applies to a rediss:// (TLS) redis_url");
+        return None;
+    }
+    match std::fs::read(file) {
+        Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+            Some((pem, file.into()))
+        }
+        Ok(_) => {
+            p.add(KEY, format!("{file:?} holds no PEM certificate"));
+            None
+        }
+        Err(e) => {
+            p.add(KEY, format!("cannot read {file:?}: {e}"));
+            None
+        }
+    }
+}
+
+/// A Redis URL: `redis://` or `rediss://` (TLS), a host, an optional
+/// database number as the path, and no password (it belongs in a file).
 fn redis_url(p: &mut Problems, text: &str) -> Option<url::Url> {
     const KEY: &str = "cluster.redis_url";
     let url = match url::Url::parse(text) {
@@ -127,15 +161,8 @@ fn redis_url(p: &mut Problems, text: &str) -> Option<url::Url> {
             return None;
         }
     };
-    if url.scheme() == "rediss" {
-        p.add(
-            KEY,
-            "rediss:// (Redis over TLS) is not supported yet: use redis:// on a private network, or a TLS tunnel",
-        );
-        return None;
-    }
-    if url.scheme() != "redis" || url.host_str().is_none() {
-        p.add(KEY, "must be a redis:// URL with a host");
+    if !matches!(url.scheme(), "redis" | "rediss") || url.host_str().is_none() {
+        p.add(KEY, "must be a redis:// or rediss:// URL with a host");
         return None;
     }
     // The message must not repeat the URL: it may hold a secret.
@@ -228,10 +255,29 @@ mod tests {
         );
         assert!(e.contains("cluster.lease"), "{e}");
         let e = cluster("redis_url = \"http://127.0.0.1:6379\"").unwrap_err();
-        assert!(e.contains("must be a redis:// URL"), "{e}");
+        assert!(e.contains("must be a redis:// or rediss:// URL"), "{e}");
         let e = cluster("redis_url = \"rediss://127.0.0.1:6380\"").unwrap_err();
-        assert!(e.contains("not supported yet"), "{e}");
+        assert!(!e.contains("redis_url"), "rediss:// is taken: {e}");
         assert!(e.contains("cluster.secret_file"), "{e}");
+        let not_pem = secret_file("not a certificate");
+        let e = cluster(&format!(
+            "redis_url = \"rediss://127.0.0.1:6380\"\nredis_ca_file = {:?}",
+            not_pem.path()
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("cluster.redis_ca_file") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        let e = cluster(&format!(
+            "redis_url = \"redis://127.0.0.1:6379\"\nredis_ca_file = {:?}",
+            not_pem.path()
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("cluster.redis_ca_file") && e.contains("only applies to a rediss://"),
+            "{e}"
+        );
         let e = Config::from_toml(
             "listen = \"0.0.0.0:5000\"\n[cluster]\nredis_url = \"redis://r\"\nsecret_file = \"/nonexistent\"",
             &|_| None,

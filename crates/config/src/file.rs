@@ -118,6 +118,7 @@ pub(super) struct RawStorage {
 pub(super) struct RawCluster {
     pub(super) redis_url: Option<String>,
     pub(super) redis_password_file: Option<String>,
+    pub(super) redis_ca_file: Option<String>,
     pub(super) node_url: Option<String>,
     pub(super) secret_file: Option<String>,
     pub(super) lease: Option<String>,

@@ -4,7 +4,8 @@
 //! been stored since the request looked), then begins a store writer,
 //! writes into it from a thread of its own (with a hashing thread beside
 //! it), publishes progress to every reader, and finishes the writer only
-//! with the proof that the digest matched (the copy itself: `download.rs`).
+//! with the proof that the digest matched (the copy itself: `download.rs`)
+//! and while its flight is still its own (`may_publish`).
 //! Readers tail the writer at their own pace, so the fill is never slowed
 //! by a slow client, and it goes on when its clients disconnect, within
 //! the limits of `limits.rs`. A prefetch is a fill started with nobody
@@ -266,7 +267,7 @@ impl FillTable {
 /// read it from there: then nothing is held (`None`), the other replica's
 /// flight is the one.
 async fn board(job: &mut FillJob) -> Option<Flight> {
-    let key = format!("blob {}", job.digest);
+    let key = flight_key(&job.digest);
     match job.flights.claim(&key).await {
         Claim::Mine(flight) => Some(flight),
         Claim::Elsewhere(node) => match job.peers.clone() {
@@ -276,6 +277,32 @@ async fn board(job: &mut FillJob) -> Option<Flight> {
             }
             None => Some(job.flights.lock(&key).await),
         },
+    }
+}
+
+/// The flight lock's key for a blob.
+fn flight_key(digest: &Digest) -> String {
+    format!("blob {digest}")
+}
+
+/// The flight under which a verified fill may publish, or why it must not
+/// (the fence). A fill that still holds its flight publishes. One that
+/// lost it (its replica was paused longer than the lease and another took
+/// the flight over), or that read another replica's flight, waits for the
+/// flight in force to end, then publishes only what the store still lacks:
+/// on a shared store the other replica has stored it; on a replica's own
+/// disk, this one keeps a copy.
+async fn may_publish(job: &FillJob, flight: Option<Flight>) -> Result<Flight, &'static str> {
+    if let Some(flight) = flight {
+        match flight.still_held().await {
+            Some(true) | None => return Ok(flight),
+            Some(false) => drop(flight),
+        }
+    }
+    let flight = job.flights.lock(&flight_key(&job.digest)).await;
+    match job.blobs.lookup(&job.digest).await {
+        Ok(Lookup::Hit(_)) => Err("another replica stored it"),
+        Ok(Lookup::Miss) | Err(_) => Ok(flight),
     }
 }
 
@@ -378,7 +405,16 @@ async fn run(
                 written,
                 state: ProgressState::Complete,
             });
-            match writer.finish(proof).await {
+            let flight = match may_publish(&job, flight).await {
+                Ok(flight) => flight,
+                Err(why) => {
+                    tracing::info!(digest = %job.digest, reason = why, "verified blob served and not stored again");
+                    return;
+                }
+            };
+            let committed = writer.finish(proof).await;
+            drop(flight);
+            match committed {
                 Ok(()) => {
                     tracing::info!(digest = %job.digest, bytes = written, "blob cached");
                     if let Some(peers) = &job.peers {

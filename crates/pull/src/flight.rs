@@ -7,6 +7,11 @@
 //! lock for its digest before it re-checks the store and downloads; within
 //! one process the fill table already shares each download, so the lock
 //! only matters across processes.
+//!
+//! A lock that can be lost while held (a lease that expired because its
+//! holder was paused) says so through [`Flight::still_held`]: a fill asks
+//! it just before it publishes, and a holder that lost its flight leaves
+//! publishing to the one that took it over (the fence).
 
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -20,17 +25,30 @@ pub struct Flight {
     /// Whether someone else held the lock first: this request waited for
     /// their flight (it was coalesced with it).
     pub waited: bool,
-    _held: Box<dyn Debug + Send + Sync>,
+    held: Box<dyn Hold>,
+}
+
+/// What keeps a flight lock held until it is dropped.
+#[async_trait]
+pub trait Hold: Debug + Send + Sync {
+    /// Whether the lock is still this holder's: `Some(false)` when it was
+    /// lost (and may be another's now), `None` when that cannot be known
+    /// at the moment. A lock that cannot be lost keeps the default.
+    async fn still_held(&self) -> Option<bool> {
+        Some(true)
+    }
 }
 
 impl Flight {
     /// A lock held by `hold` until it is dropped; `waited`: someone held
     /// it first.
-    pub fn held(waited: bool, hold: Box<dyn Debug + Send + Sync>) -> Self {
-        Self {
-            waited,
-            _held: hold,
-        }
+    pub fn held(waited: bool, hold: Box<dyn Hold>) -> Self {
+        Self { waited, held: hold }
+    }
+
+    /// Whether this flight is still the lock's holder ([`Hold::still_held`]).
+    pub async fn still_held(&self) -> Option<bool> {
+        self.held.still_held().await
     }
 }
 
@@ -93,12 +111,11 @@ impl FlightLock for LocalFlights {
             key: key.to_owned(),
             guard: Some(guard),
         };
-        Flight {
-            waited,
-            _held: Box::new(hold),
-        }
+        Flight::held(waited, Box::new(hold))
     }
 }
+
+impl Hold for LocalHold {}
 
 impl Drop for LocalHold {
     fn drop(&mut self) {

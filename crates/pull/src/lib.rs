@@ -34,7 +34,7 @@ mod writer;
 pub use blobs::OpenedBlob;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use fill::RunningFill;
-pub use flight::{Claim, Flight, FlightLock, LocalFlights};
+pub use flight::{Claim, Flight, FlightLock, Hold, LocalFlights};
 pub use listings::{Listing, ListingAnswer, ListingRequest};
 pub use manifests::{ManifestAnswer, ManifestRequest};
 pub use origin::{Origin, Origins};

@@ -121,7 +121,8 @@ impl PullService {
         };
         let read = match self.blobs.lookup(digest).await {
             Ok(Lookup::Hit(hit)) => hit.bytes().await,
-            Ok(Lookup::Miss) => return Ok(None),
+            // Another replica stored it (its type is in the shared index).
+            Ok(Lookup::Miss) => return Ok(self.manifest_from_peer(digest, &stored, outcome).await),
             Err(e) => Err(e),
         };
         let bytes = match read {
@@ -252,10 +253,17 @@ impl PullService {
             .await?
             .and_then(|stored| manifest_media_type(&fetch.bytes, Some(&stored)).ok());
         self.mark_provenance(req.origin, digest).await;
-        if let Err(e) = self.blobs.put_small(digest, fetch.bytes.clone()).await {
-            // Served all the same: it was verified against its digest.
-            tracing::error!(%digest, error = %e, "manifest could not be stored; served uncached");
-            self.metrics.cache_write_failures.inc();
+        match self.blobs.put_small(digest, fetch.bytes.clone()).await {
+            Ok(()) => {
+                if let Some(peers) = &self.peers {
+                    peers.hold(digest).await;
+                }
+            }
+            Err(e) => {
+                // Served all the same: it was verified against its digest.
+                tracing::error!(%digest, error = %e, "manifest could not be stored; served uncached");
+                self.metrics.cache_write_failures.inc();
+            }
         }
         let media_type = match recorded {
             Some(t) => t,
