@@ -412,9 +412,10 @@ async fn run(
                     return;
                 }
             };
-            let committed = writer.finish(proof).await;
-            drop(flight);
-            match committed {
+            // The flight is held until the blob is advertised, so that no
+            // other replica finds it neither downloading nor held.
+            let _flight = flight;
+            match writer.finish(proof).await {
                 Ok(()) => {
                     tracing::info!(digest = %job.digest, bytes = written, "blob cached");
                     if let Some(peers) = &job.peers {
