@@ -21,7 +21,24 @@ async fn thirty_cold_clients_over_three_replicas_cause_one_upstream_get() {
     let s3 = S3Server::start();
     let fleet = Fleet::start(&up, Some(&s3), 3, "");
     let blob = up.images().big.largest_blob().clone();
-    fleet.cold_clients(&up, &blob, 30).await;
+    // While the clients are served, at most one upload to the bucket runs:
+    // the replicas reading the download of another keep their copy local.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (most_uploads, ()) = tokio::join!(
+        async {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(s3.uploads_open());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            most
+        },
+        async {
+            fleet.cold_clients(&up, &blob, 30).await;
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    );
+    assert_eq!(most_uploads, 1);
     assert_eq!(up.count("GET", &blob.digest), 1, "{:#?}", up.requests());
     // The two replicas that did not hold the lease read the blob from the
     // one that did, while it downloaded.

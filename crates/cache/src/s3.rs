@@ -138,6 +138,32 @@ impl S3Store {
         PartUploader::start(&self.objects, &self.key(digest), spool, size)
     }
 
+    /// A writer of `digest` spooling locally; with `stream_parts`, its parts
+    /// go up while it is written, else all of it once it is finished.
+    fn writer(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+        stream_parts: bool,
+    ) -> Result<Box<dyn BlobWriter>, CacheError> {
+        let n = self.next_spool.fetch_add(1, Ordering::Relaxed);
+        let path = self.spools.join(format!("{}-{n}", digest.hex()));
+        let spool = Spool::create(path)?;
+        let tail = Arc::new(LocalFile::new(spool.reader()));
+        Ok(Box::new(S3Writer {
+            parts: stream_parts
+                .then(|| self.start_parts(digest, tail, size))
+                .flatten(),
+            spool,
+            written: 0,
+            size,
+            digest: *digest,
+            key: self.key(digest),
+            objects: Arc::clone(&self.objects),
+            keeper: Arc::clone(&self.keeper),
+        }))
+    }
+
     /// The object's size, `None` when there is none.
     async fn head(&self, key: &ObjectPath) -> Result<Option<u64>, CacheError> {
         match self.objects.head(key).await {
@@ -186,20 +212,15 @@ impl BlobStore for S3Store {
         digest: &Digest,
         size: Option<u64>,
     ) -> Result<Box<dyn BlobWriter>, CacheError> {
-        let n = self.next_spool.fetch_add(1, Ordering::Relaxed);
-        let path = self.spools.join(format!("{}-{n}", digest.hex()));
-        let spool = Spool::create(path)?;
-        let tail = Arc::new(LocalFile::new(spool.reader()));
-        Ok(Box::new(S3Writer {
-            parts: self.start_parts(digest, tail, size),
-            spool,
-            written: 0,
-            size,
-            digest: *digest,
-            key: self.key(digest),
-            objects: Arc::clone(&self.objects),
-            keeper: Arc::clone(&self.keeper),
-        }))
+        self.writer(digest, size, true)
+    }
+
+    async fn begin_copy(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Box<dyn BlobWriter>, CacheError> {
+        self.writer(digest, size, false)
     }
 
     async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError> {

@@ -130,6 +130,18 @@ pub trait BlobStore: Send + Sync + Debug {
         size: Option<u64>,
     ) -> Result<Box<dyn BlobWriter>, CacheError>;
 
+    /// [`BlobStore::begin`] for a copy of a blob that another writer (another
+    /// replica) is storing at the same time, and that is most likely dropped
+    /// once that one has: a store shared by the replicas sends nothing of it
+    /// before it is finished; a store of this replica's own begins as usual.
+    async fn begin_copy(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Box<dyn BlobWriter>, CacheError> {
+        self.begin(digest, size).await
+    }
+
     /// Verify and store a small object held in memory, such as a manifest.
     async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError>;
 

@@ -68,6 +68,35 @@ impl TieredStore {
         size <= self.capacity / 2
     }
 
+    /// A writer of `digest`: spooled in the tier when it fits, else in the
+    /// bucket's own spool; with `stream_parts`, its parts go up while it
+    /// is written, else all of it once it is finished.
+    async fn writer(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+        stream_parts: bool,
+    ) -> Result<Box<dyn BlobWriter>, CacheError> {
+        if !size.is_some_and(|size| self.fits(size)) {
+            return if stream_parts {
+                self.remote.begin(digest, size).await
+            } else {
+                self.remote.begin_copy(digest, size).await
+            };
+        }
+        let local = self.local.begin(digest, size).await?;
+        let parts = stream_parts
+            .then(|| self.remote.start_parts(digest, local.tail(), size))
+            .flatten();
+        Ok(Box::new(TieredWriter {
+            parts,
+            local,
+            remote: Arc::clone(&self.remote),
+            digest: *digest,
+            written: 0,
+        }))
+    }
+
     /// Copy a hit from the bucket into the tier, in the background,
     /// unless a copy of it runs already or [`PROMOTIONS`] do.
     fn promote(&self, digest: Digest, hit: &Hit) {
@@ -164,17 +193,15 @@ impl BlobStore for TieredStore {
         digest: &Digest,
         size: Option<u64>,
     ) -> Result<Box<dyn BlobWriter>, CacheError> {
-        if !size.is_some_and(|size| self.fits(size)) {
-            return self.remote.begin(digest, size).await;
-        }
-        let local = self.local.begin(digest, size).await?;
-        Ok(Box::new(TieredWriter {
-            parts: self.remote.start_parts(digest, local.tail(), size),
-            local,
-            remote: Arc::clone(&self.remote),
-            digest: *digest,
-            written: 0,
-        }))
+        self.writer(digest, size, true).await
+    }
+
+    async fn begin_copy(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+    ) -> Result<Box<dyn BlobWriter>, CacheError> {
+        self.writer(digest, size, false).await
     }
 
     async fn put_small(&self, digest: &Digest, bytes: Bytes) -> Result<(), CacheError> {

@@ -370,6 +370,9 @@ async fn run(
         return;
     }
     let begun = match job.blobs.reserve(download.size.unwrap_or(0)).await {
+        // A copy of another replica's download: a shared store gets it
+        // only if that replica fails to store it (`may_publish`).
+        Ok(()) if flight.is_none() => job.blobs.begin_copy(&job.digest, download.size).await,
         Ok(()) => job.blobs.begin(&job.digest, download.size).await,
         Err(e) => Err(e),
     };

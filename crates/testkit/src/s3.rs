@@ -136,6 +136,15 @@ impl S3Server {
         open
     }
 
+    /// How many multipart uploads the server holds open (one
+    /// `.upload-<id>.json` record each).
+    pub fn uploads_open(&self) -> usize {
+        self.open_uploads()
+            .iter()
+            .filter(|name| name.starts_with(".upload-") && name.ends_with(".json"))
+            .count()
+    }
+
     /// The bytes of the object `key`, if the bucket holds it.
     pub fn object(&self, key: &str) -> Option<Vec<u8>> {
         std::fs::read(self.root.path().join(&self.bucket).join(key)).ok()
