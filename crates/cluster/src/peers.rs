@@ -23,6 +23,9 @@ use std::time::Duration;
 /// How long a holder's advert lives after its last renewal.
 const HOLDERS_LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
 
+/// How long a peer may take to send a whole manifest.
+const SMALL_READ_LIMIT: Duration = Duration::from_secs(10);
+
 /// How long a peer may send nothing before it counts as failed.
 const PEER_STALL: Duration = Duration::from_secs(10);
 
@@ -81,6 +84,26 @@ impl Peers for ClusterPeers {
     }
 
     async fn read_small(&self, node: &str, digest: &Digest, limit: usize) -> Option<Bytes> {
+        tokio::time::timeout(SMALL_READ_LIMIT, self.read_small_now(node, digest, limit))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    async fn hold(&self, digest: &Digest) {
+        let (key, node) = (keys::holders(digest), self.redis.node().to_owned());
+        self.redis
+            .run("advertise a blob", |mut c| async move {
+                c.sadd::<_, _, ()>(&key, node).await?;
+                c.pexpire::<_, ()>(&key, HOLDERS_LIFETIME_MS).await
+            })
+            .await;
+    }
+}
+
+impl ClusterPeers {
+    /// [`Peers::read_small`] without its time limit.
+    async fn read_small_now(&self, node: &str, digest: &Digest, limit: usize) -> Option<Bytes> {
         let url = format!("{node}/_berth/peer/blobs/{digest}");
         let response = self
             .client
@@ -107,16 +130,6 @@ impl Peers for ClusterPeers {
         metrics.cluster.peer_bytes_in.inc_by(bytes.len() as u64);
         metrics.cluster.event("peer_manifest");
         Some(Bytes::from(bytes))
-    }
-
-    async fn hold(&self, digest: &Digest) {
-        let (key, node) = (keys::holders(digest), self.redis.node().to_owned());
-        self.redis
-            .run("advertise a blob", |mut c| async move {
-                c.sadd::<_, _, ()>(&key, node).await?;
-                c.pexpire::<_, ()>(&key, HOLDERS_LIFETIME_MS).await
-            })
-            .await;
     }
 }
 

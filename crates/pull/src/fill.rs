@@ -280,6 +280,10 @@ async fn board(job: &mut FillJob) -> Option<Flight> {
     }
 }
 
+/// How long a verified fill waits for another flight on its blob to end
+/// before it publishes all the same.
+const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// The flight lock's key for a blob.
 fn flight_key(digest: &Digest) -> String {
     format!("blob {digest}")
@@ -291,18 +295,24 @@ fn flight_key(digest: &Digest) -> String {
 /// the flight over), or that read another replica's flight, waits for the
 /// flight in force to end, then publishes only what the store still lacks:
 /// on a shared store the other replica has stored it; on a replica's own
-/// disk, this one keeps a copy.
-async fn may_publish(job: &FillJob, flight: Option<Flight>) -> Result<Flight, &'static str> {
+/// disk, this one keeps a copy. A flight in force for longer than
+/// [`PUBLISH_WAIT`] (a download that hangs but renews its lease) is waited
+/// for no longer: the blob is verified, so publishing it besides is safe.
+async fn may_publish(
+    job: &FillJob,
+    flight: Option<Flight>,
+) -> Result<Option<Flight>, &'static str> {
     if let Some(flight) = flight {
         match flight.still_held().await {
-            Some(true) | None => return Ok(flight),
+            Some(true) | None => return Ok(Some(flight)),
             Some(false) => drop(flight),
         }
     }
-    let flight = job.flights.lock(&flight_key(&job.digest)).await;
+    let key = flight_key(&job.digest);
+    let flight = tokio::time::timeout(PUBLISH_WAIT, job.flights.lock(&key)).await;
     match job.blobs.lookup(&job.digest).await {
         Ok(Lookup::Hit(_)) => Err("another replica stored it"),
-        Ok(Lookup::Miss) | Err(_) => Ok(flight),
+        Ok(Lookup::Miss) | Err(_) => Ok(flight.ok()),
     }
 }
 
