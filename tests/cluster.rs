@@ -12,7 +12,7 @@ mod fleet;
 
 use berth_testkit::checks::sha256;
 use berth_testkit::{S3Server, TestRegistry};
-use fleet::{Fleet, get_verified, metric, until_metric};
+use fleet::{Fleet, get_verified, metric, until_metric, until_upstream_asked};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -87,9 +87,7 @@ async fn reader_from_peer(
         1,
     )
     .await;
-    while up.count("GET", &blob.digest) == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_upstream_asked(up, &blob.digest).await;
     let reader = tokio::spawn(get_verified(
         format!("{}/v2/library/big/blobs/{}", fleet.url(1), blob.digest),
         blob.digest.clone(),
@@ -277,14 +275,6 @@ async fn a_replica_frozen_mid_fill_is_taken_over_and_publishes_nothing_wrong_whe
         "the woken replica stored nothing: {}",
         logs[0]
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !s3.open_uploads().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            s3.open_uploads()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s3.until_no_upload_open().await;
     assert_eq!(sha256(&s3.object(&key).unwrap()), blob.digest);
 }

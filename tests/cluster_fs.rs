@@ -12,7 +12,7 @@ mod fleet;
 
 use berth_testkit::checks::{assert_dir_holds, sha256};
 use berth_testkit::{TestRegistry, skopeo_copy_to_dir};
-use fleet::{Fleet, get_verified, metric, until_metric};
+use fleet::{Fleet, get_verified, metric, until_metric, until_upstream_asked};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -349,9 +349,7 @@ async fn max_concurrent_holds_over_the_fleet() {
         slow.digest.clone(),
     ));
     // Replica 0's download is under way (its answer's head went out).
-    while up.count("GET", &slow.digest) == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_upstream_asked(&up, &slow.digest).await;
     let other = tokio::spawn(get_verified(
         format!("{}/v2/library/small/blobs/{}", fleet.url(1), quick.digest),
         quick.digest.clone(),

@@ -7,6 +7,7 @@
 
 mod bucket;
 
+use berth_testkit::checks::until;
 use berth_testkit::{Berth, S3Server, TestRegistry};
 use bucket::{get_verified, hub_on_s3, pull_small, stored, until_stored};
 use std::process::{Command, Output};
@@ -24,16 +25,12 @@ fn cache(berth: &Berth, args: &[&str]) -> Output {
 
 /// Wait (at most 30 s) until none of `digests` is an object.
 async fn until_deleted(s3: &S3Server, berth: &Berth, digests: &[&str]) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while stored(s3).iter().any(|s| digests.contains(&s.as_str())) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}\n{}",
-            s3.keys(),
-            berth.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(
+        Duration::from_secs(30),
+        || !stored(s3).iter().any(|s| digests.contains(&s.as_str())),
+        || format!("{:?}\n{}", s3.keys(), berth.log()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

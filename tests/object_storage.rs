@@ -117,19 +117,6 @@ fn fake_on_s3(fake: &FakeUpstream, s3: &S3Server) -> Berth {
     ))
 }
 
-/// Wait (at most 30 s) until `s3` holds no multipart upload open.
-async fn until_no_upload_open(s3: &S3Server) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !s3.open_uploads().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            s3.open_uploads()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupt_upstream_bytes_never_become_an_object() {
     let fake = FakeUpstream::start().await;
@@ -157,7 +144,7 @@ async fn corrupt_upstream_bytes_never_become_an_object() {
     }
     assert!(berth.logged("blob download failed"), "{}", berth.log());
     // The streamed upload is aborted: no part is left, nothing is visible.
-    until_no_upload_open(&s3).await;
+    s3.until_no_upload_open().await;
     for (digest, _) in &digests {
         assert!(!stored(&s3).contains(digest), "{:?}", s3.keys());
     }
@@ -188,7 +175,7 @@ async fn a_large_fill_streams_its_parts_while_downloading_and_completes_once_ver
     assert_eq!(sha256(&client.await.unwrap().unwrap()), digest);
     until_stored(&s3, &berth, &[&digest]).await;
     assert_eq!(sha256(&s3.object(&key).unwrap()), digest);
-    until_no_upload_open(&s3).await;
+    s3.until_no_upload_open().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,7 @@
 //! the metrics. Each test file uses some of these.
 #![allow(dead_code)]
 
-use berth_testkit::checks::{assert_dir_holds, sha256};
+use berth_testkit::checks::{assert_dir_holds, sha256, until};
 use berth_testkit::{Berth, S3Server, TestImage, TestRegistry, skopeo_copy_to_dir, upstream_toml};
 use std::path::Path;
 use std::time::Duration;
@@ -31,16 +31,12 @@ pub(crate) async fn pull_small(berth: &Berth, image: &TestImage, dest: &Path, na
 
 /// Wait (at most 20 s) until every one of `digests` is an object.
 pub(crate) async fn until_stored(s3: &S3Server, berth: &Berth, digests: &[&str]) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !digests.iter().all(|d| stored(s3).iter().any(|s| s == d)) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}\n{}",
-            s3.keys(),
-            berth.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until(
+        Duration::from_secs(20),
+        || digests.iter().all(|d| stored(s3).iter().any(|s| s == d)),
+        || format!("{:?}\n{}", s3.keys(), berth.log()),
+    )
+    .await;
 }
 
 /// Docker Hub as the real test registry, blobs in `s3`.

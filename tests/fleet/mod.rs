@@ -4,7 +4,7 @@
 //! (`fs + cluster`).
 #![allow(dead_code)]
 
-use berth_testkit::checks::{assert_dir_holds, sha256};
+use berth_testkit::checks::{assert_dir_holds, sha256, until};
 use berth_testkit::proc::free_port;
 use berth_testkit::{
     Berth, Blob, RedisServer, S3Server, TestImage, TestRegistry, skopeo_copy_to_dir, upstream_toml,
@@ -128,6 +128,16 @@ pub(crate) async fn until_metric(berth: &Berth, name: &str, value: u64) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Wait (at most 20 s) until upstream received a GET of `digest`.
+pub(crate) async fn until_upstream_asked(up: &TestRegistry, digest: &str) {
+    until(
+        Duration::from_secs(20),
+        || up.count("GET", digest) > 0,
+        || format!("{:#?}", up.requests()),
+    )
+    .await;
 }
 
 /// GET `url`, check the body hashes to `digest`.

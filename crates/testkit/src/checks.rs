@@ -94,6 +94,20 @@ pub async fn raw_get(addr: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Poll `cond` every 50 ms until it holds; after `limit`, fail with what
+/// `context` says of the state then.
+pub async fn until(
+    limit: std::time::Duration,
+    mut cond: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "{}", context());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Whether berth commits `digest` within 10 s. A client receives the last
 /// byte once the blob is verified; the commit (fsync, rename) follows.
 pub async fn eventually_cached(data_dir: &Path, digest: &str) -> bool {

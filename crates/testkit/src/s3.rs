@@ -136,6 +136,16 @@ impl S3Server {
         open
     }
 
+    /// Wait (at most 30 s) until the server holds no multipart upload open.
+    pub async fn until_no_upload_open(&self) {
+        crate::checks::until(
+            std::time::Duration::from_secs(30),
+            || self.open_uploads().is_empty(),
+            || format!("{:?}", self.open_uploads()),
+        )
+        .await;
+    }
+
     /// How many multipart uploads the server holds open (one
     /// `.upload-<id>.json` record each).
     pub fn uploads_open(&self) -> usize {
