@@ -45,7 +45,15 @@ impl ClusterView for StatsView {
         serde_json::json!({
             "node": s.node,
             "redis": if s.redis_up { "up" } else { "down" },
-            "replicas": s.replicas,
+            "replicas": s.replicas.iter().map(|r| serde_json::json!({
+                "node": r.node,
+                "version": r.version,
+                "startedAt": humantime::format_rfc3339_millis(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.started_ms)
+                ).to_string(),
+                "lastBeatMsAgo": r.beat_ms_ago,
+                "downloads": s.fills.iter().filter(|(_, node)| *node == r.node).count(),
+            })).collect::<Vec<_>>(),
             "downloads": s.fills.iter().map(|(digest, node)| serde_json::json!({
                 "digest": digest,
                 "node": node,

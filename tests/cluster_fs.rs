@@ -282,7 +282,19 @@ async fn stats_and_the_dashboard_show_the_replicas_and_redis() {
     let cluster = &stats["cluster"];
     assert_eq!(cluster["redis"], "up");
     assert_eq!(cluster["node"], this_one);
-    assert_eq!(cluster["replicas"], serde_json::json!(nodes));
+    let replicas = cluster["replicas"].as_array().unwrap();
+    let seen: Vec<&str> = replicas
+        .iter()
+        .map(|r| r["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, nodes);
+    for r in replicas {
+        assert_eq!(r["version"], env!("CARGO_PKG_VERSION"), "{r}");
+        assert!(r["startedAt"].as_str().unwrap().starts_with("20"), "{r}");
+        // Beats come every second.
+        assert!(r["lastBeatMsAgo"].as_u64().unwrap() <= 3_000, "{r}");
+        assert_eq!(r["downloads"], 0, "{r}");
+    }
     let page = format!("{}/dashboard", fleet.url(0));
     let dom = tokio::task::spawn_blocking(move || dump_dom(&page))
         .await

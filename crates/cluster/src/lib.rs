@@ -29,7 +29,7 @@ mod status;
 pub use buckets::RedisBuckets;
 pub use index::SharedIndex;
 pub use lease::LeasedFlights;
-pub use nodes::{replicas, start_heartbeat};
+pub use nodes::{Replica, replicas, start_heartbeat};
 pub use peers::ClusterPeers;
 pub use redis_link::Redis;
 pub use slots::RedisSlots;

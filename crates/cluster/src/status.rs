@@ -1,8 +1,10 @@
 //! What the cluster looks like from one replica, for `/stats` and the
-//! dashboard: the replicas alive, whether Redis answers, and the blob
+//! dashboard: the replicas alive (with their version, start and last
+//! heartbeat), whether Redis answers, and the blob
 //! downloads running in the fleet with the replica running each.
 
-use crate::{Redis, nodes};
+use crate::Redis;
+use crate::nodes::{self, Replica};
 use redis::AsyncCommands as _;
 
 /// Downloads listed at most.
@@ -16,14 +18,14 @@ pub struct ClusterStatus {
     /// Whether Redis answers.
     pub redis_up: bool,
     /// The replicas alive, this one included (empty when Redis is down).
-    pub replicas: Vec<String>,
+    pub replicas: Vec<Replica>,
     /// Blob downloads running in the fleet: digest, replica.
     pub fills: Vec<(String, String)>,
 }
 
 /// Ask Redis what the cluster looks like now.
 pub async fn cluster_status(redis: &Redis) -> ClusterStatus {
-    let replicas = nodes::replicas(redis).await;
+    let replicas = nodes::replica_health(redis).await;
     let fills = redis
         .run("list the fleet's downloads", |mut c| async move {
             let mut names = Vec::new();
