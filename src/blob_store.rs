@@ -107,12 +107,18 @@ pub(crate) async fn open(
     }
 }
 
+/// How long the bucket may send nothing while berth waits on it.
+const BUCKET_STALL: Duration = Duration::from_secs(30);
+
 /// The S3 client `s3` describes; the standard `AWS_*` variables fill in
 /// what the file leaves out.
 pub(crate) fn connect(s3: &S3Settings) -> anyhow::Result<Arc<AmazonS3>> {
     // A few quick retries, never minutes: a client waits on a lookup. No
     // overall timeout: a cached blob's GET streams for as long as its
-    // client takes to read it.
+    // client takes to read it. But a bucket that sends nothing for
+    // BUCKET_STALL while berth waits on it has stalled: the request fails
+    // (a lookup counts as a read failure and the blob comes from upstream;
+    // a response already under way is cut, and the client retries).
     let retry = RetryConfig {
         max_retries: 2,
         retry_timeout: Duration::from_secs(10),
@@ -120,7 +126,8 @@ pub(crate) fn connect(s3: &S3Settings) -> anyhow::Result<Arc<AmazonS3>> {
     };
     let client = ClientOptions::new()
         .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout_disabled();
+        .with_timeout_disabled()
+        .with_read_timeout(BUCKET_STALL);
     let mut builder = AmazonS3Builder::from_env()
         .with_retry(retry)
         .with_client_options(client)

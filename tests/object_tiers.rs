@@ -1,6 +1,7 @@
 //! `backend = "s3"` beyond the bucket alone, end to end against s3s-fs and
 //! the real token-auth registry: a bucket that goes away and comes back
-//! (pulls keep getting verified bytes), the local tier in front of it
+//! (pulls keep getting verified bytes), a bucket that stalls mid-body (the
+//! response is cut, not held), the local tier in front of it
 //! (sendfile, refilled from the bucket), and `redirect = true` (a
 //! presigned 307 that skopeo follows, after the private-content guard).
 // Test code reports failure by panicking.
@@ -62,6 +63,50 @@ async fn with_the_bucket_down_pulls_get_verified_bytes_from_upstream_and_the_buc
         let again = reqwest::get(&url).await.unwrap();
         assert_eq!(sha256(&again.bytes().await.unwrap()), big.digest);
     }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_that_stalls_mid_body_cuts_that_response_instead_of_holding_it() {
+    let up = TestRegistry::start().await;
+    let s3 = S3Server::start();
+    let blob = up.images().big.largest_blob().clone();
+    let berth = Berth::start(&hub_on_s3(&up, &s3));
+    let url = format!("{}/v2/library/big/blobs/{}", berth.url(), blob.digest);
+    assert_eq!(get_verified(&url, &blob.digest).await, "MISS");
+    until_stored(&s3, &berth, &[&blob.digest]).await;
+    // A warm GET streams from the bucket, which freezes after the first
+    // bytes (a process paused, as a hung server).
+    let mut r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut got = r.chunk().await.unwrap().unwrap().len() as u64;
+    let pid = s3.pid().unwrap();
+    signal(pid, "STOP");
+    // Within the bucket's stall limit (30 s) and its retries, well before
+    // the server's own stall timeout for any response (120 s).
+    let ended = tokio::time::timeout(Duration::from_secs(75), async {
+        loop {
+            match r.chunk().await {
+                Ok(Some(chunk)) => got += chunk.len() as u64,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await;
+    signal(pid, "CONT");
+    let ended = ended.expect("the response ends once the bucket stalled");
+    assert!(ended.is_err(), "cut, not ended early: {got} bytes");
+    assert!(got < blob.size, "{got}");
+    // Awake again, the bucket serves it whole.
+    assert_eq!(get_verified(&url, &blob.digest).await, "HIT");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -146,6 +146,11 @@ impl S3Server {
         .await;
     }
 
+    /// The server's process id while it runs (to pause it).
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().and_then(ChildGuard::pid)
+    }
+
     /// How many multipart uploads the server holds open (one
     /// `.upload-<id>.json` record each).
     pub fn uploads_open(&self) -> usize {
