@@ -112,6 +112,9 @@ impl ClusterPeers {
             .send()
             .await
             .ok()?;
+        if response.status() == http::StatusCode::NOT_FOUND {
+            forget_holder(&self.redis, node, digest).await;
+        }
         if response.status() != http::StatusCode::OK
             || response.content_length().is_some_and(|n| n > limit as u64)
         {
@@ -145,17 +148,18 @@ struct PeerSource {
     redis: Arc<Redis>,
 }
 
-impl PeerSource {
-    /// Take the peer out of the blob's holders.
-    async fn forget_holder(&self, digest: &Digest) {
-        let (key, node) = (keys::holders(digest), self.node.clone());
-        self.redis
-            .run("forget a holder", |mut c| async move {
-                c.srem::<_, _, ()>(key, node).await
-            })
-            .await;
-    }
+/// Take `node` out of `digest`'s holders: it answered that it has no such
+/// blob (it evicted it), so no replica should ask it again.
+async fn forget_holder(redis: &Redis, node: &str, digest: &Digest) {
+    let (key, node) = (keys::holders(digest), node.to_owned());
+    redis
+        .run("forget a holder", |mut c| async move {
+            c.srem::<_, _, ()>(key, node).await
+        })
+        .await;
+}
 
+impl PeerSource {
     async fn ask_peer(&self, digest: &Digest, offset: u64) -> Result<Download, String> {
         let url = format!("{}/_berth/peer/blobs/{digest}", self.node);
         let mut request = self.client.get(&url).bearer_auth(self.secret.expose());
@@ -173,9 +177,7 @@ impl PeerSource {
                 .and_then(|v| v.rsplit_once('/'))
                 .and_then(|(_, total)| total.parse().ok()),
             404 => {
-                // It no longer holds the blob (evicted, or its disk was
-                // replaced): no other replica should ask it again.
-                self.forget_holder(digest).await;
+                forget_holder(&self.redis, &self.node, digest).await;
                 return Err(format!("answered {status}"));
             }
             _ => return Err(format!("answered {status}")),
