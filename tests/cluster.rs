@@ -11,6 +11,7 @@
 mod fleet;
 
 use berth_testkit::checks::sha256;
+use berth_testkit::proc::signal;
 use berth_testkit::{S3Server, TestRegistry};
 use fleet::{Fleet, get_verified, metric, until_metric, until_upstream_asked};
 use std::time::Duration;
@@ -189,14 +190,6 @@ async fn replicas_serve_on_while_redis_is_down_and_rejoin_when_it_is_back() {
 }
 
 /// Send `signal` (`STOP`, `CONT`) to process `pid`.
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_frozen_mid_fill_is_taken_over_and_publishes_nothing_wrong_when_it_wakes() {
     let up = TestRegistry::start().await;

@@ -11,6 +11,7 @@ mod bucket;
 
 use berth_cache::SMALL_BLOB;
 use berth_testkit::checks::sha256;
+use berth_testkit::proc::signal;
 use berth_testkit::{Berth, S3Server, TestRegistry};
 use bucket::{counter, get_verified, hub_on_s3, pull_small, stored, until_in_tier, until_stored};
 use std::time::Duration;
@@ -63,14 +64,6 @@ async fn with_the_bucket_down_pulls_get_verified_bytes_from_upstream_and_the_buc
         let again = reqwest::get(&url).await.unwrap();
         assert_eq!(sha256(&again.bytes().await.unwrap()), big.digest);
     }
-}
-
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test(flavor = "multi_thread")]

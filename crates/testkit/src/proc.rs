@@ -149,6 +149,15 @@ pub fn wait_port_free(port: u16, timeout: Duration) -> bool {
     })
 }
 
+/// Send `signal` (`STOP`, `CONT`, `TERM`, ...) to the process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
 /// Polls `cond` every 20 ms until it is true (returns true) or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
